@@ -1,0 +1,196 @@
+package sqldialect
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Dialect is everything cqrsync asks of a SQL database: the outbox, the
+// master's revision bookkeeping, keyset reads, the replica's guarded writes
+// and tombstones, and table introspection.
+//
+// The methods take an [Executor], so they run on a pool or inside the
+// caller's transaction alike. Every statement is parameterised; identifiers
+// come from registered models and are quoted with QuoteIdent.
+//
+// API is not stable. DO NOT IMPLEMENT outside this module: use [SQLite] (and
+// the other constructors in this package). New methods are added as cqrsync
+// grows.
+type Dialect interface {
+	// Name is the dialect's short name: "sqlite", "postgres" or "mysql".
+	Name() string
+	// QuoteIdent quotes a table or column name.
+	QuoteIdent(name string) string
+	// Placeholder returns the n-th (1-based) bind parameter marker.
+	Placeholder(n int) string
+
+	// MigrationSQL returns the DDL that Migrate runs, for users who apply
+	// schema changes with their own tools.
+	MigrationSQL() string
+	// Migrate creates cqrsync's own tables (outbox, tombstones) if they do
+	// not exist. It is safe to run any number of times.
+	Migrate(ctx context.Context, ex Executor) error
+	// TableColumns describes the columns of table, in table order. It
+	// returns an error wrapping ErrNoTable when the table does not exist.
+	TableColumns(ctx context.Context, ex Executor, table string) ([]Column, error)
+
+	// InsertOutbox adds rows to the outbox; their ID fields are ignored.
+	InsertOutbox(ctx context.Context, ex Executor, rows []OutboxRow) error
+	// ClaimOutbox leases up to params.Limit unleased rows, lowest IDs first,
+	// until params.LeaseUntil, and returns them sorted by ID. Two relays
+	// never hold a lease on the same row at the same time.
+	ClaimOutbox(ctx context.Context, ex Executor, params *ClaimOutboxParams) ([]OutboxRow, error)
+	// DeleteOutbox removes rows by ID (after the broker confirmed them).
+	DeleteOutbox(ctx context.Context, ex Executor, ids []int64) error
+	// ReleaseOutbox drops the lease on rows by ID so another relay may claim
+	// them at once.
+	ReleaseOutbox(ctx context.Context, ex Executor, ids []int64) error
+	// OutboxStats reports the backlog.
+	OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, error)
+
+	// TouchRows sets cqrs_updated and bumps (or resets) cqrs_revision of
+	// master rows by primary key, and returns how many rows it changed.
+	TouchRows(ctx context.Context, ex Executor, params *TouchRowsParams) (int64, error)
+	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
+	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
+	// DeleteRows deletes rows by primary key and returns how many it deleted.
+	DeleteRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any) (int64, error)
+
+	// Upsert writes one replica row, guarded: it inserts the row, or updates
+	// it only when params.Force is set or the stored cqrs_revision is lower
+	// than the incoming one; either way it writes nothing when a tombstone
+	// for the key is not older (see [UpsertParams]). It returns 1 when the
+	// row was written, 0 when the guard dropped it.
+	Upsert(ctx context.Context, ex Executor, params *UpsertParams) (int64, error)
+	// DeleteGuarded deletes one replica row unless the stored row is newer
+	// than the delete (cqrs_revision >= params.Revision), and records or
+	// raises the tombstone in the same call. It returns the rows deleted.
+	DeleteGuarded(ctx context.Context, ex Executor, params *DeleteGuardedParams) (int64, error)
+	// PurgeTombstones deletes tombstones recorded before before.
+	PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error)
+}
+
+// ErrNoTable is wrapped by TableColumns when the table does not exist.
+var ErrNoTable = errors.New("sqldialect: table does not exist")
+
+// Column describes one column of a table.
+type Column struct {
+	// Name is the column name.
+	Name string
+	// DeclaredType is the type as the database reports it (e.g.
+	// "VARCHAR(200)", "numeric", "timestamp with time zone").
+	DeclaredType string
+	// Nullable is true when the column accepts NULL.
+	Nullable bool
+	// HasDefault is true when the column has a default value (or is
+	// generated, e.g. an auto-increment key).
+	HasDefault bool
+	// PrimaryKey is true for the (first) primary key column.
+	PrimaryKey bool
+}
+
+// OutboxRow is one event waiting in the outbox.
+type OutboxRow struct {
+	ID int64
+	// CQRSID and Queue route the event (see transport.Message).
+	CQRSID string
+	Queue  string
+	// Body is the encoded payload.
+	Body []byte
+	// CreatedAt is when the change committed (approximately: when it was
+	// captured), in UTC.
+	CreatedAt time.Time
+}
+
+// ClaimOutboxParams configures ClaimOutbox.
+type ClaimOutboxParams struct {
+	// Limit is the most rows to claim.
+	Limit int
+	// Now is the current time; rows whose lease ended before it are free.
+	Now time.Time
+	// LeaseUntil is when the new lease ends, if the relay neither deletes nor
+	// releases the rows before.
+	LeaseUntil time.Time
+}
+
+// OutboxStats is the outbox backlog.
+type OutboxStats struct {
+	// Rows is the number of events waiting.
+	Rows int64
+	// Oldest is when the oldest waiting event was captured; zero when Rows
+	// is 0.
+	Oldest time.Time
+}
+
+// TouchRowsParams configures TouchRows.
+type TouchRowsParams struct {
+	Table    string
+	PKColumn string
+	PKs      []any
+	// Updated is the new cqrs_updated.
+	Updated time.Time
+	// Reset sets cqrs_revision to 0 (a create); otherwise it is raised by 1.
+	Reset bool
+}
+
+// SelectRowsParams configures SelectRows. Exactly one of PKs and Page is
+// used: with PKs, the rows with those keys; otherwise a keyset page.
+type SelectRowsParams struct {
+	Table    string
+	PKColumn string
+	// Columns to read, in order.
+	Columns []string
+	// PKs selects rows by key.
+	PKs []any
+	// After, when not nil, starts the page after this key (keyset paging,
+	// ordered by the primary key).
+	After any
+	// Limit bounds a page; 0 means no limit.
+	Limit int
+	// Where is an extra condition (without "WHERE"), built by the caller
+	// with this dialect's placeholders numbered from 1, and WhereArgs its
+	// arguments. Empty for none.
+	Where     string
+	WhereArgs []any
+	// ForUpdate locks the selected rows where the database supports it.
+	ForUpdate bool
+}
+
+// UpsertParams configures Upsert.
+type UpsertParams struct {
+	Table    string
+	PKColumn string
+	// Columns and Values are the row to write, aligned; they include the
+	// primary key, cqrs_revision and cqrs_updated.
+	Columns []string
+	Values  []any
+	// Revision is the incoming cqrs_revision.
+	Revision int64
+	// Force overwrites a newer stored row (a SYNC).
+	Force bool
+	// CQRSID, Key and Updated identify the event for the tombstone guard:
+	// the row is not written when a tombstone for (CQRSID, Key) has a
+	// revision >= Revision and an updated time >= Updated. (A master that
+	// re-creates a deleted key restarts at revision 0 with a later
+	// cqrs_updated: that SAVE passes.)
+	CQRSID  string
+	Key     string
+	Updated time.Time
+}
+
+// DeleteGuardedParams configures DeleteGuarded.
+type DeleteGuardedParams struct {
+	Table    string
+	PKColumn string
+	PK       any
+	// Revision is the DELETE's cqrs_revision (the master's stored revision
+	// plus one).
+	Revision int64
+	// CQRSID, Key, Updated and Now make the tombstone: (CQRSID, Key) with
+	// Revision and Updated, recorded at Now.
+	CQRSID  string
+	Key     string
+	Updated time.Time
+	Now     time.Time
+}

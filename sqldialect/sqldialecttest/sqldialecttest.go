@@ -1,0 +1,416 @@
+// Package sqldialecttest is the conformance suite every [sqldialect.Dialect]
+// passes against its real database. A dialect's test calls [Run] with a
+// [Harness] that opens an isolated, empty database (or schema) per test.
+package sqldialecttest
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// Harness connects the suite to a database.
+type Harness struct {
+	// Dialect is the dialect under test.
+	Dialect sqldialect.Dialect
+	// NewDB returns a handle on an isolated, empty database or schema; the
+	// harness cleans it up with t.Cleanup.
+	NewDB func(t *testing.T) *sql.DB
+	// TimestampType is the column type the suite uses for cqrs_updated
+	// (e.g. "TIMESTAMP", "DATETIME(6)", "TIMESTAMPTZ"). Default "TIMESTAMP".
+	TimestampType string
+}
+
+// bundle is what one test works with.
+type bundle struct {
+	ctx context.Context
+	d   sqldialect.Dialect
+	db  *sql.DB
+	ex  sqldialect.Executor
+}
+
+func setup(t *testing.T, h *Harness) *bundle {
+	t.Helper()
+	db := h.NewDB(t)
+	b := &bundle{ctx: t.Context(), d: h.Dialect, db: db, ex: sqldialect.FromSQL(db)}
+	if err := b.d.Migrate(b.ctx, b.ex); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	ts := h.TimestampType
+	if ts == "" {
+		ts = "TIMESTAMP"
+	}
+	ddl := fmt.Sprintf(`CREATE TABLE %s (
+		%s BIGINT NOT NULL PRIMARY KEY,
+		%s VARCHAR(100) NOT NULL,
+		%s VARCHAR(100) NULL,
+		%s INTEGER NOT NULL DEFAULT 0,
+		%s %s NULL)`,
+		b.d.QuoteIdent("item"), b.d.QuoteIdent("id"), b.d.QuoteIdent("name"), b.d.QuoteIdent("note"),
+		b.d.QuoteIdent("cqrs_revision"), b.d.QuoteIdent("cqrs_updated"), ts)
+	b.exec(t, ddl)
+	return b
+}
+
+func (b *bundle) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	if _, err := b.db.ExecContext(b.ctx, q, args...); err != nil {
+		t.Fatalf("exec %q: %v", q, err)
+	}
+}
+
+// row is the replica test row's state.
+type row struct {
+	name     string
+	revision int64
+}
+
+func (b *bundle) get(t *testing.T, id int64) (row, bool) {
+	t.Helper()
+	rows, err := b.d.SelectRows(b.ctx, b.ex, &sqldialect.SelectRowsParams{
+		Table: "item", PKColumn: "id", Columns: []string{"name", "cqrs_revision"}, PKs: []any{id},
+	})
+	if err != nil {
+		t.Fatalf("SelectRows: %v", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			t.Fatalf("SelectRows: %v", err)
+		}
+		return row{}, false
+	}
+	var r row
+	if err := rows.Scan(&r.name, &r.revision); err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	return r, true
+}
+
+var t0 = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+
+func (b *bundle) upsert(t *testing.T, id int64, name string, rev int64, updated time.Time, force bool) int64 {
+	t.Helper()
+	n, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
+		Table: "item", PKColumn: "id",
+		Columns:  []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+		Values:   []any{id, name, rev, updated},
+		Revision: rev, Force: force,
+		CQRSID: "item", Key: fmt.Sprint(id), Updated: updated,
+	})
+	if err != nil {
+		t.Fatalf("Upsert(%d, %q, rev %d): %v", id, name, rev, err)
+	}
+	return n
+}
+
+func (b *bundle) delete(t *testing.T, id, rev int64, updated time.Time) int64 {
+	t.Helper()
+	n, err := b.d.DeleteGuarded(b.ctx, b.ex, &sqldialect.DeleteGuardedParams{
+		Table: "item", PKColumn: "id", PK: id, Revision: rev,
+		CQRSID: "item", Key: fmt.Sprint(id), Updated: updated, Now: time.Now(),
+	})
+	if err != nil {
+		t.Fatalf("DeleteGuarded(%d, rev %d): %v", id, rev, err)
+	}
+	return n
+}
+
+func (b *bundle) want(t *testing.T, id int64, name string, rev int64) {
+	t.Helper()
+	got, ok := b.get(t, id)
+	if !ok {
+		t.Fatalf("row %d missing, want %q at revision %d", id, name, rev)
+	}
+	if got.name != name || got.revision != rev {
+		t.Fatalf("row %d = %q at revision %d, want %q at revision %d", id, got.name, got.revision, name, rev)
+	}
+}
+
+func (b *bundle) wantGone(t *testing.T, id int64) {
+	t.Helper()
+	if got, ok := b.get(t, id); ok {
+		t.Fatalf("row %d = %q at revision %d, want no row", id, got.name, got.revision)
+	}
+}
+
+// Run runs the whole suite.
+func Run(t *testing.T, h *Harness) {
+	t.Helper()
+	t.Run("Migrate", func(t *testing.T) { t.Parallel(); testMigrate(t, h) })
+	t.Run("TableColumns", func(t *testing.T) { t.Parallel(); testTableColumns(t, h) })
+	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, h) })
+	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
+	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
+	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
+}
+
+func testMigrate(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	// setup migrated once; a second run must be a no-op.
+	if err := b.d.Migrate(b.ctx, b.ex); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	if b.d.MigrationSQL() == "" {
+		t.Fatal("MigrationSQL is empty")
+	}
+}
+
+func testTableColumns(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
+	if err != nil {
+		t.Fatalf("TableColumns: %v", err)
+	}
+	want := []struct {
+		name             string
+		nullable, pk, df bool
+	}{
+		{"id", false, true, false},
+		{"name", false, false, false},
+		{"note", true, false, false},
+		{"cqrs_revision", false, false, true},
+		{"cqrs_updated", true, false, false},
+	}
+	if len(cols) != len(want) {
+		t.Fatalf("TableColumns = %+v, want %d columns", cols, len(want))
+	}
+	for i, w := range want {
+		c := cols[i]
+		if c.Name != w.name || c.Nullable != w.nullable || c.PrimaryKey != w.pk || c.HasDefault != w.df || c.DeclaredType == "" {
+			t.Errorf("column %d = %+v, want name %s nullable %v pk %v default %v and a type", i, c, w.name, w.nullable, w.pk, w.df)
+		}
+	}
+	_, err = b.d.TableColumns(b.ctx, b.ex, "no_such_table")
+	if !errors.Is(err, sqldialect.ErrNoTable) {
+		t.Fatalf("TableColumns(no_such_table) = %v, want ErrNoTable", err)
+	}
+}
+
+func testOutbox(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var in []sqldialect.OutboxRow
+	for i := range 5 {
+		in = append(in, sqldialect.OutboxRow{CQRSID: "item", Queue: map[bool]string{true: "q1"}[i == 2], Body: []byte(fmt.Sprintf(`{"n":%d,"x":"\u00e9\u0000"}`, i)), CreatedAt: now.Add(time.Duration(i) * time.Second)})
+	}
+	if err := b.d.InsertOutbox(b.ctx, b.ex, in); err != nil {
+		t.Fatalf("InsertOutbox: %v", err)
+	}
+	st, err := b.d.OutboxStats(b.ctx, b.ex)
+	if err != nil || st.Rows != 5 || !st.Oldest.Equal(now) {
+		t.Fatalf("OutboxStats = %+v, %v; want 5 rows, oldest %v", st, err, now)
+	}
+
+	lease := func(at time.Time, limit int) []sqldialect.OutboxRow {
+		t.Helper()
+		rows, err := b.d.ClaimOutbox(b.ctx, b.ex, &sqldialect.ClaimOutboxParams{Limit: limit, Now: at, LeaseUntil: at.Add(time.Minute)})
+		if err != nil {
+			t.Fatalf("ClaimOutbox: %v", err)
+		}
+		return rows
+	}
+	first := lease(now, 3)
+	if len(first) != 3 {
+		t.Fatalf("first claim got %d rows, want 3", len(first))
+	}
+	for i, r := range first {
+		if string(r.Body) != string(in[i].Body) || r.Queue != in[i].Queue || r.CQRSID != "item" || !r.CreatedAt.Equal(in[i].CreatedAt) {
+			t.Fatalf("claimed row %d = %+v, want %+v (in id order, bytes exact)", i, r, in[i])
+		}
+		if i > 0 && r.ID <= first[i-1].ID {
+			t.Fatalf("claimed rows not in id order: %d after %d", r.ID, first[i-1].ID)
+		}
+	}
+	second := lease(now, 10)
+	if len(second) != 2 || second[0].ID <= first[2].ID {
+		t.Fatalf("second claim = %d rows starting at %v; want the 2 unleased rows after %d", len(second), second, first[2].ID)
+	}
+	if again := lease(now, 10); len(again) != 0 {
+		t.Fatalf("claim while all leased got %d rows, want 0", len(again))
+	}
+	// Releasing makes rows claimable at once; an expired lease too.
+	if err := b.d.ReleaseOutbox(b.ctx, b.ex, []int64{second[0].ID}); err != nil {
+		t.Fatalf("ReleaseOutbox: %v", err)
+	}
+	if got := lease(now, 10); len(got) != 1 || got[0].ID != second[0].ID {
+		t.Fatalf("claim after release = %v, want row %d", got, second[0].ID)
+	}
+	if got := lease(now.Add(2*time.Minute), 10); len(got) != 5 {
+		t.Fatalf("claim after leases expired got %d rows, want 5", len(got))
+	}
+	ids := []int64{first[0].ID, first[1].ID, first[2].ID, second[0].ID}
+	if err := b.d.DeleteOutbox(b.ctx, b.ex, ids); err != nil {
+		t.Fatalf("DeleteOutbox: %v", err)
+	}
+	st, err = b.d.OutboxStats(b.ctx, b.ex)
+	if err != nil || st.Rows != 1 || !st.Oldest.Equal(in[4].CreatedAt) {
+		t.Fatalf("OutboxStats after delete = %+v, %v; want 1 row, oldest %v", st, err, in[4].CreatedAt)
+	}
+	if err := b.d.DeleteOutbox(b.ctx, b.ex, []int64{second[1].ID}); err != nil {
+		t.Fatalf("DeleteOutbox: %v", err)
+	}
+	st, err = b.d.OutboxStats(b.ctx, b.ex)
+	if err != nil || st.Rows != 0 || !st.Oldest.IsZero() {
+		t.Fatalf("OutboxStats when empty = %+v, %v; want zero", st, err)
+	}
+}
+
+func testMasterRows(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	for i := int64(1); i <= 7; i++ {
+		b.exec(t, fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES (%s, %s)", b.d.QuoteIdent("item"), b.d.QuoteIdent("id"), b.d.QuoteIdent("name"), b.d.Placeholder(1), b.d.Placeholder(2)), i, fmt.Sprintf("n%d", i))
+	}
+	touch := func(reset bool, pks ...any) {
+		t.Helper()
+		n, err := b.d.TouchRows(b.ctx, b.ex, &sqldialect.TouchRowsParams{Table: "item", PKColumn: "id", PKs: pks, Updated: t0, Reset: reset})
+		if err != nil || n != int64(len(pks)) {
+			t.Fatalf("TouchRows(%v) = %d, %v; want %d", pks, n, err, len(pks))
+		}
+	}
+	touch(true, int64(1), int64(2))
+	touch(false, int64(2), int64(3))
+	touch(false, int64(3))
+	b.want(t, 1, "n1", 0)
+	b.want(t, 2, "n2", 1)
+	b.want(t, 3, "n3", 2)
+
+	// Keyset pages of 3 cover every row once, in key order.
+	var seen []int64
+	var after any
+	for {
+		rows, err := b.d.SelectRows(b.ctx, b.ex, &sqldialect.SelectRowsParams{Table: "item", PKColumn: "id", Columns: []string{"id"}, After: after, Limit: 3})
+		if err != nil {
+			t.Fatalf("SelectRows page: %v", err)
+		}
+		n := 0
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, id)
+			after = id
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		if n < 3 {
+			break
+		}
+	}
+	if fmt.Sprint(seen) != "[1 2 3 4 5 6 7]" {
+		t.Fatalf("keyset pages = %v, want [1 2 3 4 5 6 7]", seen)
+	}
+	// A caller-built condition combines with the page.
+	rows, err := b.d.SelectRows(b.ctx, b.ex, &sqldialect.SelectRowsParams{
+		Table: "item", PKColumn: "id", Columns: []string{"id"}, After: int64(2),
+		Where: b.d.QuoteIdent("name") + " <> " + b.d.Placeholder(1), WhereArgs: []any{"n5"},
+	})
+	if err != nil {
+		t.Fatalf("SelectRows with Where: %v", err)
+	}
+	var filtered []int64
+	for rows.Next() {
+		var id int64
+		_ = rows.Scan(&id)
+		filtered = append(filtered, id)
+	}
+	rows.Close()
+	if fmt.Sprint(filtered) != "[3 4 6 7]" {
+		t.Fatalf("SelectRows with Where = %v, want [3 4 6 7]", filtered)
+	}
+	n, err := b.d.DeleteRows(b.ctx, b.ex, "item", "id", []any{int64(6), int64(7), int64(99)})
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteRows = %d, %v; want 2", n, err)
+	}
+	b.wantGone(t, 6)
+}
+
+func testUpsert(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	cases := []struct {
+		name      string
+		rev       int64
+		force     bool
+		wantN     int64
+		wantName  string
+		wantRev   int64
+		updatedAt time.Duration
+	}{
+		{"create", 0, false, 1, "create", 0, 0},
+		{"newer updates", 3, false, 1, "newer updates", 3, 3},
+		{"equal is a duplicate", 3, false, 0, "newer updates", 3, 3},
+		{"older is stale", 2, false, 0, "newer updates", 3, 2},
+		{"sync overwrites a newer row", 1, true, 1, "sync overwrites a newer row", 1, 1},
+		{"sync of an equal row rewrites it", 1, true, 1, "sync of an equal row rewrites it", 1, 1},
+	}
+	// Each step runs on the row the previous step left: the order is the
+	// scenario.
+	for _, c := range cases {
+		n := b.upsert(t, 1, c.name, c.rev, t0.Add(c.updatedAt), c.force)
+		if n != c.wantN {
+			t.Fatalf("%s: Upsert wrote %d rows, want %d", c.name, n, c.wantN)
+		}
+		b.want(t, 1, c.wantName, c.wantRev)
+	}
+}
+
+func testDelete(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	b.upsert(t, 1, "a", 2, t0.Add(2*time.Second), false)
+
+	// A DELETE older than the stored row leaves it (a re-created key).
+	if n := b.delete(t, 1, 2, t0.Add(time.Second)); n != 0 {
+		t.Fatalf("stale DELETE deleted %d rows, want 0", n)
+	}
+	b.want(t, 1, "a", 2)
+
+	if n := b.delete(t, 1, 3, t0.Add(3*time.Second)); n != 1 {
+		t.Fatalf("DELETE deleted %d rows, want 1", n)
+	}
+	b.wantGone(t, 1)
+	// A duplicate DELETE changes nothing and does not fail.
+	if n := b.delete(t, 1, 3, t0.Add(3*time.Second)); n != 0 {
+		t.Fatalf("duplicate DELETE deleted %d rows, want 0", n)
+	}
+
+	// A late SAVE (older than the tombstone) cannot bring the row back,
+	// nor can a SYNC, nor an equal revision.
+	for _, force := range []bool{false, true} {
+		if n := b.upsert(t, 1, "late", 2, t0.Add(2*time.Second), force); n != 0 {
+			t.Fatalf("late SAVE/SYNC (force=%v) after DELETE wrote %d rows, want 0", force, n)
+		}
+		b.wantGone(t, 1)
+	}
+	if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), false); n != 0 {
+		t.Fatalf("SAVE at the tombstone's revision wrote %d rows, want 0", n)
+	}
+	// A re-create after the delete (a master that restarts at revision 0,
+	// with a later cqrs_updated) passes.
+	if n := b.upsert(t, 1, "recreated", 0, t0.Add(4*time.Second), false); n != 1 {
+		t.Fatalf("re-create after DELETE wrote %d rows, want 1", n)
+	}
+	b.want(t, 1, "recreated", 0)
+
+	// Tombstones keep the newest delete and expire by retention.
+	b.delete(t, 2, 5, t0.Add(5*time.Second))
+	b.delete(t, 2, 4, t0.Add(4*time.Second)) // older delete arriving late
+	if n := b.upsert(t, 2, "late", 4, t0.Add(4*time.Second), false); n != 0 {
+		t.Fatal("a SAVE older than the newest tombstone passed after an older DELETE arrived")
+	}
+	n, err := b.d.PurgeTombstones(b.ctx, b.ex, time.Now().Add(time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeTombstones = %d, %v; want 2", n, err)
+	}
+	if n := b.upsert(t, 2, "after purge", 4, t0.Add(4*time.Second), false); n != 1 {
+		t.Fatal("after the tombstone expired, a SAVE should create the row again")
+	}
+}

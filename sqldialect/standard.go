@@ -1,0 +1,359 @@
+package sqldialect
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed migration/*/*.sql
+var migrations embed.FS
+
+// maxParams bounds the bind parameters of one statement; larger key lists
+// are split. Every supported database accepts at least this many.
+const maxParams = 900
+
+// standard implements Dialect with SQL every supported database shares. The
+// per-database differences are the fields, set by the constructors.
+type standard struct {
+	name        string
+	quoteChar   byte
+	placeholder func(n int) string
+	// columns introspects a table.
+	columns func(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error)
+	// claimOutbox leases outbox rows.
+	claimOutbox func(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error)
+	// upsertConflict renders the conflict clause of Upsert for pk and the
+	// assigned columns; guard is the revision condition, empty for Force.
+	upsertConflict func(d *standard, table, pk string, cols []string, force bool) string
+	// tombstoneConflict renders the conflict clause of the tombstone insert.
+	tombstoneConflict string
+	// fromDual follows the SELECT list of Upsert's INSERT … SELECT where
+	// the database needs a FROM before WHERE (MySQL's " FROM DUAL").
+	fromDual string
+	// forUpdate is the locking clause, empty where the database locks the
+	// whole database per writer anyway.
+	forUpdate string
+}
+
+func (d *standard) Name() string { return d.name }
+
+func (d *standard) QuoteIdent(name string) string {
+	q := string(d.quoteChar)
+	return q + strings.ReplaceAll(name, q, q+q) + q
+}
+
+func (d *standard) Placeholder(n int) string { return d.placeholder(n) }
+
+// params renders n placeholders starting at first, comma separated.
+func (d *standard) params(first, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(d.placeholder(first + i))
+	}
+	return b.String()
+}
+
+func (d *standard) MigrationSQL() string {
+	var b strings.Builder
+	files, _ := fs.Glob(migrations, "migration/"+d.name+"/*.sql")
+	slices.Sort(files)
+	for _, f := range files {
+		data, err := migrations.ReadFile(f)
+		if err != nil {
+			panic(err) // embedded at build time; cannot fail
+		}
+		b.Write(data)
+	}
+	return b.String()
+}
+
+func (d *standard) Migrate(ctx context.Context, ex Executor) error {
+	for _, stmt := range splitStatements(d.MigrationSQL()) {
+		if _, err := ex.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("sqldialect: migrate: %w (statement: %s)", err, firstLine(stmt))
+		}
+	}
+	return nil
+}
+
+// splitStatements splits a migration file into statements at semicolons
+// that end a line, dropping comment lines.
+func splitStatements(sqlText string) []string {
+	var out []string
+	var cur strings.Builder
+	for line := range strings.Lines(sqlText) {
+		trimmed := strings.TrimSpace(line)
+		if trimmed == "" || strings.HasPrefix(trimmed, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		if strings.HasSuffix(trimmed, ";") {
+			out = append(out, strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(cur.String()), ";")))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func (d *standard) TableColumns(ctx context.Context, ex Executor, table string) ([]Column, error) {
+	cols, err := d.columns(ctx, ex, d, table)
+	if err != nil {
+		return nil, err
+	}
+	if len(cols) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNoTable, table)
+	}
+	return cols, nil
+}
+
+func (d *standard) InsertOutbox(ctx context.Context, ex Executor, rows []OutboxRow) error {
+	const perRow = 4
+	for chunk := range slices.Chunk(rows, maxParams/perRow) {
+		var b strings.Builder
+		b.WriteString("INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us) VALUES ")
+		args := make([]any, 0, len(chunk)*perRow)
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('(')
+			b.WriteString(d.params(i*perRow+1, perRow))
+			b.WriteByte(')')
+			args = append(args, r.CQRSID, r.Queue, r.Body, micros(r.CreatedAt))
+		}
+		if _, err := ex.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("sqldialect: insert outbox: %w", err)
+		}
+	}
+	return nil
+}
+
+func (d *standard) ClaimOutbox(ctx context.Context, ex Executor, p *ClaimOutboxParams) ([]OutboxRow, error) {
+	rows, err := d.claimOutbox(ctx, ex, d, p)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: claim outbox: %w", err)
+	}
+	slices.SortFunc(rows, func(a, b OutboxRow) int { return cmpInt(a.ID, b.ID) })
+	return rows, nil
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// scanOutbox reads rows of (id, cqrs_id, queue, body, created_us).
+func scanOutbox(rows Rows) ([]OutboxRow, error) {
+	defer rows.Close()
+	var out []OutboxRow
+	for rows.Next() {
+		var r OutboxRow
+		var created int64
+		if err := rows.Scan(&r.ID, &r.CQRSID, &r.Queue, &r.Body, &created); err != nil {
+			return nil, err
+		}
+		r.CreatedAt = time.UnixMicro(created).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (d *standard) DeleteOutbox(ctx context.Context, ex Executor, ids []int64) error {
+	return d.byIDs(ctx, ex, "DELETE FROM cqrs_outbox WHERE id IN (%s)", ids, "delete outbox")
+}
+
+func (d *standard) ReleaseOutbox(ctx context.Context, ex Executor, ids []int64) error {
+	return d.byIDs(ctx, ex, "UPDATE cqrs_outbox SET lease_us = 0 WHERE id IN (%s)", ids, "release outbox")
+}
+
+func (d *standard) byIDs(ctx context.Context, ex Executor, format string, ids []int64, what string) error {
+	for chunk := range slices.Chunk(ids, maxParams) {
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		if _, err := ex.Exec(ctx, fmt.Sprintf(format, d.params(1, len(chunk))), args...); err != nil {
+			return fmt.Errorf("sqldialect: %s: %w", what, err)
+		}
+	}
+	return nil
+}
+
+func (d *standard) OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, error) {
+	rows, err := ex.Query(ctx, "SELECT COUNT(*), COALESCE(MIN(created_us), 0) FROM cqrs_outbox")
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: outbox stats: %w", err)
+	}
+	defer rows.Close()
+	var st OutboxStats
+	var oldest int64
+	if rows.Next() {
+		if err := rows.Scan(&st.Rows, &oldest); err != nil {
+			return nil, fmt.Errorf("sqldialect: outbox stats: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqldialect: outbox stats: %w", err)
+	}
+	if st.Rows > 0 {
+		st.Oldest = time.UnixMicro(oldest).UTC()
+	}
+	return &st, nil
+}
+
+func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParams) (int64, error) {
+	rev := d.QuoteIdent("cqrs_revision") + " + 1"
+	if p.Reset {
+		rev = "0"
+	}
+	var total int64
+	for chunk := range slices.Chunk(p.PKs, maxParams-1) {
+		q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IN (%s)",
+			d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_revision"), rev,
+			d.QuoteIdent("cqrs_updated"), d.placeholder(1),
+			d.QuoteIdent(p.PKColumn), d.params(2, len(chunk)))
+		args := append([]any{p.Updated}, chunk...)
+		n, err := ex.Exec(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("sqldialect: touch %s: %w", p.Table, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func (d *standard) SelectRows(ctx context.Context, ex Executor, p *SelectRowsParams) (Rows, error) {
+	cols := make([]string, len(p.Columns))
+	for i, c := range p.Columns {
+		cols[i] = d.QuoteIdent(c)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "SELECT %s FROM %s", strings.Join(cols, ", "), d.QuoteIdent(p.Table))
+	var conds []string
+	args := slices.Clone(p.WhereArgs)
+	if p.Where != "" {
+		conds = append(conds, "("+p.Where+")")
+	}
+	pk := d.QuoteIdent(p.PKColumn)
+	switch {
+	case p.PKs != nil:
+		if len(p.PKs) > maxParams {
+			return nil, fmt.Errorf("sqldialect: select %s: %d keys in one call, at most %d", p.Table, len(p.PKs), maxParams)
+		}
+		conds = append(conds, fmt.Sprintf("%s IN (%s)", pk, d.params(len(args)+1, len(p.PKs))))
+		args = append(args, p.PKs...)
+	case p.After != nil:
+		conds = append(conds, fmt.Sprintf("%s > %s", pk, d.placeholder(len(args)+1)))
+		args = append(args, p.After)
+	}
+	if len(conds) > 0 {
+		b.WriteString(" WHERE ")
+		b.WriteString(strings.Join(conds, " AND "))
+	}
+	if p.PKs == nil {
+		fmt.Fprintf(&b, " ORDER BY %s", pk)
+	}
+	if p.Limit > 0 {
+		b.WriteString(" LIMIT " + strconv.Itoa(p.Limit))
+	}
+	if p.ForUpdate && d.forUpdate != "" {
+		b.WriteString(" " + d.forUpdate)
+	}
+	rows, err := ex.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: select %s: %w", p.Table, err)
+	}
+	return rows, nil
+}
+
+func (d *standard) DeleteRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any) (int64, error) {
+	var total int64
+	for chunk := range slices.Chunk(pks, maxParams) {
+		q := fmt.Sprintf("DELETE FROM %s WHERE %s IN (%s)", d.QuoteIdent(table), d.QuoteIdent(pkColumn), d.params(1, len(chunk)))
+		n, err := ex.Exec(ctx, q, chunk...)
+		if err != nil {
+			return total, fmt.Errorf("sqldialect: delete from %s: %w", table, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (int64, error) {
+	if len(p.Columns) != len(p.Values) {
+		return 0, fmt.Errorf("sqldialect: upsert %s: %d columns but %d values", p.Table, len(p.Columns), len(p.Values))
+	}
+	cols := make([]string, len(p.Columns))
+	for i, c := range p.Columns {
+		cols[i] = d.QuoteIdent(c)
+	}
+	n := len(p.Values)
+	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s%s WHERE NOT EXISTS ("+
+		"SELECT 1 FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s AND revision >= %s AND updated_us >= %s) %s",
+		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.fromDual,
+		d.placeholder(n+1), d.placeholder(n+2), d.placeholder(n+3), d.placeholder(n+4),
+		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
+	args := append(slices.Clone(p.Values), p.CQRSID, p.Key, p.Revision, micros(p.Updated))
+	affected, err := ex.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("sqldialect: upsert %s: %w", p.Table, err)
+	}
+	if affected > 1 { // MySQL counts an updated row twice
+		affected = 1
+	}
+	return affected, nil
+}
+
+func (d *standard) DeleteGuarded(ctx context.Context, ex Executor, p *DeleteGuardedParams) (int64, error) {
+	q := fmt.Sprintf("DELETE FROM %s WHERE %s = %s AND %s < %s",
+		d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.placeholder(1),
+		d.QuoteIdent("cqrs_revision"), d.placeholder(2))
+	deleted, err := ex.Exec(ctx, q, p.PK, p.Revision)
+	if err != nil {
+		return 0, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
+	}
+	q = fmt.Sprintf("INSERT INTO cqrs_tombstones (cqrs_id, pk, revision, updated_us, deleted_us) VALUES (%s) %s",
+		d.params(1, 5), d.tombstoneConflict)
+	if _, err := ex.Exec(ctx, q, p.CQRSID, p.Key, p.Revision, micros(p.Updated), micros(p.Now)); err != nil {
+		return deleted, fmt.Errorf("sqldialect: record tombstone: %w", err)
+	}
+	return deleted, nil
+}
+
+func (d *standard) PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error) {
+	n, err := ex.Exec(ctx, "DELETE FROM cqrs_tombstones WHERE deleted_us < "+d.placeholder(1), micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("sqldialect: purge tombstones: %w", err)
+	}
+	return n, nil
+}
+
+// micros is t as Unix microseconds, the unit of cqrsync's own time columns.
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}

@@ -1,0 +1,216 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Message is one event as a transport sees it: opaque bytes and the routing
+// facts needed to deliver them. Transports never look inside Body.
+type Message struct {
+	// CQRSID is the model the event is about. It is the routing key of a
+	// broadcast (every queue bound to CQRSID receives the message).
+	CQRSID string
+
+	// Queue, when not empty, sends the message to that one queue only, through
+	// the direct route cqrs.<Queue>.<CQRSID> (a SYNC aimed at one replica, a
+	// replica's own retry, a dead letter). Empty means broadcast.
+	Queue string
+
+	// Body is the encoded payload. Transports deliver it byte for byte.
+	Body []byte
+
+	// Headers are optional transport-level annotations (for example the reason
+	// a message was dead-lettered). django-cqrs ignores them. Nil when none.
+	Headers map[string]string
+
+	// Expiration, when positive, lets the broker discard the message after
+	// that long in a queue (django-cqrs sets it on dead letters only).
+	// Transports that cannot expire messages ignore it.
+	Expiration time.Duration
+}
+
+// RoutingKey returns the key the message is published under, as django-cqrs
+// spells it: the CQRS ID for a broadcast, cqrs.<queue>.<cqrs_id> for a
+// message aimed at one queue.
+func (m *Message) RoutingKey() string {
+	if m.Queue == "" {
+		return m.CQRSID
+	}
+	return DirectRoutingKey(m.Queue, m.CQRSID)
+}
+
+// DirectRoutingKey returns the routing key that reaches only queue for
+// cqrsID: "cqrs.<queue>.<cqrs_id>".
+func DirectRoutingKey(queue, cqrsID string) string {
+	return "cqrs." + queue + "." + cqrsID
+}
+
+// ParseRoutingKey splits a routing key into the CQRS ID and, for a direct
+// route, the target queue. It is the inverse of [Message.RoutingKey].
+func ParseRoutingKey(key string) (cqrsID, queue string) {
+	rest, ok := strings.CutPrefix(key, "cqrs.")
+	if !ok {
+		return key, ""
+	}
+	q, id, ok := strings.Cut(rest, ".")
+	if !ok {
+		return key, ""
+	}
+	return id, q
+}
+
+// DeadLetterQueue returns the default dead-letter queue name of a replica
+// queue, "dead_letter_<queue>", as django-cqrs names it.
+func DeadLetterQueue(queue string) string { return "dead_letter_" + queue }
+
+// Publisher sends messages to a broker.
+//
+// Publish is safe for concurrent use. It returns nil only when the broker has
+// accepted every message in msgs (for RabbitMQ: publisher-confirmed; for the
+// memory transport: enqueued on every bound queue). When it returns an error,
+// any subset of msgs may have been accepted: callers that need at-least-once
+// delivery (the outbox relay) publish the whole batch again, and replicas
+// drop the duplicates by revision. A *PublishError says which messages
+// failed, when the transport knows.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []Message) error
+	Close() error
+}
+
+// Subscriber opens subscriptions on replica queues.
+type Subscriber interface {
+	// Subscribe declares the queue (and its dead-letter queue) if needed,
+	// binds it to every CQRS ID in params.CQRSIDs (broadcast and direct
+	// routes), and starts delivering. The subscription ends when ctx is done
+	// or Close is called.
+	Subscribe(ctx context.Context, params *SubscribeParams) (Subscription, error)
+	Close() error
+}
+
+// SubscribeParams configures a subscription.
+type SubscribeParams struct {
+	// Queue is the replica service's queue name. Required.
+	Queue string
+	// CQRSIDs are the models this queue receives. Required.
+	CQRSIDs []string
+	// DeadLetterQueue is declared and bound beside Queue. Default
+	// DeadLetterQueue(Queue).
+	DeadLetterQueue string
+	// Prefetch bounds the number of unacknowledged deliveries the transport
+	// hands out at once. Default 1001, as django-cqrs.
+	Prefetch int
+}
+
+// WithDefaults returns a copy of p with zero fields filled in.
+func (p SubscribeParams) WithDefaults() SubscribeParams {
+	if p.DeadLetterQueue == "" {
+		p.DeadLetterQueue = DeadLetterQueue(p.Queue)
+	}
+	if p.Prefetch <= 0 {
+		p.Prefetch = 1001
+	}
+	return p
+}
+
+// Validate reports what is missing from p.
+func (p *SubscribeParams) Validate() error {
+	var errs []error
+	if p.Queue == "" {
+		errs = append(errs, errors.New("transport: SubscribeParams.Queue is empty: set the replica service's queue name"))
+	}
+	if len(p.CQRSIDs) == 0 {
+		errs = append(errs, errors.New("transport: SubscribeParams.CQRSIDs is empty: register at least one replica model"))
+	}
+	for _, name := range append([]string{p.Queue, p.DeadLetterQueue}, p.CQRSIDs...) {
+		if strings.ContainsAny(name, ".*#") {
+			errs = append(errs, fmt.Errorf("transport: name %q contains '.', '*' or '#': queue names and CQRS IDs are topic words", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Delivery is a message handed to a subscriber, to be acknowledged once.
+type Delivery struct {
+	Message
+	// ID identifies the delivery within its subscription, for Ack and Nack.
+	ID uint64
+	// Redelivered is true when the transport delivered this message before
+	// and it was not acknowledged.
+	Redelivered bool
+}
+
+// Subscription is a stream of deliveries from one queue.
+//
+// Deliveries, Ack and Nack are safe for concurrent use. Every delivery must
+// be acknowledged (Ack) or rejected (Nack) exactly once; until then it counts
+// against the prefetch window. A delivery that is never settled is delivered
+// again after the subscription closes (at-least-once).
+type Subscription interface {
+	// Deliveries returns the channel of incoming messages. It is closed when
+	// the subscription ends; Err then says why.
+	Deliveries() <-chan Delivery
+	// Ack settles deliveries as processed: the broker forgets them.
+	Ack(ctx context.Context, ids ...uint64) error
+	// Nack settles deliveries as not processed. With requeue the broker
+	// delivers them again (to this or another consumer); without, it drops
+	// them (callers republish to a retry or dead-letter route first).
+	Nack(ctx context.Context, requeue bool, ids ...uint64) error
+	// Err returns why the deliveries channel closed: nil after Close or a
+	// cancelled context, otherwise the transport failure.
+	Err() error
+	// Close stops deliveries. Unsettled deliveries go back to the queue.
+	Close() error
+}
+
+// PublishError reports which messages of a batch the broker did not accept.
+type PublishError struct {
+	// Failed holds the indexes (into the published slice) of the messages
+	// that were not accepted. Nil when the transport cannot tell.
+	Failed []int
+	// Err is the underlying cause.
+	Err error
+}
+
+func (e *PublishError) Error() string {
+	if e.Failed == nil {
+		return fmt.Sprintf("transport: publish: %v", e.Err)
+	}
+	return fmt.Sprintf("transport: publish: %d message(s) not accepted (indexes %v): %v", len(e.Failed), e.Failed, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *PublishError) Unwrap() error { return e.Err }
+
+// ErrClosed is returned by calls on a closed publisher, subscriber or
+// subscription.
+var ErrClosed = errors.New("transport: closed")
+
+// DeadLetterAction is what a [DeadLetters.ScanDeadLetters] callback decides
+// for one dead letter.
+type DeadLetterAction int
+
+const (
+	// DeadLetterKeep leaves the message in the dead-letter queue.
+	DeadLetterKeep DeadLetterAction = iota
+	// DeadLetterRemove deletes the message from the dead-letter queue. A
+	// callback that re-publishes the message returns it only after that
+	// publish returned nil, so nothing is lost between the two queues.
+	DeadLetterRemove
+)
+
+// DeadLetters inspects and empties dead-letter queues. Transports that keep
+// dead letters implement it beside Publisher and Subscriber.
+type DeadLetters interface {
+	// ScanDeadLetters calls fn once for each message that is in the
+	// dead-letter queue dlq when the scan starts, oldest first, and applies
+	// the action fn returns. It stops at the first error from fn (that
+	// message and the rest stay) and returns how many messages were removed.
+	// Messages that arrive during the scan are not visited.
+	ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *Message) (DeadLetterAction, error)) (removed int, err error)
+	// PurgeDeadLetters removes every message from dlq and returns how many.
+	PurgeDeadLetters(ctx context.Context, dlq string) (int, error)
+}
