@@ -1,0 +1,363 @@
+package cqrsync
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cqrsync/cqrsync/internal/startstop"
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// Defaults of [ConsumerConfig].
+const (
+	DefaultMaxRetries    = 30                  // django-cqrs's CQRS_MAX_RETRIES
+	DefaultRetryDelay    = 2 * time.Second     // django-cqrs's CQRS_RETRY_DELAY
+	DefaultDeadLetterTTL = 10 * 24 * time.Hour // django-cqrs's dead_message_ttl
+	DefaultMaxDelayed    = 1000                // django-cqrs's delay_queue_max_size
+)
+
+// HeaderDeadLetterReason is the transport header that says why a message
+// was dead-lettered. django-cqrs ignores headers.
+const HeaderDeadLetterReason = "x-cqrsync-reason"
+
+// RetryPolicy decides what happens to an event the replica failed to apply.
+type RetryPolicy struct {
+	// MaxRetries is how many times an event is retried before it goes to
+	// the dead-letter queue. Default DefaultMaxRetries; a negative value
+	// means never retry.
+	MaxRetries int
+	// Delay returns how long to wait before retry number n (1 for the first
+	// retry). Default: DefaultRetryDelay every time, as django-cqrs.
+	// See ExponentialDelay.
+	Delay func(n int) time.Duration
+	// ShouldRetry, when set, sees the error; returning false sends the event
+	// to the dead-letter queue at once.
+	ShouldRetry func(err error) bool
+}
+
+// ExponentialDelay returns a retry delay that starts at base, doubles with
+// every retry up to limit, and is spread by ±25% jitter so that failed
+// events do not come back in step.
+func ExponentialDelay(base, limit time.Duration) func(n int) time.Duration {
+	return func(n int) time.Duration {
+		d := base
+		for i := 1; i < n && d < limit; i++ {
+			d *= 2
+		}
+		d = min(d, limit)
+		return d - d/4 + rand.N(d/2+1)
+	}
+}
+
+// ConsumerConfig configures a [Consumer].
+type ConsumerConfig struct {
+	// Replica applies the events. Required.
+	Replica *Replica
+	// DB is the replica database. Required.
+	DB *sql.DB
+	// Subscriber delivers the queue's messages. Required.
+	Subscriber transport.Subscriber
+	// Publisher sends retries and dead letters. Required.
+	Publisher transport.Publisher
+	// Queue is this replica service's queue. Required.
+	Queue string
+	// CQRSIDs limits the consumer to these models (django-cqrs's
+	// cqrs_consume --cqrs-id). Default: every model of Replica.
+	CQRSIDs []string
+	// DeadLetterQueue is where events go that cannot be applied. Default
+	// "dead_letter_<Queue>".
+	DeadLetterQueue string
+	// DeadLetterTTL is how long the broker keeps a dead letter. Default
+	// DefaultDeadLetterTTL (10 days); NoExpiry keeps it forever.
+	DeadLetterTTL time.Duration
+	// Workers is the number of events applied in parallel (django-cqrs's
+	// cqrs_consume -w). Events for one (cqrs_id, pk) always go to the same
+	// worker, in arrival order. Default 1.
+	Workers int
+	// BatchSize is the most events one worker applies in one database
+	// transaction. Default 100.
+	BatchSize int
+	// Prefetch is the most unacknowledged events the transport hands out.
+	// Default max(1001, 2 × Workers × BatchSize).
+	Prefetch int
+	// Retry is the default retry policy.
+	Retry RetryPolicy
+	// MaxDelayed bounds the events waiting for a retry; when it is full, the
+	// one due soonest is retried at once (as django-cqrs). Default
+	// DefaultMaxDelayed.
+	MaxDelayed int
+	// PurgeInterval is how often expired tombstones are purged. Default 1 h.
+	PurgeInterval time.Duration
+	// ShutdownTimeout bounds the work done after Stop: finishing the batches
+	// in hand. Default 30 s.
+	ShutdownTimeout time.Duration
+	// Logger receives the consumer's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns a copy of c with zero fields set to their defaults.
+func (c ConsumerConfig) WithDefaults() ConsumerConfig {
+	c.DeadLetterQueue = cmp.Or(c.DeadLetterQueue, transport.DeadLetterQueue(c.Queue))
+	c.DeadLetterTTL = cmp.Or(c.DeadLetterTTL, DefaultDeadLetterTTL)
+	c.Workers = cmp.Or(c.Workers, 1)
+	c.BatchSize = cmp.Or(c.BatchSize, 100)
+	c.Prefetch = cmp.Or(c.Prefetch, max(1001, 2*c.Workers*c.BatchSize))
+	c.Retry.MaxRetries = cmp.Or(c.Retry.MaxRetries, DefaultMaxRetries)
+	if c.Retry.Delay == nil {
+		c.Retry.Delay = func(int) time.Duration { return DefaultRetryDelay }
+	}
+	c.MaxDelayed = cmp.Or(c.MaxDelayed, DefaultMaxDelayed)
+	c.PurgeInterval = cmp.Or(c.PurgeInterval, time.Hour)
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.CQRSIDs == nil && c.Replica != nil {
+		c.CQRSIDs = c.Replica.Models()
+	}
+	return c
+}
+
+func (c *ConsumerConfig) validate() error {
+	var errs []error
+	if c.Replica == nil {
+		errs = append(errs, errors.New("cqrsync: ConsumerConfig.Replica is nil: create one with NewReplica and register models"))
+	}
+	if c.DB == nil {
+		errs = append(errs, errors.New("cqrsync: ConsumerConfig.DB is nil: pass the replica database"))
+	}
+	if c.Subscriber == nil || c.Publisher == nil {
+		errs = append(errs, errors.New("cqrsync: ConsumerConfig.Subscriber and Publisher are required: pass a transport's"))
+	}
+	if !validName(c.Queue) {
+		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.Queue %q: set the replica service's queue name (no '.', '*', '#')", c.Queue))
+	}
+	if c.Replica != nil {
+		if len(c.CQRSIDs) == 0 {
+			errs = append(errs, errors.New("cqrsync: the consumer has no models: register replica models first"))
+		}
+		for _, id := range c.CQRSIDs {
+			if _, ok := c.Replica.Model(id); !ok {
+				errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.CQRSIDs: %w %q", ErrUnknownModel, id))
+			}
+		}
+	}
+	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 {
+		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, Prefetch and MaxDelayed must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// ConsumerStats counts what a consumer did since it was created.
+type ConsumerStats struct {
+	Received     int64 // deliveries taken from the transport
+	Applied      int64 // events that changed a row
+	Dropped      int64 // duplicates, stale events, events older than a delete
+	Retried      int64 // events sent back to the queue for a retry
+	DeadLettered int64 // events moved to the dead-letter queue
+}
+
+// Consumer applies a replica queue's events to the replica database.
+//
+// It takes deliveries from the transport and hands each to one of Workers
+// workers, chosen by (cqrs_id, pk), so events for one row are applied in
+// arrival order. A worker applies up to BatchSize events in one database
+// transaction and acknowledges them only after the commit. If the
+// transaction fails because the database is unavailable, the worker waits
+// and tries the same batch again (consumption pauses; nothing is lost). If
+// it fails because of an event, the batch is applied again one event at a
+// time, so the others go through and only the event at fault follows the
+// retry policy: it is published again to the queue after a delay with
+// retries+1 (the delivery is acknowledged only after that publish), and once
+// the retries are spent it goes to the dead-letter queue. Malformed bodies,
+// unknown models and expired events go to the dead-letter queue at once,
+// with the reason in the HeaderDeadLetterReason header. A failure never
+// stops the consumer.
+type Consumer struct {
+	cfg    ConsumerConfig
+	runner startstop.Runner
+	seed   maphash.Seed
+
+	received, applied, dropped, retried, deadLettered atomic.Int64
+}
+
+// NewConsumer returns a consumer; Start runs it.
+func NewConsumer(cfg *ConsumerConfig) (*Consumer, error) {
+	if cfg == nil {
+		cfg = &ConsumerConfig{}
+	}
+	c := cfg.WithDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &Consumer{cfg: c, seed: maphash.MakeSeed()}, nil
+}
+
+// Start subscribes and consumes in the background until ctx ends or Stop is
+// called. Started is closed once the subscription is in place.
+func (c *Consumer) Start(ctx context.Context) error {
+	return c.runner.Start(ctx, c.run)
+}
+
+// Started is closed once the consumer is subscribed (or has failed).
+func (c *Consumer) Started() <-chan struct{} { return c.runner.Started() }
+
+// Done is closed when the consumer has stopped.
+func (c *Consumer) Done() <-chan struct{} { return c.runner.Done() }
+
+// Stop stops taking deliveries, finishes the batches in hand (bounded by
+// ShutdownTimeout), returns the rest to the queue, and waits.
+func (c *Consumer) Stop() error { return c.runner.Stop() }
+
+// Stats returns the consumer's counters.
+func (c *Consumer) Stats() ConsumerStats {
+	return ConsumerStats{
+		Received: c.received.Load(), Applied: c.applied.Load(), Dropped: c.dropped.Load(),
+		Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(),
+	}
+}
+
+// item is one delivery on its way through the consumer.
+type item struct {
+	sub transport.Subscription
+	d   transport.Delivery
+	p   *Payload
+}
+
+func (c *Consumer) run(ctx context.Context, started func()) error {
+	// Work in hand continues for up to ShutdownTimeout after a stop.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		select {
+		case <-ctx.Done():
+			t := time.NewTimer(c.cfg.ShutdownTimeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancelWork()
+			case <-workCtx.Done():
+			}
+		case <-workCtx.Done():
+		}
+	}()
+
+	sched := newScheduler(c)
+	var wg sync.WaitGroup
+	workers := make([]chan item, c.cfg.Workers)
+	for i := range workers {
+		workers[i] = make(chan item, c.cfg.BatchSize)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.work(ctx, workCtx, workers[i], sched)
+		}()
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); sched.run(ctx) }()
+	go func() { defer wg.Done(); c.purgeLoop(ctx) }()
+
+	err := c.dispatch(ctx, started, workers, sched)
+	for _, w := range workers {
+		close(w)
+	}
+	wg.Wait()
+	return err
+}
+
+// dispatch subscribes (again after a transport failure) and routes
+// deliveries to the workers until ctx ends.
+func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan item, sched *scheduler) error {
+	backoff := time.Duration(0)
+	var subs []transport.Subscription
+	defer func() {
+		for _, s := range subs {
+			_ = s.Close()
+		}
+	}()
+	for ctx.Err() == nil {
+		sub, err := c.cfg.Subscriber.Subscribe(ctx, &transport.SubscribeParams{
+			Queue: c.cfg.Queue, CQRSIDs: c.cfg.CQRSIDs, DeadLetterQueue: c.cfg.DeadLetterQueue, Prefetch: c.cfg.Prefetch,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
+			c.cfg.Logger.ErrorContext(ctx, "cqrsync: subscribe failed, retrying", slog.String("queue", c.cfg.Queue), slog.Any("error", err), slog.Duration("retry_in", backoff))
+			if !sleepCtx(ctx, backoff) {
+				break
+			}
+			continue
+		}
+		subs = append(subs, sub)
+		started()
+		backoff = 0
+		c.cfg.Logger.InfoContext(ctx, "cqrsync: consuming", slog.String("queue", c.cfg.Queue), slog.Any("cqrs_ids", c.cfg.CQRSIDs), slog.Int("workers", c.cfg.Workers))
+	recv:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case d, ok := <-sub.Deliveries():
+				if !ok {
+					break recv
+				}
+				c.received.Add(1)
+				it, ok := c.decode(ctx, sub, d)
+				if !ok {
+					continue
+				}
+				w := workers[c.workerFor(it.p)]
+				select {
+				case w <- it:
+				case <-ctx.Done():
+					// Not handed over: back to the queue on Close.
+					return nil
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: subscription lost, subscribing again", slog.String("queue", c.cfg.Queue), slog.Any("error", sub.Err()))
+	}
+	return nil
+}
+
+// workerFor picks the worker of an event's row, so that one row's events
+// stay in arrival order.
+func (c *Consumer) workerFor(p *Payload) int {
+	if c.cfg.Workers == 1 {
+		return 0
+	}
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	h.WriteString(p.CQRSID)
+	h.WriteByte(0)
+	h.WriteString(keyString(p.InstancePK))
+	return int(h.Sum64() % uint64(c.cfg.Workers))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

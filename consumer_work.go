@@ -1,0 +1,342 @@
+package cqrsync
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// decode turns a delivery into an item, or settles it at once: a body that
+// cannot be decoded, an unregistered model and an expired event go to the
+// dead-letter queue, since no retry can help them.
+func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d transport.Delivery) (item, bool) {
+	it := item{sub: sub, d: d}
+	p, err := DecodePayload(d.Body, c.cfg.Now())
+	if err != nil {
+		c.deadLetter(ctx, it, err)
+		return it, false
+	}
+	it.p = p
+	if _, ok := c.cfg.Replica.Model(p.CQRSID); !ok {
+		c.deadLetter(ctx, it, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w: this replica has not registered it", ErrUnknownModel)})
+		return it, false
+	}
+	if p.Expired(c.cfg.Now()) {
+		c.deadLetter(ctx, it, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("expired at %s", FormatExpires(p.Expires))})
+		return it, false
+	}
+	return it, true
+}
+
+// work is one worker's loop: take what is waiting, up to a batch, apply it.
+// It returns when in is closed and drained, or workCtx ends.
+func (c *Consumer) work(ctx, workCtx context.Context, in <-chan item, sched *scheduler) {
+	batch := make([]item, 0, c.cfg.BatchSize)
+	for first := range in {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < c.cfg.BatchSize {
+			select {
+			case it, ok := <-in:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+			default:
+				break fill
+			}
+		}
+		if workCtx.Err() != nil {
+			continue // past the shutdown timeout: leave it to the queue
+		}
+		c.process(ctx, workCtx, batch, sched)
+	}
+}
+
+// process applies a batch in one transaction; when an event is at fault, it
+// applies the events one by one to isolate it.
+func (c *Consumer) process(ctx, workCtx context.Context, batch []item, sched *scheduler) {
+	err := c.retryInfra(ctx, workCtx, func() error { return c.applyTx(workCtx, batch) })
+	if err == nil {
+		c.ack(workCtx, batch)
+		return
+	}
+	if IsRetryable(err) {
+		return // stopping while the database is down: the queue keeps the batch
+	}
+	if len(batch) > 1 {
+		c.cfg.Logger.DebugContext(ctx, "cqrsync: batch failed, applying its events one by one", slog.Int("events", len(batch)), slog.Any("error", err))
+	}
+	for i := range batch {
+		one := batch[i : i+1]
+		err := c.retryInfra(ctx, workCtx, func() error { return c.applyTx(workCtx, one) })
+		switch {
+		case err == nil:
+			c.ack(workCtx, one)
+		case IsRetryable(err):
+			return
+		default:
+			c.fail(ctx, batch[i], err, sched)
+		}
+	}
+}
+
+// retryInfra runs fn until it succeeds, fails for a reason other than the
+// infrastructure, or the consumer stops; it waits with backoff in between,
+// which pauses this worker while the database is down.
+func (c *Consumer) retryInfra(ctx, workCtx context.Context, fn func() error) error {
+	backoff := time.Duration(0)
+	for {
+		err := fn()
+		if err == nil || !IsRetryable(err) || ctx.Err() != nil || workCtx.Err() != nil {
+			return err
+		}
+		backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: replica database unavailable, retrying the batch", slog.Any("error", err), slog.Duration("retry_in", backoff))
+		if !sleepCtx(ctx, backoff) {
+			return err
+		}
+	}
+}
+
+// applyTx applies items in one transaction and commits it.
+func (c *Consumer) applyTx(ctx context.Context, items []item) (err error) {
+	tx, err := c.cfg.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cqrsync: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	ex := sqldialect.FromSQL(tx)
+	var applied, dropped int64
+	for _, it := range items {
+		out, err := c.cfg.Replica.Apply(ctx, ex, it.p)
+		if err != nil {
+			return err
+		}
+		if out.Applied() {
+			applied++
+		} else {
+			dropped++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cqrsync: commit: %w", err)
+	}
+	c.applied.Add(applied)
+	c.dropped.Add(dropped)
+	return nil
+}
+
+// ack settles items after their commit. An ack that fails (the connection
+// was lost) is only logged: the broker delivers those events again, and the
+// revision guard drops them as duplicates.
+func (c *Consumer) ack(ctx context.Context, items []item) {
+	bySub := map[transport.Subscription][]uint64{}
+	for _, it := range items {
+		bySub[it.sub] = append(bySub[it.sub], it.d.ID)
+	}
+	for sub, ids := range bySub {
+		if err := sub.Ack(ctx, ids...); err != nil {
+			c.cfg.Logger.WarnContext(ctx, "cqrsync: ack failed; the events will be redelivered and dropped as duplicates", slog.Int("events", len(ids)), slog.Any("error", err))
+		}
+	}
+}
+
+// fail applies the retry policy to an event that could not be applied.
+func (c *Consumer) fail(ctx context.Context, it item, err error, sched *scheduler) {
+	pol := c.cfg.Retry
+	attrs := []any{slog.String("cqrs_id", it.p.CQRSID), slog.Any("pk", it.p.InstancePK), slog.String("correlation_id", it.p.CorrelationID),
+		slog.Int("retries", it.p.Retries), slog.Any("error", err)}
+	if it.p.Retries < pol.MaxRetries && (pol.ShouldRetry == nil || pol.ShouldRetry(err)) {
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: event failed, will retry", attrs...)
+		sched.add(it, c.cfg.Now().Add(pol.Delay(it.p.Retries+1)), err)
+		return
+	}
+	c.cfg.Logger.ErrorContext(ctx, "cqrsync: event failed, moving it to the dead-letter queue", attrs...)
+	c.deadLetter(ctx, it, err)
+}
+
+// deadLetter publishes the event to the dead-letter queue and then
+// acknowledges the original. If the publish fails, the original goes back
+// to the queue, so nothing is lost.
+func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
+	body := it.d.Body
+	cqrsID := it.d.CQRSID
+	if it.p != nil {
+		// Re-encode as django-cqrs does: same keys, expires normalised.
+		if b, err := it.p.AppendJSON(nil); err == nil {
+			body = b
+		}
+		cqrsID = it.p.CQRSID
+	}
+	msg := transport.Message{
+		CQRSID: cqrsID, Queue: c.cfg.DeadLetterQueue, Body: body,
+		Headers: map[string]string{HeaderDeadLetterReason: truncate(reason.Error(), 1000)},
+	}
+	if c.cfg.DeadLetterTTL > 0 {
+		msg.Expiration = c.cfg.DeadLetterTTL
+	}
+	c.cfg.Logger.WarnContext(ctx, "cqrsync: dead-lettering event", slog.String("cqrs_id", cqrsID), slog.String("queue", c.cfg.DeadLetterQueue), slog.String("reason", reason.Error()))
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := c.cfg.Publisher.Publish(pctx, []transport.Message{msg}); err != nil {
+		c.cfg.Logger.ErrorContext(ctx, "cqrsync: dead-letter publish failed; returning the event to the queue", slog.Any("error", err))
+		sleepCtx(ctx, time.Second) // do not spin while the broker refuses
+		if err := it.sub.Nack(pctx, true, it.d.ID); err != nil {
+			c.cfg.Logger.WarnContext(ctx, "cqrsync: nack failed; the broker will redeliver the event", slog.Any("error", err))
+		}
+		return
+	}
+	c.deadLettered.Add(1)
+	if err := it.sub.Ack(pctx, it.d.ID); err != nil {
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: ack of a dead-lettered event failed; it may be dead-lettered twice", slog.Any("error", err))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// requeue publishes the event again to this replica's own queue with
+// retries+1 and then acknowledges the original: the event lives in the
+// broker at every moment, so a crash loses nothing.
+func (c *Consumer) requeue(ctx context.Context, it item) {
+	p := *it.p
+	p.Retries++
+	body, err := p.AppendJSON(nil)
+	if err != nil {
+		c.deadLetter(ctx, it, err)
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	msg := transport.Message{CQRSID: p.CQRSID, Queue: c.cfg.Queue, Body: body}
+	if err := c.cfg.Publisher.Publish(pctx, []transport.Message{msg}); err != nil {
+		c.cfg.Logger.ErrorContext(ctx, "cqrsync: retry publish failed; returning the event to the queue", slog.Any("error", err))
+		if err := it.sub.Nack(pctx, true, it.d.ID); err != nil {
+			c.cfg.Logger.WarnContext(ctx, "cqrsync: nack failed; the broker will redeliver the event", slog.Any("error", err))
+		}
+		return
+	}
+	c.retried.Add(1)
+	if err := it.sub.Ack(pctx, it.d.ID); err != nil {
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: ack of a retried event failed; it may be applied twice (dropped by revision)", slog.Any("error", err))
+	}
+}
+
+// purgeLoop forgets expired tombstones now and then.
+func (c *Consumer) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		n, err := c.cfg.Replica.PurgeTombstones(ctx, sqldialect.FromSQL(c.cfg.DB))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			c.cfg.Logger.WarnContext(ctx, "cqrsync: purging tombstones failed", slog.Any("error", err))
+		case n > 0:
+			c.cfg.Logger.InfoContext(ctx, "cqrsync: purged expired tombstones", slog.Int64("count", n))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// scheduler holds events waiting for a retry, unacknowledged, in a bounded
+// heap ordered by due time.
+type scheduler struct {
+	c    *Consumer
+	mu   sync.Mutex
+	h    delayHeap
+	wake chan struct{}
+}
+
+type delayed struct {
+	it  item
+	due time.Time
+}
+
+type delayHeap []delayed
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap) Push(x any)        { *h = append(*h, x.(delayed)) }
+func (h *delayHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func newScheduler(c *Consumer) *scheduler {
+	return &scheduler{c: c, wake: make(chan struct{}, 1)}
+}
+
+// add schedules a retry. When the heap is full, the event due soonest is
+// retried at once to make room.
+func (s *scheduler) add(it item, due time.Time, _ error) {
+	var overflow []delayed
+	s.mu.Lock()
+	heap.Push(&s.h, delayed{it: it, due: due})
+	for s.h.Len() > s.c.cfg.MaxDelayed {
+		overflow = append(overflow, heap.Pop(&s.h).(delayed))
+	}
+	s.mu.Unlock()
+	for _, d := range overflow {
+		s.c.requeue(context.Background(), d.it)
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run requeues events as they fall due, until ctx ends. Events still
+// waiting then are left unacknowledged: the transport returns them to the
+// queue when the subscription closes.
+func (s *scheduler) run(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		var next time.Duration = time.Hour
+		var due []delayed
+		now := s.c.cfg.Now()
+		for s.h.Len() > 0 && !s.h[0].due.After(now) {
+			due = append(due, heap.Pop(&s.h).(delayed))
+		}
+		if s.h.Len() > 0 {
+			next = s.h[0].due.Sub(now)
+		}
+		s.mu.Unlock()
+		for _, d := range due {
+			s.c.requeue(ctx, d.it)
+		}
+		if len(due) > 0 {
+			continue
+		}
+		t := time.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}

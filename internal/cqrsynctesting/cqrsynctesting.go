@@ -1,0 +1,61 @@
+// Package cqrsynctesting holds helpers shared by cqrsync's own tests.
+package cqrsynctesting
+
+import (
+	"database/sql"
+	"os"
+	"path/filepath"
+	"testing"
+
+	_ "modernc.org/sqlite" // the tests' embedded database
+
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// VectorsDir returns the directory of the django-cqrs wire vectors,
+// shared/interop/vectors beside the repository. It fails the test when the
+// directory is missing: the interop tests must never pass on nothing.
+func VectorsDir(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("cqrsynctesting: go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+	vectors := filepath.Join(dir, "..", "shared", "interop", "vectors")
+	if _, err := os.Stat(filepath.Join(vectors, "INDEX.json")); err != nil {
+		tb.Fatalf("cqrsynctesting: wire vectors not found at %s (the shared folder must sit beside the repository): %v", vectors, err)
+	}
+	return vectors
+}
+
+// OpenSQLite opens a new SQLite database file in a temporary directory,
+// runs cqrsync's migration and the given DDL statements, and closes it when
+// the test ends.
+func OpenSQLite(tb testing.TB, ddl ...string) *sql.DB {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "test.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := sqldialect.SQLite().Migrate(tb.Context(), sqldialect.FromSQL(db)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, stmt := range ddl {
+		if _, err := db.ExecContext(tb.Context(), stmt); err != nil {
+			tb.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return db
+}

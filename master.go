@@ -1,0 +1,483 @@
+package cqrsync
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// NoExpiry, as a MessageTTL, publishes events that never expire
+// ("expires": null), like django-cqrs's CQRS_MESSAGE_TTL = None.
+const NoExpiry time.Duration = -1
+
+// MasterModel registers a master table under a CQRS ID. Its rows are
+// published as events whenever a capture call names them.
+type MasterModel struct {
+	// CQRSID is the model's name on the wire, the same on master and
+	// replicas (e.g. "account"). Required; no '.', '*' or '#'.
+	CQRSID string
+	// Table is the master table. Required. It must have the columns
+	// cqrs_revision (integer, default 0) and cqrs_updated (timestamp).
+	Table string
+	// PK is the primary key column. Default "id".
+	PK string
+	// Fields lists the columns sent in instance_data, in order; the primary
+	// key must be among them, and cqrs_revision and cqrs_updated are
+	// appended (django-cqrs's CQRS_FIELDS). Nil sends every column of the
+	// table, in table order.
+	Fields []string
+	// Types declares the value type of columns whose SQL type does not say
+	// it (on SQLite, a date or a UUID stored as TEXT, a decimal as NUMERIC).
+	// Columns not listed get the type their declared SQL type maps to.
+	Types map[string]ValueType
+	// NoProduce turns publishing off for this model (django-cqrs's
+	// CQRS_PRODUCE = False): capture calls still bump revisions.
+	NoProduce bool
+	// IsSyncInstance, when set, is asked for every captured row (all
+	// columns, as wire values); a row it refuses publishes nothing — no
+	// SAVE, DELETE or SYNC (django-cqrs's is_sync_instance).
+	IsSyncInstance func(row Object) bool
+	// Meta, when set, returns the event's meta object (django-cqrs's
+	// get_cqrs_meta); it overrides MasterConfig.Meta. Nil results send {}.
+	Meta MetaFunc
+	// MessageTTL overrides MasterConfig.MessageTTL for this model: 0 keeps
+	// the master's, NoExpiry never expires.
+	MessageTTL time.Duration
+}
+
+// MetaFunc computes an event's meta object from the row it describes: all
+// columns, as wire values (for a DELETE, the row as it was, with the
+// DELETE's cqrs_revision and cqrs_updated).
+type MetaFunc func(ctx context.Context, signal SignalType, row Object) (Object, error)
+
+// CorrelationFunc returns the correlation ID of an event, "" for none
+// (django-cqrs's correlation_function). queue is the target queue of a
+// direct SYNC, "" for a broadcast.
+type CorrelationFunc func(ctx context.Context, signal SignalType, cqrsID string, pk any, queue string) string
+
+// MasterConfig configures a [Master].
+type MasterConfig struct {
+	// Dialect is the master database's SQL dialect. Required.
+	Dialect sqldialect.Dialect
+	// Logger receives debug logs of captured events. Default slog.Default().
+	Logger *slog.Logger
+	// MessageTTL is how long an event stays valid after capture ("expires").
+	// Default DefaultMessageTTL (one day, as django-cqrs); NoExpiry never.
+	MessageTTL time.Duration
+	// Meta is the default meta function of models without their own
+	// (django-cqrs's settings-level meta_function). Nil sends {}.
+	Meta MetaFunc
+	// CorrelationID, when set, fills every event's correlation_id.
+	CorrelationID CorrelationFunc
+	// Notify is called after every capture that wrote outbox rows, so a
+	// relay in the same process wakes at once (pass Relay.Notify). The rows
+	// are visible to the relay when the caller's transaction commits.
+	Notify func()
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Master captures changes of registered master tables into the outbox,
+// inside the caller's transaction. TTx is the transaction type: *sql.Tx for
+// database/sql (see [NewMaster]), or any other with [NewMasterFor].
+//
+// # Visibility
+//
+// A capture call writes its outbox rows in the caller's transaction, so an
+// event exists exactly when the change does: it becomes visible to the relay
+// when the transaction commits, and a rollback removes it with the change —
+// nothing is published for a rolled-back transaction, and nothing committed
+// is lost if the broker is down or the process dies right after commit. The
+// payload is built inside the transaction from the row as it stands there,
+// so it is never stale.
+//
+// Methods are safe for concurrent use.
+type Master[TTx any] struct {
+	cfg    MasterConfig
+	adapt  func(TTx) sqldialect.Executor
+	tables tableCache
+
+	mu     sync.RWMutex
+	models map[string]*MasterModel
+}
+
+// NewMaster returns a Master for database/sql transactions.
+func NewMaster(cfg *MasterConfig) (*Master[*sql.Tx], error) {
+	return NewMasterFor(cfg, func(tx *sql.Tx) sqldialect.Executor { return sqldialect.FromSQL(tx) })
+}
+
+// NewMasterFor returns a Master for transactions of type TTx; adapt turns
+// one into an [sqldialect.Executor].
+func NewMasterFor[TTx any](cfg *MasterConfig, adapt func(TTx) sqldialect.Executor) (*Master[TTx], error) {
+	if cfg == nil {
+		cfg = &MasterConfig{}
+	}
+	c := *cfg
+	if c.Dialect == nil {
+		return nil, errors.New("cqrsync: MasterConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
+	}
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.MessageTTL = cmp.Or(c.MessageTTL, DefaultMessageTTL)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Notify == nil {
+		c.Notify = func() {}
+	}
+	return &Master[TTx]{cfg: c, adapt: adapt, tables: tableCache{dialect: c.Dialect}, models: map[string]*MasterModel{}}, nil
+}
+
+// Register adds a master model. It reports every problem with the model at
+// once.
+func (m *Master[TTx]) Register(model *MasterModel) error {
+	mm := *model
+	mm.PK = cmp.Or(mm.PK, "id")
+	var errs []error
+	if !validName(mm.CQRSID) {
+		errs = append(errs, fmt.Errorf("cqrsync: MasterModel.CQRSID %q: set a name without '.', '*', '#' or spaces", mm.CQRSID))
+	}
+	if mm.Table == "" {
+		errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q: Table is empty", mm.CQRSID))
+	}
+	if mm.Fields != nil {
+		if !slices.Contains(mm.Fields, mm.PK) {
+			errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q: Fields must include the primary key %q", mm.CQRSID, mm.PK))
+		}
+		mm.Fields = slices.DeleteFunc(slices.Clone(mm.Fields), func(f string) bool { return f == RevisionField || f == UpdatedField })
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, dup := m.models[mm.CQRSID]; dup {
+		errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q is already registered", mm.CQRSID))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	m.models[mm.CQRSID] = &mm
+	return nil
+}
+
+// Models returns the registered CQRS IDs, sorted.
+func (m *Master[TTx]) Models() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids := make([]string, 0, len(m.models))
+	for id := range m.models {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (m *Master[TTx]) model(cqrsID string) (*MasterModel, error) {
+	m.mu.RLock()
+	mm, ok := m.models[cqrsID]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q: register it with Master.Register", ErrUnknownModel, cqrsID)
+	}
+	return mm, nil
+}
+
+// Create records the creation of the rows with the given primary keys,
+// which the caller has just inserted in tx: it sets their cqrs_revision to 0
+// and cqrs_updated to now, and adds one SAVE event per row to the outbox in
+// the same transaction. See [Master] for when the events become visible.
+func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
+	return m.save(ctx, m.adapt(tx), cqrsID, true, pks)
+}
+
+// Update records an update of the rows with the given primary keys, which
+// the caller has just changed in tx: it raises their cqrs_revision by one,
+// sets cqrs_updated to now, and adds one SAVE event per row to the outbox in
+// the same transaction.
+func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
+	return m.save(ctx, m.adapt(tx), cqrsID, false, pks)
+}
+
+// Delete deletes the rows with the given primary keys in tx and adds one
+// DELETE event per row to the outbox in the same transaction. The event
+// carries the row's revision plus one, as django-cqrs does. Keys with no row
+// are an error wrapping ErrRowNotFound, and nothing is deleted.
+func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
+	ex := m.adapt(tx)
+	mm, err := m.model(cqrsID)
+	if err != nil {
+		return err
+	}
+	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	if err != nil {
+		return err
+	}
+	rows, err := m.readRows(ctx, ex, mm, ti, pks)
+	if err != nil {
+		return err
+	}
+	now := m.now()
+	if _, err := m.cfg.Dialect.DeleteRows(ctx, ex, mm.Table, mm.PK, pks); err != nil {
+		return err
+	}
+	events := make([]sqldialect.OutboxRow, 0, len(rows))
+	for _, row := range rows {
+		rev, err := revisionOf(row)
+		if err != nil {
+			return &ModelError{CQRSID: cqrsID, PK: row.pk, Err: err}
+		}
+		data := Object{{Key: "id", Value: row.pk}, {Key: RevisionField, Value: rev + 1}, {Key: UpdatedField, Value: FormatDateTime(now)}}
+		// The filter and meta function see the row as deleted: with the
+		// DELETE's revision and time, as django-cqrs's instance has them.
+		row.all = row.all.Clone()
+		row.all.Set(RevisionField, rev+1)
+		row.all.Set(UpdatedField, FormatDateTime(now))
+		ev, ok, err := m.event(ctx, mm, SignalDelete, row, data, now, "")
+		if err != nil {
+			return err
+		}
+		if ok {
+			events = append(events, ev)
+		}
+	}
+	return m.enqueue(ctx, ex, events)
+}
+
+// Sync adds a SYNC event with the current state of each row to the outbox,
+// without changing its revision: to every replica queue when queue is "",
+// else to that queue only (django-cqrs's cqrs_sync). tx may be any
+// transaction; the events become visible when it commits.
+func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pks ...any) error {
+	ex := m.adapt(tx)
+	mm, err := m.model(cqrsID)
+	if err != nil {
+		return err
+	}
+	if queue != "" && !validName(queue) {
+		return fmt.Errorf("cqrsync: sync %s: queue name %q has '.', '*', '#' or spaces", cqrsID, queue)
+	}
+	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	if err != nil {
+		return err
+	}
+	rows, err := m.readRows(ctx, ex, mm, ti, pks)
+	if err != nil {
+		return err
+	}
+	return m.publishRows(ctx, ex, mm, SignalSync, rows, queue)
+}
+
+func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID string, create bool, pks []any) error {
+	mm, err := m.model(cqrsID)
+	if err != nil {
+		return err
+	}
+	if len(pks) == 0 {
+		return nil
+	}
+	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	if err != nil {
+		return err
+	}
+	n, err := m.cfg.Dialect.TouchRows(ctx, ex, &sqldialect.TouchRowsParams{
+		Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
+	})
+	if err != nil {
+		return err
+	}
+	if n >= 0 && n != int64(len(pks)) {
+		// Find which keys are missing, for the error.
+		if _, err := m.readRows(ctx, ex, mm, ti, pks); err != nil {
+			return err
+		}
+		return fmt.Errorf("cqrsync: %s: %d of %d keys updated: are some keys listed twice?", cqrsID, n, len(pks))
+	}
+	if mm.NoProduce {
+		return nil
+	}
+	rows, err := m.readRows(ctx, ex, mm, ti, pks)
+	if err != nil {
+		return err
+	}
+	return m.publishRows(ctx, ex, mm, SignalSave, rows, "")
+}
+
+// publishRows builds and enqueues one event per row.
+func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, signal SignalType, rows []masterRow, queue string) error {
+	if mm.NoProduce {
+		return nil
+	}
+	now := m.now()
+	events := make([]sqldialect.OutboxRow, 0, len(rows))
+	for _, row := range rows {
+		ev, ok, err := m.event(ctx, mm, signal, row, m.instanceData(mm, row), now, queue)
+		if err != nil {
+			return err
+		}
+		if ok {
+			events = append(events, ev)
+		}
+	}
+	return m.enqueue(ctx, ex, events)
+}
+
+func (m *Master[TTx]) enqueue(ctx context.Context, ex sqldialect.Executor, events []sqldialect.OutboxRow) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := m.cfg.Dialect.InsertOutbox(ctx, ex, events); err != nil {
+		return err
+	}
+	m.cfg.Notify()
+	return nil
+}
+
+// masterRow is one row read inside the capture's transaction.
+type masterRow struct {
+	pk  any    // the primary key as a wire value
+	all Object // every column as a wire value, in table order
+}
+
+func revisionOf(r masterRow) (int64, error) {
+	v, _ := r.all.Get(RevisionField)
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case nil:
+		return 0, nil
+	}
+	return 0, fmt.Errorf("cqrs_revision is %T %v, want an integer", v, v)
+}
+
+// readRows reads the rows by key, in the order of pks, and fails if one is
+// missing.
+func (m *Master[TTx]) readRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
+	cols := make([]string, len(ti.columns))
+	for i, c := range ti.columns {
+		cols[i] = c.Name
+	}
+	pkIndex := ti.byName[mm.PK]
+	byKey := make(map[string]masterRow, len(pks))
+	for chunk := range slices.Chunk(pks, 500) {
+		rows, err := m.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+			Table: mm.Table, PKColumn: mm.PK, Columns: cols, PKs: chunk,
+		})
+		if err != nil {
+			return nil, err
+		}
+		err = scanObjects(rows, cols, ti, func(o Object) error {
+			byKey[keyString(o[pkIndex].Value)] = masterRow{pk: o[pkIndex].Value, all: o}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+		}
+	}
+	out := make([]masterRow, 0, len(pks))
+	var missing []any
+	for _, pk := range pks {
+		wire, err := WireValue(ti.types[mm.PK], pk)
+		if err != nil {
+			return nil, &ModelError{CQRSID: mm.CQRSID, PK: pk, Err: err}
+		}
+		row, ok := byKey[keyString(wire)]
+		if !ok {
+			missing = append(missing, pk)
+			continue
+		}
+		out = append(out, row)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: %s has no row with %s in %v inside this transaction: capture after writing the row, in the same transaction", ErrRowNotFound, mm.Table, mm.PK, missing)
+	}
+	return out, nil
+}
+
+// scanObjects scans every row into an Object of wire values and closes rows.
+func scanObjects(rows sqldialect.Rows, cols []string, ti *tableInfo, fn func(Object) error) error {
+	defer rows.Close()
+	raw := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range raw {
+		ptrs[i] = &raw[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		o := make(Object, len(cols))
+		for i, c := range cols {
+			v, err := WireValue(ti.types[c], raw[i])
+			if err != nil {
+				return fmt.Errorf("column %s: %w", c, err)
+			}
+			o[i] = Member{Key: c, Value: v}
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// instanceData projects a row onto the model's fields, django-cqrs's way:
+// every column in table order, or the listed fields followed by
+// cqrs_revision and cqrs_updated.
+func (m *Master[TTx]) instanceData(mm *MasterModel, row masterRow) Object {
+	if mm.Fields == nil {
+		return row.all.Clone()
+	}
+	data := make(Object, 0, len(mm.Fields)+2)
+	for _, f := range append(slices.Clone(mm.Fields), RevisionField, UpdatedField) {
+		v, _ := row.all.Get(f)
+		data = append(data, Member{Key: f, Value: v})
+	}
+	return data
+}
+
+// event builds one outbox row; ok is false when the model refuses the row.
+func (m *Master[TTx]) event(ctx context.Context, mm *MasterModel, signal SignalType, row masterRow, data Object, now time.Time, queue string) (sqldialect.OutboxRow, bool, error) {
+	if mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
+		return sqldialect.OutboxRow{}, false, nil
+	}
+	p := Payload{
+		SignalType:   signal,
+		CQRSID:       mm.CQRSID,
+		InstanceData: data,
+		InstancePK:   row.pk,
+		Meta:         Object{},
+	}
+	metaFn := mm.Meta
+	if metaFn == nil {
+		metaFn = m.cfg.Meta
+	}
+	if metaFn != nil {
+		meta, err := metaFn(ctx, signal, row.all)
+		if err != nil {
+			return sqldialect.OutboxRow{}, false, &ModelError{CQRSID: mm.CQRSID, PK: row.pk, Err: fmt.Errorf("meta function: %w", err)}
+		}
+		if meta != nil {
+			p.Meta = meta
+		}
+	}
+	if m.cfg.CorrelationID != nil {
+		p.CorrelationID = m.cfg.CorrelationID(ctx, signal, mm.CQRSID, row.pk, queue)
+	}
+	if ttl := cmp.Or(mm.MessageTTL, m.cfg.MessageTTL); ttl > 0 {
+		p.Expires = now.Add(ttl)
+	}
+	body, err := p.AppendJSON(nil)
+	if err != nil {
+		return sqldialect.OutboxRow{}, false, &ModelError{CQRSID: mm.CQRSID, PK: row.pk, Err: err}
+	}
+	m.cfg.Logger.DebugContext(ctx, "cqrsync: captured", slog.String("cqrs_id", mm.CQRSID), slog.Any("pk", row.pk),
+		slog.String("signal", string(signal)), slog.String("correlation_id", p.CorrelationID))
+	return sqldialect.OutboxRow{CQRSID: mm.CQRSID, Queue: queue, Body: body, CreatedAt: now}, true, nil
+}
+
+func (m *Master[TTx]) now() time.Time { return m.cfg.Now().UTC().Truncate(time.Microsecond) }

@@ -1,0 +1,279 @@
+package outbox
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/cqrsync/cqrsync/internal/startstop"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// Config configures a [Relay].
+type Config struct {
+	// DB is the master database (a pool, not a transaction). Required.
+	DB sqldialect.Executor
+	// Dialect is the master database's dialect. Required.
+	Dialect sqldialect.Dialect
+	// Publisher sends the events. Required.
+	Publisher transport.Publisher
+	// BatchSize is the most events claimed and published at once.
+	// Default 500.
+	BatchSize int
+	// PollInterval is how often the relay looks for events when nothing
+	// wakes it (events committed by another process). Default 200 ms.
+	PollInterval time.Duration
+	// Lease is how long claimed events stay reserved for this relay; a relay
+	// that dies holding them leaves them to the others after this long.
+	// Default 30 s; it must exceed the publish timeout.
+	Lease time.Duration
+	// PublishTimeout bounds one batch publish. Default 10 s.
+	PublishTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failure (broker or
+	// database down); it doubles from MinBackoff up to MaxBackoff, with
+	// jitter. Defaults 100 ms and 10 s.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger receives failures and recoveries. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns a copy of c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	c.BatchSize = cmp.Or(c.BatchSize, 500)
+	c.PollInterval = cmp.Or(c.PollInterval, 200*time.Millisecond)
+	c.Lease = cmp.Or(c.Lease, 30*time.Second)
+	c.PublishTimeout = cmp.Or(c.PublishTimeout, 10*time.Second)
+	c.MinBackoff = cmp.Or(c.MinBackoff, 100*time.Millisecond)
+	c.MaxBackoff = cmp.Or(c.MaxBackoff, 10*time.Second)
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.DB == nil {
+		errs = append(errs, errors.New("outbox: Config.DB is nil: pass the master database, e.g. sqldialect.FromSQL(db)"))
+	}
+	if c.Dialect == nil {
+		errs = append(errs, errors.New("outbox: Config.Dialect is nil: set the master database's dialect"))
+	}
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("outbox: Config.Publisher is nil: set a transport publisher"))
+	}
+	if c.BatchSize < 0 || c.PollInterval < 0 || c.Lease < 0 || c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, errors.New("outbox: Config has a negative size or duration, or MaxBackoff < MinBackoff"))
+	}
+	if c.Lease <= c.PublishTimeout {
+		errs = append(errs, fmt.Errorf("outbox: Config.Lease (%v) must exceed PublishTimeout (%v), or two relays could send the same batch", c.Lease, c.PublishTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Relay moves committed events from the outbox to the broker: it claims a
+// batch in ID order, publishes it, and deletes the rows only after the
+// publisher confirmed them. If the broker is down it keeps the rows, backs
+// off and tries again, so an event is never lost; it may be sent twice (if
+// the process dies between confirm and delete), which replicas drop by
+// revision. Several relays may run on one database: each claims its own
+// rows under a lease.
+type Relay struct {
+	cfg    Config
+	runner startstop.Runner
+	wake   chan struct{}
+
+	published atomic.Int64
+	failures  atomic.Int64
+}
+
+// NewRelay returns a relay; Start runs it.
+func NewRelay(cfg *Config) (*Relay, error) {
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	c := cfg.WithDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &Relay{cfg: c, wake: make(chan struct{}, 1)}, nil
+}
+
+// Notify wakes the relay to look for events now. It never blocks; pass it as
+// MasterConfig.Notify.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the relay in the background until ctx ends or Stop is called.
+func (r *Relay) Start(ctx context.Context) error {
+	return r.runner.Start(ctx, func(ctx context.Context, started func()) error {
+		started()
+		return r.run(ctx)
+	})
+}
+
+// Started is closed once the relay runs.
+func (r *Relay) Started() <-chan struct{} { return r.runner.Started() }
+
+// Stop stops the relay and waits for it. A batch being published is
+// abandoned: its rows stay in the outbox (released for the next relay), so
+// nothing is lost.
+func (r *Relay) Stop() error { return r.runner.Stop() }
+
+// Published returns how many events this relay has published.
+func (r *Relay) Published() int64 { return r.published.Load() }
+
+// Stats reports the outbox backlog.
+func (r *Relay) Stats(ctx context.Context) (*sqldialect.OutboxStats, error) {
+	return r.cfg.Dialect.OutboxStats(ctx, r.cfg.DB)
+}
+
+// hotWindow is how long after a wake-up the relay polls quickly: a capture
+// wakes it before the caller commits, so the rows appear a moment later.
+const hotWindow = 50 * time.Millisecond
+
+func (r *Relay) run(ctx context.Context) error {
+	backoff := time.Duration(0)
+	var hotUntil time.Time
+	quick := time.Millisecond
+	for {
+		n, err := r.RunOnce(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			r.failures.Add(1)
+			backoff = min(max(2*backoff, r.cfg.MinBackoff), r.cfg.MaxBackoff)
+			wait := backoff/2 + rand.N(backoff/2+1) // jitter, so relays do not retry in step
+			r.cfg.Logger.WarnContext(ctx, "outbox: relay failed, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			continue
+		}
+		if backoff > 0 {
+			r.cfg.Logger.InfoContext(ctx, "outbox: relay recovered")
+			backoff = 0
+		}
+		if n == r.cfg.BatchSize {
+			continue // more waiting
+		}
+		if n > 0 {
+			hotUntil = r.cfg.Now().Add(hotWindow)
+			quick = time.Millisecond
+		}
+		wait := r.cfg.PollInterval
+		if r.cfg.Now().Before(hotUntil) {
+			wait = quick
+			quick = min(2*quick, 16*time.Millisecond)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-r.wake:
+			timer.Stop()
+			hotUntil = r.cfg.Now().Add(hotWindow)
+			quick = time.Millisecond
+		case <-timer.C:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// RunOnce claims one batch, publishes it and deletes what the broker
+// confirmed. It returns how many events it claimed. Start calls it in a
+// loop; tools and tests may call it directly.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	now := r.cfg.Now()
+	rows, err := r.cfg.Dialect.ClaimOutbox(ctx, r.cfg.DB, &sqldialect.ClaimOutboxParams{
+		Limit: r.cfg.BatchSize, Now: now, LeaseUntil: now.Add(r.cfg.Lease),
+	})
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	msgs := make([]transport.Message, len(rows))
+	for i, row := range rows {
+		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: row.Body}
+	}
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	perr := r.cfg.Publisher.Publish(pctx, msgs)
+	cancel()
+
+	done, failed := rows, []sqldialect.OutboxRow(nil)
+	if perr != nil {
+		done, failed = splitFailed(rows, perr)
+	}
+	// Settling must not be cut short by a stop: a confirmed row left in the
+	// outbox is only a duplicate, but finishing is cheap.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer scancel()
+	if len(done) > 0 {
+		if err := r.cfg.Dialect.DeleteOutbox(sctx, r.cfg.DB, ids(done)); err != nil {
+			return len(rows), fmt.Errorf("outbox: delete %d published events (they will be sent again): %w", len(done), err)
+		}
+		r.published.Add(int64(len(done)))
+	}
+	if len(failed) > 0 {
+		if err := r.cfg.Dialect.ReleaseOutbox(sctx, r.cfg.DB, ids(failed)); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "outbox: release unpublished events (their lease will expire)", slog.Any("error", err))
+		}
+	}
+	if perr != nil {
+		return len(rows), fmt.Errorf("outbox: publish %d of %d events: %w", len(failed), len(rows), perr)
+	}
+	return len(rows), nil
+}
+
+// splitFailed separates the rows the broker confirmed from the rest. When
+// the error does not say which failed, none counts as confirmed.
+func splitFailed(rows []sqldialect.OutboxRow, err error) (done, failed []sqldialect.OutboxRow) {
+	var pe *transport.PublishError
+	if !errors.As(err, &pe) || pe.Failed == nil {
+		return nil, rows
+	}
+	bad := make(map[int]bool, len(pe.Failed))
+	for _, i := range pe.Failed {
+		bad[i] = true
+	}
+	for i, row := range rows {
+		if bad[i] {
+			failed = append(failed, row)
+		} else {
+			done = append(done, row)
+		}
+	}
+	return done, failed
+}
+
+func ids(rows []sqldialect.OutboxRow) []int64 {
+	out := make([]int64, len(rows))
+	for i, r := range rows {
+		out[i] = r.ID
+	}
+	return out
+}

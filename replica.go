@@ -1,0 +1,359 @@
+package cqrsync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// DefaultTombstoneRetention is how long a replica remembers deleted keys.
+const DefaultTombstoneRetention = 7 * 24 * time.Hour
+
+// ReplicaModel registers a replica table under a CQRS ID.
+type ReplicaModel struct {
+	// CQRSID is the model's name on the wire, as the master registered it.
+	// Required.
+	CQRSID string
+	// Table is the replica table. Required. It must have the columns
+	// cqrs_revision (integer) and cqrs_updated (timestamp).
+	Table string
+	// PK is the replica's primary key column. Default "id".
+	PK string
+	// Mapping renames master fields to replica columns (django-cqrs's
+	// CQRS_MAPPING). When set, only the mapped fields are kept, plus
+	// cqrs_revision and cqrs_updated. When nil, fields keep their names and
+	// fields the table has no column for are ignored.
+	Mapping map[string]string
+	// Types declares the value type of columns whose SQL type does not say
+	// it (see MasterModel.Types).
+	Types map[string]ValueType
+}
+
+// ReplicaConfig configures a [Replica].
+type ReplicaConfig struct {
+	// Dialect is the replica database's SQL dialect. Required.
+	Dialect sqldialect.Dialect
+	// Logger receives the apply log: stale and duplicate events at debug,
+	// revision gaps and SYNC downgrades at warn. Default slog.Default().
+	Logger *slog.Logger
+	// TombstoneRetention is how long deleted keys are remembered, so that a
+	// late SAVE cannot bring them back. Default DefaultTombstoneRetention.
+	TombstoneRetention time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Replica applies events to registered replica tables.
+//
+// # Apply rules
+//
+// Every event is applied by guarded SQL, never by reading and then writing,
+// so concurrent workers and consumer processes cannot undo each other:
+//
+//   - SAVE creates a missing row. It updates an existing row only when its
+//     cqrs_revision is higher than the stored one: an equal revision is a
+//     duplicate and an older one is stale; both are dropped. A revision more
+//     than one above the stored one is applied and logged as lost packages.
+//   - SYNC writes the row whatever the stored revision (a downgrade is
+//     logged).
+//   - DELETE removes the row unless the stored row is newer than the delete
+//     (its revision is not lower: a re-created key), and records a tombstone
+//     with the delete's revision and cqrs_updated.
+//   - A SAVE or SYNC whose revision is not higher than the key's tombstone
+//     and whose cqrs_updated is not later is dropped: a late event cannot
+//     resurrect a deleted row. (A master that re-creates a deleted key
+//     restarts at revision 0 with a later cqrs_updated; that SAVE passes.)
+//   - Tombstones are purged after TombstoneRetention.
+//
+// Methods are safe for concurrent use.
+type Replica struct {
+	cfg    ReplicaConfig
+	tables tableCache
+
+	mu     sync.RWMutex
+	models map[string]*ReplicaModel
+}
+
+// NewReplica returns a Replica.
+func NewReplica(cfg *ReplicaConfig) (*Replica, error) {
+	if cfg == nil {
+		cfg = &ReplicaConfig{}
+	}
+	c := *cfg
+	if c.Dialect == nil {
+		return nil, errors.New("cqrsync: ReplicaConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
+	}
+	c.Logger = cmp.Or(c.Logger, slog.Default())
+	c.TombstoneRetention = cmp.Or(c.TombstoneRetention, DefaultTombstoneRetention)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &Replica{cfg: c, tables: tableCache{dialect: c.Dialect}, models: map[string]*ReplicaModel{}}, nil
+}
+
+// Dialect returns the replica database's dialect.
+func (r *Replica) Dialect() sqldialect.Dialect { return r.cfg.Dialect }
+
+// Register adds a replica model, reporting every problem at once.
+func (r *Replica) Register(model *ReplicaModel) error {
+	rm := *model
+	rm.PK = cmp.Or(rm.PK, "id")
+	var errs []error
+	if !validName(rm.CQRSID) {
+		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel.CQRSID %q: set a name without '.', '*', '#' or spaces", rm.CQRSID))
+	}
+	if rm.Table == "" {
+		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q: Table is empty", rm.CQRSID))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.models[rm.CQRSID]; dup {
+		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q is already registered", rm.CQRSID))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	r.models[rm.CQRSID] = &rm
+	return nil
+}
+
+// Models returns the registered CQRS IDs, sorted.
+func (r *Replica) Models() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ids := make([]string, 0, len(r.models))
+	for id := range r.models {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Model returns the registered model for cqrsID.
+func (r *Replica) Model(cqrsID string) (*ReplicaModel, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m, ok := r.models[cqrsID]
+	return m, ok
+}
+
+// Outcome says what applying an event did.
+type Outcome int
+
+// The outcomes of [Replica.Apply].
+const (
+	OutcomeCreated    Outcome = iota + 1 // a SAVE or SYNC created the row
+	OutcomeUpdated                       // a newer SAVE updated the row
+	OutcomeSynced                        // a SYNC overwrote the row
+	OutcomeDuplicate                     // a SAVE with the stored revision: dropped
+	OutcomeStale                         // a SAVE older than the row: dropped
+	OutcomeTombstoned                    // a SAVE or SYNC older than the key's delete: dropped
+	OutcomeDeleted                       // a DELETE removed the row
+	OutcomeNoop                          // a DELETE found no row, or a newer one
+)
+
+var outcomeNames = [...]string{"", "created", "updated", "synced", "duplicate", "stale", "tombstoned", "deleted", "noop"}
+
+func (o Outcome) String() string {
+	if o > 0 && int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Applied reports whether the event changed the table.
+func (o Outcome) Applied() bool {
+	return o == OutcomeCreated || o == OutcomeUpdated || o == OutcomeSynced || o == OutcomeDeleted
+}
+
+// Apply applies one event through ex, typically a transaction the caller
+// commits. Errors wrap ErrUnknownModel, ErrUnknownSignal, ErrMissingFields
+// or ErrMalformedPayload for problems with the event itself, and the
+// database's error otherwise (see IsRetryable).
+func (r *Replica) Apply(ctx context.Context, ex sqldialect.Executor, p *Payload) (Outcome, error) {
+	rm, ok := r.Model(p.CQRSID)
+	if !ok {
+		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w: this replica has not registered it", ErrUnknownModel)}
+	}
+	ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
+	if err != nil {
+		return 0, err
+	}
+	switch p.SignalType {
+	case SignalSave, SignalSync:
+		return r.applySave(ctx, ex, rm, ti, p)
+	case SignalDelete:
+		return r.applyDelete(ctx, ex, rm, ti, p)
+	default:
+		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w %q", ErrUnknownSignal, p.SignalType)}
+	}
+}
+
+// eventVersion reads the revision and cqrs_updated every event carries.
+func eventVersion(p *Payload) (int64, time.Time, error) {
+	if p.InstanceData == nil {
+		return 0, time.Time{}, &PayloadError{Field: "instance_data", Reason: "is null"}
+	}
+	rev, err := p.Revision()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	updated, err := p.Updated()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return rev, updated, nil
+}
+
+func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, p *Payload) (Outcome, error) {
+	fail := func(err error) (Outcome, error) {
+		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
+	}
+	rev, updated, err := eventVersion(p)
+	if err != nil {
+		return fail(err)
+	}
+	cols := make([]string, 0, len(p.InstanceData))
+	vals := make([]any, 0, len(p.InstanceData))
+	var pk any
+	for _, m := range p.InstanceData {
+		col := m.Key
+		if rm.Mapping != nil && col != RevisionField && col != UpdatedField {
+			mapped, ok := rm.Mapping[col]
+			if !ok {
+				continue
+			}
+			col = mapped
+		}
+		if !ti.has(col) || slices.Contains(cols, col) {
+			continue
+		}
+		v, err := ColumnValue(ti.types[col], m.Value)
+		if err != nil {
+			return fail(fmt.Errorf("field %q: %w", m.Key, err))
+		}
+		if col == rm.PK {
+			pk = v
+		}
+		cols = append(cols, col)
+		vals = append(vals, v)
+	}
+	var missing []string
+	for _, c := range ti.columns {
+		if !c.Nullable && !c.HasDefault && !slices.Contains(cols, c.Name) {
+			missing = append(missing, c.Name)
+		}
+	}
+	if pk == nil && !slices.Contains(missing, rm.PK) {
+		missing = append(missing, rm.PK)
+	}
+	if len(missing) > 0 {
+		return fail(fmt.Errorf("%w: table %s needs %v and the event does not carry them (check the model's Mapping)", ErrMissingFields, rm.Table, missing))
+	}
+
+	stored, exists, err := r.storedRevision(ctx, ex, rm, ti, pk)
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.cfg.Dialect.Upsert(ctx, ex, &sqldialect.UpsertParams{
+		Table: rm.Table, PKColumn: rm.PK, Columns: cols, Values: vals,
+		Revision: rev, Force: p.SignalType == SignalSync,
+		CQRSID: p.CQRSID, Key: keyString(pk), Updated: updated,
+	})
+	if err != nil {
+		return 0, err
+	}
+	log := r.cfg.Logger
+	attrs := func(extra ...slog.Attr) []slog.Attr {
+		return append([]slog.Attr{slog.String("cqrs_id", p.CQRSID), slog.Any("pk", pk), slog.Int64("revision", rev),
+			slog.String("correlation_id", p.CorrelationID)}, extra...)
+	}
+	switch {
+	case n == 0 && !exists:
+		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: event older than the key's delete, dropped", attrs()...)
+		return OutcomeTombstoned, nil
+	case n == 0 && p.SignalType == SignalSync:
+		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: SYNC older than the key's delete, dropped", attrs()...)
+		return OutcomeTombstoned, nil
+	case n == 0 && rev == stored:
+		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: duplicate event, dropped", attrs()...)
+		return OutcomeDuplicate, nil
+	case n == 0:
+		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: wrong sync order: stale event dropped", attrs(slog.Int64("stored_revision", stored))...)
+		return OutcomeStale, nil
+	case !exists:
+		return OutcomeCreated, nil
+	case p.SignalType == SignalSync:
+		if rev < stored {
+			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: SYNC downgraded the row's revision", attrs(slog.Int64("stored_revision", stored))...)
+		}
+		return OutcomeSynced, nil
+	default:
+		if lost := rev - stored - 1; lost > 0 {
+			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: lost packages: revision gap", attrs(slog.Int64("stored_revision", stored), slog.Int64("lost", lost))...)
+		}
+		return OutcomeUpdated, nil
+	}
+}
+
+// storedRevision reads the row's revision, for classifying and logging the
+// outcome only: the write itself is guarded in SQL.
+func (r *Replica) storedRevision(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, pk any) (int64, bool, error) {
+	rows, err := r.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+		Table: rm.Table, PKColumn: rm.PK, Columns: []string{RevisionField}, PKs: []any{pk},
+	})
+	if err != nil {
+		return 0, false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return 0, false, rows.Err()
+	}
+	var rev int64
+	if err := rows.Scan(&rev); err != nil {
+		return 0, false, err
+	}
+	return rev, true, rows.Close()
+}
+
+func (r *Replica) applyDelete(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, p *Payload) (Outcome, error) {
+	fail := func(err error) (Outcome, error) {
+		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
+	}
+	rev, updated, err := eventVersion(p)
+	if err != nil {
+		return fail(err)
+	}
+	// django-cqrs names the key "id" in a DELETE, whatever the column.
+	raw, ok := p.InstanceData.Get("id")
+	if !ok {
+		raw = p.InstancePK
+	}
+	pk, err := ColumnValue(ti.types[rm.PK], raw)
+	if err != nil || pk == nil {
+		return fail(fmt.Errorf("%w: DELETE carries no usable primary key (instance_data.id = %v): %v", ErrMissingFields, raw, err))
+	}
+	n, err := r.cfg.Dialect.DeleteGuarded(ctx, ex, &sqldialect.DeleteGuardedParams{
+		Table: rm.Table, PKColumn: rm.PK, PK: pk, Revision: rev,
+		CQRSID: p.CQRSID, Key: keyString(pk), Updated: updated, Now: r.cfg.Now(),
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return OutcomeNoop, nil
+	}
+	return OutcomeDeleted, nil
+}
+
+// PurgeTombstones forgets deleted keys older than the retention.
+func (r *Replica) PurgeTombstones(ctx context.Context, ex sqldialect.Executor) (int64, error) {
+	return r.cfg.Dialect.PurgeTombstones(ctx, ex, r.cfg.Now().Add(-r.cfg.TombstoneRetention))
+}
