@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -538,8 +539,31 @@ func (e *SyntaxError) Error() string {
 // nesting deeper than 10000 levels is refused. Like encoding/json, invalid
 // UTF-8 and unpaired surrogate escapes in strings are replaced by U+FFFD.
 // Errors are *[SyntaxError].
+//
+// DecodeJSON does not retain data, but the strings it returns share one
+// copy of it.
 func DecodeJSON(data []byte) (any, error) {
-	d := jsonDecoder{data: data}
+	d := jsonDecoderPool.Get().(*jsonDecoder)
+	// One copy of the input backs every string and number that needs no
+	// unescaping: they are substrings of src.
+	d.data, d.src, d.pos, d.depth = data, string(data), 0, 0
+	v, err := d.decode()
+	// Popped scratch entries are cleared as they go; an error may leave
+	// some behind.
+	clear(d.members)
+	clear(d.elems)
+	d.members, d.elems, d.data, d.src = d.members[:0], d.elems[:0], nil, ""
+	if cap(d.members) <= 1024 && cap(d.elems) <= 1024 {
+		jsonDecoderPool.Put(d)
+	}
+	return v, err
+}
+
+var jsonDecoderPool = sync.Pool{New: func() any {
+	return &jsonDecoder{members: make([]Member, 0, 32), elems: make([]any, 0, 16)}
+}}
+
+func (d *jsonDecoder) decode() (any, error) {
 	d.skipSpace()
 	v, err := d.value()
 	if err != nil {
@@ -552,8 +576,17 @@ func DecodeJSON(data []byte) (any, error) {
 	return v, nil
 }
 
+// jsonDigits holds the one-digit numbers, boxed once.
+var jsonDigits = func() (d [10]any) {
+	for i := range d {
+		d[i] = json.Number(strconv.Itoa(i))
+	}
+	return d
+}()
+
 type jsonDecoder struct {
 	data    []byte
+	src     string // data as a string
 	pos     int
 	depth   int
 	members []Member // scratch stack of the objects being decoded
@@ -606,7 +639,11 @@ func (d *jsonDecoder) value() (any, error) {
 				}
 				return nil, d.errorf("invalid character %s in numeric literal", jsonQuoteByte(d.data[end]))
 			}
-			n := json.Number(d.data[d.pos:end])
+			if end == d.pos+1 {
+				d.pos = end
+				return jsonDigits[c-'0'], nil
+			}
+			n := json.Number(d.src[d.pos:end])
 			d.pos = end
 			return n, nil
 		}
@@ -769,7 +806,7 @@ func (d *jsonDecoder) string() (string, error) {
 			raw := d.data[start:i]
 			d.pos = i + 1
 			if ascii || utf8.Valid(raw) {
-				return string(raw), nil
+				return d.src[start:i], nil
 			}
 			return string(jsonFixUTF8(make([]byte, 0, len(raw)+8), raw)), nil
 		case c == '\\':

@@ -209,6 +209,7 @@ func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...
 // are an error wrapping ErrRowNotFound, and nothing is deleted.
 func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
 	ex := m.adapt(tx)
+	pks = uniqueKeys(pks)
 	mm, err := m.model(cqrsID)
 	if err != nil {
 		return err
@@ -225,12 +226,16 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if _, err := m.cfg.Dialect.DeleteRows(ctx, ex, mm.Table, mm.PK, pks); err != nil {
 		return err
 	}
+	// Remember the deleted keys, so that a re-created key continues its
+	// revisions: replicas then order every event of a key by revision alone.
+	tombs := make([]sqldialect.Tombstone, len(rows))
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
-	for _, row := range rows {
+	for i, row := range rows {
 		rev, err := revisionOf(row)
 		if err != nil {
 			return &ModelError{CQRSID: cqrsID, PK: row.pk, Err: err}
 		}
+		tombs[i] = sqldialect.Tombstone{CQRSID: cqrsID, Key: keyString(row.pk), Revision: rev + 1, Updated: now, At: now}
 		data := Object{{Key: "id", Value: row.pk}, {Key: RevisionField, Value: rev + 1}, {Key: UpdatedField, Value: FormatDateTime(now)}}
 		// The filter and meta function see the row as deleted: with the
 		// DELETE's revision and time, as django-cqrs's instance has them.
@@ -244,6 +249,9 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 		if ok {
 			events = append(events, ev)
 		}
+	}
+	if err := m.cfg.Dialect.RecordTombstones(ctx, ex, tombs); err != nil {
+		return err
 	}
 	return m.enqueue(ctx, ex, events)
 }
@@ -273,6 +281,7 @@ func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pk
 }
 
 func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID string, create bool, pks []any) error {
+	pks = uniqueKeys(pks)
 	mm, err := m.model(cqrsID)
 	if err != nil {
 		return err
@@ -285,7 +294,7 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		return err
 	}
 	n, err := m.cfg.Dialect.TouchRows(ctx, ex, &sqldialect.TouchRowsParams{
-		Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
+		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
 	})
 	if err != nil {
 		return err
@@ -295,7 +304,7 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		if _, err := m.readRows(ctx, ex, mm, ti, pks); err != nil {
 			return err
 		}
-		return fmt.Errorf("cqrsync: %s: %d of %d keys updated: are some keys listed twice?", cqrsID, n, len(pks))
+		return fmt.Errorf("cqrsync: %s: %d of %d keys updated", cqrsID, n, len(pks))
 	}
 	if mm.NoProduce {
 		return nil
@@ -305,6 +314,24 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		return err
 	}
 	return m.publishRows(ctx, ex, mm, SignalSave, rows, "")
+}
+
+// uniqueKeys drops repeated keys, keeping the first of each: a key listed
+// twice is one row and one event.
+func uniqueKeys(pks []any) []any {
+	if len(pks) < 2 {
+		return pks
+	}
+	seen := make(map[string]bool, len(pks))
+	out := pks[:0:0]
+	for _, pk := range pks {
+		k := fmt.Sprintf("%T:%v", pk, pk)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, pk)
+		}
+	}
+	return out
 }
 
 // publishRows builds and enqueues one event per row.

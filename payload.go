@@ -167,7 +167,7 @@ func (e *PayloadError) Is(target error) bool { return target == ErrMalformedPayl
 // Unwrap returns the underlying error.
 func (e *PayloadError) Unwrap() error { return e.Err }
 
-func fieldErr(field, format string, args ...any) *PayloadError {
+func payloadFieldErr(field, format string, args ...any) *PayloadError {
 	return &PayloadError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
@@ -218,17 +218,17 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 			seen |= hasSignal
 			s, ok := m.Value.(string)
 			if !ok {
-				return nil, fieldErr(m.Key, "must be a string, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a string, got %s", jsonKind(m.Value))
 			}
 			p.SignalType = SignalType(s)
 		case "cqrs_id":
 			seen |= hasID
 			s, ok := m.Value.(string)
 			if !ok {
-				return nil, fieldErr(m.Key, "must be a string, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a string, got %s", jsonKind(m.Value))
 			}
 			if s == "" {
-				return nil, fieldErr(m.Key, "is empty")
+				return nil, payloadFieldErr(m.Key, "is empty")
 			}
 			p.CQRSID = s
 		case "instance_data":
@@ -261,7 +261,7 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 			case json.Number:
 				p.CorrelationID = string(c)
 			default:
-				return nil, fieldErr(m.Key, "must be a string or null, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a string or null, got %s", jsonKind(m.Value))
 			}
 		case "retries":
 			switch r := m.Value.(type) {
@@ -269,11 +269,11 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 			case json.Number:
 				n, err := strconv.ParseInt(string(r), 10, 64)
 				if err != nil || n < 0 || n > math.MaxInt {
-					return nil, fieldErr(m.Key, "must be an integer >= 0, got %s", r)
+					return nil, payloadFieldErr(m.Key, "must be an integer >= 0, got %s", r)
 				}
 				p.Retries = int(n)
 			default:
-				return nil, fieldErr(m.Key, "must be an integer >= 0, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be an integer >= 0, got %s", jsonKind(m.Value))
 			}
 		case "expires":
 			seen |= hasExpires
@@ -286,20 +286,20 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 				}
 				p.Expires = t.UTC()
 			default:
-				return nil, fieldErr(m.Key, "must be a datetime string or null, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a datetime string or null, got %s", jsonKind(m.Value))
 			}
 		}
 	}
 	// The keys django-cqrs requires (it checks only their presence).
 	switch {
 	case seen&hasPK == 0:
-		return nil, fieldErr("instance_pk", "is missing")
+		return nil, payloadFieldErr("instance_pk", "is missing")
 	case seen&hasSignal == 0:
-		return nil, fieldErr("signal_type", "is missing")
+		return nil, payloadFieldErr("signal_type", "is missing")
 	case seen&hasID == 0:
-		return nil, fieldErr("cqrs_id", "is missing")
+		return nil, payloadFieldErr("cqrs_id", "is missing")
 	case seen&hasData == 0:
-		return nil, fieldErr("instance_data", "is missing")
+		return nil, payloadFieldErr("instance_data", "is missing")
 	}
 	if seen&hasExpires == 0 {
 		if now.IsZero() {
@@ -318,7 +318,7 @@ func payloadObject(m Member) (Object, error) {
 	case Object:
 		return o, nil
 	default:
-		return nil, fieldErr(m.Key, "must be an object or null, got %s", jsonKind(m.Value))
+		return nil, payloadFieldErr(m.Key, "must be an object or null, got %s", jsonKind(m.Value))
 	}
 }
 
@@ -328,17 +328,17 @@ func payloadObject(m Member) (Object, error) {
 func (p *Payload) Revision() (int64, error) {
 	const field = "instance_data.cqrs_revision"
 	if p.InstanceData == nil {
-		return 0, fieldErr("instance_data", "is null")
+		return 0, payloadFieldErr("instance_data", "is null")
 	}
 	v, ok := p.InstanceData.Get("cqrs_revision")
 	if !ok {
-		return 0, fieldErr(field, "is missing")
+		return 0, payloadFieldErr(field, "is missing")
 	}
 	switch r := v.(type) {
 	case json.Number:
 		n, err := strconv.ParseInt(string(r), 10, 64)
 		if err != nil {
-			return 0, fieldErr(field, "must be an integer, got %s", jsonQuoteTrunc(string(r)))
+			return 0, payloadFieldErr(field, "must be an integer, got %s", jsonQuoteTrunc(string(r)))
 		}
 		return n, nil
 	case int64:
@@ -351,11 +351,11 @@ func (p *Payload) Revision() (int64, error) {
 		return int64(r), nil
 	case uint64:
 		if r > math.MaxInt64 {
-			return 0, fieldErr(field, "is out of range")
+			return 0, payloadFieldErr(field, "is out of range")
 		}
 		return int64(r), nil
 	default:
-		return 0, fieldErr(field, "must be an integer, got %s", jsonKind(v))
+		return 0, payloadFieldErr(field, "must be an integer, got %s", jsonKind(v))
 	}
 }
 
@@ -365,11 +365,11 @@ func (p *Payload) Revision() (int64, error) {
 func (p *Payload) Updated() (time.Time, error) {
 	const field = "instance_data.cqrs_updated"
 	if p.InstanceData == nil {
-		return time.Time{}, fieldErr("instance_data", "is null")
+		return time.Time{}, payloadFieldErr("instance_data", "is null")
 	}
 	v, ok := p.InstanceData.Get("cqrs_updated")
 	if !ok {
-		return time.Time{}, fieldErr(field, "is missing")
+		return time.Time{}, payloadFieldErr(field, "is missing")
 	}
 	switch u := v.(type) {
 	case string:
@@ -381,7 +381,7 @@ func (p *Payload) Updated() (time.Time, error) {
 	case time.Time:
 		return u, nil
 	default:
-		return time.Time{}, fieldErr(field, "must be a datetime string, got %s", jsonKind(v))
+		return time.Time{}, payloadFieldErr(field, "must be a datetime string, got %s", jsonKind(v))
 	}
 }
 

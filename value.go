@@ -151,7 +151,7 @@ func ValueTypeOfSQL(declared string) ValueType {
 var ErrInvalidValue = errors.New("cqrsync: invalid value")
 
 type valueError struct {
-	dir    string // "wire" or "column"
+	dir    string // "the wire" or "a column"
 	t      ValueType
 	v      any
 	reason string
@@ -159,7 +159,7 @@ type valueError struct {
 }
 
 func (e *valueError) Error() string {
-	msg := "cqrsync: converting " + valDescribe(e.v) + " to a " + e.t.String() + " " + e.dir + " value: " + e.reason
+	msg := "cqrsync: converting " + valDescribe(e.v) + " to " + e.t.String() + " for " + e.dir + ": " + e.reason
 	if e.err != nil {
 		msg += ": " + strings.TrimPrefix(e.err.Error(), "cqrsync: ")
 	}
@@ -208,7 +208,8 @@ func valDescribe(v any) string {
 //     64-bit float ("1234.5600" becomes 1234.56 and "10" becomes 10.0);
 //   - TypeString: string;
 //   - TypeBool: bool (also from 0/1 and "t"/"f"/"true"/"false"/"1"/"0");
-//   - TypeDate: "YYYY-MM-DD";
+//   - TypeDate: "YYYY-MM-DD" (a time.Time gives its calendar date in its
+//     own location);
 //   - TypeDateTime: [FormatDateTime] of the time in UTC, from a time.Time or
 //     text [ParseDateTime] accepts (as SQLite stores it);
 //   - TypeUUID: lowercase hyphenated text, from text in either case with or
@@ -228,24 +229,24 @@ func WireValue(t ValueType, v any) (any, error) {
 	if val, ok := v.(driver.Valuer); ok {
 		dv, err := val.Value()
 		if err != nil {
-			return nil, &valueError{dir: "wire", t: t, v: v, reason: "driver.Valuer failed", err: err}
+			return nil, &valueError{dir: "the wire", t: t, v: v, reason: "driver.Valuer failed", err: err}
 		}
 		if dv == nil {
 			return nil, nil
 		}
 		if _, again := dv.(driver.Valuer); again {
-			return nil, &valueError{dir: "wire", t: t, v: v, reason: "driver.Valuer returned a driver.Valuer"}
+			return nil, &valueError{dir: "the wire", t: t, v: v, reason: "driver.Valuer returned a driver.Valuer"}
 		}
 		v = dv
 	}
-	out, reason, err := wireValue(t, v)
+	out, reason, err := valWire(t, v)
 	if reason != "" {
-		return nil, &valueError{dir: "wire", t: t, v: v, reason: reason, err: err}
+		return nil, &valueError{dir: "the wire", t: t, v: v, reason: reason, err: err}
 	}
 	return out, nil
 }
 
-func wireValue(t ValueType, v any) (out any, reason string, err error) {
+func valWire(t ValueType, v any) (out any, reason string, err error) {
 	switch t {
 	case TypeAuto:
 		switch v := v.(type) {
@@ -388,14 +389,14 @@ func ColumnValue(t ValueType, v any) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
-	out, reason, err := columnValue(t, v)
+	out, reason, err := valColumn(t, v)
 	if reason != "" {
-		return nil, &valueError{dir: "column", t: t, v: v, reason: reason, err: err}
+		return nil, &valueError{dir: "a column", t: t, v: v, reason: reason, err: err}
 	}
 	return out, nil
 }
 
-func columnValue(t ValueType, v any) (out any, reason string, err error) {
+func valColumn(t ValueType, v any) (out any, reason string, err error) {
 	switch t {
 	case TypeAuto:
 		switch v := v.(type) {
@@ -1095,7 +1096,7 @@ func (p *dtParser) num(minDigits, maxDigits int) (int, bool) {
 	return n, p.i-start >= minDigits
 }
 
-func (p *dtParser) byte(c byte) bool {
+func (p *dtParser) eat(c byte) bool {
 	if p.i < len(p.s) && p.s[p.i] == c {
 		p.i++
 		return true
@@ -1105,10 +1106,10 @@ func (p *dtParser) byte(c byte) bool {
 
 // date reads YYYY-M[M]-D[D].
 func (p *dtParser) date() (y, m, d int, ok bool) {
-	if y, ok = p.num(4, 4); !ok || !p.byte('-') {
+	if y, ok = p.num(4, 4); !ok || !p.eat('-') {
 		return 0, 0, 0, false
 	}
-	if m, ok = p.num(1, 2); !ok || !p.byte('-') {
+	if m, ok = p.num(1, 2); !ok || !p.eat('-') {
 		return 0, 0, 0, false
 	}
 	if d, ok = p.num(1, 2); !ok {
@@ -1136,13 +1137,13 @@ func dtParse(s string) (time.Time, string) {
 	var h, mi, sec, nsec int
 	if p.i < len(s) && (s[p.i] == ' ' || s[p.i] == 'T' || s[p.i] == 't') {
 		p.i++
-		if h, ok = p.num(1, 2); !ok || !p.byte(':') {
+		if h, ok = p.num(1, 2); !ok || !p.eat(':') {
 			return time.Time{}, "want HH:MM after the date"
 		}
 		if mi, ok = p.num(1, 2); !ok {
 			return time.Time{}, "want HH:MM after the date"
 		}
-		if p.byte(':') {
+		if p.eat(':') {
 			if sec, ok = p.num(1, 2); !ok {
 				return time.Time{}, "want two digits of seconds"
 			}
@@ -1184,7 +1185,7 @@ func dtParse(s string) (time.Time, string) {
 			}
 			om := 0
 			if p.i < len(s) {
-				p.byte(':')
+				p.eat(':')
 				if om, ok = p.num(2, 2); !ok {
 					return time.Time{}, "want an offset of the form ±HH:MM"
 				}

@@ -94,6 +94,7 @@ type Relay struct {
 
 	published atomic.Int64
 	failures  atomic.Int64
+	looks     atomic.Int64 // times the run loop looked for events (tests wait on it)
 }
 
 // NewRelay returns a relay; Start runs it.
@@ -151,6 +152,7 @@ func (r *Relay) run(ctx context.Context) error {
 	quick := time.Millisecond
 	for {
 		n, err := r.RunOnce(ctx)
+		r.looks.Add(1)
 		switch {
 		case ctx.Err() != nil:
 			return nil

@@ -50,7 +50,9 @@ type Dialect interface {
 	OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, error)
 
 	// TouchRows sets cqrs_updated and bumps (or resets) cqrs_revision of
-	// master rows by primary key, and returns how many rows it changed.
+	// master rows by primary key, and returns how many rows it changed. A
+	// reset (a create) continues after the key's tombstone, if any, so a
+	// re-created key's revisions never go backwards.
 	TouchRows(ctx context.Context, ex Executor, params *TouchRowsParams) (int64, error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
@@ -67,6 +69,9 @@ type Dialect interface {
 	// than the delete (cqrs_revision >= params.Revision), and records or
 	// raises the tombstone in the same call. It returns the rows deleted.
 	DeleteGuarded(ctx context.Context, ex Executor, params *DeleteGuardedParams) (int64, error)
+	// RecordTombstones records deleted keys (a master's deletes, so a
+	// re-created key continues its revisions), keeping the newest per key.
+	RecordTombstones(ctx context.Context, ex Executor, tombstones []Tombstone) error
 	// PurgeTombstones deletes tombstones recorded before before.
 	PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error)
 }
@@ -123,14 +128,29 @@ type OutboxStats struct {
 	Oldest time.Time
 }
 
+// Tombstone remembers a deleted key.
+type Tombstone struct {
+	CQRSID string
+	// Key is the primary key's canonical text.
+	Key string
+	// Revision and Updated are the DELETE's cqrs_revision and cqrs_updated.
+	Revision int64
+	Updated  time.Time
+	// At is when the tombstone was recorded (for the retention).
+	At time.Time
+}
+
 // TouchRowsParams configures TouchRows.
 type TouchRowsParams struct {
+	// CQRSID names the model in the tombstone table (for Reset).
+	CQRSID   string
 	Table    string
 	PKColumn string
 	PKs      []any
 	// Updated is the new cqrs_updated.
 	Updated time.Time
-	// Reset sets cqrs_revision to 0 (a create); otherwise it is raised by 1.
+	// Reset sets cqrs_revision to 0 (a create), or to one more than the
+	// key's tombstone; otherwise the revision is raised by 1.
 	Reset bool
 }
 

@@ -24,6 +24,7 @@ func SQLite() Dialect {
 		claimOutbox:       sqliteClaimOutbox,
 		upsertConflict:    onConflictUpsert,
 		tombstoneConflict: onConflictTombstone,
+		castText:          func(expr string) string { return "CAST(" + expr + " AS TEXT)" },
 	}
 }
 

@@ -39,6 +39,8 @@ type standard struct {
 	// forUpdate is the locking clause, empty where the database locks the
 	// whole database per writer anyway.
 	forUpdate string
+	// castText renders a SQL expression converting a column to text.
+	castText func(expr string) string
 }
 
 func (d *standard) Name() string { return d.name }
@@ -224,18 +226,23 @@ func (d *standard) OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, 
 }
 
 func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParams) (int64, error) {
-	rev := d.QuoteIdent("cqrs_revision") + " + 1"
+	revCol := d.QuoteIdent("cqrs_revision")
+	rev, first := revCol+" + 1", 2
+	args := []any{p.Updated}
 	if p.Reset {
-		rev = "0"
+		// A create continues after a tombstone of the same key.
+		rev = fmt.Sprintf("COALESCE((SELECT ts.revision + 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = %s), 0)",
+			d.placeholder(2), d.castText(d.QuoteIdent(p.Table)+"."+d.QuoteIdent(p.PKColumn)))
+		first = 3
+		args = append(args, p.CQRSID)
 	}
 	var total int64
-	for chunk := range slices.Chunk(p.PKs, maxParams-1) {
+	for chunk := range slices.Chunk(p.PKs, maxParams-first) {
 		q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IN (%s)",
-			d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_revision"), rev,
+			d.QuoteIdent(p.Table), revCol, rev,
 			d.QuoteIdent("cqrs_updated"), d.placeholder(1),
-			d.QuoteIdent(p.PKColumn), d.params(2, len(chunk)))
-		args := append([]any{p.Updated}, chunk...)
-		n, err := ex.Exec(ctx, q, args...)
+			d.QuoteIdent(p.PKColumn), d.params(first, len(chunk)))
+		n, err := ex.Exec(ctx, q, append(slices.Clone(args), chunk...)...)
 		if err != nil {
 			return total, fmt.Errorf("sqldialect: touch %s: %w", p.Table, err)
 		}
@@ -334,12 +341,29 @@ func (d *standard) DeleteGuarded(ctx context.Context, ex Executor, p *DeleteGuar
 	if err != nil {
 		return 0, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
 	}
-	q = fmt.Sprintf("INSERT INTO cqrs_tombstones (cqrs_id, pk, revision, updated_us, deleted_us) VALUES (%s) %s",
-		d.params(1, 5), d.tombstoneConflict)
-	if _, err := ex.Exec(ctx, q, p.CQRSID, p.Key, p.Revision, micros(p.Updated), micros(p.Now)); err != nil {
-		return deleted, fmt.Errorf("sqldialect: record tombstone: %w", err)
+	err = d.RecordTombstones(ctx, ex, []Tombstone{{CQRSID: p.CQRSID, Key: p.Key, Revision: p.Revision, Updated: p.Updated, At: p.Now}})
+	return deleted, err
+}
+
+func (d *standard) RecordTombstones(ctx context.Context, ex Executor, ts []Tombstone) error {
+	const perRow = 5
+	for chunk := range slices.Chunk(ts, maxParams/perRow) {
+		var b strings.Builder
+		b.WriteString("INSERT INTO cqrs_tombstones (cqrs_id, pk, revision, updated_us, deleted_us) VALUES ")
+		args := make([]any, 0, len(chunk)*perRow)
+		for i, t := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString("(" + d.params(i*perRow+1, perRow) + ")")
+			args = append(args, t.CQRSID, t.Key, t.Revision, micros(t.Updated), micros(t.At))
+		}
+		b.WriteString(" " + d.tombstoneConflict)
+		if _, err := ex.Exec(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("sqldialect: record tombstones: %w", err)
+		}
 	}
-	return deleted, nil
+	return nil
 }
 
 func (d *standard) PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error) {

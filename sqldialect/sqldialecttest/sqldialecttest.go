@@ -332,6 +332,18 @@ func testMasterRows(t *testing.T, h *Harness) {
 		t.Fatalf("DeleteRows = %d, %v; want 2", n, err)
 	}
 	b.wantGone(t, 6)
+
+	// A key deleted at revision 5 and created again continues at 6.
+	if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "6", Revision: 5, Updated: t0, At: t0}}); err != nil {
+		t.Fatalf("RecordTombstones: %v", err)
+	}
+	b.exec(t, fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES (6, 'again')", b.d.QuoteIdent("item"), b.d.QuoteIdent("id"), b.d.QuoteIdent("name")))
+	n, err = b.d.TouchRows(b.ctx, b.ex, &sqldialect.TouchRowsParams{CQRSID: "item", Table: "item", PKColumn: "id", PKs: []any{int64(6), int64(4)}, Updated: t0, Reset: true})
+	if err != nil || n != 2 {
+		t.Fatalf("TouchRows(reset) = %d, %v; want 2", n, err)
+	}
+	b.want(t, 6, "again", 6)
+	b.want(t, 4, "n4", 0)
 }
 
 func testUpsert(t *testing.T, h *Harness) {

@@ -1,0 +1,424 @@
+package cqrsync_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/memory"
+)
+
+const replicaBasicDDL = `CREATE TABLE djpeer_basic (
+	id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL,
+	int_field INTEGER NOT NULL, char_field VARCHAR(200) NOT NULL,
+	date_field DATE, datetime_field DATETIME, bool_field BOOLEAN NOT NULL,
+	nullable_int INTEGER, nullable_char VARCHAR(200), uuid_field UUID,
+	decimal_field NUMERIC(14,4), float_field DOUBLE PRECISION, json_field JSON,
+	CHECK (int_field <> 666))`
+
+// consumerBundle is a replica database consuming a memory broker's queue.
+type consumerBundle struct {
+	db       *sql.DB
+	broker   *memory.Broker
+	pub      transport.Publisher
+	consumer *cqrsync.Consumer
+	logs     *syncBuffer
+	queue    string
+}
+
+type consumerOpts struct {
+	workers, batch int
+	retry          cqrsync.RetryPolicy
+	chaos          *memory.Chaos
+	noStart        bool
+}
+
+func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
+	t.Helper()
+	b := &consumerBundle{queue: "djpeer_replica", logs: &syncBuffer{}} // the vectors' queue
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs := b.logs.String()
+			t.Logf("consumer logs (last 3000 bytes):\n%s", logs[max(0, len(logs)-3000):])
+		}
+	})
+	b.db = cqrsynctesting.OpenSQLite(t, replicaBasicDDL)
+	b.broker = memory.NewBroker(&memory.Config{Chaos: o.chaos})
+	b.pub = b.broker.Publisher()
+	if err := b.broker.DeclareQueue(b.queue, "djpeer_basic"); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite(), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}}); err != nil {
+		t.Fatal(err)
+	}
+	retry := o.retry
+	if retry.Delay == nil {
+		retry.Delay = func(int) time.Duration { return time.Millisecond }
+	}
+	sub := b.broker.Subscriber()
+	t.Cleanup(func() { _ = sub.Close(); _ = b.pub.Close() })
+	b.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		Replica: replica, DB: b.db, Subscriber: sub, Publisher: b.pub, Queue: b.queue,
+		Workers: o.workers, BatchSize: o.batch, Retry: retry, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.noStart {
+		b.start(t)
+	}
+	return b
+}
+
+func (b *consumerBundle) start(t *testing.T) {
+	t.Helper()
+	if err := b.consumer.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.consumer.Stop() })
+	<-b.consumer.Started()
+}
+
+func (b *consumerBundle) publish(t *testing.T, routingKey string, body string) {
+	t.Helper()
+	id, q := transport.ParseRoutingKey(routingKey)
+	if err := b.pub.Publish(t.Context(), []transport.Message{{CQRSID: id, Queue: q, Body: []byte(body)}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settle waits until the queue holds nothing, ready or unacknowledged.
+func (b *consumerBundle) settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for b.broker.QueueLen(b.queue) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for queue %s to drain: %d messages left, consumer stats %+v", b.queue, b.broker.QueueLen(b.queue), b.consumer.Stats())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// row returns (cqrs_revision, int_field) of row id, or ok=false.
+func (b *consumerBundle) row(t *testing.T, id int64) (rev, intField int64, ok bool) {
+	t.Helper()
+	err := b.db.QueryRowContext(t.Context(), "SELECT cqrs_revision, int_field FROM djpeer_basic WHERE id = ?", id).Scan(&rev, &intField)
+	if err == sql.ErrNoRows {
+		return 0, 0, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev, intField, true
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for "+format, append([]any{timeout}, args...)...)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// saveBody is a SAVE (or SYNC) of djpeer_basic row id.
+func saveBody(signal string, id, rev, intField int64, updated time.Time) string {
+	return fmt.Sprintf(`{"signal_type":%q,"cqrs_id":"djpeer_basic","instance_data":{"id":%d,"cqrs_revision":%d,"cqrs_updated":%q,`+
+		`"int_field":%d,"char_field":"c","bool_field":false},"previous_data":null,"instance_pk":%d,"correlation_id":"corr-%d-%d","retries":0,`+
+		`"expires":"2099-01-01T00:00:00+00:00","meta":{}}`, signal, id, rev, cqrsync.FormatDateTime(updated), intField, id, id, rev)
+}
+
+func deleteBody(id, rev int64, updated time.Time) string {
+	return fmt.Sprintf(`{"signal_type":"DELETE","cqrs_id":"djpeer_basic","instance_data":{"id":%d,"cqrs_revision":%d,"cqrs_updated":%q},`+
+		`"previous_data":null,"instance_pk":%d,"correlation_id":null,"retries":0,"expires":"2099-01-01T00:00:00+00:00","meta":{}}`,
+		id, rev, cqrsync.FormatDateTime(updated), id)
+}
+
+// TestConsumerReplaysDjangoReplicaSemantics publishes the hand-made
+// messages of replica_semantics.json to our consumer, in order, and checks
+// the row after each step against what the Django replica did — except
+// where cqrsync deliberately does better, each listed with its reason.
+func TestConsumerReplaysDjangoReplicaSemantics(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(cqrsynctesting.VectorsDir(t), "replica_semantics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Steps []struct {
+			Step            string         `json:"step"`
+			RoutingKey      string         `json:"routing_key"`
+			PublishedBody   string         `json:"published_body"`
+			ReplicaRowAfter map[string]any `json:"replica_row_after"`
+			Published       []struct {
+				RoutingKey string `json:"routing_key"`
+			} `json:"messages_published_by_replica"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Steps) < 15 {
+		t.Fatalf("replica_semantics.json has %d steps, want at least 15", len(doc.Steps))
+	}
+	b := setupConsumer(t, consumerOpts{retry: cqrsync.RetryPolicy{MaxRetries: 1}}) // the capture ran with CQRS_MAX_RETRIES=1
+	dlq := transport.DeadLetterQueue(b.queue)
+	for i, step := range doc.Steps {
+		dlqBefore := b.broker.QueueLen(dlq)
+		b.publish(t, step.RoutingKey, step.PublishedBody)
+		b.settle(t)
+
+		wantRow := step.ReplicaRowAfter
+		wantDead := 0
+		for _, m := range step.Published {
+			if strings.Contains(m.RoutingKey, "dead_letter_") {
+				wantDead++
+			}
+		}
+		switch {
+		case strings.HasPrefix(step.Step, "SAVE without \"expires\""):
+			// django-cqrs's replica-only worker crashes on this message (a
+			// poison message); cqrsync gives it the default TTL, as the
+			// contract says, and applies it.
+			wantRow = map[string]any{"cqrs_revision": float64(2), "int_field": float64(20)}
+		case strings.HasPrefix(step.Step, "body that is not JSON"), strings.HasPrefix(step.Step, "JSON body without"):
+			// django-cqrs drops malformed bodies; cqrsync keeps them in the
+			// dead-letter queue, with the reason, for an operator.
+			wantDead = 1
+		case strings.HasPrefix(step.Step, "SAVE revision 5 after the DELETE"):
+			// django-cqrs resurrects the deleted row; cqrsync's tombstone
+			// drops the late SAVE.
+			wantRow = nil
+		}
+		if got := b.broker.QueueLen(dlq) - dlqBefore; got != wantDead {
+			t.Errorf("step %d (%s): %d new dead letters, want %d", i, step.Step, got, wantDead)
+		}
+		rev, intField, ok := b.row(t, 424242)
+		switch {
+		case wantRow == nil && ok:
+			t.Errorf("step %d (%s): row exists (revision %d), want none", i, step.Step, rev)
+		case wantRow != nil && !ok:
+			t.Errorf("step %d (%s): row missing, want revision %v", i, step.Step, wantRow["cqrs_revision"])
+		case wantRow != nil && (float64(rev) != wantRow["cqrs_revision"] || float64(intField) != wantRow["int_field"]):
+			t.Errorf("step %d (%s): row at revision %d with int_field %d, want %v and %v", i, step.Step, rev, intField, wantRow["cqrs_revision"], wantRow["int_field"])
+		}
+	}
+	logs := b.logs.String()
+	for _, want := range []string{"lost packages", "lost=2", "SYNC downgraded", "stale event dropped", "duplicate event"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	// The consumer kept running through every bad message.
+	select {
+	case <-b.consumer.Done():
+		t.Fatal("consumer stopped")
+	default:
+	}
+}
+
+func TestConsumerDuplicateDeliveryHasNoEffect(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t, consumerOpts{})
+	body := saveBody("SAVE", 1, 0, 10, time.Now())
+	b.publish(t, "djpeer_basic", body)
+	b.publish(t, "djpeer_basic", body)
+	b.settle(t)
+	if rev, v, ok := b.row(t, 1); !ok || rev != 0 || v != 10 {
+		t.Fatalf("row = rev %d int %d (exists %v), want rev 0 int 10", rev, v, ok)
+	}
+	if st := b.consumer.Stats(); st.Applied != 1 || st.Dropped != 1 {
+		t.Fatalf("stats = %+v, want 1 applied and 1 dropped", st)
+	}
+}
+
+func TestConsumerOutOfOrderKeepsNewer(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t, consumerOpts{})
+	now := time.Now()
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 2, 20, now.Add(2*time.Second)))
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 1, 10, now.Add(time.Second)))
+	b.settle(t)
+	if rev, v, _ := b.row(t, 1); rev != 2 || v != 20 {
+		t.Fatalf("row = rev %d int %d, want the newer: rev 2 int 20", rev, v)
+	}
+	// A DELETE overtaken by an older SAVE: the row stays deleted.
+	b.publish(t, "djpeer_basic", deleteBody(1, 3, now.Add(3*time.Second)))
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 2, 20, now.Add(2*time.Second)))
+	b.settle(t)
+	if _, _, ok := b.row(t, 1); ok {
+		t.Fatal("a SAVE older than the DELETE brought the row back")
+	}
+}
+
+// TestConsumerIsolatesPoisonEvent applies a batch in which one event
+// violates a replica constraint: the others are applied, the bad one is
+// retried and then dead-lettered, and the consumer goes on.
+func TestConsumerIsolatesPoisonEvent(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 50, noStart: true, retry: cqrsync.RetryPolicy{MaxRetries: 2}})
+	now := time.Now()
+	var msgs []transport.Message
+	for i := int64(1); i <= 20; i++ {
+		v := i
+		if i == 7 {
+			v = 666 // violates CHECK (int_field <> 666)
+		}
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, v, now))})
+	}
+	if err := b.pub.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t) // all 20 arrive in one batch
+	b.settle(t)
+	for i := int64(1); i <= 20; i++ {
+		_, _, ok := b.row(t, i)
+		if ok == (i == 7) {
+			t.Errorf("row %d exists = %v", i, ok)
+		}
+	}
+	st := b.consumer.Stats()
+	if st.Applied != 19 || st.Retried != 2 || st.DeadLettered != 1 {
+		t.Fatalf("stats = %+v, want 19 applied, 2 retries, 1 dead letter", st)
+	}
+	var reason string
+	_, err := b.broker.ScanDeadLetters(t.Context(), transport.DeadLetterQueue(b.queue), func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		reason = m.Headers[cqrsync.HeaderDeadLetterReason]
+		if !bytes.Contains(m.Body, []byte(`"retries":2`)) || m.Expiration != cqrsync.DefaultDeadLetterTTL {
+			t.Errorf("dead letter = %s (expiration %v), want retries 2 and the default TTL", m.Body, m.Expiration)
+		}
+		return transport.DeadLetterKeep, nil
+	})
+	if err != nil || !strings.Contains(reason, "CHECK constraint") {
+		t.Fatalf("dead letter reason = %q (%v), want the constraint error", reason, err)
+	}
+}
+
+// TestConsumerConvergesUnderChaos sends every change of many rows through a
+// broker that duplicates and reorders, with the connection cut midway;
+// the replica must end equal to the last state of every row.
+func TestConsumerConvergesUnderChaos(t *testing.T) {
+	t.Parallel()
+	seed := rand.Int64()
+	t.Logf("chaos seed %d", seed)
+	b := setupConsumer(t, consumerOpts{workers: 4, batch: 20, chaos: &memory.Chaos{DuplicateRate: 0.2, ReorderRate: 0.3, ReorderWindow: 10, Seed: seed}})
+	r := rand.New(rand.NewPCG(uint64(seed), 0))
+	type state struct {
+		rev     int64
+		val     int64
+		deleted bool
+	}
+	final := map[int64]*state{}
+	t0 := time.Now()
+	step := 0
+	var msgs []transport.Message
+	for range 1000 {
+		id := int64(1 + r.IntN(60))
+		st := final[id]
+		step++
+		at := t0.Add(time.Duration(step) * time.Millisecond)
+		switch {
+		case st == nil || st.deleted:
+			// A cqrsync master continues a re-created key's revisions.
+			rev := int64(0)
+			if st != nil {
+				rev = st.rev + 1
+			}
+			st = &state{rev: rev, val: r.Int64N(600)}
+			final[id] = st
+			msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", id, rev, st.val, at))})
+		case r.IntN(10) == 0:
+			st.rev++
+			st.deleted = true
+			msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(deleteBody(id, st.rev, at))})
+		default:
+			st.rev++
+			st.val = r.Int64N(600) // below 666, the CHECK constraint's poison value
+			msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", id, st.rev, st.val, at))})
+		}
+	}
+	for i, m := range msgs {
+		if err := b.pub.Publish(t.Context(), []transport.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+		if i == len(msgs)/2 {
+			b.broker.CutConnections()
+		}
+	}
+	b.settle(t)
+	for id, st := range final {
+		rev, val, ok := b.row(t, id)
+		switch {
+		case st.deleted && ok:
+			t.Errorf("row %d exists at revision %d, want deleted (seed %d)", id, rev, seed)
+		case !st.deleted && (!ok || rev != st.rev || val != st.val):
+			t.Errorf("row %d = rev %d val %d (exists %v), want rev %d val %d (seed %d)", id, rev, val, ok, st.rev, st.val, seed)
+		}
+	}
+}
+
+func TestConsumerStopReturnsUnfinishedWork(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t, consumerOpts{})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 1, time.Now()))
+	b.settle(t)
+	if err := b.consumer.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	// Published while stopped: kept by the broker for the next consumer.
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 2, 0, 2, time.Now()))
+	if n := b.broker.QueueLen(b.queue); n != 1 {
+		t.Fatalf("queue holds %d messages after Stop, want 1", n)
+	}
+}
+
+func TestConsumerConfigErrors(t *testing.T) {
+	t.Parallel()
+	_, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "a.b"})
+	if err == nil {
+		t.Fatal("NewConsumer accepted an empty config")
+	}
+	for _, want := range []string{"Replica is nil", "DB is nil", "Subscriber and Publisher", `Queue "a.b"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}

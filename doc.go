@@ -1,0 +1,41 @@
+// Package cqrsync keeps read-only copies of a master service's tables in
+// replica services' own SQL databases, through a message broker, speaking the
+// wire format of the Python library django-cqrs.
+//
+// # Master side
+//
+// A [Master] captures changes of registered tables ([MasterModel]) inside the
+// caller's transaction: [Master.Create], [Master.Update], [Master.Delete] and
+// [Master.Sync] bump the row's cqrs_revision, read the row back and write a
+// [Payload] into the outbox table in the same transaction. The event exists
+// exactly when the change commits; a rollback leaves no trace. The relay in
+// package outbox publishes committed events and deletes them only after the
+// broker confirmed them.
+//
+// # Replica side
+//
+// A [Replica] applies events to registered tables ([ReplicaModel]) with
+// guarded SQL, by the rules documented on [Replica]. A [Consumer] takes a
+// queue's deliveries from a transport, applies them in batches by parallel
+// workers (one row's events always on the same worker, in order),
+// acknowledges them after commit, and retries or dead-letters the events it
+// cannot apply.
+//
+// # Wire format
+//
+// [Payload.AppendJSON] writes exactly the bytes django-cqrs writes (ujson:
+// compact, ASCII-only, "\/" escaped) and [DecodePayload] reads what any
+// django-cqrs master sends; [WireValue] and [ColumnValue] convert between
+// database values and django-cqrs's value formats. The captured vectors in
+// the shared interop folder are the tests' oracle.
+//
+// # Schema
+//
+// Master and replica tables need two columns besides their own:
+//
+//	cqrs_revision INTEGER NOT NULL DEFAULT 0
+//	cqrs_updated  TIMESTAMP  -- DATETIME on SQLite
+//
+// and the database needs cqrsync's own tables, created by
+// sqldialect.Dialect.Migrate (readable with MigrationSQL).
+package cqrsync

@@ -1,0 +1,86 @@
+package cqrsync_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/outbox"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/transport/memory"
+)
+
+// Example shows the whole path on embedded defaults: a change captured in
+// the master's transaction, relayed from the outbox through the in-memory
+// broker, and applied to the replica's own table.
+func Example() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "cqrsync-example-*")
+	defer os.RemoveAll(dir)
+	open := func(name, ddl string) *sql.DB {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, name)+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+		if err != nil {
+			panic(err)
+		}
+		if _, err := db.Exec(ddl); err != nil {
+			panic(err)
+		}
+		if err := sqldialect.SQLite().Migrate(ctx, sqldialect.FromSQL(db)); err != nil {
+			panic(err)
+		}
+		return db
+	}
+	masterDB := open("master.db", `CREATE TABLE account (id INTEGER PRIMARY KEY, name TEXT NOT NULL, secret TEXT,
+		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`)
+	defer masterDB.Close()
+	replicaDB := open("replica.db", `CREATE TABLE account_copy (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+		cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`)
+	defer replicaDB.Close()
+
+	broker := memory.NewBroker(nil)
+	pub := broker.Publisher()
+	defer pub.Close()
+
+	// The master service: capture, outbox, relay.
+	relay, _ := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub})
+	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify})
+	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}})
+	_ = relay.Start(ctx)
+	defer relay.Stop()
+
+	// The replica service: consumer and replica model.
+	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account_copy"})
+	consumer, _ := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		Replica: replica, DB: replicaDB, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing",
+	})
+	_ = consumer.Start(ctx)
+	defer consumer.Stop()
+	<-consumer.Started()
+
+	// A change on the master, captured in its own transaction.
+	tx, _ := masterDB.BeginTx(ctx, nil)
+	_, _ = tx.Exec(`INSERT INTO account (id, name, secret) VALUES (1, 'Ada', 'hunter2')`)
+	if err := master.Create(ctx, tx, "account", 1); err != nil {
+		panic(err)
+	}
+	_ = tx.Commit() // the event exists from here on
+
+	// Wait for the replica to have it.
+	var name string
+	var rev int
+	for range 500 {
+		if replicaDB.QueryRow(`SELECT name, cqrs_revision FROM account_copy WHERE id = 1`).Scan(&name, &rev) == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("replica has account 1: %s at revision %d\n", name, rev)
+	// Output: replica has account 1: Ada at revision 0
+}

@@ -1,0 +1,154 @@
+package transporttest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// scan runs ScanDeadLetters with fn deciding by body, and returns the bodies
+// visited.
+func (b *bundle) scan(t *testing.T, dlq string, fn func(m *transport.Message) (transport.DeadLetterAction, error)) (visited []string, removed int, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, b.f.Timeout)
+	defer cancel()
+	removed, err = b.tr.DeadLetters.ScanDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		visited = append(visited, string(m.Body))
+		return fn(m)
+	})
+	return visited, removed, err
+}
+
+func (b *bundle) purge(t *testing.T, dlq string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, b.f.Timeout)
+	defer cancel()
+	n, err := b.tr.DeadLetters.PurgeDeadLetters(ctx, dlq)
+	if err != nil {
+		t.Fatalf("PurgeDeadLetters(%q): %v", dlq, err)
+	}
+	return n
+}
+
+// testDeadLetters: messages published to the dead-letter route land in the
+// dead-letter queue, not the replica queue; scans visit them oldest first,
+// keep or remove them as told, stop at the callback's error, and ignore
+// messages that arrive during the scan; purge empties the queue.
+func testDeadLetters(t *testing.T, b *bundle) {
+	id, q := b.name("m"), b.name("q")
+	dlq := transport.DeadLetterQueue(q)
+	s := b.subscribe(t, params(q, id))
+
+	want := make([]string, 5)
+	msgs := make([]transport.Message, len(want))
+	for i := range want {
+		want[i] = fmt.Sprintf("dead-%d", i)
+		msgs[i] = direct(dlq, id, want[i])
+		msgs[i].Expiration = 10 * 24 * time.Hour // django-cqrs's dead_message_ttl; must not hide them
+	}
+	b.publish(t, msgs...)
+	b.publish(t, msg(id, "marker"))
+	b.expectOnly(t, s, "marker") // dead letters do not reach the replica queue
+
+	// Scan 1: keep the first two, remove the rest; publish a new dead letter
+	// from the first callback, which the scan must not visit.
+	published := false
+	visited, removed, err := b.scan(t, dlq, func(m *transport.Message) (transport.DeadLetterAction, error) {
+		if m.CQRSID != id || m.Queue != dlq {
+			t.Errorf("dead letter %q: CQRSID %q Queue %q, want %q and %q", m.Body, m.CQRSID, m.Queue, id, dlq)
+		}
+		if !published {
+			published = true
+			if err := b.tryPublish([]transport.Message{direct(dlq, id, "dead-late")}); err != nil {
+				return transport.DeadLetterKeep, fmt.Errorf("publish during scan: %w", err)
+			}
+		}
+		switch string(m.Body) {
+		case "dead-0", "dead-1":
+			return transport.DeadLetterKeep, nil
+		}
+		return transport.DeadLetterRemove, nil
+	})
+	if err != nil {
+		t.Fatalf("scan 1: %v", err)
+	}
+	b.checkOrderOrSet(t, "scan 1 visited", visited, want)
+	if removed != 3 {
+		t.Fatalf("scan 1 removed %d, want 3", removed)
+	}
+
+	// Scan 2: remove the first visited, fail on the second; the scan stops
+	// there and reports the error and what it removed.
+	errStop := errors.New("stop here")
+	var first string
+	visited, removed, err = b.scan(t, dlq, func(m *transport.Message) (transport.DeadLetterAction, error) {
+		if first == "" {
+			first = string(m.Body)
+			return transport.DeadLetterRemove, nil
+		}
+		return transport.DeadLetterKeep, errStop
+	})
+	if !errors.Is(err, errStop) {
+		t.Fatalf("scan 2 error = %v, want one wrapping the callback's error", err)
+	}
+	if removed != 1 || len(visited) != 2 {
+		t.Fatalf("scan 2 visited %q and removed %d, want 2 visited and 1 removed", visited, removed)
+	}
+	if b.f.PerQueueOrder && first != "dead-0" {
+		t.Fatalf("scan 2 visited %q first, want the oldest, \"dead-0\"", first)
+	}
+
+	// Scan 3 sees what is left, including the message published during scan 1.
+	left := []string{"dead-0", "dead-1", "dead-late"}
+	for i, l := range left {
+		if l == first {
+			left = append(left[:i:i], left[i+1:]...)
+			break
+		}
+	}
+	visited, removed, err = b.scan(t, dlq, func(*transport.Message) (transport.DeadLetterAction, error) {
+		return transport.DeadLetterKeep, nil
+	})
+	if err != nil || removed != 0 {
+		t.Fatalf("scan 3: removed %d, error %v; want 0, nil", removed, err)
+	}
+	b.checkOrderOrSet(t, "scan 3 visited", visited, left)
+
+	if n := b.purge(t, dlq); n != len(left) {
+		t.Fatalf("PurgeDeadLetters removed %d, want %d", n, len(left))
+	}
+	if n := b.purge(t, dlq); n != 0 {
+		t.Fatalf("second PurgeDeadLetters removed %d, want 0", n)
+	}
+	visited, removed, err = b.scan(t, dlq, func(*transport.Message) (transport.DeadLetterAction, error) {
+		return transport.DeadLetterRemove, nil
+	})
+	if err != nil || removed != 0 || len(visited) != 0 {
+		t.Fatalf("scan of an empty queue: visited %q, removed %d, error %v", visited, removed, err)
+	}
+}
+
+// testDeadLetterQueueName: a custom SubscribeParams.DeadLetterQueue is
+// declared and bound under its own name.
+func testDeadLetterQueueName(t *testing.T, b *bundle) {
+	id, q, dlq := b.name("m"), b.name("q"), b.name("graveyard")
+	p := params(q, id)
+	p.DeadLetterQueue = dlq
+	b.subscribe(t, p)
+
+	b.publish(t, direct(dlq, id, "dead-0"), direct(dlq, id, "dead-1"))
+	visited, removed, err := b.scan(t, dlq, func(*transport.Message) (transport.DeadLetterAction, error) {
+		return transport.DeadLetterKeep, nil
+	})
+	if err != nil || removed != 0 {
+		t.Fatalf("scan: removed %d, error %v", removed, err)
+	}
+	b.checkOrderOrSet(t, "scan visited", visited, []string{"dead-0", "dead-1"})
+	if n := b.purge(t, dlq); n != 2 {
+		t.Fatalf("PurgeDeadLetters removed %d, want 2", n)
+	}
+}
