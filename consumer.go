@@ -93,7 +93,7 @@ type ConsumerConfig struct {
 	Retry RetryPolicy
 	// MaxDelayed bounds the events waiting for a retry; when it is full, the
 	// one due soonest is retried at once (as django-cqrs). Default
-	// DefaultMaxDelayed.
+	// DefaultMaxDelayed per worker.
 	MaxDelayed int
 	// PurgeInterval is how often expired tombstones are purged. Default 1 h.
 	PurgeInterval time.Duration
@@ -117,7 +117,7 @@ func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	if c.Retry.Delay == nil {
 		c.Retry.Delay = func(int) time.Duration { return DefaultRetryDelay }
 	}
-	c.MaxDelayed = cmp.Or(c.MaxDelayed, DefaultMaxDelayed)
+	c.MaxDelayed = cmp.Or(c.MaxDelayed, DefaultMaxDelayed*c.Workers)
 	c.PurgeInterval = cmp.Or(c.PurgeInterval, time.Hour)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)
 	c.Logger = cmp.Or(c.Logger, slog.Default())

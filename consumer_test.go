@@ -45,6 +45,7 @@ type consumerOpts struct {
 	retry          cqrsync.RetryPolicy
 	chaos          *memory.Chaos
 	noStart        bool
+	config         func(*cqrsync.ConsumerConfig) // adjusts the consumer's config
 }
 
 func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
@@ -76,10 +77,14 @@ func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
 	}
 	sub := b.broker.Subscriber()
 	t.Cleanup(func() { _ = sub.Close(); _ = b.pub.Close() })
-	b.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+	cfg := &cqrsync.ConsumerConfig{
 		Replica: replica, DB: b.db, Subscriber: sub, Publisher: b.pub, Queue: b.queue,
 		Workers: o.workers, BatchSize: o.batch, Retry: retry, Logger: logger,
-	})
+	}
+	if o.config != nil {
+		o.config(cfg)
+	}
+	b.consumer, err = cqrsync.NewConsumer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,10 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 	}
 	msg := transport.Message{
 		CQRSID: cqrsID, Queue: c.cfg.DeadLetterQueue, Body: body,
-		Headers: map[string]string{HeaderDeadLetterReason: truncate(reason.Error(), 1000)},
+		Headers: map[string]string{
+			HeaderDeadLetterReason: truncate(reason.Error(), 1000),
+			HeaderDeadLetteredAt:   c.cfg.Now().UTC().Format(time.RFC3339Nano),
+		},
 	}
 	if c.cfg.DeadLetterTTL > 0 {
 		msg.Expiration = c.cfg.DeadLetterTTL

@@ -1,0 +1,152 @@
+package cqrsync
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// HeaderDeadLetteredAt is the transport header that records when a message
+// was dead-lettered (RFC 3339, UTC), for selecting dead letters by age.
+const HeaderDeadLetteredAt = "x-cqrsync-dead-lettered-at"
+
+// DeadLetterFilter selects dead letters. The zero value selects all.
+type DeadLetterFilter struct {
+	// CQRSIDs, when not empty, selects these models only.
+	CQRSIDs []string
+	// OlderThan, when positive, selects dead letters that have been in the
+	// queue at least this long (messages without the HeaderDeadLetteredAt
+	// header, e.g. from django-cqrs, count as old).
+	OlderThan time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (f *DeadLetterFilter) match(m *transport.Message) bool {
+	if len(f.CQRSIDs) > 0 {
+		found := false
+		for _, id := range f.CQRSIDs {
+			found = found || id == m.CQRSID
+		}
+		if !found {
+			return false
+		}
+	}
+	if f.OlderThan > 0 {
+		if at, err := time.Parse(time.RFC3339Nano, m.Headers[HeaderDeadLetteredAt]); err == nil {
+			now := time.Now
+			if f.Now != nil {
+				now = f.Now
+			}
+			return now().Sub(at) >= f.OlderThan
+		}
+	}
+	return true
+}
+
+// DumpDeadLetters writes the body of every selected dead letter in dlq to
+// w, one per line (django-cqrs's cqrs_dead_letters dump), and leaves them
+// in the queue. It returns how many it wrote.
+func DumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
+	if filter == nil {
+		filter = &DeadLetterFilter{}
+	}
+	n := 0
+	_, err := dl.ScanDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		if !filter.match(m) {
+			return transport.DeadLetterKeep, nil
+		}
+		if _, err := w.Write(append(append([]byte(nil), m.Body...), '\n')); err != nil {
+			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: dump dead letters: %w", err)
+		}
+		n++
+		return transport.DeadLetterKeep, nil
+	})
+	return n, err
+}
+
+// RetryDeadLettersOpts configures RetryDeadLetters.
+type RetryDeadLettersOpts struct {
+	// Filter selects the dead letters to retry. Nil selects all.
+	Filter *DeadLetterFilter
+	// MessageTTL is the fresh validity given to retried events that had an
+	// expiry. Default DefaultMessageTTL.
+	MessageTTL time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// OnRetry, when set, is called with each event before it is sent (the
+	// CLI prints them, as django-cqrs does).
+	OnRetry func(i int, p *Payload)
+}
+
+// RetryDeadLetters sends the selected dead letters of dlq back to queue
+// (routing key cqrs.<queue>.<cqrs_id>), as django-cqrs's cqrs_dead_letters
+// retry does: retries reset to 0, and expires renewed to now + MessageTTL
+// unless it was null. Each message is removed from the dead-letter queue only
+// after the publisher confirmed its copy, so a failure midway loses nothing.
+// Dead letters that do not decode stay where they are and are counted in the
+// returned error. It returns how many were retried.
+func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transport.Publisher, queue, dlq string, opts *RetryDeadLettersOpts) (int, error) {
+	if opts == nil {
+		opts = &RetryDeadLettersOpts{}
+	}
+	filter := opts.Filter
+	if filter == nil {
+		filter = &DeadLetterFilter{}
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	ttl := cmp.Or(opts.MessageTTL, DefaultMessageTTL)
+	var undecodable int
+	i := 0
+	removed, err := dl.ScanDeadLetters(ctx, dlq, func(ctx context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		if !filter.match(m) {
+			return transport.DeadLetterKeep, nil
+		}
+		p, err := DecodePayload(m.Body, now())
+		if err != nil {
+			undecodable++
+			return transport.DeadLetterKeep, nil
+		}
+		p.Retries = 0
+		if !p.Expires.IsZero() {
+			p.Expires = now().Add(ttl)
+		}
+		i++
+		if opts.OnRetry != nil {
+			opts.OnRetry(i, p)
+		}
+		body, err := p.AppendJSON(nil)
+		if err != nil {
+			return transport.DeadLetterKeep, err
+		}
+		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body}}); err != nil {
+			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
+		}
+		return transport.DeadLetterRemove, nil
+	})
+	if err == nil && undecodable > 0 {
+		err = fmt.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, ErrMalformedPayload)
+	}
+	return removed, err
+}
+
+// PurgeDeadLetters removes the selected dead letters of dlq and returns how
+// many. With a nil or empty filter it empties the queue at once.
+func PurgeDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter) (int, error) {
+	if filter == nil || (len(filter.CQRSIDs) == 0 && filter.OlderThan <= 0) {
+		return dl.PurgeDeadLetters(ctx, dlq)
+	}
+	return dl.ScanDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		if filter.match(m) {
+			return transport.DeadLetterRemove, nil
+		}
+		return transport.DeadLetterKeep, nil
+	})
+}

@@ -1,0 +1,118 @@
+package cqrsync_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// deadLetterBundle fills the dead-letter queue through the consumer: a
+// body that is not JSON and two events that violate a constraint.
+func deadLetterBundle(t *testing.T) (*consumerBundle, string) {
+	t.Helper()
+	b := setupConsumer(t, consumerOpts{retry: cqrsync.RetryPolicy{MaxRetries: -1}})
+	b.publish(t, "djpeer_basic", "this is not json")
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 2, 0, 666, time.Now()))
+	b.settle(t)
+	dlq := transport.DeadLetterQueue(b.queue)
+	if n := b.broker.QueueLen(dlq); n != 3 {
+		t.Fatalf("dead letters = %d, want 3", n)
+	}
+	return b, dlq
+}
+
+func TestDeadLettersDumpKeeps(t *testing.T) {
+	t.Parallel()
+	b, dlq := deadLetterBundle(t)
+	var out bytes.Buffer
+	n, err := cqrsync.DumpDeadLetters(t.Context(), b.broker, dlq, nil, &out)
+	if err != nil || n != 3 {
+		t.Fatalf("dump = %d, %v; want 3", n, err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 3 || lines[0] != "this is not json" || !strings.Contains(lines[1], `"instance_pk":1`) {
+		t.Fatalf("dump output:\n%s", out.String())
+	}
+	if n := b.broker.QueueLen(dlq); n != 3 {
+		t.Fatalf("dump removed dead letters: %d left, want 3", n)
+	}
+}
+
+func TestDeadLettersRetryResetsAndRemovesAfterConfirm(t *testing.T) {
+	t.Parallel()
+	b, dlq := deadLetterBundle(t)
+	if err := b.consumer.Stop(); err != nil { // keep the retried events in the queue to look at them
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	var seen []int
+	n, err := cqrsync.RetryDeadLetters(t.Context(), b.broker, b.pub, b.queue, dlq, &cqrsync.RetryDeadLettersOpts{
+		Now: func() time.Time { return now }, OnRetry: func(i int, _ *cqrsync.Payload) { seen = append(seen, i) },
+	})
+	if n != 2 || err == nil || !strings.Contains(err.Error(), "1 dead letter(s) are not valid payloads") {
+		t.Fatalf("retry = %d, %v; want 2 retried and an error about the undecodable one", n, err)
+	}
+	if len(seen) != 2 || b.broker.QueueLen(dlq) != 1 || b.broker.QueueLen(b.queue) != 2 {
+		t.Fatalf("after retry: seen %v, dlq %d, queue %d; want 2, 1 and 2", seen, b.broker.QueueLen(dlq), b.broker.QueueLen(b.queue))
+	}
+	sub, err := b.broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: b.queue, CQRSIDs: []string{"djpeer_basic"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	d := <-sub.Deliveries()
+	if d.Queue != b.queue || !bytes.Contains(d.Body, []byte(`"retries":0,"expires":"2030-01-02T12:00:00+00:00"`)) {
+		t.Fatalf("retried event: queue %q body %s; want the direct route and reset retries/expires", d.Queue, d.Body)
+	}
+}
+
+func TestDeadLettersPurgeSelects(t *testing.T) {
+	t.Parallel()
+	b, dlq := deadLetterBundle(t)
+	n, err := cqrsync.PurgeDeadLetters(t.Context(), b.broker, dlq, &cqrsync.DeadLetterFilter{OlderThan: time.Hour})
+	if err != nil || n != 0 {
+		t.Fatalf("purge of dead letters older than an hour = %d, %v; want 0 (they are new)", n, err)
+	}
+	n, err = cqrsync.PurgeDeadLetters(t.Context(), b.broker, dlq, &cqrsync.DeadLetterFilter{CQRSIDs: []string{"other"}})
+	if err != nil || n != 0 {
+		t.Fatalf("purge of another model = %d, %v; want 0", n, err)
+	}
+	n, err = cqrsync.PurgeDeadLetters(t.Context(), b.broker, dlq, nil)
+	if err != nil || n != 3 || b.broker.QueueLen(dlq) != 0 {
+		t.Fatalf("purge all = %d, %v (left %d); want 3 and empty", n, err, b.broker.QueueLen(dlq))
+	}
+}
+
+// TestConsumerDelayQueueIsBounded: with room for one delayed event and an
+// hour's delay, a second failure pushes the first (due soonest) back to the
+// queue at once, as django-cqrs does.
+func TestConsumerDelayQueueIsBounded(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t, consumerOpts{
+		retry:  cqrsync.RetryPolicy{MaxRetries: 1, Delay: func(int) time.Duration { return time.Hour }},
+		config: func(c *cqrsync.ConsumerConfig) { c.MaxDelayed = 1 },
+	})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 2, 0, 666, time.Now()))
+	// pk 1 is retried at once (overflow), fails again, and is dead-lettered;
+	// pk 2 waits its hour, unacknowledged.
+	dlq := transport.DeadLetterQueue(b.queue)
+	waitFor(t, 10*time.Second, func() bool { return b.broker.QueueLen(dlq) == 1 }, "the overflowed event to be dead-lettered")
+	var body []byte
+	_, _ = b.broker.ScanDeadLetters(context.Background(), dlq, func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		body = m.Body
+		return transport.DeadLetterKeep, nil
+	})
+	if !bytes.Contains(body, []byte(`"instance_pk":1`)) || !bytes.Contains(body, []byte(`"retries":1`)) {
+		t.Fatalf("dead letter = %s, want pk 1 after one retry", body)
+	}
+	if st := b.consumer.Stats(); st.Retried != 1 {
+		t.Fatalf("stats = %+v, want 1 retry", st)
+	}
+}
