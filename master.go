@@ -51,6 +51,22 @@ type MasterModel struct {
 	// MessageTTL overrides MasterConfig.MessageTTL for this model: 0 keeps
 	// the master's, NoExpiry never expires.
 	MessageTTL time.Duration
+	// TrackedFields are the columns whose previous values are sent in
+	// previous_data (django-cqrs's CQRS_TRACKED_FIELDS): on create, every
+	// tracked column that is not null, as null; on update, the tracked
+	// columns that changed, with their old values ({} if none did) — which
+	// needs UpdateOpts.Previous from Master.Snapshot, taken before the
+	// change. Keys are column names.
+	TrackedFields []string
+	// Serializer, when set, builds instance_data (django-cqrs's
+	// CQRS_SERIALIZER) for a batch of rows at once — all columns, as wire
+	// values — so related rows are read with one query per batch, inside the
+	// capture's transaction (never stale). It returns one Object per row, in
+	// order; cqrs_revision and cqrs_updated are appended. It replaces Fields.
+	Serializer func(ctx context.Context, ex sqldialect.Executor, rows []Object) ([]Object, error)
+	// CustomDeleteData, when set, adds "custom": {...} to a DELETE's
+	// instance_data (django-cqrs's get_custom_cqrs_delete_data).
+	CustomDeleteData func(ctx context.Context, row Object) (Object, error)
 }
 
 // MetaFunc computes an event's meta object from the row it describes: all
@@ -77,6 +93,9 @@ type MasterConfig struct {
 	Meta MetaFunc
 	// CorrelationID, when set, fills every event's correlation_id.
 	CorrelationID CorrelationFunc
+	// AutoUpdateFields makes partial updates (UpdateOpts.Fields) count as
+	// synced changes (django-cqrs's CQRS_AUTO_UPDATE_FIELDS). Default false.
+	AutoUpdateFields bool
 	// Notify is called after every capture that wrote outbox rows, so a
 	// relay in the same process wakes at once (pass Relay.Notify). The rows
 	// are visible to the relay when the caller's transaction commits.
@@ -192,7 +211,7 @@ func (m *Master[TTx]) model(cqrsID string) (*MasterModel, error) {
 // and cqrs_updated to now, and adds one SAVE event per row to the outbox in
 // the same transaction. See [Master] for when the events become visible.
 func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
-	return m.save(ctx, m.adapt(tx), cqrsID, true, pks)
+	return m.save(ctx, m.adapt(tx), cqrsID, true, nil, pks)
 }
 
 // Update records an update of the rows with the given primary keys, which
@@ -200,7 +219,57 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 // sets cqrs_updated to now, and adds one SAVE event per row to the outbox in
 // the same transaction.
 func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
-	return m.save(ctx, m.adapt(tx), cqrsID, false, pks)
+	return m.save(ctx, m.adapt(tx), cqrsID, false, nil, pks)
+}
+
+// UpdateOpts refines an update capture. The zero value is a plain Update.
+type UpdateOpts struct {
+	// Previous holds the rows' values from before the change, taken with
+	// Master.Snapshot; it fills previous_data for models with TrackedFields.
+	Previous *Snapshot
+	// Fields, when not nil, declares a partial update of these columns only
+	// (django-cqrs's save(update_fields=...)): it is not a synced change —
+	// no event, no new revision — unless UpdateCQRSFields is set or
+	// MasterConfig.AutoUpdateFields is on.
+	Fields []string
+	// UpdateCQRSFields makes a partial update a synced change
+	// (django-cqrs's update_cqrs_fields=True).
+	UpdateCQRSFields bool
+}
+
+// UpdateWith is Update with options: previous values of tracked fields,
+// and partial updates.
+func (m *Master[TTx]) UpdateWith(ctx context.Context, tx TTx, cqrsID string, opts *UpdateOpts, pks ...any) error {
+	return m.save(ctx, m.adapt(tx), cqrsID, false, opts, pks)
+}
+
+// Snapshot is rows' state before a change, for previous_data.
+type Snapshot struct {
+	cqrsID string
+	rows   map[string]Object // by key, every column as a wire value
+}
+
+// Snapshot reads the rows with the given keys as they stand in tx, before
+// the caller changes them; pass it as UpdateOpts.Previous.
+func (m *Master[TTx]) Snapshot(ctx context.Context, tx TTx, cqrsID string, pks ...any) (*Snapshot, error) {
+	ex := m.adapt(tx)
+	mm, err := m.model(cqrsID)
+	if err != nil {
+		return nil, err
+	}
+	ti, err := m.table(ctx, ex, mm)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := m.readRows(ctx, ex, mm, ti, uniqueKeys(pks))
+	if err != nil {
+		return nil, err
+	}
+	snap := &Snapshot{cqrsID: cqrsID, rows: make(map[string]Object, len(rows))}
+	for _, r := range rows {
+		snap.rows[keyString(r.pk)] = r.all
+	}
+	return snap, nil
 }
 
 // Delete deletes the rows with the given primary keys in tx and adds one
@@ -214,7 +283,7 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if err != nil {
 		return err
 	}
-	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	ti, err := m.table(ctx, ex, mm)
 	if err != nil {
 		return err
 	}
@@ -242,7 +311,16 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 		row.all = row.all.Clone()
 		row.all.Set(RevisionField, rev+1)
 		row.all.Set(UpdatedField, FormatDateTime(now))
-		ev, ok, err := m.event(ctx, mm, SignalDelete, row, data, now, "")
+		if mm.CustomDeleteData != nil {
+			custom, err := mm.CustomDeleteData(ctx, row.all)
+			if err != nil {
+				return &ModelError{CQRSID: cqrsID, PK: row.pk, Err: fmt.Errorf("custom delete data: %w", err)}
+			}
+			if custom != nil {
+				data = append(data, Member{Key: "custom", Value: custom})
+			}
+		}
+		ev, ok, err := m.event(ctx, mm, SignalDelete, row, data, nil, now, "")
 		if err != nil {
 			return err
 		}
@@ -269,7 +347,7 @@ func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pk
 	if queue != "" && !validName(queue) {
 		return fmt.Errorf("cqrsync: sync %s: queue name %q has '.', '*', '#' or spaces", cqrsID, queue)
 	}
-	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	ti, err := m.table(ctx, ex, mm)
 	if err != nil {
 		return err
 	}
@@ -277,19 +355,25 @@ func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pk
 	if err != nil {
 		return err
 	}
-	return m.publishRows(ctx, ex, mm, SignalSync, rows, queue)
+	return m.publishRows(ctx, ex, mm, SignalSync, rows, queue, nil)
 }
 
-func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID string, create bool, pks []any) error {
+func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID string, create bool, opts *UpdateOpts, pks []any) error {
 	pks = uniqueKeys(pks)
 	mm, err := m.model(cqrsID)
 	if err != nil {
 		return err
 	}
-	if len(pks) == 0 {
-		return nil
+	if opts == nil {
+		opts = &UpdateOpts{}
 	}
-	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	if opts.Previous != nil && opts.Previous.cqrsID != cqrsID {
+		return fmt.Errorf("cqrsync: UpdateOpts.Previous is a snapshot of %q, not %q", opts.Previous.cqrsID, cqrsID)
+	}
+	if len(pks) == 0 || (opts.Fields != nil && !opts.UpdateCQRSFields && !m.cfg.AutoUpdateFields) {
+		return nil // a partial update is not a synced change
+	}
+	ti, err := m.table(ctx, ex, mm)
 	if err != nil {
 		return err
 	}
@@ -313,7 +397,69 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	if err != nil {
 		return err
 	}
-	return m.publishRows(ctx, ex, mm, SignalSave, rows, "")
+	return m.publishRows(ctx, ex, mm, SignalSave, rows, "", func(r masterRow) Object {
+		return previousData(mm, r, create, opts.Previous)
+	})
+}
+
+// previousData is django-cqrs's previous_data for a SAVE: null without
+// tracked fields; on create, the tracked fields that are not null, as null;
+// on update, the tracked fields that changed, with their old values (null
+// when the caller gave no snapshot to compare with).
+func previousData(mm *MasterModel, r masterRow, create bool, before *Snapshot) Object {
+	if len(mm.TrackedFields) == 0 {
+		return nil
+	}
+	prev := Object{}
+	if create {
+		for _, f := range mm.TrackedFields {
+			if v, _ := r.all.Get(f); v != nil {
+				prev = append(prev, Member{Key: f, Value: nil})
+			}
+		}
+		return prev
+	}
+	if before == nil {
+		return nil
+	}
+	old, ok := before.rows[keyString(r.pk)]
+	if !ok {
+		return nil
+	}
+	for _, f := range mm.TrackedFields {
+		was, _ := old.Get(f)
+		now, _ := r.all.Get(f)
+		if !jsonEqual(was, now) {
+			prev = append(prev, Member{Key: f, Value: was})
+		}
+	}
+	return prev
+}
+
+// jsonEqual compares two wire values by their JSON text.
+func jsonEqual(a, b any) bool {
+	ja, errA := AppendJSON(nil, a)
+	jb, errB := AppendJSON(nil, b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+// table returns the model's table, checking that the columns the model
+// names exist.
+func (m *Master[TTx]) table(ctx context.Context, ex sqldialect.Executor, mm *MasterModel) (*tableInfo, error) {
+	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, f := range append(append([]string{mm.PK}, mm.Fields...), mm.TrackedFields...) {
+		if !ti.has(f) && !slices.Contains(missing, f) {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("cqrsync: MasterModel %q: table %s has no column %v (check PK, Fields and TrackedFields)", mm.CQRSID, mm.Table, missing)
+	}
+	return ti, nil
 }
 
 // uniqueKeys drops repeated keys, keeping the first of each: a key listed
@@ -334,15 +480,24 @@ func uniqueKeys(pks []any) []any {
 	return out
 }
 
-// publishRows builds and enqueues one event per row.
-func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, signal SignalType, rows []masterRow, queue string) error {
-	if mm.NoProduce {
+// publishRows builds and enqueues one event per row; prev, when set, gives
+// each row's previous_data.
+func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, signal SignalType, rows []masterRow, queue string, prev func(masterRow) Object) error {
+	if mm.NoProduce || len(rows) == 0 {
 		return nil
+	}
+	datas, err := m.instanceDatas(ctx, ex, mm, rows)
+	if err != nil {
+		return err
 	}
 	now := m.now()
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
-	for _, row := range rows {
-		ev, ok, err := m.event(ctx, mm, signal, row, m.instanceData(mm, row), now, queue)
+	for i, row := range rows {
+		var p Object
+		if prev != nil {
+			p = prev(row)
+		}
+		ev, ok, err := m.event(ctx, mm, signal, row, datas[i], p, now, queue)
 		if err != nil {
 			return err
 		}
@@ -351,6 +506,38 @@ func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, m
 		}
 	}
 	return m.enqueue(ctx, ex, events)
+}
+
+// instanceDatas builds instance_data for rows: through the model's
+// serializer, in one call, or by projecting each row on the model's fields.
+func (m *Master[TTx]) instanceDatas(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, rows []masterRow) ([]Object, error) {
+	out := make([]Object, len(rows))
+	if mm.Serializer == nil {
+		for i, r := range rows {
+			out[i] = m.instanceData(mm, r)
+		}
+		return out, nil
+	}
+	alls := make([]Object, len(rows))
+	for i, r := range rows {
+		alls[i] = r.all.Clone()
+	}
+	datas, err := mm.Serializer(ctx, ex, alls)
+	if err != nil {
+		return nil, &ModelError{CQRSID: mm.CQRSID, Err: fmt.Errorf("serializer: %w", err)}
+	}
+	if len(datas) != len(rows) {
+		return nil, &ModelError{CQRSID: mm.CQRSID, Err: fmt.Errorf("serializer returned %d objects for %d rows", len(datas), len(rows))}
+	}
+	for i, d := range datas {
+		d = d.Clone()
+		d.Delete(RevisionField)
+		d.Delete(UpdatedField)
+		rev, _ := rows[i].all.Get(RevisionField)
+		upd, _ := rows[i].all.Get(UpdatedField)
+		out[i] = append(d, Member{Key: RevisionField, Value: rev}, Member{Key: UpdatedField, Value: upd})
+	}
+	return out, nil
 }
 
 func (m *Master[TTx]) enqueue(ctx context.Context, ex sqldialect.Executor, events []sqldialect.OutboxRow) error {
@@ -427,6 +614,18 @@ func (m *Master[TTx]) readRows(ctx context.Context, ex sqldialect.Executor, mm *
 
 // scanObjects scans every row into an Object of wire values and closes rows.
 func scanObjects(rows sqldialect.Rows, cols []string, ti *tableInfo, fn func(Object) error) error {
+	var ferr error
+	err := scanRawObjects(rows, cols, ti, func(_ []any, o Object) {
+		if ferr == nil {
+			ferr = fn(o)
+		}
+	})
+	return cmp.Or(err, ferr)
+}
+
+// scanRawObjects scans every row, handing fn both the driver's values and
+// the wire values, and closes rows.
+func scanRawObjects(rows sqldialect.Rows, cols []string, ti *tableInfo, fn func(raw []any, o Object)) error {
 	defer rows.Close()
 	raw := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
@@ -445,9 +644,7 @@ func scanObjects(rows sqldialect.Rows, cols []string, ti *tableInfo, fn func(Obj
 			}
 			o[i] = Member{Key: c, Value: v}
 		}
-		if err := fn(o); err != nil {
-			return err
-		}
+		fn(slices.Clone(raw), o)
 	}
 	return rows.Err()
 }
@@ -468,7 +665,7 @@ func (m *Master[TTx]) instanceData(mm *MasterModel, row masterRow) Object {
 }
 
 // event builds one outbox row; ok is false when the model refuses the row.
-func (m *Master[TTx]) event(ctx context.Context, mm *MasterModel, signal SignalType, row masterRow, data Object, now time.Time, queue string) (sqldialect.OutboxRow, bool, error) {
+func (m *Master[TTx]) event(ctx context.Context, mm *MasterModel, signal SignalType, row masterRow, data, prev Object, now time.Time, queue string) (sqldialect.OutboxRow, bool, error) {
 	if mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
 		return sqldialect.OutboxRow{}, false, nil
 	}
@@ -476,6 +673,7 @@ func (m *Master[TTx]) event(ctx context.Context, mm *MasterModel, signal SignalT
 		SignalType:   signal,
 		CQRSID:       mm.CQRSID,
 		InstanceData: data,
+		PreviousData: prev,
 		InstancePK:   row.pk,
 		Meta:         Object{},
 	}

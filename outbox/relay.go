@@ -228,7 +228,19 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 
 	done, failed := rows, []sqldialect.OutboxRow(nil)
 	if perr != nil {
-		done, failed = splitFailed(rows, perr)
+		var unroutable []sqldialect.OutboxRow
+		done, failed, unroutable = splitFailed(rows, perr)
+		if len(unroutable) > 0 {
+			// No replica is bound for these models (yet): the broker would
+			// drop them again however often they are sent, as it does for
+			// django-cqrs. They count as published.
+			r.cfg.Logger.WarnContext(ctx, "outbox: events routed to no queue (no replica bound for their cqrs_id); dropped",
+				slog.Int("events", len(unroutable)), slog.String("cqrs_id", unroutable[0].CQRSID))
+			done = append(done, unroutable...)
+		}
+		if len(failed) == 0 {
+			perr = nil
+		}
 	}
 	// Settling must not be cut short by a stop: a confirmed row left in the
 	// outbox is only a duplicate, but finishing is cheap.
@@ -251,25 +263,36 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	return len(rows), nil
 }
 
-// splitFailed separates the rows the broker confirmed from the rest. When
-// the error does not say which failed, none counts as confirmed.
-func splitFailed(rows []sqldialect.OutboxRow, err error) (done, failed []sqldialect.OutboxRow) {
+// splitFailed separates the rows the broker confirmed, the rows it did not,
+// and the rows it could route nowhere. When the error does not say which
+// failed, none counts as confirmed.
+func splitFailed(rows []sqldialect.OutboxRow, err error) (done, failed, unroutable []sqldialect.OutboxRow) {
 	var pe *transport.PublishError
-	if !errors.As(err, &pe) || pe.Failed == nil {
-		return nil, rows
+	if !errors.As(err, &pe) || (pe.Failed == nil && pe.Unroutable == nil) {
+		return nil, rows, nil
 	}
-	bad := make(map[int]bool, len(pe.Failed))
+	const (
+		isFailed     = 1
+		isUnroutable = 2
+	)
+	state := make(map[int]int, len(pe.Failed)+len(pe.Unroutable))
+	for _, i := range pe.Unroutable {
+		state[i] = isUnroutable
+	}
 	for _, i := range pe.Failed {
-		bad[i] = true
+		state[i] = isFailed
 	}
 	for i, row := range rows {
-		if bad[i] {
+		switch state[i] {
+		case isFailed:
 			failed = append(failed, row)
-		} else {
+		case isUnroutable:
+			unroutable = append(unroutable, row)
+		default:
 			done = append(done, row)
 		}
 	}
-	return done, failed
+	return done, failed, unroutable
 }
 
 func ids(rows []sqldialect.OutboxRow) []int64 {

@@ -272,3 +272,40 @@ func TestRelayConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// unroutablePublisher accepts everything but reports the second message of
+// every batch as routed to no queue.
+type unroutablePublisher struct{ got []string }
+
+func (p *unroutablePublisher) Publish(_ context.Context, msgs []transport.Message) error {
+	for _, m := range msgs {
+		p.got = append(p.got, string(m.Body))
+	}
+	return &transport.PublishError{Unroutable: []int{1}, Err: errors.New("NO_ROUTE")}
+}
+
+func (p *unroutablePublisher) Close() error { return nil }
+
+// TestRelayDropsUnroutable: an event no queue is bound for cannot be
+// delivered by sending it again; the relay drops it instead of retrying
+// forever, and the batch counts as published.
+func TestRelayDropsUnroutable(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t)
+	pub := &unroutablePublisher{}
+	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(db), Dialect: sqldialect.SQLite(), Publisher: pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []sqldialect.OutboxRow{{CQRSID: "item", Body: []byte("a"), CreatedAt: time.Now()}, {CQRSID: "nobody", Body: []byte("b"), CreatedAt: time.Now()}}
+	if err := sqldialect.SQLite().InsertOutbox(t.Context(), sqldialect.FromSQL(db), rows); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := relay.RunOnce(t.Context()); n != 2 || err != nil {
+		t.Fatalf("RunOnce = %d, %v; want 2 and no error", n, err)
+	}
+	st, err := relay.Stats(t.Context())
+	if err != nil || st.Rows != 0 {
+		t.Fatalf("backlog = %+v, %v; want empty", st, err)
+	}
+}

@@ -76,12 +76,20 @@ func DeadLetterQueue(queue string) string { return "dead_letter_" + queue }
 // delivery (the outbox relay) publish the whole batch again, and replicas
 // drop the duplicates by revision. A *PublishError says which messages
 // failed, when the transport knows.
+//
+// A message that no queue is bound for is either dropped silently (Publish
+// returns nil, as RabbitMQ does without mandatory and django-cqrs does) or
+// listed in PublishError.Unroutable; each transport documents which. Publish
+// does not retain msgs, their bodies or headers after it returns: callers
+// may reuse them.
 type Publisher interface {
 	Publish(ctx context.Context, msgs []Message) error
 	Close() error
 }
 
-// Subscriber opens subscriptions on replica queues.
+// Subscriber opens subscriptions on replica queues. Close ends every
+// subscription it opened (their deliveries channels close), and Subscribe
+// returns ErrClosed afterwards.
 type Subscriber interface {
 	// Subscribe declares the queue (and its dead-letter queue) if needed,
 	// binds it to every CQRS ID in params.CQRSIDs (broadcast and direct
@@ -137,6 +145,7 @@ func (p *SubscribeParams) Validate() error {
 type Delivery struct {
 	Message
 	// ID identifies the delivery within its subscription, for Ack and Nack.
+	// It is never 0.
 	ID uint64
 	// Redelivered is true when the transport delivered this message before
 	// and it was not acknowledged.
@@ -148,7 +157,10 @@ type Delivery struct {
 // Deliveries, Ack and Nack are safe for concurrent use. Every delivery must
 // be acknowledged (Ack) or rejected (Nack) exactly once; until then it counts
 // against the prefetch window. A delivery that is never settled is delivered
-// again after the subscription closes (at-least-once).
+// again after the subscription closes (at-least-once). Ack and Nack of an ID
+// that is unknown or already settled return an error (settling the valid IDs
+// of the same call); after the subscription ended they return an error
+// wrapping ErrClosed. Close is idempotent.
 type Subscription interface {
 	// Deliveries returns the channel of incoming messages. It is closed when
 	// the subscription ends; Err then says why.
@@ -171,11 +183,18 @@ type PublishError struct {
 	// Failed holds the indexes (into the published slice) of the messages
 	// that were not accepted. Nil when the transport cannot tell.
 	Failed []int
+	// Unroutable holds the indexes of messages the broker accepted but
+	// could route to no queue (no replica is bound for their CQRS ID yet).
+	// Publishing them again cannot help; they are not in Failed.
+	Unroutable []int
 	// Err is the underlying cause.
 	Err error
 }
 
 func (e *PublishError) Error() string {
+	if len(e.Failed) == 0 && len(e.Unroutable) > 0 {
+		return fmt.Sprintf("transport: publish: %d message(s) unroutable (indexes %v): %v", len(e.Unroutable), e.Unroutable, e.Err)
+	}
 	if e.Failed == nil {
 		return fmt.Sprintf("transport: publish: %v", e.Err)
 	}

@@ -40,7 +40,9 @@ type Config struct {
 
 	// Now is the clock that ages messages for [transport.Message.Expiration].
 	// Default time.Now. Tests inject a fake clock to expire messages without
-	// sleeping; the broker reads it only for messages with an Expiration.
+	// sleeping; the broker reads it only for messages with an Expiration
+	// (and in QueueLen and the dead-letter methods), with its lock held, so
+	// it must not call the Broker.
 	Now func() time.Time
 
 	// FailPublish, when not nil, is called once for every message of every
