@@ -44,6 +44,14 @@ type RetryPolicy struct {
 	ShouldRetry func(err error) bool
 }
 
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	p.MaxRetries = cmp.Or(p.MaxRetries, DefaultMaxRetries)
+	if p.Delay == nil {
+		p.Delay = func(int) time.Duration { return DefaultRetryDelay }
+	}
+	return p
+}
+
 // ExponentialDelay returns a retry delay that starts at base, doubles with
 // every retry up to limit, and is spread by ±25% jitter so that failed
 // events do not come back in step.
@@ -113,10 +121,7 @@ func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	c.Workers = cmp.Or(c.Workers, 1)
 	c.BatchSize = cmp.Or(c.BatchSize, 100)
 	c.Prefetch = cmp.Or(c.Prefetch, max(1001, 2*c.Workers*c.BatchSize))
-	c.Retry.MaxRetries = cmp.Or(c.Retry.MaxRetries, DefaultMaxRetries)
-	if c.Retry.Delay == nil {
-		c.Retry.Delay = func(int) time.Duration { return DefaultRetryDelay }
-	}
+	c.Retry = c.Retry.withDefaults()
 	c.MaxDelayed = cmp.Or(c.MaxDelayed, DefaultMaxDelayed*c.Workers)
 	c.PurgeInterval = cmp.Or(c.PurgeInterval, time.Hour)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)

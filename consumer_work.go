@@ -22,6 +22,7 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 		c.deadLetter(ctx, it, err)
 		return it, false
 	}
+	p.Queue = d.Queue
 	it.p = p
 	if _, ok := c.cfg.Replica.Model(p.CQRSID); !ok {
 		c.deadLetter(ctx, it, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w: this replica has not registered it", ErrUnknownModel)})
@@ -155,6 +156,9 @@ func (c *Consumer) ack(ctx context.Context, items []item) {
 // fail applies the retry policy to an event that could not be applied.
 func (c *Consumer) fail(ctx context.Context, it item, err error, sched *scheduler) {
 	pol := c.cfg.Retry
+	if m, ok := c.cfg.Replica.Model(it.p.CQRSID); ok && m.Retry != nil {
+		pol = m.Retry.withDefaults()
+	}
 	attrs := []any{slog.String("cqrs_id", it.p.CQRSID), slog.Any("pk", it.p.InstancePK), slog.String("correlation_id", it.p.CorrelationID),
 		slog.Int("retries", it.p.Retries), slog.Any("error", err)}
 	if it.p.Retries < pol.MaxRetries && (pol.ShouldRetry == nil || pol.ShouldRetry(err)) {

@@ -59,6 +59,11 @@ type Payload struct {
 	// Meta is meta; nil stands for JSON null. Masters send Object{} ({})
 	// when there is no meta.
 	Meta Object
+
+	// Queue is not part of the body: it is the replica queue a received
+	// event was aimed at (from its routing key cqrs.<queue>.<cqrs_id>), empty
+	// for a broadcast. Encoding ignores it.
+	Queue string
 }
 
 // AppendJSON appends the body of p to dst as a django-cqrs master writes

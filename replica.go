@@ -34,6 +34,53 @@ type ReplicaModel struct {
 	// Types declares the value type of columns whose SQL type does not say
 	// it (see MasterModel.Types).
 	Types map[string]ValueType
+
+	// OnSave and OnDelete, when set, are custom handlers (django-cqrs's
+	// CQRS_CUSTOM_SERIALIZATION with cqrs_create/cqrs_update/cqrs_delete):
+	// they run in the apply transaction, after the guarded write of Table
+	// and only when it applied the event, so they inherit the revision,
+	// duplicate and tombstone rules. Table then needs only the key and the
+	// revision columns; the handler writes the rest (nested data and related
+	// tables) from ReplicaEvent.Data, the whole instance_data.
+	OnSave   func(ctx context.Context, ex sqldialect.Executor, e *ReplicaEvent) error
+	OnDelete func(ctx context.Context, ex sqldialect.Executor, e *ReplicaEvent) error
+	// NoDBOperations skips the table altogether (django-cqrs's
+	// CQRS_NO_DB_OPERATIONS): every event goes to OnSave/OnDelete, which
+	// are then required, with no revision guard.
+	NoDBOperations bool
+	// Meta passes the event's meta to the handlers (django-cqrs's
+	// CQRS_META); otherwise ReplicaEvent.Meta is nil.
+	Meta bool
+	// OnlyDirectSyncs ignores SYNCs broadcast to every queue and applies
+	// only those aimed at this replica's queue (django-cqrs's
+	// CQRS_ONLY_DIRECT_SYNCS, which in django-cqrs's RabbitMQ transport
+	// ignores every SYNC; cqrsync reads the target from the routing key).
+	OnlyDirectSyncs bool
+	// SelectForUpdate locks the row before applying (django-cqrs's
+	// CQRS_SELECT_FOR_UPDATE), serialising handlers that read then write
+	// across consumer processes. The guarded write needs no lock.
+	SelectForUpdate bool
+	// QueryTimeout bounds the database work of one event; 0 means none.
+	QueryTimeout time.Duration
+	// Retry overrides the consumer's retry policy for this model.
+	Retry *RetryPolicy
+}
+
+// ReplicaEvent is an event as a replica handler sees it.
+type ReplicaEvent struct {
+	Signal SignalType
+	CQRSID string
+	// PK is instance_pk as received (json.Number for a number).
+	PK       any
+	Revision int64
+	Updated  time.Time
+	// Data is the whole instance_data, unfiltered and unmapped.
+	Data Object
+	// Previous is previous_data (tracked fields), nil when absent.
+	Previous Object
+	// Meta is the event's meta when the model sets Meta, else nil.
+	Meta          Object
+	CorrelationID string
 }
 
 // ReplicaConfig configures a [Replica].
@@ -109,8 +156,11 @@ func (r *Replica) Register(model *ReplicaModel) error {
 	if !validName(rm.CQRSID) {
 		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel.CQRSID %q: set a name without '.', '*', '#' or spaces", rm.CQRSID))
 	}
-	if rm.Table == "" {
-		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q: Table is empty", rm.CQRSID))
+	switch {
+	case rm.NoDBOperations && (rm.OnSave == nil || rm.OnDelete == nil):
+		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q: NoDBOperations needs both OnSave and OnDelete", rm.CQRSID))
+	case !rm.NoDBOperations && rm.Table == "":
+		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q: Table is empty (or set NoDBOperations with handlers)", rm.CQRSID))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -157,9 +207,11 @@ const (
 	OutcomeTombstoned                    // a SAVE or SYNC older than the key's delete: dropped
 	OutcomeDeleted                       // a DELETE removed the row
 	OutcomeNoop                          // a DELETE found no row, or a newer one
+	OutcomeIgnored                       // a broadcast SYNC for an only-direct-syncs model
+	OutcomeHandled                       // a no-DB-operations model's handler ran
 )
 
-var outcomeNames = [...]string{"", "created", "updated", "synced", "duplicate", "stale", "tombstoned", "deleted", "noop"}
+var outcomeNames = [...]string{"", "created", "updated", "synced", "duplicate", "stale", "tombstoned", "deleted", "noop", "ignored", "handled"}
 
 func (o Outcome) String() string {
 	if o > 0 && int(o) < len(outcomeNames) {
@@ -170,7 +222,7 @@ func (o Outcome) String() string {
 
 // Applied reports whether the event changed the table.
 func (o Outcome) Applied() bool {
-	return o == OutcomeCreated || o == OutcomeUpdated || o == OutcomeSynced || o == OutcomeDeleted
+	return o == OutcomeCreated || o == OutcomeUpdated || o == OutcomeSynced || o == OutcomeDeleted || o == OutcomeHandled
 }
 
 // Apply applies one event through ex, typically a transaction the caller
@@ -182,18 +234,72 @@ func (r *Replica) Apply(ctx context.Context, ex sqldialect.Executor, p *Payload)
 	if !ok {
 		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w: this replica has not registered it", ErrUnknownModel)}
 	}
+	if !p.SignalType.Valid() {
+		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w %q", ErrUnknownSignal, p.SignalType)}
+	}
+	if p.SignalType == SignalSync && rm.OnlyDirectSyncs && p.Queue == "" {
+		return OutcomeIgnored, nil
+	}
+	if rm.QueryTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rm.QueryTimeout)
+		defer cancel()
+	}
+	if rm.NoDBOperations {
+		return r.applyHandlers(ctx, ex, rm, p)
+	}
 	ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
 	if err != nil {
 		return 0, err
 	}
-	switch p.SignalType {
-	case SignalSave, SignalSync:
-		return r.applySave(ctx, ex, rm, ti, p)
-	case SignalDelete:
-		return r.applyDelete(ctx, ex, rm, ti, p)
-	default:
-		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w %q", ErrUnknownSignal, p.SignalType)}
+	var out Outcome
+	if p.SignalType == SignalDelete {
+		out, err = r.applyDelete(ctx, ex, rm, ti, p)
+	} else {
+		out, err = r.applySave(ctx, ex, rm, ti, p)
 	}
+	if err != nil || !out.Applied() {
+		return out, err
+	}
+	if _, err := r.callHandler(ctx, ex, rm, p); err != nil {
+		return 0, err
+	}
+	return out, nil
+}
+
+// applyHandlers hands an event of a no-DB-operations model to its handler.
+func (r *Replica) applyHandlers(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, p *Payload) (Outcome, error) {
+	called, err := r.callHandler(ctx, ex, rm, p)
+	if err != nil || !called {
+		return 0, err
+	}
+	return OutcomeHandled, nil
+}
+
+// callHandler runs the model's handler for the event, if it has one.
+func (r *Replica) callHandler(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, p *Payload) (bool, error) {
+	fn := rm.OnSave
+	if p.SignalType == SignalDelete {
+		fn = rm.OnDelete
+	}
+	if fn == nil {
+		return false, nil
+	}
+	rev, updated, err := eventVersion(p)
+	if err != nil {
+		return false, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
+	}
+	e := &ReplicaEvent{
+		Signal: p.SignalType, CQRSID: p.CQRSID, PK: p.InstancePK, Revision: rev, Updated: updated,
+		Data: p.InstanceData, Previous: p.PreviousData, CorrelationID: p.CorrelationID,
+	}
+	if rm.Meta {
+		e.Meta = p.Meta
+	}
+	if err := fn(ctx, ex, e); err != nil {
+		return false, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("handler: %w", err)}
+	}
+	return true, nil
 }
 
 // eventVersion reads the revision and cqrs_updated every event carries.
@@ -258,7 +364,7 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 		return fail(fmt.Errorf("%w: table %s needs %v and the event does not carry them (check the model's Mapping)", ErrMissingFields, rm.Table, missing))
 	}
 
-	stored, exists, err := r.storedRevision(ctx, ex, rm, ti, pk)
+	stored, exists, err := r.storedRevision(ctx, ex, rm, pk)
 	if err != nil {
 		return 0, err
 	}
@@ -305,9 +411,9 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 
 // storedRevision reads the row's revision, for classifying and logging the
 // outcome only: the write itself is guarded in SQL.
-func (r *Replica) storedRevision(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, pk any) (int64, bool, error) {
+func (r *Replica) storedRevision(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, pk any) (int64, bool, error) {
 	rows, err := r.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-		Table: rm.Table, PKColumn: rm.PK, Columns: []string{RevisionField}, PKs: []any{pk},
+		Table: rm.Table, PKColumn: rm.PK, Columns: []string{RevisionField}, PKs: []any{pk}, ForUpdate: rm.SelectForUpdate,
 	})
 	if err != nil {
 		return 0, false, err
@@ -339,6 +445,11 @@ func (r *Replica) applyDelete(ctx context.Context, ex sqldialect.Executor, rm *R
 	pk, err := ColumnValue(ti.types[rm.PK], raw)
 	if err != nil || pk == nil {
 		return fail(fmt.Errorf("%w: DELETE carries no usable primary key (instance_data.id = %v): %v", ErrMissingFields, raw, err))
+	}
+	if rm.SelectForUpdate {
+		if _, _, err := r.storedRevision(ctx, ex, rm, pk); err != nil {
+			return 0, err
+		}
 	}
 	n, err := r.cfg.Dialect.DeleteGuarded(ctx, ex, &sqldialect.DeleteGuardedParams{
 		Table: rm.Table, PKColumn: rm.PK, PK: pk, Revision: rev,

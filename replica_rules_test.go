@@ -1,0 +1,325 @@
+package cqrsync_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// replicaDB is a database the apply rules run on.
+type replicaDB struct {
+	dialect sqldialect.Dialect
+	// open returns an isolated, migrated, empty database.
+	open func(t *testing.T) *sql.DB
+	// timestamp and uuid are the column types for cqrs_updated and a UUID key.
+	timestamp, uuid string
+}
+
+func sqliteReplicaDB() replicaDB {
+	return replicaDB{
+		dialect:   sqldialect.SQLite(),
+		open:      func(t *testing.T) *sql.DB { return cqrsynctesting.OpenSQLite(t) },
+		timestamp: "DATETIME", uuid: "UUID",
+	}
+}
+
+func TestReplicaRulesSQLite(t *testing.T) {
+	t.Parallel()
+	runReplicaRules(t, sqliteReplicaDB())
+}
+
+type rulesBundle struct {
+	db      *sql.DB
+	d       sqldialect.Dialect
+	replica *cqrsync.Replica
+	logs    *syncBuffer
+	t0      time.Time
+}
+
+func setupRules(t *testing.T, rdb replicaDB, models ...*cqrsync.ReplicaModel) *rulesBundle {
+	t.Helper()
+	b := &rulesBundle{db: rdb.open(t), d: rdb.dialect, logs: &syncBuffer{}, t0: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)}
+	q := rdb.dialect.QuoteIdent
+	for _, ddl := range []string{
+		fmt.Sprintf(`CREATE TABLE %s (%s BIGINT NOT NULL PRIMARY KEY, %s VARCHAR(100) NOT NULL, %s VARCHAR(100) NULL, %s INTEGER NOT NULL, %s %s NOT NULL)`,
+			q("item"), q("id"), q("title"), q("note"), q("cqrs_revision"), q("cqrs_updated"), rdb.timestamp),
+		fmt.Sprintf(`CREATE TABLE %s (%s VARCHAR(50) NOT NULL PRIMARY KEY, %s INTEGER NOT NULL, %s %s NOT NULL)`,
+			q("skey"), q("code"), q("cqrs_revision"), q("cqrs_updated"), rdb.timestamp),
+		fmt.Sprintf(`CREATE TABLE %s (%s %s NOT NULL PRIMARY KEY, %s INTEGER NOT NULL, %s %s NOT NULL)`,
+			q("ukey"), q("id"), rdb.uuid, q("cqrs_revision"), q("cqrs_updated"), rdb.timestamp),
+	} {
+		if _, err := b.db.ExecContext(t.Context(), ddl); err != nil {
+			t.Fatalf("%s: %v", ddl, err)
+		}
+	}
+	var err error
+	b.replica, err = cqrsync.NewReplica(&cqrsync.ReplicaConfig{
+		Dialect: rdb.dialect, Logger: slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		TombstoneRetention: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(models) == 0 {
+		models = []*cqrsync.ReplicaModel{
+			{CQRSID: "item", Table: "item", Mapping: map[string]string{"id": "id", "name": "title", "note": "note"}},
+			{CQRSID: "skey", Table: "skey", PK: "code"},
+			{CQRSID: "ukey", Table: "ukey", Types: map[string]cqrsync.ValueType{"id": cqrsync.TypeUUID}},
+		}
+	}
+	for _, m := range models {
+		if err := b.replica.Register(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b
+}
+
+// event builds a payload for model item.
+func (b *rulesBundle) event(signal cqrsync.SignalType, id int64, rev int64, at time.Duration, name string) *cqrsync.Payload {
+	p := &cqrsync.Payload{SignalType: signal, CQRSID: "item", InstancePK: id, Meta: cqrsync.Object{}}
+	updated := cqrsync.FormatDateTime(b.t0.Add(at * time.Second)) // at counts seconds
+	if signal == cqrsync.SignalDelete {
+		p.InstanceData = cqrsync.Object{{Key: "id", Value: id}, {Key: "cqrs_revision", Value: rev}, {Key: "cqrs_updated", Value: updated}}
+		return p
+	}
+	p.InstanceData = cqrsync.Object{{Key: "id", Value: id}, {Key: "name", Value: name}, {Key: "secret", Value: "not replicated"},
+		{Key: "cqrs_revision", Value: rev}, {Key: "cqrs_updated", Value: updated}}
+	return p
+}
+
+func (b *rulesBundle) apply(t *testing.T, p *cqrsync.Payload) (cqrsync.Outcome, error) {
+	t.Helper()
+	tx, err := b.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.replica.Apply(t.Context(), sqldialect.FromSQL(tx), p)
+	if err != nil {
+		_ = tx.Rollback()
+		return out, err
+	}
+	return out, tx.Commit()
+}
+
+func (b *rulesBundle) mustApply(t *testing.T, p *cqrsync.Payload, want cqrsync.Outcome) {
+	t.Helper()
+	out, err := b.apply(t, p)
+	if err != nil || out != want {
+		t.Fatalf("apply %s rev %v = %v, %v; want %v", p.SignalType, p.InstanceData, out, err, want)
+	}
+}
+
+func (b *rulesBundle) row(t *testing.T, id int64) (title string, rev int64, ok bool) {
+	t.Helper()
+	q := b.d.QuoteIdent
+	err := b.db.QueryRowContext(t.Context(), fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s = %s", q("title"), q("cqrs_revision"), q("item"), q("id"), b.d.Placeholder(1)), id).Scan(&title, &rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return title, rev, true
+}
+
+func (b *rulesBundle) wantRow(t *testing.T, id int64, title string, rev int64) {
+	t.Helper()
+	got, gotRev, ok := b.row(t, id)
+	if !ok || got != title || gotRev != rev {
+		t.Fatalf("row %d = %q rev %d (exists %v); want %q rev %d", id, got, gotRev, ok, title, rev)
+	}
+}
+
+func (b *rulesBundle) wantNoRow(t *testing.T, id int64) {
+	t.Helper()
+	if got, rev, ok := b.row(t, id); ok {
+		t.Fatalf("row %d = %q rev %d; want none", id, got, rev)
+	}
+}
+
+// runReplicaRules is the named test of every apply rule, on one database.
+func runReplicaRules(t *testing.T, rdb replicaDB) {
+	const (
+		save   = cqrsync.SignalSave
+		sync   = cqrsync.SignalSync
+		delete = cqrsync.SignalDelete
+	)
+	tests := []struct {
+		name string
+		run  func(t *testing.T, b *rulesBundle)
+	}{
+		{"SaveCreatesMissingRow", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 4, 0, "a"), cqrsync.OutcomeCreated) // whatever the revision
+			b.wantRow(t, 1, "a", 4)
+		}},
+		{"SaveNewerUpdates", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(save, 1, 1, 1, "b"), cqrsync.OutcomeUpdated)
+			b.wantRow(t, 1, "b", 1)
+		}},
+		{"SaveEqualRevisionIsDuplicate", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 1, 0, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(save, 1, 1, 0, "changed"), cqrsync.OutcomeDuplicate)
+			b.wantRow(t, 1, "a", 1)
+		}},
+		{"SaveOlderRevisionIsStale", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 3, 3, "new"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(save, 1, 2, 2, "old"), cqrsync.OutcomeStale)
+			b.wantRow(t, 1, "new", 3)
+		}},
+		{"SaveRevisionGapIsAppliedAndLogged", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(save, 1, 4, 4, "b"), cqrsync.OutcomeUpdated)
+			b.wantRow(t, 1, "b", 4)
+			if !strings.Contains(b.logs.String(), "lost packages") || !strings.Contains(b.logs.String(), "lost=3") {
+				t.Fatalf("no lost-packages warning with lost=3 in:\n%s", b.logs.String())
+			}
+		}},
+		{"SyncOverwritesNewerRowAndLogsDowngrade", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 5, 5, "new"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(sync, 1, 2, 2, "synced"), cqrsync.OutcomeSynced)
+			b.wantRow(t, 1, "synced", 2)
+			if !strings.Contains(b.logs.String(), "SYNC downgraded") {
+				t.Fatal("no downgrade warning logged")
+			}
+		}},
+		{"DeleteRemovesRowAndLeavesTombstone", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(delete, 1, 1, 1, ""), cqrsync.OutcomeDeleted)
+			b.wantNoRow(t, 1)
+			b.mustApply(t, b.event(delete, 1, 1, 1, ""), cqrsync.OutcomeNoop) // duplicate DELETE
+		}},
+		{"DeleteByStringAndUUIDKeys", func(t *testing.T, b *rulesBundle) {
+			for _, c := range []struct{ id, table, col, key string }{
+				{"skey", "skey", "code", "abc-1"},
+				{"ukey", "ukey", "id", "ABCDEF01-2345-6789-ABCD-EF0123456789"},
+			} {
+				data := cqrsync.Object{{Key: c.col, Value: c.key}, {Key: "cqrs_revision", Value: int64(0)}, {Key: "cqrs_updated", Value: cqrsync.FormatDateTime(b.t0)}}
+				b.mustApply(t, &cqrsync.Payload{SignalType: save, CQRSID: c.id, InstancePK: c.key, InstanceData: data}, cqrsync.OutcomeCreated)
+				del := cqrsync.Object{{Key: "id", Value: strings.ToLower(c.key)}, {Key: "cqrs_revision", Value: int64(1)}, {Key: "cqrs_updated", Value: cqrsync.FormatDateTime(b.t0.Add(time.Second))}}
+				if c.id == "skey" {
+					del[0].Value = c.key
+				}
+				b.mustApply(t, &cqrsync.Payload{SignalType: delete, CQRSID: c.id, InstancePK: c.key, InstanceData: del}, cqrsync.OutcomeDeleted)
+				b.mustApply(t, &cqrsync.Payload{SignalType: save, CQRSID: c.id, InstancePK: c.key, InstanceData: data}, cqrsync.OutcomeTombstoned)
+			}
+		}},
+		{"SaveOlderThanTombstoneIsDropped", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeNoop) // DELETE overtook the SAVEs
+			b.mustApply(t, b.event(save, 1, 2, 2, "late"), cqrsync.OutcomeTombstoned)
+			b.wantNoRow(t, 1)
+		}},
+		{"SyncOlderThanTombstoneIsDropped", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeNoop)
+			b.mustApply(t, b.event(sync, 1, 2, 2, "late"), cqrsync.OutcomeTombstoned)
+			b.wantNoRow(t, 1)
+		}},
+		{"ReCreateAfterDeleteIsApplied", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(delete, 1, 1, 1, ""), cqrsync.OutcomeDeleted)
+			// A cqrsync master continues the revision...
+			b.mustApply(t, b.event(save, 1, 2, 2, "again"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeDeleted)
+			// ...a django-cqrs master restarts at 0, with a later time.
+			b.mustApply(t, b.event(save, 1, 0, 4, "django"), cqrsync.OutcomeCreated)
+			b.wantRow(t, 1, "django", 0)
+		}},
+		{"StaleDeleteKeepsRecreatedRow", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 5, 5, "recreated"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(delete, 1, 4, 4, ""), cqrsync.OutcomeNoop)
+			b.wantRow(t, 1, "recreated", 5)
+		}},
+		{"TombstonesArePurgedAfterRetention", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeNoop)
+			n, err := b.replica.PurgeTombstones(t.Context(), sqldialect.FromSQL(b.db))
+			if err != nil || n != 0 {
+				t.Fatalf("purge of a fresh tombstone = %d, %v; want 0", n, err)
+			}
+			later, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: b.d, TombstoneRetention: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+			if n, err := later.PurgeTombstones(t.Context(), sqldialect.FromSQL(b.db)); err != nil || n != 1 {
+				t.Fatalf("purge after the retention = %d, %v; want 1", n, err)
+			}
+			b.mustApply(t, b.event(save, 1, 2, 2, "back"), cqrsync.OutcomeCreated)
+		}},
+		{"MappingRenamesAndIgnoresExtraFields", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 0, 0, "mapped"), cqrsync.OutcomeCreated) // "name" → title, "secret" dropped
+			b.wantRow(t, 1, "mapped", 0)
+		}},
+		{"MissingRequiredFieldsAreNamed", func(t *testing.T, b *rulesBundle) {
+			p := b.event(save, 1, 0, 0, "x")
+			p.InstanceData.Delete("name")
+			_, err := b.apply(t, p)
+			if !errors.Is(err, cqrsync.ErrMissingFields) || !strings.Contains(err.Error(), "[title]") {
+				t.Fatalf("apply without a required field = %v, want ErrMissingFields naming title", err)
+			}
+		}},
+		{"UnknownSignalFails", func(t *testing.T, b *rulesBundle) {
+			_, err := b.apply(t, b.event("UPSERT", 1, 0, 0, "x"))
+			if !errors.Is(err, cqrsync.ErrUnknownSignal) {
+				t.Fatalf("apply UPSERT = %v, want ErrUnknownSignal", err)
+			}
+		}},
+		{"UnknownModelFails", func(t *testing.T, b *rulesBundle) {
+			p := b.event(save, 1, 0, 0, "x")
+			p.CQRSID = "nope"
+			if _, err := b.apply(t, p); !errors.Is(err, cqrsync.ErrUnknownModel) {
+				t.Fatalf("apply of an unknown model = %v, want ErrUnknownModel", err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, setupRules(t, rdb))
+		})
+	}
+	t.Run("ModelFlags", func(t *testing.T) {
+		t.Parallel()
+		runReplicaFlags(t, rdb)
+	})
+}
+
+// runReplicaFlags tests the per-model flags and handlers.
+func runReplicaFlags(t *testing.T, rdb replicaDB) {
+	var calls []string
+	handler := func(kind string) func(context.Context, sqldialect.Executor, *cqrsync.ReplicaEvent) error {
+		return func(_ context.Context, _ sqldialect.Executor, e *cqrsync.ReplicaEvent) error {
+			name, _ := e.Data.Get("name")
+			calls = append(calls, fmt.Sprintf("%s %s %v rev %d meta %v", kind, e.Signal, name, e.Revision, e.Meta != nil))
+			return nil
+		}
+	}
+	b := setupRules(t, rdb,
+		&cqrsync.ReplicaModel{CQRSID: "item", Table: "item", Mapping: map[string]string{"id": "id", "name": "title"},
+			OnSave: handler("save"), OnDelete: handler("delete"), OnlyDirectSyncs: true, SelectForUpdate: true, QueryTimeout: 10 * time.Second},
+		&cqrsync.ReplicaModel{CQRSID: "nodb", NoDBOperations: true, Meta: true, OnSave: handler("nodb-save"), OnDelete: handler("nodb-delete")},
+	)
+	ev := b.event
+	b.mustApply(t, ev(cqrsync.SignalSave, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
+	b.mustApply(t, ev(cqrsync.SignalSave, 1, 0, 0, "a"), cqrsync.OutcomeDuplicate) // handler not called
+	b.mustApply(t, ev(cqrsync.SignalSync, 1, 1, 1, "broadcast"), cqrsync.OutcomeIgnored)
+	direct := ev(cqrsync.SignalSync, 1, 1, 1, "direct")
+	direct.Queue = "mine"
+	b.mustApply(t, direct, cqrsync.OutcomeSynced)
+	b.mustApply(t, ev(cqrsync.SignalDelete, 1, 2, 2, ""), cqrsync.OutcomeDeleted)
+	nodb := ev(cqrsync.SignalSave, 9, 0, 0, "free")
+	nodb.CQRSID = "nodb"
+	b.mustApply(t, nodb, cqrsync.OutcomeHandled)
+	want := "save SAVE a rev 0 meta false|save SYNC direct rev 1 meta false|delete DELETE <nil> rev 2 meta false|nodb-save SAVE free rev 0 meta true"
+	if got := strings.Join(calls, "|"); got != want {
+		t.Fatalf("handler calls:\n got %s\nwant %s", got, want)
+	}
+	if err := (&cqrsync.Replica{}).Register(&cqrsync.ReplicaModel{CQRSID: "x", NoDBOperations: true}); err == nil || !strings.Contains(err.Error(), "needs both OnSave and OnDelete") {
+		t.Fatalf("Register of a no-DB model without handlers = %v", err)
+	}
+}
