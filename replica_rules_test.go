@@ -323,3 +323,12 @@ func runReplicaFlags(t *testing.T, rdb replicaDB) {
 		t.Fatalf("Register of a no-DB model without handlers = %v", err)
 	}
 }
+
+func TestReplicaRulesPostgres(t *testing.T) {
+	t.Parallel()
+	runReplicaRules(t, replicaDB{
+		dialect:   sqldialect.Postgres(),
+		open:      func(t *testing.T) *sql.DB { return cqrsynctesting.OpenPostgres(t) },
+		timestamp: "TIMESTAMPTZ", uuid: "UUID",
+	})
+}

@@ -585,7 +585,9 @@ func valFloat64(v any) (float64, string) {
 	case float64:
 		f = v
 	case float32:
-		f = float64(v)
+		// A 32-bit float (PostgreSQL real through pgx) means its shortest
+		// 32-bit decimal, as Python prints it: 1.1, not 1.100000023841858.
+		f, _ = strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
 	case int64:
 		f = float64(v)
 	case int:

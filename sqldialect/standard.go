@@ -41,6 +41,14 @@ type standard struct {
 	forUpdate string
 	// castText renders a SQL expression converting a column to text.
 	castText func(expr string) string
+	// forcedNoChange, when set, is Upsert's result for a forced write that
+	// changed no row: MySQL reports 0 both when the tombstone guard kept the
+	// row out and when the stored row already equals the incoming one.
+	forcedNoChange func(ctx context.Context, ex Executor, p *UpsertParams) (int64, error)
+	// migrateWhole makes Migrate send the migration in one Exec rather than
+	// statement by statement (PostgreSQL runs it as one transaction, so an
+	// advisory lock in the file serialises concurrent Migrates).
+	migrateWhole bool
 }
 
 func (d *standard) Name() string { return d.name }
@@ -79,6 +87,12 @@ func (d *standard) MigrationSQL() string {
 }
 
 func (d *standard) Migrate(ctx context.Context, ex Executor) error {
+	if d.migrateWhole {
+		if _, err := ex.Exec(ctx, d.MigrationSQL()); err != nil {
+			return fmt.Errorf("sqldialect: migrate: %w", err)
+		}
+		return nil
+	}
 	for _, stmt := range splitStatements(d.MigrationSQL()) {
 		if _, err := ex.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("sqldialect: migrate: %w (statement: %s)", err, firstLine(stmt))
@@ -238,9 +252,11 @@ func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParam
 	}
 	var total int64
 	for chunk := range slices.Chunk(p.PKs, maxParams-first) {
+		// cqrs_updated comes first so the placeholders appear in argument
+		// order, as MySQL's positional "?" needs; rev does not read it.
 		q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IN (%s)",
-			d.QuoteIdent(p.Table), revCol, rev,
-			d.QuoteIdent("cqrs_updated"), d.placeholder(1),
+			d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_updated"), d.placeholder(1),
+			revCol, rev,
 			d.QuoteIdent(p.PKColumn), d.params(first, len(chunk)))
 		n, err := ex.Exec(ctx, q, append(slices.Clone(args), chunk...)...)
 		if err != nil {
@@ -329,6 +345,9 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 	}
 	if affected > 1 { // MySQL counts an updated row twice
 		affected = 1
+	}
+	if affected == 0 && p.Force && d.forcedNoChange != nil {
+		return d.forcedNoChange(ctx, ex, p)
 	}
 	return affected, nil
 }

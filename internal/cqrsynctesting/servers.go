@@ -1,0 +1,75 @@
+package cqrsynctesting
+
+import (
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
+
+	"github.com/cqrsync/cqrsync/internal/testenv"
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// UniqueName returns prefix followed by random hex, for schemas, databases
+// and queues that tests create on shared servers.
+func UniqueName(prefix string) string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// PostgresDSN creates a schema of its own on the test PostgreSQL server
+// (CQRSYNC_POSTGRES_URL) and returns a URL whose sessions use only that
+// schema; the schema is dropped when the test ends. Locally it skips the
+// test if the server is down; under CI it fails.
+func PostgresDSN(tb testing.TB) string {
+	tb.Helper()
+	base := testenv.PostgresURL(tb)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer admin.Close()
+	schema := UniqueName("cqrsynctest_")
+	if _, err := admin.ExecContext(tb.Context(), "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatalf("create schema: %v", err)
+	}
+	tb.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err == nil {
+			_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			_ = db.Close()
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// OpenPostgres opens a migrated, empty schema of its own (see PostgresDSN)
+// through database/sql and the pgx driver, closed when the test ends.
+func OpenPostgres(tb testing.TB, ddl ...string) *sql.DB {
+	tb.Helper()
+	db, err := sql.Open("pgx", PostgresDSN(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := sqldialect.Postgres().Migrate(tb.Context(), sqldialect.FromSQL(db)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, stmt := range ddl {
+		if _, err := db.ExecContext(tb.Context(), stmt); err != nil {
+			tb.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return db
+}

@@ -1,0 +1,116 @@
+package sqldialect
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// Postgres returns the dialect for PostgreSQL 12 or newer.
+//
+// It runs on any driver adapted to an [Executor]: database/sql with
+// github.com/jackc/pgx/v5/stdlib (driver name "pgx") through [FromSQL], or
+// pgx itself through package sqldialect/pgxexec.
+//
+// # Outbox
+//
+// Relays claim outbox rows with one statement that locks them FOR UPDATE
+// SKIP LOCKED and sets their lease: concurrent relays never wait on each
+// other and never claim the same row, even while a claim's transaction is
+// still open. Claim under READ COMMITTED (the default isolation level): under
+// REPEATABLE READ or SERIALIZABLE, a row another relay leased after the
+// transaction's snapshot makes the claim fail with a serialization error.
+//
+// # Migrate
+//
+// Migrate sends the whole migration file in one multi-statement query, which
+// PostgreSQL runs as one transaction (or inside the caller's), holding a
+// transaction-level advisory lock: concurrent Migrate calls, from any
+// number of processes, run one after the other instead of racing on
+// CREATE TABLE IF NOT EXISTS. The Executor must therefore accept several
+// statements in one Exec without arguments, as pgx and lib/pq do. Users who
+// apply [Dialect.MigrationSQL] with their own tools should run it in one
+// transaction (psql --single-transaction).
+//
+// # Introspection
+//
+// TableColumns finds the table the way an unqualified statement does,
+// through the search_path, and reports types as PostgreSQL's format_type
+// names them ("integer", "numeric(14,4)", "character varying(200)",
+// "timestamp with time zone", "jsonb", ...); a domain is reported as its
+// base type.
+func Postgres() Dialect {
+	return &standard{
+		name:              "postgres",
+		quoteChar:         '"',
+		placeholder:       func(n int) string { return "$" + strconv.Itoa(n) },
+		columns:           postgresColumns,
+		claimOutbox:       postgresClaimOutbox,
+		upsertConflict:    onConflictUpsert,
+		tombstoneConflict: onConflictTombstone,
+		forUpdate:         "FOR UPDATE",
+		castText:          func(expr string) string { return "(" + expr + ")::text" },
+		migrateWhole:      true,
+	}
+}
+
+// postgresColumnsSQL lists a table's columns. to_regclass resolves the
+// quoted name through the search_path exactly as the dialect's unqualified
+// statements do (and gives NULL, so no rows, for a missing table). A
+// domain's declared type is its base type, so that callers mapping types
+// (cqrsync.ValueTypeOfSQL) see "numeric(10,2)" rather than the domain's
+// name. Identity, serial (a nextval default) and generated columns all count
+// as having a default.
+const postgresColumnsSQL = `SELECT a.attname,
+	CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod)
+	     ELSE format_type(a.atttypid, a.atttypmod) END,
+	NOT a.attnotnull,
+	a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '',
+	COALESCE(a.attnum = (SELECT i.indkey[0] FROM pg_catalog.pg_index i
+	                     WHERE i.indrelid = c.oid AND i.indisprimary), false)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE c.oid = to_regclass($1)
+  AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum`
+
+func postgresColumns(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error) {
+	rows, err := ex.Query(ctx, postgresColumnsSQL, d.QuoteIdent(table))
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var cols []Column
+	for rows.Next() {
+		var c Column
+		if err := rows.Scan(&c.Name, &c.DeclaredType, &c.Nullable, &c.HasDefault, &c.PrimaryKey); err != nil {
+			return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+		}
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+	}
+	return cols, nil
+}
+
+// postgresClaimOutbox leases rows in one statement. The subquery locks the
+// lowest free rows FOR UPDATE SKIP LOCKED, so a row another relay is
+// claiming right now (its transaction still open) is skipped, not waited
+// for. A row another relay leased and committed after this statement's
+// snapshot is locked in its new version and the lease_us condition checked
+// again (READ COMMITTED), so it drops out: no row is claimed twice. The
+// planner runs the LIMIT subquery once (a hash or aggregate over it), so the
+// UPDATE touches at most Limit rows.
+func postgresClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
+	rows, err := ex.Query(ctx, `UPDATE cqrs_outbox SET lease_us = $1 WHERE id IN (
+		SELECT id FROM cqrs_outbox WHERE lease_us < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+		RETURNING id, cqrs_id, queue, body, created_us`,
+		micros(p.LeaseUntil), micros(p.Now), p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanOutbox(rows)
+}
