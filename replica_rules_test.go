@@ -332,3 +332,12 @@ func TestReplicaRulesPostgres(t *testing.T) {
 		timestamp: "TIMESTAMPTZ", uuid: "UUID",
 	})
 }
+
+func TestReplicaRulesMySQL(t *testing.T) {
+	t.Parallel()
+	runReplicaRules(t, replicaDB{
+		dialect:   sqldialect.MySQL(),
+		open:      func(t *testing.T) *sql.DB { return cqrsynctesting.OpenMySQL(t) },
+		timestamp: "DATETIME(6)", uuid: "CHAR(36)",
+	})
+}

@@ -20,3 +20,17 @@ func TestOutboxFaultsPostgres(t *testing.T) {
 	t.Parallel()
 	runOutboxFaults(t, postgresMaster())
 }
+
+func mysqlMaster() masterDB {
+	return masterDB{
+		name: "mysql", dialect: sqldialect.MySQL(), driver: "mysql", timestamp: "DATETIME(6)",
+		newDSN: func(t *testing.T) string { return cqrsynctesting.MySQLDSN(t) }, concurrentWriters: true,
+	}
+}
+
+func init() { extraMasters = append(extraMasters, mysqlMaster()) }
+
+func TestOutboxFaultsMySQL(t *testing.T) {
+	t.Parallel()
+	runOutboxFaults(t, mysqlMaster())
+}

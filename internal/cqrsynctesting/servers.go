@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 
 	"github.com/cqrsync/cqrsync/internal/testenv"
@@ -64,6 +65,57 @@ func OpenPostgres(tb testing.TB, ddl ...string) *sql.DB {
 	}
 	tb.Cleanup(func() { _ = db.Close() })
 	if err := sqldialect.Postgres().Migrate(tb.Context(), sqldialect.FromSQL(db)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, stmt := range ddl {
+		if _, err := db.ExecContext(tb.Context(), stmt); err != nil {
+			tb.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return db
+}
+
+// MySQLDSN creates a database of its own on the test MariaDB/MySQL server
+// (CQRSYNC_MYSQL_URL) and returns a go-sql-driver DSN for it; the database
+// is dropped when the test ends. Locally it skips the test if the server is
+// down; under CI it fails.
+func MySQLDSN(tb testing.TB) string {
+	tb.Helper()
+	cfg, err := mysql.ParseDSN(testenv.MySQLURL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.ParseTime = true
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer admin.Close()
+	name := UniqueName("cqrsynctest_")
+	if _, err := admin.ExecContext(tb.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"); err != nil {
+		tb.Fatalf("create database: %v", err)
+	}
+	tb.Cleanup(func() {
+		db, err := sql.Open("mysql", cfg.FormatDSN())
+		if err == nil {
+			_, _ = db.Exec("DROP DATABASE " + name)
+			_ = db.Close()
+		}
+	})
+	cfg.DBName = name
+	return cfg.FormatDSN()
+}
+
+// OpenMySQL opens a migrated, empty database of its own (see MySQLDSN),
+// closed when the test ends.
+func OpenMySQL(tb testing.TB, ddl ...string) *sql.DB {
+	tb.Helper()
+	db, err := sql.Open("mysql", MySQLDSN(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	if err := sqldialect.MySQL().Migrate(tb.Context(), sqldialect.FromSQL(db)); err != nil {
 		tb.Fatal(err)
 	}
 	for _, stmt := range ddl {

@@ -187,8 +187,8 @@ func testUnroutable(t *testing.T, b *bundle) {
 	})
 	if b.f.ReportsUnroutable {
 		var pe *transport.PublishError
-		if !errors.As(err, &pe) || !slices.Equal(pe.Failed, []int{0, 2}) {
-			t.Fatalf("Publish = %v, want a *transport.PublishError for indexes [0 2]", err)
+		if !errors.As(err, &pe) || !slices.Equal(pe.Unroutable, []int{0, 2}) || len(pe.Failed) != 0 {
+			t.Fatalf("Publish = %v, want a *transport.PublishError with Unroutable [0 2] and nothing Failed", err)
 		}
 	} else if err != nil {
 		t.Fatalf("Publish = %v, want nil: unroutable messages are dropped silently", err)

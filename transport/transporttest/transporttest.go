@@ -39,8 +39,8 @@ type Features struct {
 	Prefetch bool
 
 	// ReportsUnroutable: Publish reports a message that no queue is bound to
-	// receive in a *[transport.PublishError] listing its index (RabbitMQ
-	// with mandatory=true), after accepting the batch's other messages.
+	// receive in [transport.PublishError.Unroutable] (RabbitMQ with
+	// mandatory=true), after accepting the batch's other messages.
 	// Without it, such a message is dropped silently and Publish returns
 	// nil, as a broker does without mandatory. Either way it reaches no
 	// queue.

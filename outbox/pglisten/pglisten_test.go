@@ -1,0 +1,84 @@
+package pglisten_test
+
+import (
+	"context"
+	"database/sql"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/outbox/pglisten"
+	"github.com/cqrsync/cqrsync/sqldialect"
+)
+
+// TestNotifiedOnCommitOnly: an outbox insert wakes the listener when its
+// transaction commits, and a rolled-back one does not.
+func TestNotifiedOnCommitOnly(t *testing.T) {
+	t.Parallel()
+	dsn := cqrsynctesting.PostgresDSN(t)
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := sqldialect.Postgres().Migrate(t.Context(), sqldialect.FromSQL(db)); err != nil {
+		t.Fatal(err)
+	}
+	var notified atomic.Int64
+	listening := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() {
+		done <- pglisten.Run(ctx, &pglisten.Config{ConnString: dsn, OnNotify: func() { notified.Add(1) },
+			OnListening: func() { listening <- struct{}{} }})
+	}()
+	defer func() { cancel(); <-done }()
+	<-listening
+
+	insert := func(commit bool) {
+		tx, err := db.BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sqldialect.Postgres().InsertOutbox(t.Context(), sqldialect.FromSQL(tx), []sqldialect.OutboxRow{{CQRSID: "x", Body: []byte("{}"), CreatedAt: time.Now()}}); err != nil {
+			t.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(false)
+	insert(true)
+	deadline := time.Now().Add(5 * time.Second)
+	for notified.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no notification after a commit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A rolled-back insert sent nothing: exactly one notification arrived
+	// (the listener reads them in order, so a second would be here by now).
+	insert(true)
+	for notified.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no notification after the second commit")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := notified.Load(); n != 2 {
+		t.Fatalf("%d notifications for two commits and a rollback, want 2", n)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	if err := pglisten.Run(t.Context(), &pglisten.Config{}); err == nil {
+		t.Fatal("Run accepted an empty config")
+	}
+}

@@ -1,0 +1,306 @@
+package sqldialect
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// MySQL returns the dialect for MariaDB 10.6 and MySQL 8.0.16 or newer, with
+// InnoDB tables, as provided by github.com/go-sql-driver/mysql.
+//
+// Open the database with a DSN that keeps the driver's defaults for
+// clientFoundRows (false: Upsert tells an applied row from a dropped one by
+// the rows the server reports changed) and loc (UTC), and add
+// parseTime=true so DATETIME columns scan into time.Time. When replica
+// tables use TIMESTAMP columns, also set the session time zone to UTC
+// (time_zone=%27%2B00%3A00%27), since the server converts TIMESTAMPs to it.
+//
+// MySQL has no UPDATE … RETURNING: ClaimOutbox marks the rows it leases
+// with a random token and reads them back by it, so it needs no
+// transaction; call it on a pool, since under REPEATABLE READ its locks
+// last until the transaction ends. cqrsync's own tables use utf8mb4_bin, so
+// keys compare byte for byte, whatever the server's default collation.
+func MySQL() Dialect {
+	return &standard{
+		name:              "mysql",
+		quoteChar:         '`',
+		placeholder:       func(int) string { return "?" },
+		columns:           mysqlColumns,
+		claimOutbox:       mysqlClaimOutbox,
+		upsertConflict:    mysqlUpsertConflict,
+		tombstoneConflict: mysqlTombstoneConflict,
+		fromDual:          " FROM DUAL",
+		forUpdate:         "FOR UPDATE",
+		castText:          mysqlCastText,
+		forcedNoChange:    mysqlForcedNoChange,
+	}
+}
+
+// mysqlCastText converts expr to text that compares with the tombstones' pk
+// column byte for byte. The explicit character set and collation make the
+// comparison independent of the connection's (a plain CAST(… AS CHAR)
+// takes them from the connection, and only MySQL's "_bin wins" rule keeps
+// it exact).
+func mysqlCastText(expr string) string {
+	return "CAST(" + expr + " AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin"
+}
+
+// mysqlColumnsSQL describes a table of the current database. MariaDB reports
+// the default of a nullable column without one as the bare word NULL (string
+// defaults are quoted there, so 'NULL' the text is "'NULL'"); MySQL reports
+// SQL NULL. Generated columns and auto-increment keys fill themselves in,
+// which counts as a default. Only the first column of the primary key is
+// flagged, as Column.PrimaryKey says.
+const mysqlColumnsSQL = `SELECT c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE = 'YES',
+	(c.COLUMN_DEFAULT IS NOT NULL AND c.COLUMN_DEFAULT <> 'NULL')
+		OR c.EXTRA LIKE '%auto_increment%' OR c.EXTRA LIKE '%GENERATED%',
+	COALESCE(c.COLUMN_NAME = (SELECT s.COLUMN_NAME FROM information_schema.STATISTICS s
+		WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME
+		AND s.INDEX_NAME = 'PRIMARY' AND s.SEQ_IN_INDEX = 1), 0)
+FROM information_schema.COLUMNS c
+WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?
+ORDER BY c.ORDINAL_POSITION`
+
+func mysqlColumns(ctx context.Context, ex Executor, _ *standard, table string) ([]Column, error) {
+	rows, err := ex.Query(ctx, mysqlColumnsSQL, table)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var cols []Column
+	longText := false
+	for rows.Next() {
+		var c Column
+		if err := rows.Scan(&c.Name, &c.DeclaredType, &c.Nullable, &c.HasDefault, &c.PrimaryKey); err != nil {
+			return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+		}
+		c.Nullable = c.Nullable && !c.PrimaryKey
+		longText = longText || c.DeclaredType == "longtext"
+		cols = append(cols, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+	}
+	rows.Close()
+	if longText {
+		jsonCols, err := mariadbJSONColumns(ctx, ex, table)
+		if err != nil {
+			return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
+		}
+		for i, c := range cols {
+			if c.DeclaredType == "longtext" && jsonCols[c.Name] {
+				cols[i].DeclaredType = "json"
+			}
+		}
+	}
+	return cols, nil
+}
+
+// mariadbJSONColumns finds the JSON columns of a MariaDB table. MariaDB's
+// JSON is an alias of LONGTEXT that adds the check json_valid(`col`), and
+// information_schema shows only "longtext"; the check is what tells them
+// apart. MySQL has a real JSON type, and its CHECK_CONSTRAINTS view has no
+// TABLE_NAME column: the query reads the columns by name, and without
+// TABLE_NAME (MySQL) it reports no JSON columns, which is right there.
+func mariadbJSONColumns(ctx context.Context, ex Executor, table string) (map[string]bool, error) {
+	rows, err := ex.Query(ctx, "SELECT * FROM information_schema.CHECK_CONSTRAINTS "+
+		"WHERE CONSTRAINT_SCHEMA = DATABASE() AND CHECK_CLAUSE LIKE 'json\\_valid(%'")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	names, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	tableIdx, clauseIdx := -1, -1
+	for i, n := range names {
+		switch strings.ToUpper(n) {
+		case "TABLE_NAME":
+			tableIdx = i
+		case "CHECK_CLAUSE":
+			clauseIdx = i
+		}
+	}
+	vals := make([]any, len(names))
+	ptrs := make([]any, len(names))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	out := map[string]bool{}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		if tableIdx < 0 || clauseIdx < 0 || mysqlText(vals[tableIdx]) != table {
+			continue
+		}
+		clause := mysqlText(vals[clauseIdx])
+		if col, ok := strings.CutPrefix(clause, "json_valid(`"); ok {
+			if col, ok = strings.CutSuffix(col, "`)"); ok && !strings.Contains(strings.ReplaceAll(col, "``", ""), "`") {
+				out[strings.ReplaceAll(col, "``", "`")] = true
+			}
+		}
+	}
+	return out, rows.Err()
+}
+
+func mysqlText(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+// mysqlClaimOutbox leases outbox rows in three statements, none of which
+// waits for a capturing transaction:
+//
+//  1. A plain SELECT (a consistent, non-locking read) lists the lowest free
+//     committed IDs. Rows inserted by transactions still open are invisible
+//     to it, so a long master transaction does not stall the relays (a
+//     locking UPDATE … ORDER BY id LIMIT n would wait on their row locks:
+//     MariaDB has no SKIP LOCKED for UPDATE).
+//  2. An UPDATE by primary key leases exactly those rows with a random
+//     token, re-checking lease_us: if another relay leased one meanwhile,
+//     this UPDATE waits for that relay's single-statement update (a moment),
+//     then sees the new lease and skips the row. Two relays can never both
+//     lease a row.
+//  3. A SELECT by token reads back what this claim got.
+func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	rows, err := ex.Query(ctx, "SELECT id FROM cqrs_outbox WHERE lease_us < ? ORDER BY id LIMIT ?", micros(p.Now), p.Limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []any
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	token := make([]byte, 16)
+	_, _ = rand.Read(token) // crypto/rand.Read never fails (it panics instead)
+	args := append([]any{micros(p.LeaseUntil), token, micros(p.Now)}, ids...)
+	n, err := ex.Exec(ctx, "UPDATE cqrs_outbox SET lease_us = ?, lease_token = ? WHERE lease_us < ? AND id IN ("+d.params(4, len(ids))+")", args...)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	rows, err = ex.Query(ctx, "SELECT id, cqrs_id, queue, body, created_us FROM cqrs_outbox WHERE lease_token = ? ORDER BY id", token)
+	if err != nil {
+		return nil, err
+	}
+	return scanOutbox(rows)
+}
+
+// mysqlUpsertConflict is the MySQL form of Upsert's conflict clause:
+// ON DUPLICATE KEY UPDATE, each column guarded by IF(stored revision <
+// incoming revision, new, old), unless forced.
+//
+// MySQL applies the assignments left to right, and a later one sees the
+// columns the earlier ones changed. The guard reads cqrs_revision, so
+// cqrs_revision is assigned last: every guard, its own included, still
+// compares the stored revision.
+//
+// The affected-rows count tells the caller what happened: 1 for an insert,
+// 2 for an update that changed the row (Upsert turns it into 1), 0 when
+// every IF kept the old value. A guarded update always changes the row,
+// since its revision is higher, so "same values, higher revision" is 1 and
+// a duplicate or stale event is 0. (With the driver's clientFoundRows=true
+// a kept row would count 1: do not set it.) A forced write of a row equal
+// to the stored one also counts 0; mysqlForcedNoChange sorts that out.
+//
+// VALUES(col) is the incoming value; MySQL 8.0.20 deprecates it in favour
+// of a row alias that MariaDB does not support, and both still accept it.
+func mysqlUpsertConflict(d *standard, table, pk string, cols []string, force bool) string {
+	const revName = "cqrs_revision"
+	rev := d.QuoteIdent(revName)
+	guard := fmt.Sprintf("%s.%s < VALUES(%s)", d.QuoteIdent(table), rev, rev)
+	ordered := make([]string, 0, len(cols))
+	for _, c := range cols {
+		if c != pk && c != revName {
+			ordered = append(ordered, c)
+		}
+	}
+	if slices.Contains(cols, revName) {
+		ordered = append(ordered, revName)
+	}
+	var b strings.Builder
+	b.WriteString("ON DUPLICATE KEY UPDATE ")
+	for i, c := range ordered {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		q := d.QuoteIdent(c)
+		if force {
+			fmt.Fprintf(&b, "%s = VALUES(%s)", q, q)
+		} else {
+			fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", q, guard, q, q)
+		}
+	}
+	return b.String()
+}
+
+// mysqlForcedNoChange tells apart the two reasons a forced Upsert changes no
+// row on MySQL, which counts only rows it changed: the tombstone guard kept
+// the row out (0), or the stored row already equals the incoming one (1,
+// written, as the other dialects report it; a SYNC of unchanged data is the
+// common case). It re-asks the INSERT's tombstone question with a locking
+// read, so it sees the latest committed tombstone as the INSERT did, not an
+// older snapshot of the caller's transaction.
+func mysqlForcedNoChange(ctx context.Context, ex Executor, p *UpsertParams) (int64, error) {
+	rows, err := ex.Query(ctx, "SELECT COUNT(*) FROM cqrs_tombstones "+
+		"WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
+		p.CQRSID, p.Key, p.Revision, micros(p.Updated))
+	if err != nil {
+		return 0, fmt.Errorf("sqldialect: upsert %s: tombstone check: %w", p.Table, err)
+	}
+	defer rows.Close()
+	var blocked int64
+	if rows.Next() {
+		if err := rows.Scan(&blocked); err != nil {
+			return 0, fmt.Errorf("sqldialect: upsert %s: tombstone check: %w", p.Table, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqldialect: upsert %s: tombstone check: %w", p.Table, err)
+	}
+	if blocked > 0 {
+		return 0, nil
+	}
+	return 1, nil
+}
+
+// mysqlTombstoneConflict keeps the newest delete of a key, as
+// onConflictTombstone does: the later updated_us, then the higher revision.
+//
+// The assignments run left to right and see each other's results, so they
+// are ordered for the comparison to read stored values: deleted_us and then
+// revision are guarded by the full rule while updated_us and revision are
+// still the stored ones; updated_us comes last and needs no guard, because
+// under the rule the kept updated_us is always the greater of the two.
+const mysqlTombstoneConflict = `ON DUPLICATE KEY UPDATE
+	deleted_us = IF(VALUES(updated_us) > updated_us OR (VALUES(updated_us) = updated_us AND VALUES(revision) > revision),
+		VALUES(deleted_us), deleted_us),
+	revision = IF(VALUES(updated_us) > updated_us OR (VALUES(updated_us) = updated_us AND VALUES(revision) > revision),
+		VALUES(revision), revision),
+	updated_us = GREATEST(updated_us, VALUES(updated_us))`

@@ -1,0 +1,390 @@
+package sqldialect_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/testenv"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/sqldialecttest"
+)
+
+var _ sqldialect.Dialect = sqldialect.MySQL()
+
+// newMySQLDB creates an empty database cqrsynctest_<random> on the server
+// testenv.MySQLURL names, returns a handle on it (parseTime=true, loc UTC)
+// and drops it when the test ends.
+func newMySQLDB(t *testing.T) *sql.DB {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(testenv.MySQLURL(t))
+	if err != nil {
+		t.Fatalf("parse CQRSYNC_MYSQL_URL: %v", err)
+	}
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var suffix [8]byte
+	_, _ = rand.Read(suffix[:])
+	name := "cqrsynctest_" + hex.EncodeToString(suffix[:])
+	if _, err := admin.ExecContext(t.Context(), "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
+		_ = admin.Close()
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		// t.Context is canceled by now.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+		_ = admin.Close()
+	})
+
+	cfg = cfg.Clone()
+	cfg.DBName = name
+	cfg.ParseTime = true
+	cfg.Loc = time.UTC
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+func TestMySQL(t *testing.T) {
+	t.Parallel()
+	sqldialecttest.Run(t, &sqldialecttest.Harness{
+		Dialect:       sqldialect.MySQL(),
+		NewDB:         newMySQLDB,
+		TimestampType: "DATETIME(6)",
+	})
+}
+
+// mysqlBundle is what one MySQL-specific test works with: a migrated,
+// empty database and the replica table item.
+type mysqlBundle struct {
+	ctx context.Context
+	d   sqldialect.Dialect
+	db  *sql.DB
+	ex  sqldialect.Executor
+}
+
+func setupMySQL(t *testing.T) *mysqlBundle {
+	t.Helper()
+	db := newMySQLDB(t)
+	b := &mysqlBundle{ctx: t.Context(), d: sqldialect.MySQL(), db: db, ex: sqldialect.FromSQL(db)}
+	if err := b.d.Migrate(b.ctx, b.ex); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	b.exec(t, "CREATE TABLE item (id BIGINT NOT NULL PRIMARY KEY, name VARCHAR(100) NOT NULL, "+
+		"cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME(6) NULL)")
+	return b
+}
+
+func (b *mysqlBundle) exec(t *testing.T, q string, args ...any) {
+	t.Helper()
+	if _, err := b.db.ExecContext(b.ctx, q, args...); err != nil {
+		t.Fatalf("exec %q: %v", q, err)
+	}
+}
+
+// TestMySQLClaimOutboxConcurrent has two relays on two connections claim
+// and delete 1000 rows in small batches at the same time: no row may go to
+// both, together they get them all, and they never deadlock.
+func TestMySQLClaimOutboxConcurrent(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	const total = 1000
+	now := time.Now().UTC()
+	rows := make([]sqldialect.OutboxRow, total)
+	for i := range rows {
+		rows[i] = sqldialect.OutboxRow{CQRSID: "item", Body: []byte(fmt.Sprint(i)), CreatedAt: now}
+	}
+	if err := b.d.InsertOutbox(b.ctx, b.ex, rows); err != nil {
+		t.Fatalf("InsertOutbox: %v", err)
+	}
+
+	claimed := make([][]int64, 2)
+	errs := make([]error, 2)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for relay := range 2 {
+		conn, err := b.db.Conn(b.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		ex := sqldialect.FromSQL(conn)
+		wg.Go(func() {
+			<-start
+			for {
+				got, err := b.d.ClaimOutbox(b.ctx, ex, &sqldialect.ClaimOutboxParams{Limit: 23, Now: now, LeaseUntil: now.Add(time.Hour)})
+				if err != nil {
+					errs[relay] = err
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				ids := make([]int64, len(got))
+				for i, r := range got {
+					ids[i] = r.ID
+				}
+				claimed[relay] = append(claimed[relay], ids...)
+				// Deleting as a relay does after the broker confirmed
+				// mixes row locks of both kinds.
+				if err := b.d.DeleteOutbox(b.ctx, ex, ids); err != nil {
+					errs[relay] = err
+					return
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	for relay, err := range errs {
+		if err != nil {
+			t.Fatalf("relay %d: ClaimOutbox: %v", relay, err)
+		}
+	}
+	seen := map[int64]int{}
+	for relay, ids := range claimed {
+		for _, id := range ids {
+			if other, dup := seen[id]; dup {
+				t.Fatalf("row %d claimed by relay %d and relay %d", id, other, relay)
+			}
+			seen[id] = relay
+		}
+	}
+	if len(seen) != total {
+		t.Fatalf("relays claimed %d rows together (%d + %d), want %d", len(seen), len(claimed[0]), len(claimed[1]), total)
+	}
+	if st, err := b.d.OutboxStats(b.ctx, b.ex); err != nil || st.Rows != 0 {
+		t.Fatalf("OutboxStats after both relays = %+v, %v; want empty", st, err)
+	}
+	t.Logf("relay 0 claimed %d rows, relay 1 claimed %d", len(claimed[0]), len(claimed[1]))
+}
+
+// TestMySQLUpsertAffectedRows checks the counts MySQL's ON DUPLICATE KEY
+// UPDATE reports through Upsert in the cases where they are subtle: a newer
+// revision with otherwise equal values is a write, a duplicate is not, and
+// the revision column's place in Columns does not matter.
+func TestMySQLUpsertAffectedRows(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	// cqrs_revision is not last in Columns: the conflict clause must still
+	// assign it last, or the columns after it would compare against the
+	// new revision and be skipped.
+	upsert := func(name string, rev int64, force bool) int64 {
+		t.Helper()
+		n, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
+			Table: "item", PKColumn: "id",
+			Columns:  []string{"id", "cqrs_revision", "name", "cqrs_updated"},
+			Values:   []any{int64(1), rev, name, t0},
+			Revision: rev, Force: force,
+			CQRSID: "item", Key: "1", Updated: t0,
+		})
+		if err != nil {
+			t.Fatalf("Upsert(%q, rev %d, force %v): %v", name, rev, force, err)
+		}
+		return n
+	}
+	want := func(name string, rev int64) {
+		t.Helper()
+		var gotName string
+		var gotRev int64
+		if err := b.db.QueryRowContext(b.ctx, "SELECT name, cqrs_revision FROM item WHERE id = 1").Scan(&gotName, &gotRev); err != nil {
+			t.Fatal(err)
+		}
+		if gotName != name || gotRev != rev {
+			t.Fatalf("row = %q at revision %d, want %q at revision %d", gotName, gotRev, name, rev)
+		}
+	}
+	steps := []struct {
+		desc  string
+		name  string
+		rev   int64
+		force bool
+		wantN int64
+		// the row afterwards
+		rowName string
+		rowRev  int64
+	}{
+		{"create", "a", 1, false, 1, "a", 1},
+		{"same values, higher revision", "a", 2, false, 1, "a", 2},
+		{"same revision, same values (duplicate)", "a", 2, false, 0, "a", 2},
+		{"same revision, other values (duplicate)", "b", 2, false, 0, "a", 2},
+		{"older revision", "c", 1, false, 0, "a", 2},
+		{"newer revision, other values", "d", 3, false, 1, "d", 3},
+		{"sync of an older revision", "e", 2, true, 1, "e", 2},
+		{"sync of an identical row", "e", 2, true, 1, "e", 2},
+		{"sync of an identical row older than a tombstone", "e", 2, true, 0, "e", 2},
+	}
+	for _, s := range steps {
+		if s.desc == "sync of an identical row older than a tombstone" {
+			// A master recorded a later delete of the key (its row here
+			// came back through a re-create).
+			if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "1", Revision: 3, Updated: t0.Add(time.Second), At: t0}}); err != nil {
+				t.Fatalf("RecordTombstones: %v", err)
+			}
+		}
+		if n := upsert(s.name, s.rev, s.force); n != s.wantN {
+			t.Fatalf("%s: Upsert = %d, want %d", s.desc, n, s.wantN)
+		}
+		want(s.rowName, s.rowRev)
+	}
+}
+
+// TestMySQLTimestamps checks that cqrs_updated keeps its microseconds in
+// DATETIME(6) and comes back in UTC, whatever the location it was written in.
+func TestMySQLTimestamps(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	in := time.Date(2024, 5, 1, 12, 30, 15, 123456789, time.FixedZone("CEST", 2*3600))
+	if _, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
+		Table: "item", PKColumn: "id",
+		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+		Values:  []any{int64(1), "a", int64(0), in},
+		CQRSID:  "item", Key: "1", Updated: in,
+	}); err != nil {
+		t.Fatalf("Upsert: %v", err)
+	}
+	rows, err := b.d.SelectRows(b.ctx, b.ex, &sqldialect.SelectRowsParams{Table: "item", PKColumn: "id", Columns: []string{"cqrs_updated"}, PKs: []any{int64(1)}})
+	if err != nil {
+		t.Fatalf("SelectRows: %v", err)
+	}
+	defer rows.Close()
+	var got time.Time
+	if !rows.Next() {
+		t.Fatalf("no row: %v", rows.Err())
+	}
+	if err := rows.Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := in.Truncate(time.Microsecond); !got.Equal(want) || got.Location() != time.UTC {
+		t.Fatalf("cqrs_updated = %v, want %v in UTC", got, want.UTC())
+	}
+}
+
+// TestMySQLTombstoneNewest checks the tombstone conflict clause: the later
+// updated time wins, then the higher revision, also within one batch.
+func TestMySQLTombstoneNewest(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	at := func(us int64) time.Time { return time.UnixMicro(us).UTC() }
+	steps := []struct {
+		desc              string
+		rev, upd, del     int64
+		wantRev, wantUpd  int64
+		wantDel           int64
+		alsoInSameCommand bool
+	}{
+		{"first", 3, 5, 100, 3, 5, 100, false},
+		{"same time, higher revision", 4, 5, 200, 4, 5, 200, false},
+		{"older time, higher revision", 9, 4, 300, 4, 5, 200, false},
+		{"later time, lower revision", 1, 6, 400, 1, 6, 400, false},
+		{"equal delete again", 1, 6, 500, 1, 6, 400, false},
+		{"same time, lower revision", 0, 6, 600, 1, 6, 400, false},
+	}
+	for _, s := range steps {
+		if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "k", Revision: s.rev, Updated: at(s.upd), At: at(s.del)}}); err != nil {
+			t.Fatalf("%s: RecordTombstones: %v", s.desc, err)
+		}
+		var rev, upd, del int64
+		if err := b.db.QueryRowContext(b.ctx, "SELECT revision, updated_us, deleted_us FROM cqrs_tombstones WHERE cqrs_id = 'item' AND pk = 'k'").Scan(&rev, &upd, &del); err != nil {
+			t.Fatal(err)
+		}
+		if rev != s.wantRev || upd != s.wantUpd || del != s.wantDel {
+			t.Fatalf("%s: tombstone = rev %d upd %d del %d, want rev %d upd %d del %d", s.desc, rev, upd, del, s.wantRev, s.wantUpd, s.wantDel)
+		}
+	}
+	// One batch with the newer delete first: the older one must not win.
+	if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{
+		{CQRSID: "item", Key: "b", Revision: 7, Updated: at(70), At: at(1)},
+		{CQRSID: "item", Key: "b", Revision: 6, Updated: at(60), At: at(2)},
+	}); err != nil {
+		t.Fatalf("RecordTombstones batch: %v", err)
+	}
+	var rev int64
+	if err := b.db.QueryRowContext(b.ctx, "SELECT revision FROM cqrs_tombstones WHERE pk = 'b'").Scan(&rev); err != nil || rev != 7 {
+		t.Fatalf("batch tombstone revision = %d, %v; want 7", rev, err)
+	}
+	// Keys compare exactly (utf8mb4_bin): "B" is not "b".
+	if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "B", Revision: 1, Updated: at(1), At: at(1)}}); err != nil {
+		t.Fatalf("RecordTombstones: %v", err)
+	}
+	var n int
+	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM cqrs_tombstones WHERE pk IN ('b', 'B')").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("tombstones for b and B = %d, %v; want 2", n, err)
+	}
+}
+
+// TestMySQLTableColumnTypes checks the declared types TableColumns reports
+// for common MySQL and MariaDB column types, and the value types cqrsync
+// derives from them.
+func TestMySQLTableColumnTypes(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	b.exec(t, "CREATE TABLE typed (a BIGINT NOT NULL, b BIGINT NOT NULL, "+
+		"flag TINYINT(1) NOT NULL DEFAULT 0, price DECIMAL(14,4) NULL, at DATETIME(6) NULL, "+
+		"uid CHAR(36) NULL, doc JSON NULL, body LONGTEXT NULL, title VARCHAR(200) NULL DEFAULT 'x', "+
+		"n INT GENERATED ALWAYS AS (a + 1) VIRTUAL, PRIMARY KEY (a, b))")
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "typed")
+	if err != nil {
+		t.Fatalf("TableColumns: %v", err)
+	}
+	type want struct {
+		name, declared string
+		vt             cqrsync.ValueType
+		pk, def, null  bool
+	}
+	wants := []want{
+		{"a", "bigint", cqrsync.TypeInt, true, false, false},
+		{"b", "bigint", cqrsync.TypeInt, false, false, false},
+		{"flag", "tinyint(1)", cqrsync.TypeBool, false, true, false},
+		{"price", "decimal(14,4)", cqrsync.TypeDecimal, false, false, true},
+		{"at", "datetime(6)", cqrsync.TypeDateTime, false, false, true},
+		{"uid", "char(36)", cqrsync.TypeString, false, false, true},
+		{"doc", "json", cqrsync.TypeJSON, false, false, true},
+		{"body", "longtext", cqrsync.TypeString, false, false, true},
+		{"title", "varchar(200)", cqrsync.TypeString, false, true, true},
+		{"n", "int", cqrsync.TypeInt, false, true, true},
+	}
+	if len(cols) != len(wants) {
+		t.Fatalf("TableColumns = %+v, want %d columns", cols, len(wants))
+	}
+	for i, w := range wants {
+		c := cols[i]
+		// MariaDB and MySQL before 8.0.19 add display widths ("bigint(20)").
+		declared := c.DeclaredType
+		if w.declared == "bigint" || w.declared == "int" {
+			declared = trimWidth(declared)
+		}
+		if c.Name != w.name || declared != w.declared || c.PrimaryKey != w.pk || c.HasDefault != w.def || c.Nullable != w.null {
+			t.Errorf("column %d = %+v, want %+v", i, c, w)
+		}
+		if vt := cqrsync.ValueTypeOfSQL(c.DeclaredType); vt != w.vt {
+			t.Errorf("ValueTypeOfSQL(%q) = %v, want %v", c.DeclaredType, vt, w.vt)
+		}
+	}
+}
+
+func trimWidth(s string) string {
+	if i := slices.Index([]byte(s), '('); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

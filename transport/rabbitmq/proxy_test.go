@@ -1,0 +1,187 @@
+package rabbitmq_test
+
+import (
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+)
+
+// proxy is a TCP proxy in front of the broker that a test can cut, as a
+// network failure or a broker restart would, without touching other tests'
+// connections.
+type proxy struct {
+	ln     net.Listener
+	target string
+
+	mu       sync.Mutex
+	links    map[*link]struct{}
+	accepted int
+	refuse   bool // close new connections at once
+
+	// cutLeft, when positive, cuts every link once that many more bytes
+	// went from clients to the broker.
+	cutLeft int64
+	cut     chan struct{} // closed and replaced on every cut
+
+	wg sync.WaitGroup
+}
+
+type link struct{ client, server net.Conn }
+
+func (l *link) close() {
+	_ = l.client.Close()
+	_ = l.server.Close()
+}
+
+// startProxy listens on a free local port and forwards to target
+// (host:port). It stops with the test.
+func startProxy(tb testing.TB, target string) *proxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("proxy: listen: %v", err)
+	}
+	p := &proxy{ln: ln, target: target, links: make(map[*link]struct{}), cut: make(chan struct{})}
+	p.wg.Add(1)
+	go p.accept()
+	tb.Cleanup(func() {
+		_ = ln.Close()
+		p.Cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// URL returns base (an AMQP URL) pointing at the proxy.
+func (p *proxy) URL(tb testing.TB, base string) string {
+	tb.Helper()
+	u, err := url.Parse(base)
+	if err != nil {
+		tb.Fatalf("proxy: parse broker URL: %v", err)
+	}
+	u.Host = p.ln.Addr().String()
+	return u.String()
+}
+
+func (p *proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.accepted++
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			_ = c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		l := &link{client: c, server: s}
+		p.mu.Lock()
+		p.links[l] = struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		go p.pipe(l, c, s, true)
+		go p.pipe(l, s, c, false)
+	}
+}
+
+// pipe copies one direction of a link; upstream counts bytes for cutAfter.
+func (p *proxy) pipe(l *link, from, to net.Conn, upstream bool) {
+	defer p.wg.Done()
+	defer func() {
+		l.close()
+		p.mu.Lock()
+		delete(p.links, l)
+		p.mu.Unlock()
+	}()
+	if !upstream {
+		_, _ = io.Copy(to, from)
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 {
+			if p.countUpstream(n) {
+				// Forward nothing of this read: the cut happens in the
+				// middle of the client's stream.
+				p.Cut()
+				return
+			}
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// countUpstream counts n bytes towards an armed cut and reports whether the
+// cut is due.
+func (p *proxy) countUpstream(n int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cutLeft <= 0 {
+		return false
+	}
+	p.cutLeft -= int64(n)
+	if p.cutLeft > 0 {
+		return false
+	}
+	p.cutLeft = 0
+	return true
+}
+
+// Cut closes every open link at once and returns how many there were. The
+// proxy keeps accepting new connections (unless Refuse).
+func (p *proxy) Cut() int {
+	p.mu.Lock()
+	links := make([]*link, 0, len(p.links))
+	for l := range p.links {
+		links = append(links, l)
+	}
+	clear(p.links)
+	close(p.cut)
+	p.cut = make(chan struct{})
+	p.mu.Unlock()
+	for _, l := range links {
+		l.close()
+	}
+	return len(links)
+}
+
+// CutAfter arms a cut once n more bytes went from clients to the broker, and
+// returns a channel closed when the cut happened.
+func (p *proxy) CutAfter(n int64) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cutLeft = n
+	return p.cut
+}
+
+// Refuse makes the proxy close new connections at once (a broker that is
+// down) or accept them again.
+func (p *proxy) Refuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
+}
+
+// Accepted returns how many connections the proxy accepted so far.
+func (p *proxy) Accepted() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
