@@ -226,16 +226,20 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 					return false, fmt.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
 				}
 			}
-			var loaded, same int64
-			for _, e := range entries {
-				out, err := r.Apply(ctx, ex, e.p)
-				if err != nil {
-					if IsRetryable(err) || !reportBad {
-						return false, err
-					}
-					bad(e.line, err)
-					return false, nil
+			ps := make([]*Payload, len(entries))
+			for i, e := range entries {
+				ps[i] = e.p
+			}
+			outs, err := r.ApplyBatch(ctx, ex, ps)
+			if err != nil {
+				if IsRetryable(err) || !reportBad {
+					return false, err
 				}
+				bad(entries[0].line, err) // reportBad applies one line at a time
+				return false, nil
+			}
+			var loaded, same int64
+			for _, out := range outs {
 				if out.Applied() {
 					loaded++
 				} else {

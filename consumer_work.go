@@ -117,13 +117,16 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) (err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	ex := sqldialect.FromSQL(tx)
+	ps := make([]*Payload, len(items))
+	for i, it := range items {
+		ps[i] = it.p
+	}
+	outs, err := c.cfg.Replica.ApplyBatch(ctx, sqldialect.FromSQL(tx), ps)
+	if err != nil {
+		return err
+	}
 	var applied, dropped int64
-	for _, it := range items {
-		out, err := c.cfg.Replica.Apply(ctx, ex, it.p)
-		if err != nil {
-			return err
-		}
+	for _, out := range outs {
 		if out.Applied() {
 			applied++
 		} else {

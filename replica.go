@@ -318,17 +318,25 @@ func eventVersion(p *Payload) (int64, time.Time, error) {
 	return rev, updated, nil
 }
 
-func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, p *Payload) (Outcome, error) {
-	fail := func(err error) (Outcome, error) {
-		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
+// saveRow is a SAVE or SYNC turned into a replica row.
+type saveRow struct {
+	cols    []string
+	vals    []any
+	pk      any
+	rev     int64
+	updated time.Time
+}
+
+// prepareSave maps an event's instance_data onto the replica table.
+func prepareSave(rm *ReplicaModel, ti *tableInfo, p *Payload) (*saveRow, error) {
+	fail := func(err error) (*saveRow, error) {
+		return nil, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
 	}
 	rev, updated, err := eventVersion(p)
 	if err != nil {
 		return fail(err)
 	}
-	cols := make([]string, 0, len(p.InstanceData))
-	vals := make([]any, 0, len(p.InstanceData))
-	var pk any
+	row := &saveRow{cols: make([]string, 0, len(p.InstanceData)), vals: make([]any, 0, len(p.InstanceData)), rev: rev, updated: updated}
 	for _, m := range p.InstanceData {
 		col := m.Key
 		if rm.Mapping != nil && col != RevisionField && col != UpdatedField {
@@ -338,7 +346,7 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 			}
 			col = mapped
 		}
-		if !ti.has(col) || slices.Contains(cols, col) {
+		if !ti.has(col) || slices.Contains(row.cols, col) {
 			continue
 		}
 		v, err := ColumnValue(ti.types[col], m.Value)
@@ -346,24 +354,32 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 			return fail(fmt.Errorf("field %q: %w", m.Key, err))
 		}
 		if col == rm.PK {
-			pk = v
+			row.pk = v
 		}
-		cols = append(cols, col)
-		vals = append(vals, v)
+		row.cols = append(row.cols, col)
+		row.vals = append(row.vals, v)
 	}
 	var missing []string
 	for _, c := range ti.columns {
-		if !c.Nullable && !c.HasDefault && !slices.Contains(cols, c.Name) {
+		if !c.Nullable && !c.HasDefault && !slices.Contains(row.cols, c.Name) {
 			missing = append(missing, c.Name)
 		}
 	}
-	if pk == nil && !slices.Contains(missing, rm.PK) {
+	if row.pk == nil && !slices.Contains(missing, rm.PK) {
 		missing = append(missing, rm.PK)
 	}
 	if len(missing) > 0 {
 		return fail(fmt.Errorf("%w: table %s needs %v and the event does not carry them (check the model's Mapping)", ErrMissingFields, rm.Table, missing))
 	}
+	return row, nil
+}
 
+func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, p *Payload) (Outcome, error) {
+	row, err := prepareSave(rm, ti, p)
+	if err != nil {
+		return 0, err
+	}
+	cols, vals, pk, rev, updated := row.cols, row.vals, row.pk, row.rev, row.updated
 	stored, exists, err := r.storedRevision(ctx, ex, rm, pk)
 	if err != nil {
 		return 0, err
@@ -376,36 +392,48 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 	if err != nil {
 		return 0, err
 	}
+	var out Outcome
+	switch {
+	case n == 0 && (!exists || p.SignalType == SignalSync):
+		out = OutcomeTombstoned
+	case n == 0 && rev == stored:
+		out = OutcomeDuplicate
+	case n == 0:
+		out = OutcomeStale
+	case !exists:
+		out = OutcomeCreated
+	case p.SignalType == SignalSync:
+		out = OutcomeSynced
+	default:
+		out = OutcomeUpdated
+	}
+	r.logOutcome(ctx, p, pk, rev, stored, out)
+	return out, nil
+}
+
+// logOutcome logs what applying a SAVE or SYNC did: drops at debug, revision
+// gaps and SYNC downgrades at warn.
+func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, stored int64, out Outcome) {
 	log := r.cfg.Logger
 	attrs := func(extra ...slog.Attr) []slog.Attr {
 		return append([]slog.Attr{slog.String("cqrs_id", p.CQRSID), slog.Any("pk", pk), slog.Int64("revision", rev),
 			slog.String("correlation_id", p.CorrelationID)}, extra...)
 	}
-	switch {
-	case n == 0 && !exists:
+	switch out {
+	case OutcomeTombstoned:
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: event older than the key's delete, dropped", attrs()...)
-		return OutcomeTombstoned, nil
-	case n == 0 && p.SignalType == SignalSync:
-		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: SYNC older than the key's delete, dropped", attrs()...)
-		return OutcomeTombstoned, nil
-	case n == 0 && rev == stored:
+	case OutcomeDuplicate:
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: duplicate event, dropped", attrs()...)
-		return OutcomeDuplicate, nil
-	case n == 0:
+	case OutcomeStale:
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: wrong sync order: stale event dropped", attrs(slog.Int64("stored_revision", stored))...)
-		return OutcomeStale, nil
-	case !exists:
-		return OutcomeCreated, nil
-	case p.SignalType == SignalSync:
+	case OutcomeSynced:
 		if rev < stored {
 			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: SYNC downgraded the row's revision", attrs(slog.Int64("stored_revision", stored))...)
 		}
-		return OutcomeSynced, nil
-	default:
+	case OutcomeUpdated:
 		if lost := rev - stored - 1; lost > 0 {
 			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: lost packages: revision gap", attrs(slog.Int64("stored_revision", stored), slog.Int64("lost", lost))...)
 		}
-		return OutcomeUpdated, nil
 	}
 }
 

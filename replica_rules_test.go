@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -287,6 +289,96 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 		t.Parallel()
 		runReplicaFlags(t, rdb)
 	})
+	t.Run("BatchEqualsOneByOne", func(t *testing.T) {
+		t.Parallel()
+		runBatchDifferential(t, rdb)
+	})
+}
+
+// runBatchDifferential applies random event streams (duplicates, reordered
+// events, deletes, re-creates, SYNCs) with ApplyBatch to one database and
+// one event at a time with Apply to another: tables and outcomes must be
+// the same.
+func runBatchDifferential(t *testing.T, rdb replicaDB) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	one, batch := setupRules(t, rdb), setupRules(t, rdb)
+	type state struct {
+		rev     int64
+		deleted bool
+	}
+	rows := map[int64]*state{}
+	var events []*cqrsync.Payload
+	for step := range 400 {
+		id := int64(1 + r.IntN(25))
+		st := rows[id]
+		at := time.Duration(step + 1)
+		var p *cqrsync.Payload
+		switch {
+		case st == nil || st.deleted:
+			rev := int64(0)
+			if st != nil {
+				rev = st.rev + 1
+			}
+			rows[id] = &state{rev: rev}
+			p = one.event(cqrsync.SignalSave, id, rev, at, fmt.Sprintf("v%d", step))
+		case r.IntN(8) == 0:
+			st.rev++
+			st.deleted = true
+			p = one.event(cqrsync.SignalDelete, id, st.rev, at, "")
+		case r.IntN(10) == 0:
+			p = one.event(cqrsync.SignalSync, id, st.rev, at, fmt.Sprintf("s%d", step))
+		default:
+			st.rev++
+			p = one.event(cqrsync.SignalSave, id, st.rev, at, fmt.Sprintf("v%d", step))
+		}
+		events = append(events, p)
+		if r.IntN(5) == 0 { // a duplicate
+			events = append(events, p)
+		}
+	}
+	// Reorder neighbours now and then, as redelivery does.
+	for i := range events {
+		if j := i + 1 + r.IntN(3); j < len(events) && r.IntN(4) == 0 {
+			events[i], events[j] = events[j], events[i]
+		}
+	}
+	var want []cqrsync.Outcome
+	for _, p := range events {
+		out, err := one.apply(t, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, out)
+	}
+	var got []cqrsync.Outcome
+	for chunk := range slices.Chunk(events, 37) {
+		tx, err := batch.db.BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs, err := batch.replica.ApplyBatch(t.Context(), sqldialect.FromSQL(tx), chunk)
+		if err != nil {
+			t.Fatalf("ApplyBatch: %v (seed %d)", err, seed)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, outs...)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d (%s %v): batch outcome %v, one by one %v (seed %d)", i, events[i].SignalType, events[i].InstanceData, got[i], want[i], seed)
+		}
+	}
+	for id := int64(1); id <= 25; id++ {
+		t1, r1, ok1 := one.row(t, id)
+		t2, r2, ok2 := batch.row(t, id)
+		if t1 != t2 || r1 != r2 || ok1 != ok2 {
+			t.Errorf("row %d: one by one %q rev %d (exists %v), batch %q rev %d (exists %v) (seed %d)", id, t1, r1, ok1, t2, r2, ok2, seed)
+		}
+	}
 }
 
 // runReplicaFlags tests the per-model flags and handlers.

@@ -65,6 +65,10 @@ type Dialect interface {
 	// for the key is not older (see [UpsertParams]). It returns 1 when the
 	// row was written, 0 when the guard dropped it.
 	Upsert(ctx context.Context, ex Executor, params *UpsertParams) (int64, error)
+	// UpsertBatch writes many replica rows with one guarded statement per
+	// chunk: each row as Upsert would write it. No key may appear twice. It
+	// returns the rows written (as the database counts them).
+	UpsertBatch(ctx context.Context, ex Executor, params *UpsertBatchParams) (int64, error)
 	// DeleteGuarded deletes one replica row unless the stored row is newer
 	// than the delete (cqrs_revision >= params.Revision), and records or
 	// raises the tombstone in the same call. It returns the rows deleted.
@@ -197,6 +201,27 @@ type UpsertParams struct {
 	CQRSID  string
 	Key     string
 	Updated time.Time
+}
+
+// UpsertBatchParams configures UpsertBatch. Every row has the same
+// columns.
+type UpsertBatchParams struct {
+	Table    string
+	PKColumn string
+	Columns  []string
+	// Types are the columns' declared SQL types (from TableColumns), used
+	// where the database needs typed parameters.
+	Types []string
+	// Rows holds one value per column for each row.
+	Rows [][]any
+	// Force overwrites newer stored rows (SYNCs).
+	Force bool
+	// CQRSID, and per row Keys, Revisions and Updated, drive the tombstone
+	// guard and the revision guard, as in UpsertParams.
+	CQRSID    string
+	Keys      []string
+	Revisions []int64
+	Updated   []time.Time
 }
 
 // DeleteGuardedParams configures DeleteGuarded.

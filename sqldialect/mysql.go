@@ -35,6 +35,7 @@ func MySQL() Dialect {
 		fromDual:          " FROM DUAL",
 		forUpdate:         "FOR UPDATE",
 		castText:          mysqlCastText,
+		valuesSource:      mysqlValuesSource,
 		forcedNoChange:    mysqlForcedNoChange,
 	}
 }
@@ -250,11 +251,13 @@ func mysqlUpsertConflict(d *standard, table, pk string, cols []string, force boo
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		q := d.QuoteIdent(c)
+		// The stored column is qualified with the table: in INSERT ...
+		// SELECT the source rows have columns of the same names.
+		q, stored := d.QuoteIdent(c), d.QuoteIdent(table)+"."+d.QuoteIdent(c)
 		if force {
-			fmt.Fprintf(&b, "%s = VALUES(%s)", q, q)
+			fmt.Fprintf(&b, "%s = VALUES(%s)", stored, q)
 		} else {
-			fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", q, guard, q, q)
+			fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
 		}
 	}
 	return b.String()
@@ -304,3 +307,27 @@ const mysqlTombstoneConflict = `ON DUPLICATE KEY UPDATE
 	revision = IF(VALUES(updated_us) > updated_us OR (VALUES(updated_us) = updated_us AND VALUES(revision) > revision),
 		VALUES(revision), revision),
 	updated_us = GREATEST(updated_us, VALUES(updated_us))`
+
+// mysqlValuesSource builds the rows as a UNION ALL of SELECTs (MariaDB has
+// no VALUES table constructor with column names).
+func mysqlValuesSource(d *standard, n int, names, _ []string, first int) string {
+	var b strings.Builder
+	b.WriteByte('(')
+	for r := range n {
+		if r > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString("SELECT ")
+		for c, name := range names {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(d.placeholder(first + r*len(names) + c))
+			if r == 0 {
+				b.WriteString(" AS " + d.QuoteIdent(name))
+			}
+		}
+	}
+	b.WriteString(") AS v")
+	return b.String()
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Postgres returns the dialect for PostgreSQL 12 or newer.
@@ -50,6 +51,7 @@ func Postgres() Dialect {
 		tombstoneConflict: onConflictTombstone,
 		forUpdate:         "FOR UPDATE",
 		castText:          func(expr string) string { return "(" + expr + ")::text" },
+		valuesSource:      postgresValuesSource,
 		migrateWhole:      true,
 	}
 }
@@ -113,4 +115,19 @@ func postgresClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *Claim
 		return nil, err
 	}
 	return scanOutbox(rows)
+}
+
+// postgresValuesSource casts every parameter to its column's type: in a
+// VALUES list PostgreSQL would otherwise type them as text.
+func postgresValuesSource(d *standard, n int, names, types []string, first int) string {
+	quoted := make([]string, len(names))
+	for i, name := range names {
+		quoted[i] = d.QuoteIdent(name)
+	}
+	return fmt.Sprintf("(VALUES %s) AS v(%s)", d.valuesRows(n, types, first, func(ph, typ string) string {
+		if typ == "" {
+			return ph
+		}
+		return ph + "::" + typ
+	}), strings.Join(quoted, ", "))
 }

@@ -25,6 +25,7 @@ func SQLite() Dialect {
 		upsertConflict:    onConflictUpsert,
 		tombstoneConflict: onConflictTombstone,
 		castText:          func(expr string) string { return "CAST(" + expr + " AS TEXT)" },
+		valuesSource:      sqliteValuesSource,
 	}
 }
 

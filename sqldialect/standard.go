@@ -45,6 +45,10 @@ type standard struct {
 	// changed no row: MySQL reports 0 both when the tombstone guard kept the
 	// row out and when the stored row already equals the incoming one.
 	forcedNoChange func(ctx context.Context, ex Executor, p *UpsertParams) (int64, error)
+	// valuesSource renders the FROM source of UpsertBatch: n rows of the
+	// given columns (aliased as names, all of them readable as v.<name>),
+	// with placeholders from first.
+	valuesSource func(d *standard, n int, names, types []string, first int) string
 	// migrateWhole makes Migrate send the migration in one Exec rather than
 	// statement by statement (PostgreSQL runs it as one transaction, so an
 	// advisory lock in the file serialises concurrent Migrates).
@@ -350,6 +354,95 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 		return d.forcedNoChange(ctx, ex, p)
 	}
 	return affected, nil
+}
+
+// maxBatchParams bounds the bind parameters of one UpsertBatch statement
+// (SQLite allows 32766, PostgreSQL and MySQL 65535).
+const maxBatchParams = 30000
+
+// Column aliases of UpsertBatch's per-row guard values.
+const (
+	batchKey = "cqrs__key"
+	batchRev = "cqrs__rev"
+	batchUpd = "cqrs__upd"
+)
+
+func (d *standard) UpsertBatch(ctx context.Context, ex Executor, p *UpsertBatchParams) (int64, error) {
+	n := len(p.Rows)
+	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n || len(p.Types) != len(p.Columns) {
+		return 0, fmt.Errorf("sqldialect: upsert batch %s: %d rows but %d keys, %d revisions, %d times; %d columns, %d types",
+			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated), len(p.Columns), len(p.Types))
+	}
+	names := append(slices.Clone(p.Columns), batchKey, batchRev, batchUpd)
+	types := append(slices.Clone(p.Types), "text", "bigint", "bigint")
+	perRow := len(names)
+	var total int64
+	for start := 0; start < n; {
+		end := min(n, start+max(1, maxBatchParams/perRow))
+		rows := end - start
+		sel := make([]string, len(p.Columns))
+		for i, c := range p.Columns {
+			sel[i] = "v." + d.QuoteIdent(c)
+		}
+		cols := make([]string, len(p.Columns))
+		for i, c := range p.Columns {
+			cols[i] = d.QuoteIdent(c)
+		}
+		q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE NOT EXISTS ("+
+			"SELECT 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s) %s",
+			d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "),
+			d.valuesSource(d, rows, names, types, 1),
+			d.placeholder(rows*perRow+1), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd),
+			d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
+		args := make([]any, 0, rows*perRow+1)
+		for i := start; i < end; i++ {
+			if len(p.Rows[i]) != len(p.Columns) {
+				return total, fmt.Errorf("sqldialect: upsert batch %s: a row has %d values for %d columns", p.Table, len(p.Rows[i]), len(p.Columns))
+			}
+			args = append(args, p.Rows[i]...)
+			args = append(args, p.Keys[i], p.Revisions[i], micros(p.Updated[i]))
+		}
+		args = append(args, p.CQRSID)
+		affected, err := ex.Exec(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("sqldialect: upsert batch %s: %w", p.Table, err)
+		}
+		total += affected
+		start = end
+	}
+	return total, nil
+}
+
+// valuesRows renders n parenthesised rows of placeholders from first;
+// typed wraps each placeholder (for casts).
+func (d *standard) valuesRows(n int, types []string, first int, typed func(ph, typ string) string) string {
+	var b strings.Builder
+	next := first
+	for r := range n {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c, typ := range types {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(typed(d.placeholder(next), typ))
+			next++
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// sqliteValuesSource names SQLite's VALUES columns (column1, column2, ...).
+func sqliteValuesSource(d *standard, n int, names, types []string, first int) string {
+	sel := make([]string, len(names))
+	for i, name := range names {
+		sel[i] = fmt.Sprintf("column%d AS %s", i+1, d.QuoteIdent(name))
+	}
+	return fmt.Sprintf("(SELECT %s FROM (VALUES %s)) AS v", strings.Join(sel, ", "),
+		d.valuesRows(n, types, first, func(ph, _ string) string { return ph }))
 }
 
 func (d *standard) DeleteGuarded(ctx context.Context, ex Executor, p *DeleteGuardedParams) (int64, error) {

@@ -148,6 +148,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
 	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
+	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
 }
 
 func testMigrate(t *testing.T, h *Harness) {
@@ -424,5 +425,67 @@ func testDelete(t *testing.T, h *Harness) {
 	}
 	if n := b.upsert(t, 2, "after purge", 4, t0.Add(4*time.Second), false); n != 1 {
 		t.Fatal("after the tombstone expired, a SAVE should create the row again")
+	}
+}
+
+func testUpsertBatch(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{}
+	for _, c := range cols {
+		types[c.Name] = c.DeclaredType
+	}
+	batch := func(force bool, rows ...[]any) {
+		t.Helper()
+		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
+			Columns: []string{"id", "name", "note", "cqrs_revision", "cqrs_updated"}}
+		for _, c := range p.Columns {
+			p.Types = append(p.Types, types[c])
+		}
+		for _, r := range rows { // id, name, revision, seconds after t0
+			id, name, rev, at := r[0].(int64), r[1].(string), r[2].(int64), t0.Add(time.Duration(r[3].(int))*time.Second)
+			p.Rows = append(p.Rows, []any{id, name, nil, rev, at})
+			p.Keys = append(p.Keys, fmt.Sprint(id))
+			p.Revisions = append(p.Revisions, rev)
+			p.Updated = append(p.Updated, at)
+		}
+		if _, err := b.d.UpsertBatch(b.ctx, b.ex, p); err != nil {
+			t.Fatalf("UpsertBatch: %v", err)
+		}
+	}
+	// Rows 1-4 exist; 5 is deleted (tombstone at revision 3).
+	batch(false, []any{int64(1), "a1", int64(1), 1}, []any{int64(2), "b1", int64(1), 1}, []any{int64(3), "c5", int64(5), 5}, []any{int64(4), "d1", int64(1), 1})
+	if n := b.delete(t, 5, 3, t0.Add(3*time.Second)); n != 0 {
+		t.Fatalf("delete of a missing row deleted %d", n)
+	}
+	batch(false,
+		[]any{int64(1), "a2", int64(2), 2},     // newer: applied
+		[]any{int64(2), "b-dup", int64(1), 1},  // duplicate: dropped
+		[]any{int64(3), "c-old", int64(4), 4},  // stale: dropped
+		[]any{int64(5), "e-late", int64(2), 2}, // older than its tombstone: dropped
+		[]any{int64(6), "f0", int64(0), 6},     // new: created
+	)
+	b.want(t, 1, "a2", 2)
+	b.want(t, 2, "b1", 1)
+	b.want(t, 3, "c5", 5)
+	b.want(t, 4, "d1", 1)
+	b.wantGone(t, 5)
+	b.want(t, 6, "f0", 0)
+	batch(true, []any{int64(3), "c-synced", int64(1), 7}, []any{int64(5), "e-sync-late", int64(2), 2})
+	b.want(t, 3, "c-synced", 1)
+	b.wantGone(t, 5)
+
+	// Enough rows to need several statements.
+	var many [][]any
+	for i := int64(100); i < 100+3000; i++ {
+		many = append(many, []any{i, fmt.Sprintf("r%d", i), int64(0), 1})
+	}
+	batch(false, many...)
+	var count int
+	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3005 {
+		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3005", count, err)
 	}
 }
