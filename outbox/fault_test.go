@@ -310,6 +310,10 @@ func runOutboxFaults(t *testing.T, m masterDB) {
 		// race where a cursor-based relay skips the slow ones.
 		const slow, fast = 5, 20
 		release := make(chan struct{})
+		var releaseOnce sync.Once
+		// On failure too: open transactions would block the database's
+		// cleanup (DROP waits for their locks).
+		t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 		var wg sync.WaitGroup
 		errs := make(chan error, slow+fast)
 		for i := range slow {
@@ -342,7 +346,7 @@ func runOutboxFaults(t *testing.T, m masterDB) {
 			}
 		}
 		first := b.receive(t, fast)
-		close(release)
+		releaseOnce.Do(func() { close(release) })
 		wg.Wait()
 		close(errs)
 		for err := range errs {

@@ -36,6 +36,7 @@ func MySQL() Dialect {
 		forUpdate:         "FOR UPDATE",
 		castText:          mysqlCastText,
 		valuesSource:      mysqlValuesSource,
+		outboxByIDs:       mysqlOutboxByIDs,
 		forcedNoChange:    mysqlForcedNoChange,
 	}
 }
@@ -167,7 +168,10 @@ func mysqlText(v any) string {
 //     to it, so a long master transaction does not stall the relays (a
 //     locking UPDATE … ORDER BY id LIMIT n would wait on their row locks:
 //     MariaDB has no SKIP LOCKED for UPDATE).
-//  2. An UPDATE by primary key leases exactly those rows with a random
+//  2. An UPDATE by primary key (forced: on a small or new table the
+//     optimizer would scan, and under REPEATABLE READ an UPDATE locks every
+//     row it scans, uncommitted inserts included) leases exactly those rows
+//     with a random
 //     token, re-checking lease_us: if another relay leased one meanwhile,
 //     this UPDATE waits for that relay's single-statement update (a moment),
 //     then sees the new lease and skips the row. Two relays can never both
@@ -199,7 +203,7 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 	token := make([]byte, 16)
 	_, _ = rand.Read(token) // crypto/rand.Read never fails (it panics instead)
 	args := append([]any{micros(p.LeaseUntil), token, micros(p.Now)}, ids...)
-	n, err := ex.Exec(ctx, "UPDATE cqrs_outbox SET lease_us = ?, lease_token = ? WHERE lease_us < ? AND id IN ("+d.params(4, len(ids))+")", args...)
+	n, err := ex.Exec(ctx, "UPDATE cqrs_outbox FORCE INDEX (PRIMARY) SET lease_us = ?, lease_token = ? WHERE lease_us < ? AND id IN ("+d.params(4, len(ids))+")", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -330,4 +334,23 @@ func mysqlValuesSource(d *standard, n int, names, _ []string, first int) string 
 	}
 	b.WriteString(") AS v")
 	return b.String()
+}
+
+// mysqlOutboxByIDs deletes or releases outbox rows by primary-key lookups
+// only. A plain "WHERE id IN (...)" may be run as a scan (the outbox is
+// small and its statistics say so), and under REPEATABLE READ a scan locks
+// every row it reads, so the relay would wait for every capturing
+// transaction still open. The ids drive the join, one eq_ref lookup each.
+func mysqlOutboxByIDs(d *standard, op string, n int) string {
+	var keys strings.Builder
+	for i := range n {
+		if i > 0 {
+			keys.WriteString(" UNION ALL ")
+		}
+		keys.WriteString("SELECT ? AS id")
+	}
+	if op == "delete" {
+		return "DELETE o FROM (" + keys.String() + ") k STRAIGHT_JOIN cqrs_outbox o FORCE INDEX (PRIMARY) ON o.id = k.id"
+	}
+	return "UPDATE (" + keys.String() + ") k STRAIGHT_JOIN cqrs_outbox o FORCE INDEX (PRIMARY) ON o.id = k.id SET o.lease_us = 0"
 }

@@ -49,6 +49,9 @@ type standard struct {
 	// given columns (aliased as names, all of them readable as v.<name>),
 	// with placeholders from first.
 	valuesSource func(d *standard, n int, names, types []string, first int) string
+	// outboxByIDs, when set, renders the DELETE ("delete") or lease
+	// release ("release") of n outbox rows by id, with placeholders from 1.
+	outboxByIDs func(d *standard, op string, n int) string
 	// migrateWhole makes Migrate send the migration in one Exec rather than
 	// statement by statement (PostgreSQL runs it as one transaction, so an
 	// advisory lock in the file serialises concurrent Migrates).
@@ -201,21 +204,25 @@ func scanOutbox(rows Rows) ([]OutboxRow, error) {
 }
 
 func (d *standard) DeleteOutbox(ctx context.Context, ex Executor, ids []int64) error {
-	return d.byIDs(ctx, ex, "DELETE FROM cqrs_outbox WHERE id IN (%s)", ids, "delete outbox")
+	return d.byIDs(ctx, ex, "delete", "DELETE FROM cqrs_outbox WHERE id IN (%s)", ids)
 }
 
 func (d *standard) ReleaseOutbox(ctx context.Context, ex Executor, ids []int64) error {
-	return d.byIDs(ctx, ex, "UPDATE cqrs_outbox SET lease_us = 0 WHERE id IN (%s)", ids, "release outbox")
+	return d.byIDs(ctx, ex, "release", "UPDATE cqrs_outbox SET lease_us = 0 WHERE id IN (%s)", ids)
 }
 
-func (d *standard) byIDs(ctx context.Context, ex Executor, format string, ids []int64, what string) error {
+func (d *standard) byIDs(ctx context.Context, ex Executor, op, format string, ids []int64) error {
 	for chunk := range slices.Chunk(ids, maxParams) {
 		args := make([]any, len(chunk))
 		for i, id := range chunk {
 			args[i] = id
 		}
-		if _, err := ex.Exec(ctx, fmt.Sprintf(format, d.params(1, len(chunk))), args...); err != nil {
-			return fmt.Errorf("sqldialect: %s: %w", what, err)
+		q := fmt.Sprintf(format, d.params(1, len(chunk)))
+		if d.outboxByIDs != nil {
+			q = d.outboxByIDs(d, op, len(chunk))
+		}
+		if _, err := ex.Exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("sqldialect: %s outbox: %w", op, err)
 		}
 	}
 	return nil
