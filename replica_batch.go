@@ -10,7 +10,10 @@ import (
 )
 
 // ApplyBatch applies events through ex with the rules of Apply, in order,
-// and returns each event's outcome. SAVEs and SYNCs of plain table models
+// and returns each event's outcome. ex must be a transaction: ApplyBatch
+// first locks the events' keys until it ends (see sqldialect LockKeys), so
+// that consumer processes sharing a queue cannot interleave the events of
+// one key. SAVEs and SYNCs of plain table models
 // (no handlers, row locks or query timeout) are written with one guarded
 // multi-row statement per model and column set, which is many times faster
 // than one statement per event; the other events go through Apply. Events
@@ -21,6 +24,15 @@ import (
 // time, to find the event at fault.)
 func (r *Replica) ApplyBatch(ctx context.Context, ex sqldialect.Executor, ps []*Payload) ([]Outcome, error) {
 	outs := make([]Outcome, len(ps))
+	// Another consumer process may apply events for the same keys at the
+	// same time: hold the keys until this transaction ends.
+	lockKeys := make([]string, len(ps))
+	for i, p := range ps {
+		lockKeys[i] = p.CQRSID + "\x1f" + keyString(p.InstancePK) // no NUL: PostgreSQL text cannot hold it
+	}
+	if err := r.cfg.Dialect.LockKeys(ctx, ex, lockKeys); err != nil {
+		return outs, err
+	}
 	// A wave holds at most one event per key; waves run in order, so a
 	// key's events keep their order, and no statement touches a row twice.
 	var waves [][]int

@@ -65,6 +65,13 @@ type Dialect interface {
 	// for the key is not older (see [UpsertParams]). It returns 1 when the
 	// row was written, 0 when the guard dropped it.
 	Upsert(ctx context.Context, ex Executor, params *UpsertParams) (int64, error)
+	// LockKeys serialises transactions that apply events for the same keys,
+	// across consumer processes, until the transaction ends. Call it first in
+	// the transaction with all its keys; they are locked in sorted order, so
+	// two transactions never wait for each other in a cycle. Where the
+	// guarded statements already serialise (SQLite's single writer, InnoDB's
+	// locking reads in INSERT ... SELECT) it does nothing.
+	LockKeys(ctx context.Context, ex Executor, keys []string) error
 	// UpsertBatch writes many replica rows with one guarded statement per
 	// chunk: each row as Upsert would write it. No key may appear twice. It
 	// returns the rows written (as the database counts them).

@@ -52,6 +52,7 @@ func Postgres() Dialect {
 		forUpdate:         "FOR UPDATE",
 		castText:          func(expr string) string { return "(" + expr + ")::text" },
 		valuesSource:      postgresValuesSource,
+		lockKeys:          postgresLockKeys,
 		migrateWhole:      true,
 	}
 }
@@ -130,4 +131,21 @@ func postgresValuesSource(d *standard, n int, names, types []string, first int) 
 		}
 		return ph + "::" + typ
 	}), strings.Join(quoted, ", "))
+}
+
+// postgresLockKeys takes a transaction-scoped advisory lock per key. Under
+// READ COMMITTED a SAVE's tombstone check can run before a concurrent
+// DELETE of the same key commits; the SAVE's insert then waits for the
+// deleted row and inserts it again once the DELETE commits. Holding the key
+// for the whole transaction makes the second transaction start its
+// statements after the first committed, so they see its row and tombstone.
+// The locks are taken in hash order (hash collisions only serialise
+// unrelated keys).
+func postgresLockKeys(ctx context.Context, ex Executor, keys []string) error {
+	rows, err := ex.Query(ctx, `SELECT pg_advisory_xact_lock(h) FROM (
+		SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS s`, keys)
+	if err != nil {
+		return err
+	}
+	return rows.Close()
 }

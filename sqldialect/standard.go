@@ -49,6 +49,8 @@ type standard struct {
 	// given columns (aliased as names, all of them readable as v.<name>),
 	// with placeholders from first.
 	valuesSource func(d *standard, n int, names, types []string, first int) string
+	// lockKeys, when set, implements LockKeys; nil means no locking needed.
+	lockKeys func(ctx context.Context, ex Executor, keys []string) error
 	// outboxByIDs, when set, renders the DELETE ("delete") or lease
 	// release ("release") of n outbox rows by id, with placeholders from 1.
 	outboxByIDs func(d *standard, op string, n int) string
@@ -361,6 +363,18 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 		return d.forcedNoChange(ctx, ex, p)
 	}
 	return affected, nil
+}
+
+func (d *standard) LockKeys(ctx context.Context, ex Executor, keys []string) error {
+	if d.lockKeys == nil || len(keys) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	if err := d.lockKeys(ctx, ex, slices.Compact(sorted)); err != nil {
+		return fmt.Errorf("sqldialect: lock keys: %w", err)
+	}
+	return nil
 }
 
 // maxBatchParams bounds the bind parameters of one UpsertBatch statement
