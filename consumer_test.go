@@ -6,8 +6,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -425,5 +427,67 @@ func TestConsumerConfigErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+// TestConsumerPausesWhileDatabaseIsDown: the replica database goes away
+// (its connections are cut and refused); the consumer keeps the events,
+// waits, and applies them all once the database is back, dead-lettering
+// nothing.
+func TestConsumerPausesWhileDatabaseIsDown(t *testing.T) {
+	t.Parallel()
+	dsn := cqrsynctesting.PostgresDSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := cqrsynctesting.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	db, err := sql.Open("pgx", u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := sqldialect.Postgres().Migrate(t.Context(), sqldialect.FromSQL(db)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE djpeer_basic (id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMPTZ NOT NULL,
+		int_field INTEGER NOT NULL, char_field TEXT NOT NULL, bool_field BOOLEAN NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.Postgres()})
+	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
+	broker := memory.NewBroker(nil)
+	pub := broker.Publisher()
+	defer pub.Close()
+	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica, DB: db, Subscriber: broker.Subscriber(), Publisher: pub,
+		Queue: "q", Workers: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	<-c.Started()
+
+	proxy.Cut()
+	for i := int64(1); i <= 50; i++ {
+		if err := pub.Publish(t.Context(), []transport.Message{{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, i, time.Now()))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, func() bool { return c.Stats().Received == 50 }, "the consumer to take the events")
+	if n := broker.QueueLen("q"); n != 50 {
+		t.Fatalf("with the database down the queue holds %d events, want all 50 (unacknowledged)", n)
+	}
+	proxy.Restore()
+	waitFor(t, 30*time.Second, func() bool { return broker.QueueLen("q") == 0 }, "the events to be applied once the database is back")
+	var n int
+	if err := db.QueryRow("SELECT COUNT(*) FROM djpeer_basic").Scan(&n); err != nil || n != 50 {
+		t.Fatalf("replica rows = %d, %v; want 50", n, err)
+	}
+	if st := c.Stats(); st.DeadLettered != 0 || st.Retried != 0 {
+		t.Fatalf("stats %+v: a database outage must not retry or dead-letter events", st)
 	}
 }
