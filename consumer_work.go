@@ -110,7 +110,7 @@ func (c *Consumer) retryInfra(ctx, workCtx context.Context, fn func() error) err
 func (c *Consumer) applyTx(ctx context.Context, items []item) (err error) {
 	tx, err := c.cfg.DB.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("cqrsync: begin: %w", err)
+		return infraError{fmt.Errorf("cqrsync: begin: %w", err)}
 	}
 	defer func() {
 		if err != nil {

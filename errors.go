@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 )
@@ -43,6 +44,14 @@ func (e *ModelError) Error() string {
 // Unwrap returns the cause.
 func (e *ModelError) Unwrap() error { return e.Err }
 
+// infraError marks a failure that cannot be the event's fault (the
+// database could not even begin a transaction).
+type infraError struct{ err error }
+
+func (e infraError) Error() string   { return e.err.Error() }
+func (e infraError) Unwrap() error   { return e.err }
+func (e infraError) Retryable() bool { return true }
+
 // IsRetryable reports whether err is a transient failure of the
 // infrastructure (a dropped connection, a busy or locked database, a
 // deadlock, a timeout) that the same work can overcome by trying again
@@ -53,7 +62,7 @@ func IsRetryable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
 	var ne net.Error
@@ -78,6 +87,8 @@ var retryableTexts = []string{
 	"database is locked",       // SQLite SQLITE_BUSY
 	"database table is locked", // SQLite SQLITE_LOCKED
 	"connection refused",
+	"failed to connect", // pgx
+	"unexpected eof",    // a connection dropped mid-message
 	"connection reset",
 	"broken pipe",
 	"bad connection",
