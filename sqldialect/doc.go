@@ -4,9 +4,22 @@
 //
 // # Dialects
 //
-// [SQLite] is the first dialect (modernc.org/sqlite, no cgo). A dialect only
-// builds and runs SQL through an [Executor]; it imports no driver. Adapt a
-// *sql.DB, *sql.Tx or *sql.Conn with [FromSQL].
+// [SQLite] (modernc.org/sqlite, no cgo), [Postgres] (pgx, through
+// database/sql or natively with package pgxexec) and [MySQL] (MariaDB 10.6+
+// and MySQL 8, go-sql-driver/mysql). A dialect only builds and runs SQL
+// through an [Executor]; it imports no driver. Adapt a *sql.DB, *sql.Tx or
+// *sql.Conn with [FromSQL], and pgx pools, connections and transactions with
+// pgxexec.New.
+//
+// # Concurrency
+//
+// Outbox claims never wait for capturing transactions still open and never
+// hand a row to two relays: PostgreSQL uses FOR UPDATE SKIP LOCKED,
+// MariaDB a non-locking read then a lease by primary key, SQLite a lease
+// (it has one writer). On PostgreSQL a trigger notifies the channel
+// cqrs_outbox at commit (see outbox/pglisten). Replica writes are guarded
+// statements; [Dialect.LockKeys] serialises one key's events across
+// consumer processes where the guards alone would not.
 //
 // # Schema
 //
