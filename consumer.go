@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -285,7 +286,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 // dispatch subscribes (again after a transport failure) and routes
 // deliveries to the workers until ctx ends.
 func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan item, sched *scheduler) error {
-	backoff := time.Duration(0)
+	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	var subs []transport.Subscription
 	defer func() {
 		for _, s := range subs {
@@ -300,16 +301,16 @@ func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan 
 			if ctx.Err() != nil {
 				break
 			}
-			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-			c.cfg.Logger.ErrorContext(ctx, "cqrsync: subscribe failed, retrying", slog.String("queue", c.cfg.Queue), slog.Any("error", err), slog.Duration("retry_in", backoff))
-			if !sleepCtx(ctx, backoff) {
+			wait := retry.Next()
+			c.cfg.Logger.ErrorContext(ctx, "cqrsync: subscribe failed, retrying", slog.String("queue", c.cfg.Queue), slog.Any("error", err), slog.Duration("retry_in", wait))
+			if !backoff.Sleep(ctx, wait) {
 				break
 			}
 			continue
 		}
 		subs = append(subs, sub)
 		started()
-		backoff = 0
+		retry.Reset()
 		c.cfg.Logger.InfoContext(ctx, "cqrsync: consuming", slog.String("queue", c.cfg.Queue), slog.Any("cqrs_ids", c.cfg.CQRSIDs), slog.Int("workers", c.cfg.Workers))
 	recv:
 		for {
@@ -354,15 +355,4 @@ func (c *Consumer) workerFor(p *Payload) int {
 	h.WriteByte(0)
 	h.WriteString(keyString(p.InstancePK))
 	return int(h.Sum64() % uint64(c.cfg.Workers))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -92,15 +93,15 @@ func (c *Consumer) process(ctx, workCtx context.Context, batch []item, sched *sc
 // infrastructure, or the consumer stops; it waits with backoff in between,
 // which pauses this worker while the database is down.
 func (c *Consumer) retryInfra(ctx, workCtx context.Context, fn func() error) error {
-	backoff := time.Duration(0)
+	retry := backoff.Backoff{Min: 50 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		err := fn()
 		if err == nil || !IsRetryable(err) || ctx.Err() != nil || workCtx.Err() != nil {
 			return err
 		}
-		backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
-		c.cfg.Logger.WarnContext(ctx, "cqrsync: replica database unavailable, retrying the batch", slog.Any("error", err), slog.Duration("retry_in", backoff))
-		if !sleepCtx(ctx, backoff) {
+		wait := retry.Next()
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: replica database unavailable, retrying the batch", slog.Any("error", err), slog.Duration("retry_in", wait))
+		if !backoff.Sleep(ctx, wait) {
 			return err
 		}
 	}
@@ -201,7 +202,7 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 	defer cancel()
 	if err := c.cfg.Publisher.Publish(pctx, []transport.Message{msg}); err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "cqrsync: dead-letter publish failed; returning the event to the queue", slog.Any("error", err))
-		sleepCtx(ctx, time.Second) // do not spin while the broker refuses
+		backoff.Sleep(ctx, time.Second) // do not spin while the broker refuses
 		if err := it.sub.Nack(pctx, true, it.d.ID); err != nil {
 			c.cfg.Logger.WarnContext(ctx, "cqrsync: nack failed; the broker will redeliver the event", slog.Any("error", err))
 		}

@@ -188,12 +188,7 @@ func (m *Master[TTx]) Register(model *MasterModel) error {
 func (m *Master[TTx]) Models() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	ids := make([]string, 0, len(m.models))
-	for id := range m.models {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
+	return sortedKeys(m.models)
 }
 
 func (m *Master[TTx]) model(cqrsID string) (*MasterModel, error) {

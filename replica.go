@@ -178,12 +178,7 @@ func (r *Replica) Register(model *ReplicaModel) error {
 func (r *Replica) Models() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	ids := make([]string, 0, len(r.models))
-	for id := range r.models {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
+	return sortedKeys(r.models)
 }
 
 // Model returns the registered model for cqrsID.

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
@@ -147,7 +147,7 @@ func (r *Relay) Stats(ctx context.Context) (*sqldialect.OutboxStats, error) {
 const hotWindow = 50 * time.Millisecond
 
 func (r *Relay) run(ctx context.Context) error {
-	backoff := time.Duration(0)
+	retry := backoff.Backoff{Min: r.cfg.MinBackoff, Max: r.cfg.MaxBackoff}
 	var hotUntil time.Time
 	quick := time.Millisecond
 	for {
@@ -158,17 +158,16 @@ func (r *Relay) run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			r.failures.Add(1)
-			backoff = min(max(2*backoff, r.cfg.MinBackoff), r.cfg.MaxBackoff)
-			wait := backoff/2 + rand.N(backoff/2+1) // jitter, so relays do not retry in step
+			wait := retry.Next() // with jitter, so relays do not retry in step
 			r.cfg.Logger.WarnContext(ctx, "outbox: relay failed, retrying", slog.Any("error", err), slog.Duration("retry_in", wait))
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
-		if backoff > 0 {
+		if retry.Failing() {
 			r.cfg.Logger.InfoContext(ctx, "outbox: relay recovered")
-			backoff = 0
+			retry.Reset()
 		}
 		if n == r.cfg.BatchSize {
 			continue // more waiting
@@ -193,17 +192,6 @@ func (r *Relay) run(ctx context.Context) error {
 			quick = time.Millisecond
 		case <-timer.C:
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
