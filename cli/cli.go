@@ -1,6 +1,29 @@
-// Package cli is the cqrsync command tree. cmd/cqrsync runs it as is; a
-// service can mount it into its own binary to get the same tools for the
-// models it registers in Go.
+// Package cli is the cqrsync command tree: django-cqrs's management
+// commands (consume, bulk dump and load, sync, the diff and repair
+// pipelines, dead letters) plus the relay, the outbox status and the demo.
+//
+// cmd/cqrsync runs it with models declared in a configuration file. A
+// service can mount the same tree into its own binary, with the models it
+// registers in Go (custom serializers, handlers, filters):
+//
+//	root := cli.NewRootCommand(&cli.Env{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, &cli.Options{
+//		Setup: func(ctx context.Context, req *cli.SetupRequest) (*cli.App, error) {
+//			return &cli.App{DB: db, Dialect: sqldialect.Postgres(), Master: master, Replica: replica,
+//				Queue: "billing", OpenTransport: openRabbitMQ}, nil
+//		},
+//	})
+//	myRoot.AddCommand(root.Commands()...) // or run root itself
+//
+// # Streams and exit codes
+//
+// Data goes to stdout and nothing else does, except where django-cqrs
+// prints its summaries there too (sync, diff-sync, dead-letters retry and
+// purge), so that scripts written for it keep working. Progress, logs and
+// errors go to stderr; progress is shown only when stderr is a terminal
+// (or with --progress). The exit code is 0 on success, 2 when the command
+// was called wrongly (flags, configuration, a --cqrs-id or --filter that
+// does not fit the models) and 1 when it ran and failed; the reason is one
+// line on stderr, never a usage dump.
 package cli
 
 import (
@@ -15,78 +38,213 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cqrsync/cqrsync"
 )
 
 // Exit codes that scripts can rely on.
 const (
 	ExitOK      = 0 // success
-	ExitFailure = 1 // the command ran and failed (e.g. the demo diverged)
-	ExitUsage   = 2 // bad flags or arguments
+	ExitFailure = 1 // the command ran and failed (e.g. the demo diverged, a database is unreachable)
+	ExitUsage   = 2 // bad flags, arguments or configuration
 )
 
-// Env is what every command gets: where output goes.
+// Env is what every command gets: where input comes from and output goes.
 type Env struct {
+	// In is read by the commands that take a stream (-i -): the diff and
+	// repair pipeline, bulk-load. Nil reads nothing.
+	In io.Reader
 	// Out receives data and reports (stdout).
 	Out io.Writer
-	// Err receives progress, logs and errors (stderr).
+	// Err receives progress, logs and errors (stderr). Progress is drawn on
+	// it only when it is a terminal (an *os.File on a TTY), unless a command
+	// is given --progress.
 	Err io.Writer
 }
 
-// usageError marks errors in how a command was called.
-type usageError struct{ error }
+// Options configures the command tree.
+type Options struct {
+	// Setup builds the App a command works on. It is called once per
+	// command run, after the command's flags were checked and before it
+	// connects to anything; req says what the command needs. Return a
+	// UsageError for problems of configuration (exit code 2). Nil: only the
+	// demo works.
+	Setup func(ctx context.Context, req *SetupRequest) (*App, error)
+	// Flags, when set, adds persistent flags to the root command, e.g. the
+	// binary's --config.
+	Flags func(fs *pflag.FlagSet)
+}
 
-func (e usageError) Unwrap() error { return e.error }
+// UsageError marks an error in how a command was called or configured: bad
+// flags or arguments, an invalid configuration. Run exits with ExitUsage for
+// it.
+type UsageError struct {
+	// Err says what is wrong and how to fix it.
+	Err error
+}
 
-// NewRootCommand returns the cqrsync command tree.
-func NewRootCommand(env *Env) *cobra.Command {
+// Error returns the cause's message.
+func (e UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e UsageError) Unwrap() error { return e.Err }
+
+// state is shared by the commands of one tree: the global flags and what
+// the run opened.
+type state struct {
+	env      *Env
+	opts     *Options
+	logLevel string
+	verbose  bool
+	sessions []*session
+	secrets  []string
+}
+
+// NewRootCommand returns the cqrsync command tree. opts may be nil (only
+// the demo then works).
+func NewRootCommand(env *Env, opts *Options) *cobra.Command {
+	root, _ := newRoot(env, opts)
+	return root
+}
+
+func newRoot(env *Env, opts *Options) (*cobra.Command, *state) {
+	if env.In == nil {
+		env.In = strings.NewReader("")
+	}
+	st := &state{env: env, opts: opts}
 	root := &cobra.Command{
 		Use:   "cqrsync",
 		Short: "CQRS data synchronisation between services, compatible with django-cqrs",
 		Long: `cqrsync keeps read-only copies of a master service's tables in replica
 services' own SQL databases, through a message broker, with a transactional
-outbox, revision-guarded apply and tombstones.`,
+outbox, revision-guarded apply and tombstones.
+
+Its commands mirror django-cqrs's management commands and speak the same
+stream formats, so a pipe can mix Go and Django services. Data goes to
+stdout; progress, logs and errors to stderr. Exit codes: 0 success, 1 the
+command failed, 2 it was called or configured wrongly.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetIn(env.In)
 	root.SetOut(env.Out)
 	root.SetErr(env.Err)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newDemoCommand(env))
-	return root
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return UsageError{Err: err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&st.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn or error")
+	pf.BoolVarP(&st.verbose, "verbose", "v", false, "log debug details to stderr (--log-level debug)")
+	if opts != nil && opts.Flags != nil {
+		opts.Flags(pf)
+	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		switch strings.ToLower(st.logLevel) {
+		case "debug", "info", "warn", "warning", "error":
+			return nil
+		}
+		return UsageError{Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", st.logLevel)}
+	}
+	root.AddCommand(
+		newDemoCommand(st),
+		newConsumeCommand(st),
+		newRelayCommand(st),
+		newOutboxCommand(st),
+		newMigrateCommand(st),
+		newBulkDumpCommand(st),
+		newBulkLoadCommand(st),
+		newSyncCommand(st),
+		newDiffMasterCommand(st),
+		newDiffReplicaCommand(st),
+		newDiffSyncCommand(st),
+		newDeletedDiffReplicaCommand(st),
+		newDeletedDiffMasterCommand(st),
+		newDeletedSyncReplicaCommand(st),
+		newDeadLettersCommand(st),
+	)
+	root.AddCommand(newBenchCommand(env))
+	return root, st
 }
 
 // Main runs the command tree with os.Args and returns the process exit
 // code. SIGINT and SIGTERM cancel the command's context, so long-running
 // commands stop gracefully.
-func Main() int {
-	env := &Env{Out: os.Stdout, Err: os.Stderr}
+func Main(opts *Options) int {
+	env := &Env{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return Run(ctx, env, os.Args[1:])
+	return Run(ctx, env, opts, os.Args[1:])
 }
 
-// Run runs the command tree with args and returns the exit code; errors are
-// printed to env.Err as one line.
-func Run(ctx context.Context, env *Env, args []string) int {
-	root := NewRootCommand(env)
+// Run runs the command tree with args and returns the exit code; an error
+// is printed to env.Err as one line (a configuration with several problems
+// lists them, one per line).
+func Run(ctx context.Context, env *Env, opts *Options, args []string) int {
+	root, st := newRoot(env, opts)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
+	for _, s := range st.sessions {
+		if cerr := s.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
 	if err == nil {
 		return ExitOK
 	}
-	fmt.Fprintf(env.Err, "cqrsync: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		return ExitUsage
+	code := ExitFailure
+	var ue UsageError
+	if errors.As(err, &ue) || isCobraUsage(err) || errors.Is(err, cqrsync.ErrBadFilter) {
+		code = ExitUsage
 	}
-	return ExitFailure
+	fmt.Fprintf(env.Err, "cqrsync: %s\n", errorLine(cmd, err, code == ExitUsage && errors.As(err, &ue), st.secrets))
+	return code
+}
+
+// errorLine formats err for stderr: prefixed with the command's name, the
+// library's own "cqrsync: " prefixes dropped, secrets scrubbed, and on one
+// line unless it is a usage error that lists several problems.
+func errorLine(cmd *cobra.Command, err error, multiline bool, secrets []string) string {
+	msg := err.Error()
+	if errors.Is(err, context.Canceled) {
+		msg = "interrupted: " + msg
+	}
+	msg = strings.ReplaceAll(msg, "cqrsync: ", "")
+	for _, s := range secrets {
+		if len(s) >= 3 {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	if !multiline {
+		var b strings.Builder
+		for l := range strings.SplitSeq(msg, "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" {
+				continue
+			}
+			if b.Len() > 0 {
+				if strings.HasSuffix(b.String(), ":") {
+					b.WriteString(" ")
+				} else {
+					b.WriteString("; ")
+				}
+			}
+			b.WriteString(l)
+		}
+		msg = b.String()
+	}
+	if cmd != nil && cmd.HasParent() && !isCobraUsage(err) {
+		name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+		if !strings.HasPrefix(msg, name+":") {
+			msg = name + ": " + msg
+		}
+	}
+	return msg
 }
 
 // isCobraUsage recognises cobra's own argument errors, which it does not
 // type.
 func isCobraUsage(err error) bool {
 	msg := err.Error()
-	for _, prefix := range []string{"unknown command", "accepts ", "requires ", "unknown shorthand flag", "unknown flag"} {
+	for _, prefix := range []string{"unknown command", "accepts ", "requires ", "unknown shorthand flag", "unknown flag", "required flag", "invalid argument", "flag needs an argument", "if any flags in the group"} {
 		if strings.HasPrefix(msg, prefix) {
 			return true
 		}
@@ -94,11 +252,30 @@ func isCobraUsage(err error) bool {
 	return false
 }
 
-// logger returns the commands' logger: text on stderr at the given level.
-func logger(env *Env, verbose bool) *slog.Logger {
+// logger returns the commands' logger: text on stderr at the chosen level.
+func (st *state) logger() *slog.Logger {
 	level := slog.LevelWarn
-	if verbose {
+	switch strings.ToLower(st.logLevel) {
+	case "debug":
+		level = slog.LevelDebug
+	case "info":
+		level = slog.LevelInfo
+	case "error":
+		level = slog.LevelError
+	}
+	if st.verbose {
 		level = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(st.env.Err, &slog.HandlerOptions{Level: level}))
+}
+
+// run opens a session for a command, runs fn and closes the session when
+// the command ends.
+func (st *state) run(cmd *cobra.Command, needs Needs, check func(app *App) error, fn func(s *session) error) error {
+	name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
+	s, err := st.open(cmd.Context(), name, needs, check)
+	if err != nil {
+		return err
+	}
+	return fn(s)
 }

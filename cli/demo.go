@@ -10,11 +10,8 @@ import (
 	"github.com/cqrsync/cqrsync/internal/demo"
 )
 
-func newDemoCommand(env *Env) *cobra.Command {
-	var (
-		opts    demo.Options
-		verbose bool
-	)
+func newDemoCommand(st *state) *cobra.Command {
+	var opts demo.Options
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a master and a replica on embedded SQLite and an in-memory broker",
@@ -24,17 +21,17 @@ update and delete rows on the master; the outbox relay publishes every
 committed change and the consumer applies it to the replica. When the
 replica has caught up, demo compares the two tables row by row.
 
-It exits 0 only if the replica equals the master.`,
+It needs no configuration, and exits 0 only if the replica equals the master.`,
 		Example: `  cqrsync demo
   cqrsync demo --changes 20000 --writers 8 --workers 4
   cqrsync demo --dir ./demo-data --seed 42   # keep the databases, replay a run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Changes < 1 || opts.Writers < 1 || opts.Workers < 1 {
-				return usageError{errors.New("demo: --changes, --writers and --workers must be at least 1")}
+				return UsageError{Err: errors.New("--changes, --writers and --workers must be at least 1")}
 			}
-			opts.Logger = logger(env, verbose)
-			res, err := demo.Run(cmd.Context(), opts, env.Out)
+			opts.Logger = st.logger()
+			res, err := demo.Run(cmd.Context(), opts, st.env.Out)
 			if errors.Is(err, demo.ErrDiverged) {
 				return fmt.Errorf("%w (seed %d)", err, res.Seed)
 			}
@@ -48,6 +45,5 @@ It exits 0 only if the replica equals the master.`,
 	f.StringVar(&opts.Dir, "dir", "", "directory for the two SQLite databases (default: a temporary one, removed afterwards)")
 	f.Uint64Var(&opts.Seed, "seed", 0, "seed of the random workload (default: random; printed)")
 	f.DurationVar(&opts.Timeout, "timeout", 60*time.Second, "how long to wait for the replica to catch up")
-	f.BoolVarP(&verbose, "verbose", "v", false, "log debug details to stderr")
 	return cmd
 }

@@ -1,5 +1,7 @@
-// Command cqrsync runs cqrsync's tools: the embedded demo, and (as they
-// arrive) the consumer, relay, dump/load, sync, diff and dead-letter tools.
+// Command cqrsync runs cqrsync's tools — consume, relay, bulk dump and load,
+// sync, the diff and repair pipelines, dead letters, the outbox status and
+// the demo — for the models declared in a configuration file (--config,
+// default cqrsync.yaml; see docs/cli.md and cqrsync.example.yaml).
 package main
 
 import (
@@ -9,5 +11,5 @@ import (
 )
 
 func main() {
-	os.Exit(cli.Main())
+	os.Exit(cli.Main(options()))
 }

@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cqrsync/cqrsync/internal/bench"
+)
+
+func newBenchCommand(env *Env) *cobra.Command {
+	var (
+		opts     bench.Options
+		mix      string
+		rates    []float64
+		short    bool
+		asJSON   bool
+		quiet    bool
+		amqpHelp = "RabbitMQ URL (default $CQRSYNC_AMQP_URL, else " + bench.DefaultAMQPURL + ")"
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure a full pipeline on real servers next to their raw limits",
+		Long: `bench runs a complete cqrsync pipeline in one process — master database →
+outbox → relay → RabbitMQ → consumer → replica database — and measures it
+next to the raw limits of the same servers, taken in the same run just before:
+plain one-row INSERT+COMMIT on the master, RabbitMQ's confirmed publish and
+consume rates (raw amqp091), and plain batched upserts on the replica.
+
+Phases (one or several per run):
+  throughput  --changes N: N changes as fast as --writers connections go;
+              master commit rate, end-to-end rate, latency under load
+  drain       --drain N: N changes written (--fill-tx-rows per transaction)
+              with the relay and the consumer stopped, then the relay
+              started (outbox → broker rate), then the consumer (drain
+              rate, memory during the drain)
+  steady      --rate R[,R...] --duration D: changes paced at R per second;
+              commit → visible latency p50/p95/p99/max
+Without --drain or --rate, bench runs the throughput phase.
+
+Latency runs from the master's commit to the row being visible on the
+replica: every created or updated row carries its commit timestamp and a
+probe value, and the replica's database connections stamp each probe they
+write with the moment its apply transaction's commit returned (see
+BENCHMARKS.md).
+
+Databases are URLs (postgres://…, mysql://user:pass@host:port/db,
+sqlite:path) or a kind — postgres, mysql, mariadb, sqlite — taking the URL
+from $CQRSYNC_POSTGRES_URL or $CQRSYNC_MYSQL_URL (or the local defaults).
+Each run creates its own schema, database or SQLite file, exchange and
+queues, and removes them at the end.
+
+It exits 1 if the replica does not equal the master at the end. Goals that
+are missed are reported, not turned into a failure.`,
+		Example: `  cqrsync bench                                  # PostgreSQL → RabbitMQ → PostgreSQL, 20,000 changes
+  cqrsync bench --drain 100000                   # backlog drain
+  cqrsync bench --rate 500,1000,2000 --duration 10s
+  cqrsync bench --master-db mariadb --replica-db sqlite --changes 5000
+  cqrsync bench --short --json                   # a few seconds, for CI
+  cqrsync bench --cpuprofile cpu.out && go tool pprof -top cpu.out`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f := cmd.Flags()
+			if !f.Changed("changes") && (f.Changed("drain") || f.Changed("rate")) {
+				opts.Changes = 0
+			}
+			opts.Rates = rates
+			if short {
+				// --short sizes whatever was not given explicitly.
+				for name, zero := range map[string]func(){
+					"changes": func() { opts.Changes = 0 }, "duration": func() { opts.Duration = 0 },
+					"warmup": func() { opts.Warmup = 0 }, "raw-duration": func() { opts.RawDuration = 0 },
+					"timeout": func() { opts.Timeout = 0 },
+				} {
+					if !f.Changed(name) {
+						zero()
+					}
+				}
+				opts = bench.ShortOptions(opts)
+			}
+			m, err := bench.ParseMix(mix)
+			if err != nil {
+				return UsageError{Err: err}
+			}
+			opts.Mix = m
+			opts.Logger = benchLogger(cmd, env)
+			if !quiet {
+				opts.Progress = env.Err
+			}
+			checked := opts.WithDefaults()
+			if err := checked.Validate(); err != nil {
+				return UsageError{Err: err}
+			}
+			rep, err := bench.Run(cmd.Context(), opts)
+			if rep != nil && (err == nil || errors.Is(err, bench.ErrDiverged)) {
+				var werr error
+				if asJSON {
+					werr = rep.WriteJSON(env.Out)
+				} else {
+					werr = rep.WriteTable(env.Out)
+				}
+				if werr != nil && err == nil {
+					err = werr
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.MasterDB, "master-db", bench.Postgres, "master database: URL or postgres, mysql, mariadb, sqlite")
+	f.StringVar(&opts.ReplicaDB, "replica-db", bench.Postgres, "replica database: URL or postgres, mysql, mariadb, sqlite")
+	f.StringVar(&opts.AMQP, "amqp", "", amqpHelp)
+	f.IntVar(&opts.Changes, "changes", 20_000, "changes in the throughput phase")
+	f.IntVar(&opts.Drain, "drain", 0, "changes queued in the drain phase (0: no drain phase)")
+	f.Float64SliceVar(&rates, "rate", nil, "steady phases' rates, changes per second (e.g. 500,1000,2000)")
+	f.DurationVar(&opts.Duration, "duration", 10*time.Second, "length of each steady phase")
+	f.DurationVar(&opts.Warmup, "warmup", time.Second, "start of each steady phase left out of its latency figures")
+	f.StringVar(&mix, "mix", "60:30:10", "percentages of creates, updates and deletes")
+	f.IntVar(&opts.RowBytes, "row-bytes", 256, "bytes of payload per row")
+	f.IntVar(&opts.Writers, "writers", 8, "concurrent master connections writing")
+	f.IntVar(&opts.TxRows, "tx-rows", 1, "changes per master transaction")
+	f.IntVar(&opts.FillTxRows, "fill-tx-rows", 100, "changes per master transaction while the drain phase fills the outbox")
+	f.IntVar(&opts.Workers, "workers", 4, "consumer workers")
+	f.IntVar(&opts.BatchSize, "batch", 100, "consumer batch size (events per replica transaction)")
+	f.IntVar(&opts.Prefetch, "prefetch", 0, "consumer prefetch (default max(1001, 2 × workers × batch))")
+	f.IntVar(&opts.RelayBatch, "relay-batch", 500, "relay batch size")
+	f.BoolVar(&opts.SkipRaw, "skip-raw", false, "do not measure the raw limits")
+	f.DurationVar(&opts.RawDuration, "raw-duration", 3*time.Second, "length of each raw database measurement")
+	f.IntVar(&opts.RawMessages, "raw-messages", 0, "messages of the raw broker measurements (default: the largest phase, 10,000 to 100,000)")
+	f.DurationVar(&opts.Timeout, "timeout", 5*time.Minute, "how long a phase may wait for the replica to catch up")
+	f.Uint64Var(&opts.Seed, "seed", 0, "seed of the random workload (default: random; printed)")
+	f.StringVar(&opts.CPUProfile, "cpuprofile", "", "write a CPU profile of the pipeline phases to this file")
+	f.BoolVar(&short, "short", false, "a tiny run of every phase, a few seconds (for CI)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
+	return cmd
+}
+
+// benchLogger logs the library's messages to stderr at the root command's
+// --log-level (or --verbose), warnings by default.
+func benchLogger(cmd *cobra.Command, env *Env) *slog.Logger {
+	level := slog.LevelWarn
+	if fl := cmd.Flag("log-level"); fl != nil {
+		switch strings.ToLower(fl.Value.String()) {
+		case "debug":
+			level = slog.LevelDebug
+		case "info":
+			level = slog.LevelInfo
+		case "error":
+			level = slog.LevelError
+		}
+	}
+	if fl := cmd.Flag("verbose"); fl != nil && fl.Value.String() == "true" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: level}))
+}

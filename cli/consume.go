@@ -1,0 +1,112 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cqrsync/cqrsync"
+)
+
+func newConsumeCommand(st *state) *cobra.Command {
+	var (
+		workers, batch int
+		cqrsIDs        []string
+	)
+	cmd := &cobra.Command{
+		Use:   "consume [-w N] [--cqrs-id ID]...",
+		Short: "Apply the replica queue's events to the replica tables until stopped",
+		Long: `consume runs the replica's consumer (django-cqrs's cqrs_consume): it
+subscribes to the replica queue, binds it to the replica models' CQRS IDs,
+and applies each event with the revision and tombstone rules, in batches, with
+retries and dead letters. It runs until SIGTERM or SIGINT (Ctrl-C), then stops
+taking events, finishes the batches in hand and exits 0.
+
+Events of one row always go to the same worker, in order. --cqrs-id limits
+the consumer to some models (repeat the flag, or separate with commas). It
+prints one line on stderr once it is subscribed, and its counts when it stops.`,
+		Example: `  cqrsync consume
+  cqrsync consume -w 4 --cqrs-id account --cqrs-id invoice
+  cqrsync consume -w 8 --batch 500 --log-level info`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("workers") && workers < 1 {
+				return UsageError{Err: fmt.Errorf("--workers must be at least 1, got %d", workers)}
+			}
+			if cmd.Flags().Changed("batch") {
+				if err := checkBatch(batch); err != nil {
+					return err
+				}
+			}
+			check := func(app *App) error {
+				var errs []error
+				for _, id := range cqrsIDs {
+					errs = append(errs, checkModel("replica", id, app.Replica.Models()))
+				}
+				if err := errors.Join(errs...); err != nil {
+					return UsageError{Err: err}
+				}
+				return nil
+			}
+			return st.run(cmd, Needs{DB: true, Replica: true, Transport: true, Queue: true}, check, func(s *session) error {
+				tr, err := s.transport()
+				if err != nil {
+					return err
+				}
+				cfg := s.app.Consumer
+				cfg.Replica, cfg.DB, cfg.Subscriber, cfg.Publisher = s.app.Replica, s.app.DB, tr.Subscriber, tr.Publisher
+				cfg.Queue, cfg.Logger = s.app.Queue, s.log
+				if s.app.DeadLetterQueue != "" {
+					cfg.DeadLetterQueue = s.app.DeadLetterQueue
+				}
+				if cmd.Flags().Changed("workers") {
+					cfg.Workers = workers
+				}
+				if cmd.Flags().Changed("batch") {
+					cfg.BatchSize = batch
+				}
+				if len(cqrsIDs) > 0 {
+					cfg.CQRSIDs = cqrsIDs
+				}
+				consumer, err := cqrsync.NewConsumer(&cfg)
+				if err != nil {
+					return UsageError{Err: err}
+				}
+				full := cfg.WithDefaults()
+				if err := consumer.Start(s.ctx); err != nil {
+					return err
+				}
+				select {
+				case <-consumer.Started():
+				case <-s.ctx.Done():
+				}
+				if s.ctx.Err() == nil {
+					fmt.Fprintf(s.env.Err, "cqrsync: consuming queue %s (%s) with %d worker(s); stop with SIGTERM or Ctrl-C\n",
+						full.Queue, strings.Join(full.CQRSIDs, ", "), full.Workers)
+				}
+				select {
+				case <-s.ctx.Done():
+				case <-consumer.Done():
+				}
+				err = consumer.Stop()
+				stats := consumer.Stats()
+				fmt.Fprintf(s.env.Err, "cqrsync: consumer stopped: %d received, %d applied, %d dropped (duplicate or stale), %d retried, %d dead-lettered\n",
+					stats.Received, stats.Applied, stats.Dropped, stats.Retried, stats.DeadLettered)
+				if err != nil {
+					return err
+				}
+				if s.ctx.Err() == nil {
+					return errors.New("the consumer stopped by itself")
+				}
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&workers, "workers", "w", 1, "events applied in parallel (default: the configuration's, else 1)")
+	f.IntVarP(&batch, "batch", "b", 100, "most events applied per transaction (default: the configuration's, else 100)")
+	f.StringSliceVarP(&cqrsIDs, "cqrs-id", "c", nil, "consume only these models (default: every replica model)")
+	return cmd
+}

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+func TestProbeSeq(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		in   any
+		seq  int64
+		ok   bool
+	}{
+		{name: "int64", in: probeValue(42), seq: 42, ok: true},
+		{name: "text", in: "6485183463413514282", seq: 42, ok: true},
+		{name: "bytes", in: []byte("6485183463413514282"), seq: 42, ok: true},
+		{name: "zero", in: int64(0)},
+		{name: "a key", in: int64(123456)},
+		{name: "a microsecond timestamp", in: int64(1_795_000_000_000_000)},
+		{name: "other high bits", in: probeValue(42) | 1<<50},
+		{name: "a payload", in: "abcdefghijklmnopqrs"},
+		{name: "float", in: 1.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			seq, ok := probeSeq(tc.in)
+			if ok != tc.ok || seq != tc.seq {
+				t.Fatalf("probeSeq(%v) = %d, %v; want %d, %v", tc.in, seq, ok, tc.seq, tc.ok)
+			}
+		})
+	}
+}
+
+// TestProbeConnections checks that probe connections report the probes of
+// committed transactions only, once each.
+func TestProbeConnections(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	rec.reset(1, 4)
+	d := &database{kind: SQLite, driverName: "sqlite",
+		dsn: "file:" + filepath.Join(t.TempDir(), "p.db") + "?_pragma=busy_timeout(5000)&_txlock=immediate"}
+	st := newStmtStats()
+	db, err := d.openProbed(2, rec, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := t.Context()
+	if _, err := db.ExecContext(ctx, d.tableDDL("t")); err != nil {
+		t.Fatal(err)
+	}
+	write := func(commit bool, seqs ...int64) {
+		t.Helper()
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range seqs {
+			if _, err := tx.ExecContext(ctx, "INSERT INTO t (id, commit_us, probe, payload) VALUES (?1, ?2, ?3, 'x')", s, 1, probeValue(s)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.commit([]probe{{1, 10}, {2, 20}, {3, 30}}, 3, 100)
+	write(false, 1, 2) // rolled back: not seen
+	write(true, 1)
+	write(true, 2, 3)
+	if seen, probes, events := rec.progress(); seen != 3 || probes != 3 || events != 3 {
+		t.Fatalf("progress = %d seen, %d probes, %d events; want 3, 3, 3", seen, probes, events)
+	}
+	kinds := map[string]int64{}
+	for _, s := range st.top(10) {
+		kinds[s.Statement] = s.Count
+	}
+	if kinds["INSERT INTO t"] != 5 || kinds["COMMIT"] != 2 || kinds["ROLLBACK"] != 1 || kinds["BEGIN"] != 3 {
+		t.Fatalf("statement counts: %v", kinds)
+	}
+	if txs, mean := rec.applyBatches(); txs != 2 || mean != 1.5 {
+		t.Fatalf("applyBatches = %d, %v; want 2, 1.5", txs, mean)
+	}
+	samples, last := rec.samples()
+	if len(samples) != 3 || last == 0 {
+		t.Fatalf("samples = %+v, last %d", samples, last)
+	}
+	for _, s := range samples {
+		if s.committed != 100 || s.visible < s.applied || s.applied == 0 {
+			t.Fatalf("sample %+v", s)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	t.Parallel()
+	ns := make([]int64, 100)
+	for i := range ns {
+		ns[i] = int64(100-i) * 1e6 // 100 ms … 1 ms, unsorted
+	}
+	got := percentiles(ns)
+	want := Percentiles{Count: 100, P50: 50, P95: 95, P99: 99, Max: 100, Mean: 50.5}
+	if got != want {
+		t.Fatalf("percentiles = %+v, want %+v", got, want)
+	}
+	if (percentiles(nil) != Percentiles{}) {
+		t.Fatal("percentiles(nil) is not zero")
+	}
+}
+
+func TestStmtKind(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`INSERT INTO "bench_item" ("id", "x") VALUES ($1, $2)`:              "INSERT INTO bench_item",
+		"UPDATE cqrs_outbox SET lease_us = $1 WHERE id IN (\n\t\tSELECT id": "UPDATE cqrs_outbox SET lease_us =",
+		"SELECT `pk`, `revision` FROM `cqrs_tombstones` WHERE cqrs_id = ?":  "SELECT pk, revision FROM cqrs_tombstones WHERE cqrs_id =",
+		"COMMIT": "COMMIT",
+	} {
+		if got := stmtKind(in); got != want {
+			t.Errorf("stmtKind(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
