@@ -173,7 +173,7 @@ func (r *Replica) tableModel(ctx context.Context, ex sqldialect.Executor, cqrsID
 // revisions reads the stored revision of each key that exists.
 func (r *Replica) revisions(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, keys []any) (map[string]int64, error) {
 	out := make(map[string]int64, len(keys))
-	for chunk := range slices.Chunk(keys, 500) {
+	for chunk := range slices.Chunk(keys, 5000) {
 		rows, err := r.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
 			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK, RevisionField}, PKs: chunk,
 		})
@@ -300,7 +300,7 @@ func (m *Master[TTx]) DeletedDiffMaster(ctx context.Context, ex sqldialect.Execu
 			return all, fmt.Errorf("%w: line %d is not a JSON list of keys", ErrBadDiffStream, lineNo)
 		}
 		exists := map[string]bool{}
-		for chunk := range slices.Chunk(keys, 500) {
+		for chunk := range slices.Chunk(keys, 5000) {
 			args := make([]any, len(chunk))
 			for i, k := range chunk {
 				if args[i], err = ColumnValue(ti.types[mm.PK], k); err != nil {

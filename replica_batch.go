@@ -178,8 +178,8 @@ type tombstone struct {
 func (r *Replica) tombstones(ctx context.Context, ex sqldialect.Executor, cqrsID string, keys []any) (map[string]tombstone, error) {
 	out := map[string]tombstone{}
 	d := r.cfg.Dialect
-	for start := 0; start < len(keys); start += 500 {
-		chunk := keys[start:min(len(keys), start+500)]
+	for start := 0; start < len(keys); start += 5000 {
+		chunk := keys[start:min(len(keys), start+5000)]
 		rows, err := d.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
 			Table: "cqrs_tombstones", PKColumn: "pk", Columns: []string{"pk", "revision", "updated_us"}, PKs: chunk,
 			Where: "cqrs_id = " + d.Placeholder(1), WhereArgs: []any{cqrsID},

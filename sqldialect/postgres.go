@@ -53,6 +53,7 @@ func Postgres() Dialect {
 		castText:          func(expr string) string { return "(" + expr + ")::text" },
 		valuesSource:      postgresValuesSource,
 		lockKeys:          postgresLockKeys,
+		unnestBatch:       true,
 		migrateWhole:      true,
 	}
 }
@@ -133,19 +134,44 @@ func postgresValuesSource(d *standard, n int, names, types []string, first int) 
 	}), strings.Join(quoted, ", "))
 }
 
-// postgresLockKeys takes a transaction-scoped advisory lock per key. Under
-// READ COMMITTED a SAVE's tombstone check can run before a concurrent
-// DELETE of the same key commits; the SAVE's insert then waits for the
-// deleted row and inserts it again once the DELETE commits. Holding the key
-// for the whole transaction makes the second transaction start its
-// statements after the first committed, so they see its row and tombstone.
-// The locks are taken in hash order (hash collisions only serialise
-// unrelated keys).
+// postgresLockKeys serialises a key's events across transactions with
+// transaction-scoped advisory locks. Under READ COMMITTED a SAVE's
+// tombstone check can run before a concurrent DELETE of the same key
+// commits; the SAVE's insert then waits for the deleted row and inserts it
+// again once the DELETE commits. Holding the key for the whole transaction
+// makes the second transaction start its statements after the first
+// committed, so they see its row and tombstone.
+//
+// PostgreSQL's shared lock table is small (max_locks_per_transaction ×
+// connections, 6400 by default), so a transaction must not take one lock
+// per key of a large batch. Locks come in two levels, like intention locks:
+// keys hash into 1024 buckets. A batch of up to lockKeysFine keys takes its
+// buckets in shared mode, then each key exclusively; a larger batch (a bulk
+// load) takes its buckets exclusively and no key locks, at most 1024 locks.
+// A bucket held exclusively excludes every transaction touching a key in
+// it. Buckets are taken before keys and each level in ascending order, so
+// no two transactions wait for each other in a cycle. Hash collisions only
+// serialise unrelated keys.
 func postgresLockKeys(ctx context.Context, ex Executor, keys []string) error {
-	rows, err := ex.Query(ctx, `SELECT pg_advisory_xact_lock(h) FROM (
-		SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS s`, keys)
-	if err != nil {
-		return err
+	const lockKeysFine = 1000
+	bucketLock := "pg_advisory_xact_lock_shared(1, b)"
+	if len(keys) > lockKeysFine {
+		bucketLock = "pg_advisory_xact_lock(1, b)"
 	}
-	return rows.Close()
+	stmts := []string{`SELECT count(` + bucketLock + `) FROM (
+		SELECT DISTINCT (hashtextextended(k, 0) & 1023)::int AS b FROM unnest($1::text[]) AS k ORDER BY b) AS s`}
+	if len(keys) <= lockKeysFine {
+		stmts = append(stmts, `SELECT count(pg_advisory_xact_lock(h)) FROM (
+		SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS s`)
+	}
+	for _, q := range stmts {
+		rows, err := ex.Query(ctx, q, keys)
+		if err != nil {
+			return err
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }

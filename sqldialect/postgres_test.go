@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/sqldialecttest"
@@ -354,5 +355,37 @@ func TestPostgresTableColumns(t *testing.T) {
 		if _, err := d.TableColumns(ctx, sqldialect.FromSQL(db), name); !errors.Is(err, sqldialect.ErrNoTable) {
 			t.Errorf("TableColumns(%s) = %v; want ErrNoTable", name, err)
 		}
+	}
+}
+
+// TestPostgresLockKeysBounded: a bulk batch's keys are locked with a
+// bounded number of locks (one per key would exhaust the shared lock
+// table), and it still excludes a transaction on one of its keys.
+func TestPostgresLockKeysBounded(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenPostgres(t)
+	ctx := t.Context()
+	keys := make([]string, 50000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("item\x1f%d", i)
+	}
+	bulk, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bulk.Rollback() //nolint:errcheck // test cleanup
+	if err := sqldialect.Postgres().LockKeys(ctx, sqldialect.FromSQL(bulk), keys); err != nil {
+		t.Fatalf("LockKeys of 50000 keys: %v", err)
+	}
+	// A small batch on one of those keys must wait for the bulk one.
+	small, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Rollback() //nolint:errcheck // test cleanup
+	waitCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := sqldialect.Postgres().LockKeys(waitCtx, sqldialect.FromSQL(small), []string{keys[123]}); err == nil {
+		t.Fatal("a small batch locked a key a bulk batch holds")
 	}
 }
