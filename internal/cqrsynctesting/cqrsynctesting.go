@@ -44,7 +44,8 @@ func VectorsDir(tb testing.TB) string {
 func OpenSQLite(tb testing.TB, ddl ...string) *sql.DB {
 	tb.Helper()
 	path := filepath.Join(tb.TempDir(), "test.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	// synchronous(NORMAL): tests need no fsync per commit.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
 		tb.Fatal(err)
 	}
