@@ -657,11 +657,21 @@ func (p *pipeline) waitDone(ctx context.Context, ph *phase) (time.Time, error) {
 	defer poll.Stop()
 	report := time.Now().Add(5 * time.Second)
 	failed0 := p.failed()
+	var allSettled time.Time
 	for {
 		seen, probes, events := p.rec.progress()
 		settled := p.settled() - ph.settled0
 		if settled >= events && seen >= probes {
 			return time.Now(), nil
+		}
+		switch {
+		case settled < events:
+			allSettled = time.Time{}
+		case allSettled.IsZero():
+			allSettled = time.Now()
+		case time.Since(allSettled) > 5*time.Second:
+			return time.Time{}, fmt.Errorf("bench: %s: the consumer settled every event but only %d of %d latency probes were seen "+
+				"in the replica's statements: has the apply path changed how it passes values? (see internal/bench/probe.go)", ph.name, seen, probes)
 		}
 		if f := p.failed() - failed0; f > 0 {
 			return time.Time{}, fmt.Errorf("bench: %s: the consumer failed to apply %d event(s) (retried or dead-lettered): see the warnings above", ph.name, f)
@@ -754,11 +764,12 @@ func latencies(samples []sample, from time.Time) Latency {
 	return Latency{CommitToVisible: percentiles(cv), StampToApply: percentiles(sa), StampToVisible: percentiles(sv)}
 }
 
+// rate is n per second over d, to 0.1.
 func rate(n int64, d time.Duration) float64 {
 	if d <= 0 {
 		return 0
 	}
-	return float64(n) / d.Seconds()
+	return math.Round(float64(n)/d.Seconds()*10) / 10
 }
 
 func (p *pipeline) throughput(ctx context.Context, n int) (*Throughput, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"sync"
 	"time"
@@ -159,7 +160,7 @@ func (b *broker) rawPublish(ctx context.Context, key string, body []byte, n, bat
 			}
 		}
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return math.Round(float64(n)/time.Since(start).Seconds()*10) / 10, nil
 }
 
 // rawConsume consumes n messages waiting in queue with the given prefetch,
@@ -196,5 +197,5 @@ func (b *broker) rawConsume(ctx context.Context, queue string, n, prefetch, ackE
 			}
 		}
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return math.Round(float64(n)/time.Since(start).Seconds()*10) / 10, nil
 }

@@ -21,7 +21,8 @@ import (
 // replica applies it like any column. The replica's *sql.DB is opened
 // through probeConnector: its connections look at the arguments of every
 // statement they run (plain or prepared, single-row or batched upserts
-// alike) and remember the probe values they see, with the time. When that
+// alike, values or arrays of values) and remember the probe values they
+// see, with the time. When that
 // connection's transaction commits, the commit's return is the moment the
 // rows became visible to other sessions, and the remembered probes are
 // handed to the recorder with it; a rollback forgets them (the events are
@@ -179,12 +180,31 @@ func (c *probeConn) see(args []driver.NamedValue) {
 	if c.rec == nil {
 		return
 	}
-	for _, a := range args {
-		if seq, ok := probeSeq(a.Value); ok {
+	add := func(v any) {
+		if seq, ok := probeSeq(v); ok {
 			if now == 0 {
 				now = time.Now().UnixNano()
 			}
 			c.pending = append(c.pending, mark{seq: seq, applied: now})
+		}
+	}
+	for _, a := range args {
+		// Batched statements may pass one array per column.
+		switch vs := a.Value.(type) {
+		case []any:
+			for _, v := range vs {
+				add(v)
+			}
+		case []int64:
+			for _, v := range vs {
+				add(v)
+			}
+		case []string:
+			for _, v := range vs {
+				add(v)
+			}
+		default:
+			add(a.Value)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"database/sql/driver"
 	"path/filepath"
 	"testing"
 )
@@ -75,6 +76,12 @@ func TestProbeConnections(t *testing.T) {
 	write(false, 1, 2) // rolled back: not seen
 	write(true, 1)
 	write(true, 2, 3)
+	// Arrays of values, as batched statements pass them, are looked into.
+	c := &probeConn{rec: rec}
+	c.see([]driver.NamedValue{{Value: []any{int64(7), probeValue(4)}}, {Value: []int64{probeValue(5)}}, {Value: []string{"x"}}})
+	if len(c.pending) != 2 || c.pending[0].seq != 4 || c.pending[1].seq != 5 {
+		t.Fatalf("pending = %+v", c.pending)
+	}
 	if seen, probes, events := rec.progress(); seen != 3 || probes != 3 || events != 3 {
 		t.Fatalf("progress = %d seen, %d probes, %d events; want 3, 3, 3", seen, probes, events)
 	}

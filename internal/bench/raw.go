@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,5 +166,5 @@ func timeBoxed(ctx context.Context, n int, d time.Duration, fn func(worker int) 
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	return float64(done.Load()) / elapsed.Seconds(), nil
+	return math.Round(float64(done.Load())/elapsed.Seconds()*10) / 10, nil
 }

@@ -36,7 +36,7 @@ func percentiles(ns []int64) Percentiles {
 	}
 	return Percentiles{
 		Count: len(ns), P50: rank(0.50), P95: rank(0.95), P99: rank(0.99),
-		Max: ms(ns[len(ns)-1]), Mean: sum / float64(len(ns)) / 1e6,
+		Max: ms(ns[len(ns)-1]), Mean: math.Round(sum/float64(len(ns))/1e3) / 1e3,
 	}
 }
 
