@@ -169,7 +169,8 @@ type writeStats struct {
 // write runs the phase's writers, k changes per transaction: n changes as
 // fast as they go, or, with rate > 0, changes paced at rate per second for
 // dur (open loop: a change due at t starts at t whether or not earlier ones
-// finished, as long as a writer is free).
+// finished, as long as a writer is free; a master that cannot keep the
+// rate writes fewer changes, and the phase still ends after dur).
 func (p *pipeline) write(ctx context.Context, k, n int, rate float64, dur time.Duration) (*writeStats, error) {
 	var (
 		budget  atomic.Int64
@@ -200,6 +201,9 @@ func (p *pipeline) write(ctx context.Context, k, n int, rate float64, dur time.D
 					size = k + int(left)
 				}
 				if rate > 0 {
+					if time.Since(st.start) >= dur {
+						break // behind schedule: the phase ends on time anyway
+					}
 					due := st.start.Add(time.Duration(float64(tickets.Add(int64(size))-int64(size)) / rate * float64(time.Second)))
 					if d := time.Until(due); d > 0 {
 						time.Sleep(d)
