@@ -120,10 +120,7 @@ func TestNewRedactsCredentials(t *testing.T) {
 func TestLogsRedactCredentials(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctl, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		t.Skip("rabbitmqctl not found: cannot create a test user")
-	}
+	ctl := rabbitmqctl(t, "cannot create a test user")
 	user, password := newID(), "pw-"+newID()
 	run := func(args ...string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -135,7 +132,7 @@ func TestLogsRedactCredentials(t *testing.T) {
 		return nil
 	}
 	if err := run("add_user", user, password); err != nil {
-		t.Skipf("rabbitmqctl add_user: %v", err)
+		skipOrFail(t, "rabbitmqctl add_user: "+err.Error())
 	}
 	t.Cleanup(func() { _ = run("delete_user", user) })
 	if err := run("set_permissions", "-p", "/", user, ".*", ".*", ".*"); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	neturl "net/url"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -239,4 +240,25 @@ func brokerAddr(t testing.TB, raw string) string {
 		return u.Hostname() + ":5672"
 	}
 	return u.Host
+}
+
+// rabbitmqctl returns the path of rabbitmqctl. Where it is missing the test
+// is skipped locally with why, and fails under CI, which has the broker's
+// tools installed.
+func rabbitmqctl(t *testing.T, why string) string {
+	t.Helper()
+	ctl, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		skipOrFail(t, "rabbitmqctl not found: "+why)
+	}
+	return ctl
+}
+
+// skipOrFail skips the test locally and fails it under CI=true.
+func skipOrFail(t *testing.T, msg string) {
+	t.Helper()
+	if testenv.InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }

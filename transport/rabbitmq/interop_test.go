@@ -247,10 +247,7 @@ func TestInteropTopology(t *testing.T) {
 		}
 	}
 
-	ctl, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		t.Skip("rabbitmqctl not found: bindings not compared with topology.json (the AMQP declarations matched)")
-	}
+	ctl := rabbitmqctl(t, "bindings not compared with topology.json (the AMQP declarations matched)")
 	rename := strings.NewReplacer(dlq, "dead_letter_"+djQueue, q, djQueue, b.exchange, djExchange)
 	ours := func(name string) bool { return name == q || name == dlq || name == b.exchange }
 
