@@ -275,26 +275,29 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 	go func() { defer wg.Done(); sched.run(ctx) }()
 	go func() { defer wg.Done(); c.purgeLoop(ctx) }()
 
-	err := c.dispatch(ctx, started, workers, sched)
+	// Subscriptions outlive a stop until the workers have finished the
+	// batches in hand, so those are acknowledged rather than redelivered;
+	// what is still unsettled then goes back to the queue on Close.
+	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSubs()
+	subs, err := c.dispatch(ctx, subCtx, started, workers)
 	for _, w := range workers {
 		close(w)
 	}
 	wg.Wait()
+	for _, s := range subs {
+		_ = s.Close()
+	}
 	return err
 }
 
-// dispatch subscribes (again after a transport failure) and routes
-// deliveries to the workers until ctx ends.
-func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan item, sched *scheduler) error {
+// dispatch subscribes (again after a transport failure, with subCtx) and
+// routes deliveries to the workers until ctx ends. It returns the
+// subscriptions it opened, for the caller to close once the workers are done.
+func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers []chan item) (subs []transport.Subscription, _ error) {
 	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
-	var subs []transport.Subscription
-	defer func() {
-		for _, s := range subs {
-			_ = s.Close()
-		}
-	}()
 	for ctx.Err() == nil {
-		sub, err := c.cfg.Subscriber.Subscribe(ctx, &transport.SubscribeParams{
+		sub, err := c.cfg.Subscriber.Subscribe(subCtx, &transport.SubscribeParams{
 			Queue: c.cfg.Queue, CQRSIDs: c.cfg.CQRSIDs, DeadLetterQueue: c.cfg.DeadLetterQueue, Prefetch: c.cfg.Prefetch,
 		})
 		if err != nil {
@@ -316,7 +319,7 @@ func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan 
 		for {
 			select {
 			case <-ctx.Done():
-				return nil
+				return subs, nil
 			case d, ok := <-sub.Deliveries():
 				if !ok {
 					break recv
@@ -331,7 +334,7 @@ func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan 
 				case w <- it:
 				case <-ctx.Done():
 					// Not handed over: back to the queue on Close.
-					return nil
+					return subs, nil
 				}
 			}
 		}
@@ -340,7 +343,7 @@ func (c *Consumer) dispatch(ctx context.Context, started func(), workers []chan 
 		}
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: subscription lost, subscribing again", slog.String("queue", c.cfg.Queue), slog.Any("error", sub.Err()))
 	}
-	return nil
+	return subs, nil
 }
 
 // workerFor picks the worker of an event's row, so that one row's events
