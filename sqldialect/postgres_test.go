@@ -2,12 +2,10 @@ package sqldialect_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
-	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/sqldialecttest"
 )
@@ -35,32 +32,11 @@ func TestPostgres(t *testing.T) {
 // whose sessions have only that schema on their search_path.
 func newPGSchema(t *testing.T) *pgx.ConnConfig {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(testenv.PostgresURL(t))
+	cfg, err := pgx.ParseConfig(cqrsynctesting.PostgresDSN(t))
 	if err != nil {
-		t.Fatalf("parse CQRSYNC_POSTGRES_URL: %v", err)
+		t.Fatal(err)
 	}
-	schema := "cqrsynctest_" + strings.ToLower(rand.Text()[:12])
-	adminExec(t, cfg, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { adminExec(t, cfg, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
-	cfg = cfg.Copy()
-	cfg.RuntimeParams["search_path"] = schema
 	return cfg
-}
-
-// adminExec runs one statement on a connection of its own. It does not use
-// t.Context, which is already cancelled when cleanups run.
-func adminExec(t *testing.T, cfg *pgx.ConnConfig, stmt string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect to PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, stmt); err != nil {
-		t.Fatalf("%s: %v", stmt, err)
-	}
 }
 
 // openPG opens a database/sql handle through the pgx stdlib driver, closed

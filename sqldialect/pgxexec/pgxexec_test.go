@@ -2,7 +2,6 @@ package pgxexec_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cqrsync/cqrsync/internal/testenv"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
@@ -30,32 +29,11 @@ var (
 // whose sessions have only that schema on their search_path.
 func newSchema(t *testing.T) *pgx.ConnConfig {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(testenv.PostgresURL(t))
+	cfg, err := pgx.ParseConfig(cqrsynctesting.PostgresDSN(t))
 	if err != nil {
-		t.Fatalf("parse CQRSYNC_POSTGRES_URL: %v", err)
+		t.Fatal(err)
 	}
-	schema := "cqrsynctest_" + strings.ToLower(rand.Text()[:12])
-	adminExec(t, cfg, "CREATE SCHEMA "+schema)
-	t.Cleanup(func() { adminExec(t, cfg, "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
-	cfg = cfg.Copy()
-	cfg.RuntimeParams["search_path"] = schema
 	return cfg
-}
-
-// adminExec runs one statement on a connection of its own. It does not use
-// t.Context, which is already cancelled when cleanups run.
-func adminExec(t *testing.T, cfg *pgx.ConnConfig, stmt string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect to PostgreSQL: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, stmt); err != nil {
-		t.Fatalf("%s: %v", stmt, err)
-	}
 }
 
 // newPool opens a pgx pool on cfg's database and schema, closed when the
