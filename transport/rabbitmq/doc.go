@@ -56,10 +56,14 @@
 //
 // Subscriptions share a second connection, one channel each, with a
 // per-consumer prefetch ([transport.SubscribeParams.Prefetch], 1001 by
-// default as django-cqrs) and manual acknowledgements. Ack and Nack send
-// one frame with multiple=true when the settled deliveries are the oldest
-// outstanding ones, which is what a consumer that commits batches in order
-// does, and individual frames otherwise.
+// default as django-cqrs) and manual acknowledgements. Acks are coalesced:
+// acked deliveries go out in one frame with multiple=true once they are the
+// oldest outstanding ones, so that several workers acking their own batches
+// of interleaved deliveries cost a few frames, not one per delivery. An ack
+// waits for that at most about 2 ms, and held acks take at most a quarter
+// of the prefetch window; past that they are sent singly. Nack is sent at
+// once. See [Transport.Subscribe] for what an ack that was held when the
+// channel dropped means (a redelivery, never a loss).
 //
 // # Reconnection
 //
@@ -72,7 +76,8 @@
 // topology again and resumes on its own; its Deliveries channel stays open.
 // The broker requeues what the lost channel had delivered but not settled, so
 // acking such a delivery returns [ErrDeliveryRequeued]: the message is not
-// lost, it comes again with a new ID. Delivery IDs stay unique within a
+// lost, it comes again with a new ID (as do deliveries whose ack was still
+// held, for at most a few milliseconds, when the channel dropped). Delivery IDs stay unique within a
 // subscription across reconnections. Errors that retrying cannot fix
 // (ACCESS_REFUSED, PRECONDITION_FAILED) end the subscription; Err reports
 // them.

@@ -3,7 +3,6 @@ package rabbitmq
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"time"
 
@@ -11,74 +10,6 @@ import (
 
 	"github.com/cqrsync/cqrsync/transport"
 )
-
-func TestTagSetSettle(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name         string
-		delivered    []uint64 // tags added, in order
-		settledFirst []uint64 // settled one by one before the tested call
-		settle       []uint64
-		wantUpTo     uint64
-		wantSingles  []uint64
-	}{
-		{name: "whole window", delivered: seq(1, 10), settle: seq(1, 10), wantUpTo: 10},
-		{name: "oldest prefix", delivered: seq(1, 10), settle: seq(1, 4), wantUpTo: 4},
-		{name: "one oldest", delivered: seq(1, 10), settle: []uint64{1}, wantSingles: []uint64{1}},
-		{name: "not the oldest", delivered: seq(1, 10), settle: seq(2, 5), wantSingles: seq(2, 5)},
-		{name: "prefix plus others", delivered: seq(1, 10), settle: []uint64{1, 2, 3, 7, 9}, wantUpTo: 3, wantSingles: []uint64{7, 9}},
-		{name: "prefix after settled holes", delivered: seq(1, 10), settledFirst: []uint64{1, 3}, settle: []uint64{2, 4, 5}, wantUpTo: 5},
-		{name: "gap of outstanding stops the prefix", delivered: seq(1, 10), settledFirst: []uint64{3}, settle: []uint64{1, 2, 5}, wantUpTo: 2, wantSingles: []uint64{5}},
-		{name: "tags of a later session", delivered: seq(101, 110), settle: seq(101, 103), wantUpTo: 103},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			var ts tagSet
-			for _, tag := range tt.delivered {
-				ts.add(tag)
-			}
-			for _, tag := range tt.settledFirst {
-				ts.remove(tag)
-			}
-			upTo, singles := ts.settle(slices.Clone(tt.settle))
-			if upTo != tt.wantUpTo || !slices.Equal(singles, tt.wantSingles) {
-				t.Errorf("settle(%v) = (%d, %v), want (%d, %v)", tt.settle, upTo, singles, tt.wantUpTo, tt.wantSingles)
-			}
-			for _, tag := range tt.settle {
-				if ts.has(tag) {
-					t.Errorf("tag %d still outstanding", tag)
-				}
-			}
-		})
-	}
-}
-
-// TestTagSetBounded: one delivery that is never settled must not make the
-// bookkeeping grow with every later delivery.
-func TestTagSetBounded(t *testing.T) {
-	t.Parallel()
-	var ts tagSet
-	ts.add(1) // never settled
-	for tag := uint64(2); tag < 100_000; tag++ {
-		ts.add(tag)
-		ts.settle([]uint64{tag})
-	}
-	if len(ts.order)-ts.head > 100 || len(ts.live) != 1 {
-		t.Fatalf("order holds %d entries for %d outstanding tags", len(ts.order)-ts.head, len(ts.live))
-	}
-	if upTo, singles := ts.settle([]uint64{1}); upTo != 0 || !slices.Equal(singles, []uint64{1}) {
-		t.Fatalf("settle(1) = (%d, %v)", upTo, singles)
-	}
-}
-
-func seq(from, to uint64) []uint64 {
-	var out []uint64
-	for i := from; i <= to; i++ {
-		out = append(out, i)
-	}
-	return out
-}
 
 func TestBackoffDelay(t *testing.T) {
 	t.Parallel()

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -36,18 +38,37 @@ var errSubscriptionClosed = errors.New("rabbitmq: subscription closed")
 //
 //   - numbers deliveries with IDs that keep growing across reconnections,
 //     so an ID always names one delivery of one channel;
-//   - settles with one basic.ack (or basic.nack) with multiple=true for the
-//     part of the IDs that are the oldest outstanding deliveries of the
-//     channel (a batch commit in delivery order), and singly for the rest;
+//   - coalesces acknowledgements: Ack sends one basic.ack with
+//     multiple=true as soon as the acked deliveries are the oldest
+//     outstanding ones of the channel, covering every acked delivery older
+//     than the oldest unsettled one. Acked deliveries behind an unsettled
+//     one are held until it is settled (workers that each ack their own
+//     batch of interleaved deliveries, a few milliseconds apart, settle in
+//     a few frames), but at most about 2 ms and at most a quarter of the
+//     prefetch: past either bound they are acked singly, so an unsettled
+//     delivery (held by a retry) never stalls the subscription;
+//   - sends Nack at once: one basic.nack with multiple=true for the part of
+//     the IDs that are the oldest outstanding deliveries (held acks count as
+//     outstanding, a multiple nack never covers them), and singly for the
+//     rest;
 //   - returns an error wrapping [ErrDeliveryRequeued] from Ack, or from Nack
 //     without requeue, for IDs of a channel that was lost before they were
-//     settled: the broker requeued them and delivers them again with new
-//     IDs. Nack with requeue returns nil for them, since that is done;
+//     settled, or lost while sending their frame: the broker requeued them
+//     and delivers them again with new IDs. Nack with requeue returns nil
+//     for them, since that is done. An Ack that returned nil may still not
+//     have reached the broker, when the channel is lost while the ack was
+//     held (within the bounds above): the broker then redelivers those
+//     messages too, marked Redelivered, with new IDs. Delivery stays
+//     at-least-once; a consumer whose apply is idempotent (cqrsync's
+//     replica, guarded by revisions) drops the duplicates;
 //   - returns an error, and sends nothing, for unknown or already settled
 //     IDs (a second ack of a delivery tag would make the broker close the
 //     channel);
-//   - on Close, closes its channel, which hands unsettled deliveries back to
-//     the queue; later Ack and Nack calls return [transport.ErrClosed].
+//   - on Close, sends the held acks and then closes its channel, which hands
+//     the unsettled deliveries back to the queue; later Ack and Nack calls
+//     return [transport.ErrClosed]. Held acks are also sent when the
+//     delivery loop ends otherwise and the channel is still open (the
+//     Subscribe context ends, the broker cancels the consumer).
 func (t *Transport) Subscribe(ctx context.Context, params *transport.SubscribeParams) (transport.Subscription, error) {
 	if params == nil {
 		return nil, errors.New("rabbitmq: Subscribe: params is nil: pass the queue name and CQRS IDs")
@@ -141,7 +162,12 @@ type session struct {
 	closes     chan *amqp.Error
 	deliveries <-chan amqp.Delivery
 	base       uint64
-	tags       tagSet // delivered, not yet settled
+	tags       tagSet // delivered, not yet settled on the wire
+
+	// The fields below are guarded by subscription.mu.
+	flush      *time.Timer // sends held acks that waited ackHold
+	flushArmed bool        // flush will fire
+	ended      bool        // retired by end: nothing more is sent
 }
 
 // open declares the topology and starts consuming on a new channel.
@@ -271,6 +297,15 @@ func (s *subscription) end(sess *session, lost bool) {
 	if s.sess == sess {
 		s.sess = nil
 	}
+	sess.ended = true
+	if sess.flush != nil {
+		sess.flush.Stop()
+	}
+	if !sess.ch.IsClosed() {
+		// Send the held acks, so that a graceful stop redelivers only what
+		// was not acked. If the channel is gone, the broker requeues them.
+		_ = sess.sendAcks(sess.tags.flushAll())
+	}
 	if lost {
 		for tag := range sess.tags.live {
 			s.requeued[sess.base+tag] = struct{}{}
@@ -314,28 +349,30 @@ func (s *subscription) Close() error {
 
 // Ack acknowledges deliveries; see Transport.Subscribe for the details.
 func (s *subscription) Ack(ctx context.Context, ids ...uint64) error {
-	return s.settle(ctx, "ack", ids, false, func(ch *amqp.Channel, tag uint64, multiple bool) error {
-		return ch.Ack(tag, multiple)
-	})
+	return s.settle(ctx, "ack", ids, false, s.ackTags)
 }
 
 // Nack rejects deliveries; see Transport.Subscribe for the details.
 func (s *subscription) Nack(ctx context.Context, requeue bool, ids ...uint64) error {
-	return s.settle(ctx, "nack", ids, requeue, func(ch *amqp.Channel, tag uint64, multiple bool) error {
-		return ch.Nack(tag, multiple, requeue)
+	return s.settle(ctx, "nack", ids, requeue, func(sess *session, tags []uint64) error {
+		return s.nackTags(sess, tags, requeue)
 	})
 }
 
-func (s *subscription) settle(ctx context.Context, op string, ids []uint64, requeuedOK bool, send func(*amqp.Channel, uint64, bool) error) error {
+// settle checks ids and passes the current session's live tags among them
+// (sorted, distinct) to send, whose error means the channel is gone. With
+// requeuedOK, IDs that the broker requeued are settled as asked (a nack with
+// requeue).
+func (s *subscription) settle(ctx context.Context, op string, ids []uint64, requeuedOK bool, send func(*session, []uint64) error) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("rabbitmq: %s: %w", op, err)
 	}
-	// The lock also keeps acks in the order they were computed: a
-	// multiple=true ack overtaken by a later one would name tags the broker
-	// already forgot and close the channel.
+	// The lock also keeps frames in the order they were computed: a
+	// multiple=true ack or nack overtaken by a later frame would name tags
+	// the broker already forgot, or settle held ones the wrong way.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended || s.closing {
@@ -366,19 +403,8 @@ func (s *subscription) settle(ctx context.Context, op string, ids []uint64, requ
 
 	var errs []error
 	if len(tags) > 0 {
-		upTo, singles := sess.tags.settle(tags)
-		var err error
-		if upTo > 0 {
-			err = send(sess.ch, upTo, true)
-		}
-		for _, tag := range singles {
-			if err != nil {
-				break
-			}
-			err = send(sess.ch, tag, false)
-		}
-		if err != nil && !requeuedOK {
-			// The channel is gone: whatever was not acked is requeued.
+		if err := send(sess, tags); err != nil && !requeuedOK {
+			// The channel is gone: whatever was not settled is requeued.
 			errs = append(errs, fmt.Errorf("rabbitmq: %s %d deliveries: %w (%v)", op, len(tags), ErrDeliveryRequeued, err))
 		}
 	}
@@ -391,81 +417,99 @@ func (s *subscription) settle(ctx context.Context, op string, ids []uint64, requ
 	return errors.Join(errs...)
 }
 
-// tagSet tracks a channel's outstanding delivery tags, which the broker
-// assigns in increasing order from 1.
-type tagSet struct {
-	live  map[uint64]struct{}
-	order []uint64 // order[head:] is increasing and holds every live tag, plus settled ones not yet compacted away
-	head  int
-}
-
-func (ts *tagSet) add(tag uint64) {
-	if ts.live == nil {
-		ts.live = make(map[uint64]struct{})
+// ackTags holds the live tags of sess (sorted, distinct) and sends the
+// multiple ack they allow, if any; past maxHeld held tags it sends the
+// longest held ones singly, down to half of maxHeld. It returns an error
+// when the channel is gone, which requeued tags.
+func (s *subscription) ackTags(sess *session, tags []uint64) error {
+	var err error
+	now := time.Now()
+	if upTo := sess.tags.ack(tags, now); upTo > 0 {
+		err = sess.ch.Ack(upTo, true)
 	}
-	ts.live[tag] = struct{}{}
-	ts.order = append(ts.order, tag)
-}
-
-func (ts *tagSet) has(tag uint64) bool {
-	_, ok := ts.live[tag]
-	return ok
-}
-
-func (ts *tagSet) remove(tag uint64) {
-	delete(ts.live, tag)
-	ts.compact()
-}
-
-// settle removes tags (sorted, distinct, all outstanding) and says how to
-// settle them on the wire: with multiple=true up to upTo (0 for none), which
-// covers exactly those of tags that are the oldest outstanding ones, and
-// singly for the rest.
-func (ts *tagSet) settle(tags []uint64) (upTo uint64, singles []uint64) {
-	j := 0
-	for _, t := range ts.order[ts.head:] {
-		if _, ok := ts.live[t]; !ok {
-			continue
+	if n, limit := sess.tags.heldCount(), maxHeld(s.params.Prefetch); err == nil && n > limit {
+		err = sess.sendAcks(0, sess.tags.flush(n-limit/2, now))
+	}
+	if err == nil && sess.tags.heldCount() > 0 {
+		if sess.ch.IsClosed() {
+			return amqp.ErrClosed // nothing held will go out
 		}
-		if j < len(tags) && tags[j] == t {
-			j++
-			continue
-		}
-		break
+		s.armFlush(sess)
 	}
-	for _, t := range tags {
-		delete(ts.live, t)
-	}
-	ts.compact()
-	if j < 2 {
-		return 0, tags // a single ack is as short as a multiple one
-	}
-	return tags[j-1], tags[j:]
+	return err
 }
 
-// compact skips settled tags at the front of order, and filters order when
-// settled tags behind an old outstanding one pile up, so that its length
-// stays within twice the number of outstanding tags (plus a constant).
-func (ts *tagSet) compact() {
-	for ts.head < len(ts.order) {
-		if _, ok := ts.live[ts.order[ts.head]]; ok {
-			break
-		}
-		ts.head++
+// nackTags settles the live tags of sess (sorted, distinct) as not
+// processed, then acks the held tags this made the oldest outstanding ones.
+func (s *subscription) nackTags(sess *session, tags []uint64, requeue bool) error {
+	upTo, singles := sess.tags.nack(tags)
+	var err error
+	if upTo > 0 {
+		err = sess.ch.Nack(upTo, true, requeue)
 	}
-	switch pending := len(ts.order) - ts.head; {
-	case pending == 0:
-		ts.order, ts.head = ts.order[:0], 0
-	case pending > 2*len(ts.live)+64:
-		kept := ts.order[:0]
-		for _, t := range ts.order[ts.head:] {
-			if _, ok := ts.live[t]; ok {
-				kept = append(kept, t)
-			}
+	for _, tag := range singles {
+		if err != nil {
+			return err
 		}
-		ts.order, ts.head = kept, 0
-	case ts.head > len(ts.order)/2:
-		n := copy(ts.order, ts.order[ts.head:])
-		ts.order, ts.head = ts.order[:n], 0
+		err = sess.ch.Nack(tag, false, requeue)
 	}
+	if err != nil {
+		return err
+	}
+	if upTo := sess.tags.release(); upTo > 0 {
+		// A failure concerns others' acks, which returned already: the
+		// broker requeues those deliveries.
+		_ = sess.ch.Ack(upTo, true)
+	}
+	return nil
+}
+
+// sendAcks acks with multiple=true up to upTo (unless 0), then singles.
+func (sess *session) sendAcks(upTo uint64, singles []uint64) error {
+	if upTo > 0 {
+		if err := sess.ch.Ack(upTo, true); err != nil {
+			return err
+		}
+	}
+	for _, tag := range singles {
+		if err := sess.ch.Ack(tag, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// armFlush makes sure the session's timer will send the held tags that
+// waited ackHold. The caller holds s.mu.
+func (s *subscription) armFlush(sess *session) {
+	if sess.flushArmed || sess.ended {
+		return
+	}
+	at, ok := sess.tags.oldestHeld()
+	if !ok {
+		return
+	}
+	d := time.Until(at.Add(ackHold))
+	sess.flushArmed = true
+	if sess.flush == nil {
+		sess.flush = time.AfterFunc(d, func() { s.flushAged(sess) })
+	} else {
+		sess.flush.Reset(d)
+	}
+}
+
+// flushAged is the session's timer: it sends singly the held tags that
+// waited ackHold (they are not the oldest outstanding ones, or they would
+// have gone out in a multiple ack), and arms the timer for the others.
+func (s *subscription) flushAged(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess.flushArmed = false
+	if sess.ended {
+		return
+	}
+	if err := sess.sendAcks(0, sess.tags.flush(math.MaxInt, time.Now().Add(-ackHold))); err != nil {
+		return // the channel is gone: the broker requeues what was held
+	}
+	s.armFlush(sess)
 }
