@@ -109,26 +109,11 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 	return nil
 }
 
-// upsertGroup writes a group with one guarded statement. The outcomes are
-// worked out from one read of the stored revisions and tombstones, for the
-// logs and counters; what is written is decided by the guard in SQL, so a
+// upsertGroup writes a group with one guarded statement. The outcomes, for
+// the logs and counters, come from the dialect's report of what it found
+// and wrote; what is written is decided by the guards in SQL, so a
 // concurrent writer cannot make it wrong.
 func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []*Payload, g *batchGroup, outs []Outcome) error {
-	d := r.cfg.Dialect
-	pks := make([]any, len(g.rows))
-	keys := make([]any, len(g.rows))
-	for i, row := range g.rows {
-		pks[i] = row.pk
-		keys[i] = keyString(row.pk)
-	}
-	stored, err := r.revisions(ctx, ex, g.rm, g.ti, pks)
-	if err != nil {
-		return err
-	}
-	tombs, err := r.tombstones(ctx, ex, g.rm.CQRSID, keys)
-	if err != nil {
-		return err
-	}
 	params := &sqldialect.UpsertBatchParams{
 		Table: g.rm.Table, PKColumn: g.rm.PK, Columns: g.rows[0].cols, Force: g.force, CQRSID: g.rm.CQRSID,
 		Rows: make([][]any, len(g.rows)), Keys: make([]string, len(g.rows)),
@@ -139,22 +124,23 @@ func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []
 		params.Types[i] = g.ti.columns[g.ti.byName[c]].DeclaredType
 	}
 	for i, row := range g.rows {
-		k := keyString(row.pk)
-		params.Rows[i], params.Keys[i], params.Revisions[i], params.Updated[i] = row.vals, k, row.rev, row.updated
-		st, exists := stored[k]
-		tomb, tombstoned := tombs[k]
-		// As the SQL guard decides, named as Apply names it.
-		blocked := tombstoned && tomb.revision >= row.rev && tomb.updatedUS >= row.updated.UnixMicro()
-		applied := !blocked && (!exists || g.force || row.rev > st)
+		params.Rows[i], params.Keys[i], params.Revisions[i], params.Updated[i] = row.vals, keyString(row.pk), row.rev, row.updated
+	}
+	res, err := r.cfg.Dialect.UpsertBatch(ctx, ex, params)
+	if err != nil {
+		return err
+	}
+	for i, row := range g.rows {
+		st := res[i].StoredRevision
 		var out Outcome
 		switch {
-		case !applied && exists && !g.force && row.rev == st:
+		case !res[i].Written && res[i].Existed && !g.force && row.rev == st:
 			out = OutcomeDuplicate
-		case !applied && exists && !g.force:
+		case !res[i].Written && res[i].Existed && !g.force:
 			out = OutcomeStale
-		case !applied:
+		case !res[i].Written:
 			out = OutcomeTombstoned
-		case !exists:
+		case !res[i].Existed:
 			out = OutcomeCreated
 		case g.force:
 			out = OutcomeSynced
@@ -164,41 +150,5 @@ func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []
 		outs[g.idx[i]] = out
 		r.logOutcome(ctx, ps[g.idx[i]], row.pk, row.rev, st, out)
 	}
-	_, err = d.UpsertBatch(ctx, ex, params)
-	return err
-}
-
-// tombstone is a stored tombstone's version.
-type tombstone struct {
-	revision  int64
-	updatedUS int64
-}
-
-// tombstones reads the tombstones of keys.
-func (r *Replica) tombstones(ctx context.Context, ex sqldialect.Executor, cqrsID string, keys []any) (map[string]tombstone, error) {
-	out := map[string]tombstone{}
-	d := r.cfg.Dialect
-	for start := 0; start < len(keys); start += 5000 {
-		chunk := keys[start:min(len(keys), start+5000)]
-		rows, err := d.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: "cqrs_tombstones", PKColumn: "pk", Columns: []string{"pk", "revision", "updated_us"}, PKs: chunk,
-			Where: "cqrs_id = " + d.Placeholder(1), WhereArgs: []any{cqrsID},
-		})
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var k string
-			var rev, us int64
-			if err := rows.Scan(&k, &rev, &us); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[k] = tombstone{revision: rev, updatedUS: us}
-		}
-		if err := rows.Close(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return nil
 }

@@ -74,8 +74,11 @@ type Dialect interface {
 	LockKeys(ctx context.Context, ex Executor, keys []string) error
 	// UpsertBatch writes many replica rows with one guarded statement per
 	// chunk: each row as Upsert would write it. No key may appear twice. It
-	// returns the rows written (as the database counts them).
-	UpsertBatch(ctx context.Context, ex Executor, params *UpsertBatchParams) (int64, error)
+	// returns, aligned with params.Rows, what it found and did for each row
+	// (for logs and counters: what is written is decided by the guards in
+	// SQL). On PostgreSQL the report comes from the writing statement itself
+	// (one round trip per chunk); elsewhere from two reads before it.
+	UpsertBatch(ctx context.Context, ex Executor, params *UpsertBatchParams) ([]UpsertResult, error)
 	// DeleteGuarded deletes one replica row unless the stored row is newer
 	// than the delete (cqrs_revision >= params.Revision), and records or
 	// raises the tombstone in the same call. It returns the rows deleted.
@@ -229,6 +232,18 @@ type UpsertBatchParams struct {
 	Keys      []string
 	Revisions []int64
 	Updated   []time.Time
+}
+
+// UpsertResult is what UpsertBatch found and did for one row.
+type UpsertResult struct {
+	// Written is true when the row was inserted or updated; false when a
+	// guard dropped it (a tombstone not older than the row, or, without
+	// Force, a stored revision not lower than the incoming one).
+	Written bool
+	// Existed is true when a row with the key was stored before the
+	// statement, and StoredRevision is then its cqrs_revision.
+	Existed        bool
+	StoredRevision int64
 }
 
 // DeleteGuardedParams configures DeleteGuarded.

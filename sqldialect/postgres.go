@@ -154,24 +154,17 @@ func postgresValuesSource(d *standard, n int, names, types []string, first int) 
 // serialise unrelated keys.
 func postgresLockKeys(ctx context.Context, ex Executor, keys []string) error {
 	const lockKeysFine = 1000
-	bucketLock := "pg_advisory_xact_lock_shared(1, b)"
-	if len(keys) > lockKeysFine {
-		bucketLock = "pg_advisory_xact_lock(1, b)"
+	q := `SELECT count(CASE WHEN s.fine THEN pg_advisory_xact_lock(s.h)
+	                   WHEN $2 THEN pg_advisory_xact_lock(1, s.h::int)
+	                   ELSE pg_advisory_xact_lock_shared(1, s.h::int) END ORDER BY s.fine, s.h) FROM (
+		SELECT DISTINCT false AS fine, hashtextextended(k, 0) & 1023 AS h FROM unnest($1::text[]) AS k
+		UNION ALL
+		SELECT DISTINCT true, hashtextextended(k, 0) FROM unnest($1::text[]) AS k WHERE NOT $2) AS s`
+	// One statement takes both levels: the aggregate's ORDER BY takes the
+	// buckets first, then the keys, each in ascending order.
+	rows, err := ex.Query(ctx, q, keys, len(keys) > lockKeysFine)
+	if err != nil {
+		return err
 	}
-	stmts := []string{`SELECT count(` + bucketLock + `) FROM (
-		SELECT DISTINCT (hashtextextended(k, 0) & 1023)::int AS b FROM unnest($1::text[]) AS k ORDER BY b) AS s`}
-	if len(keys) <= lockKeysFine {
-		stmts = append(stmts, `SELECT count(pg_advisory_xact_lock(h)) FROM (
-		SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h) AS s`)
-	}
-	for _, q := range stmts {
-		rows, err := ex.Query(ctx, q, keys)
-		if err != nil {
-			return err
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return rows.Close()
 }

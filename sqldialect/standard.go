@@ -2,6 +2,7 @@ package sqldialect
 
 import (
 	"context"
+	"database/sql"
 	"embed"
 	"fmt"
 	"io/fs"
@@ -386,6 +387,44 @@ func (d *standard) LockKeys(ctx context.Context, ex Executor, keys []string) err
 // (SQLite allows 32766, PostgreSQL and MySQL 65535).
 const maxBatchParams = 30000
 
+func (d *standard) UpsertBatch(ctx context.Context, ex Executor, p *UpsertBatchParams) ([]UpsertResult, error) {
+	n := len(p.Rows)
+	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n || len(p.Types) != len(p.Columns) {
+		return nil, fmt.Errorf("sqldialect: upsert batch %s: %d rows but %d keys, %d revisions, %d times; %d columns, %d types",
+			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated), len(p.Columns), len(p.Types))
+	}
+	for _, row := range p.Rows {
+		if len(row) != len(p.Columns) {
+			return nil, fmt.Errorf("sqldialect: upsert batch %s: a row has %d values for %d columns", p.Table, len(row), len(p.Columns))
+		}
+	}
+	pkAt := slices.Index(p.Columns, p.PKColumn)
+	if pkAt < 0 {
+		return nil, fmt.Errorf("sqldialect: upsert batch %s: the columns %v lack the primary key %q", p.Table, p.Columns, p.PKColumn)
+	}
+	b := &upsertBatch{d: d, p: p, pkAt: pkAt, res: make([]UpsertResult, n)}
+	b.names = append(slices.Clone(p.Columns), batchKey, batchRev, batchUpd)
+	b.types = append(slices.Clone(p.Types), "text", "bigint", "bigint")
+	b.arrays = d.unnestBatch && !slices.ContainsFunc(b.types, func(t string) bool { return t == "" || strings.HasSuffix(t, "]") })
+	perStatement := max(1, maxBatchParams/(len(b.names)+1))
+	if b.arrays {
+		perStatement = 5000
+	}
+	for start := 0; start < n; start += perStatement {
+		end := min(n, start+perStatement)
+		var err error
+		if d.unnestBatch {
+			err = b.reporting(ctx, ex, start, end)
+		} else {
+			err = b.readThenWrite(ctx, ex, start, end)
+		}
+		if err != nil {
+			return b.res, fmt.Errorf("sqldialect: upsert batch %s: %w", p.Table, err)
+		}
+	}
+	return b.res, nil
+}
+
 // Column aliases of UpsertBatch's per-row guard values.
 const (
 	batchKey = "cqrs__key"
@@ -393,107 +432,213 @@ const (
 	batchUpd = "cqrs__upd"
 )
 
-func (d *standard) UpsertBatch(ctx context.Context, ex Executor, p *UpsertBatchParams) (int64, error) {
-	n := len(p.Rows)
-	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n || len(p.Types) != len(p.Columns) {
-		return 0, fmt.Errorf("sqldialect: upsert batch %s: %d rows but %d keys, %d revisions, %d times; %d columns, %d types",
-			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated), len(p.Columns), len(p.Types))
-	}
-	names := append(slices.Clone(p.Columns), batchKey, batchRev, batchUpd)
-	types := append(slices.Clone(p.Types), "text", "bigint", "bigint")
-	if d.unnestBatch && !slices.ContainsFunc(types, func(t string) bool { return t == "" || strings.HasSuffix(t, "]") }) {
-		return d.upsertBatchArrays(ctx, ex, p, names, types)
-	}
-	perRow := len(names)
-	var total int64
-	for start := 0; start < n; {
-		end := min(n, start+max(1, maxBatchParams/perRow))
-		rows := end - start
-		sel := make([]string, len(p.Columns))
-		for i, c := range p.Columns {
-			sel[i] = "v." + d.QuoteIdent(c)
-		}
-		cols := make([]string, len(p.Columns))
-		for i, c := range p.Columns {
-			cols[i] = d.QuoteIdent(c)
-		}
-		q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE NOT EXISTS ("+
-			"SELECT 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s) %s",
-			d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "),
-			d.valuesSource(d, rows, names, types, 1),
-			d.placeholder(rows*perRow+1), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd),
-			d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
-		args := make([]any, 0, rows*perRow+1)
-		for i := start; i < end; i++ {
-			if len(p.Rows[i]) != len(p.Columns) {
-				return total, fmt.Errorf("sqldialect: upsert batch %s: a row has %d values for %d columns", p.Table, len(p.Rows[i]), len(p.Columns))
-			}
-			args = append(args, p.Rows[i]...)
-			args = append(args, p.Keys[i], p.Revisions[i], micros(p.Updated[i]))
-		}
-		args = append(args, p.CQRSID)
-		affected, err := ex.Exec(ctx, q, args...)
-		if err != nil {
-			return total, fmt.Errorf("sqldialect: upsert batch %s: %w", p.Table, err)
-		}
-		total += affected
-		start = end
-	}
-	return total, nil
+// upsertBatch is one UpsertBatch call: its statements each write the rows
+// start..end of p and fill their results.
+type upsertBatch struct {
+	d            *standard
+	p            *UpsertBatchParams
+	pkAt         int
+	names, types []string // the source's columns: p.Columns, then the guard values
+	arrays       bool     // the source is one array per column (PostgreSQL)
+	res          []UpsertResult
 }
 
-// upsertBatchArrays is UpsertBatch with one array parameter per column,
-// turned back into rows by unnest. (Array-typed columns cannot go this way:
-// unnest would flatten them.)
-func (d *standard) upsertBatchArrays(ctx context.Context, ex Executor, p *UpsertBatchParams, names, types []string) (int64, error) {
-	const rowsPerStatement = 5000
-	quoted := make([]string, len(names))
-	arrays := make([]string, len(names))
-	for i, name := range names {
-		quoted[i] = d.QuoteIdent(name)
-		arrays[i] = d.placeholder(i+1) + "::" + types[i] + "[]"
-	}
-	sel := make([]string, len(p.Columns))
-	for i := range p.Columns {
-		sel[i] = "v." + quoted[i]
-	}
-	n := len(names)
-	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS v(%s) WHERE NOT EXISTS ("+
-		"SELECT 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s) %s",
-		d.QuoteIdent(p.Table), strings.Join(quoted[:len(p.Columns)], ", "), strings.Join(sel, ", "),
-		strings.Join(arrays, ", "), strings.Join(quoted, ", "),
-		d.placeholder(n+1), quoted[n-3], quoted[n-2], quoted[n-1],
-		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
-	var total int64
-	for start := 0; start < len(p.Rows); start += rowsPerStatement {
-		end := min(len(p.Rows), start+rowsPerStatement)
-		cols := make([][]any, n)
+// source renders the FROM source of rows start..end, aliased v, with its
+// arguments; the parameter after them is free.
+func (b *upsertBatch) source(start, end int) (string, []any) {
+	d, p := b.d, b.p
+	if b.arrays {
+		quoted := make([]string, len(b.names))
+		arrays := make([]string, len(b.names))
+		for i, name := range b.names {
+			quoted[i] = d.QuoteIdent(name)
+			arrays[i] = d.placeholder(i+1) + "::" + b.types[i] + "[]"
+		}
+		cols := make([][]any, len(b.names))
 		for c := range cols {
 			cols[c] = make([]any, 0, end-start)
 		}
 		for i := start; i < end; i++ {
-			if len(p.Rows[i]) != len(p.Columns) {
-				return total, fmt.Errorf("sqldialect: upsert batch %s: a row has %d values for %d columns", p.Table, len(p.Rows[i]), len(p.Columns))
-			}
 			for c, v := range p.Rows[i] {
 				cols[c] = append(cols[c], v)
 			}
-			cols[n-3] = append(cols[n-3], p.Keys[i])
-			cols[n-2] = append(cols[n-2], p.Revisions[i])
-			cols[n-1] = append(cols[n-1], micros(p.Updated[i]))
+			k := len(p.Columns)
+			cols[k] = append(cols[k], p.Keys[i])
+			cols[k+1] = append(cols[k+1], p.Revisions[i])
+			cols[k+2] = append(cols[k+2], micros(p.Updated[i]))
 		}
-		args := make([]any, 0, n+1)
-		for _, c := range cols {
-			args = append(args, c)
+		args := make([]any, len(cols))
+		for c := range cols {
+			args[c] = cols[c]
 		}
-		args = append(args, p.CQRSID)
-		affected, err := ex.Exec(ctx, q, args...)
-		if err != nil {
-			return total, fmt.Errorf("sqldialect: upsert batch %s: %w", p.Table, err)
-		}
-		total += affected
+		return fmt.Sprintf("unnest(%s) AS v(%s)", strings.Join(arrays, ", "), strings.Join(quoted, ", ")), args
 	}
-	return total, nil
+	args := make([]any, 0, (end-start)*len(b.names))
+	for i := start; i < end; i++ {
+		args = append(args, p.Rows[i]...)
+		args = append(args, p.Keys[i], p.Revisions[i], micros(p.Updated[i]))
+	}
+	return d.valuesSource(d, end-start, b.names, b.types, 1), args
+}
+
+// insert renders the guarded INSERT … SELECT of the rows of src: the
+// tombstone guard probes the tombstones' primary key once per row (LIMIT 1
+// in a LATERAL subquery: as a NOT EXISTS, PostgreSQL plans a hash anti-join
+// that scans every tombstone once there are many), the revision guard is
+// the conflict clause's.
+func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
+	d, p := b.d, b.p
+	cols := make([]string, len(p.Columns))
+	sel := make([]string, len(p.Columns))
+	for i, c := range p.Columns {
+		cols[i] = d.QuoteIdent(c)
+		sel[i] = "v." + cols[i]
+	}
+	guard := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s)",
+		d.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
+	if d.unnestBatch {
+		src += fmt.Sprintf(" LEFT JOIN LATERAL (SELECT 1 AS hit FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s LIMIT 1) AS tomb ON true",
+			d.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
+		guard = "tomb.hit IS NULL"
+	}
+	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s %s",
+		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), src, guard,
+		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
+}
+
+// reporting writes rows start..end and learns the results from the
+// statement itself (PostgreSQL): RETURNING names each written row and its
+// revision before the statement (a subquery in RETURNING reads the
+// statement's snapshot, which does not hold the statement's own writes).
+// Only the rows a guard dropped, rare outside redeliveries, take a second
+// statement to classify.
+func (b *upsertBatch) reporting(ctx context.Context, ex Executor, start, end int) error {
+	d, p := b.d, b.p
+	src, args := b.source(start, end)
+	args = append(args, p.CQRSID)
+	pk, table := d.QuoteIdent(p.PKColumn), d.QuoteIdent(p.Table)
+	q := fmt.Sprintf("%s RETURNING %s, (SELECT old.%s FROM %s old WHERE old.%s = %s.%s)",
+		b.insert(src, len(args)), d.castText(table+"."+pk),
+		d.QuoteIdent("cqrs_revision"), table, pk, table, pk)
+	at := make(map[string]int, end-start)
+	for i := start; i < end; i++ {
+		at[p.Keys[i]] = i
+	}
+	written := make([]bool, end-start)
+	err := b.scan(ctx, ex, q, args, func(rows Rows) error {
+		var k string
+		var stored sql.NullInt64
+		if err := rows.Scan(&k, &stored); err != nil {
+			return err
+		}
+		i, ok := at[k]
+		if !ok {
+			return fmt.Errorf("the statement returned the key %q, which the batch does not hold (is the key text not the column's text form?)", k)
+		}
+		written[i-start] = true
+		b.res[i] = UpsertResult{Written: true, Existed: stored.Valid, StoredRevision: stored.Int64}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var dropped []int
+	for j, w := range written {
+		if !w {
+			dropped = append(dropped, start+j)
+		}
+	}
+	if len(dropped) == 0 {
+		return nil
+	}
+	if err := b.readState(ctx, ex, dropped); err != nil {
+		return err
+	}
+	for _, i := range dropped {
+		b.res[i].Written = false
+	}
+	return nil
+}
+
+// readThenWrite reads the state of rows start..end, works out the results
+// as the guards will decide them (no other transaction writes these keys
+// meanwhile: see LockKeys), and writes the rows.
+func (b *upsertBatch) readThenWrite(ctx context.Context, ex Executor, start, end int) error {
+	idx := make([]int, 0, end-start)
+	for i := start; i < end; i++ {
+		idx = append(idx, i)
+	}
+	if err := b.readState(ctx, ex, idx); err != nil {
+		return err
+	}
+	src, args := b.source(start, end)
+	args = append(args, b.p.CQRSID)
+	_, err := ex.Exec(ctx, b.insert(src, len(args)), args...)
+	return err
+}
+
+// readState reads the stored revisions and tombstones of the rows idx and
+// sets their results as the guards decide them.
+func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) error {
+	d, p := b.d, b.p
+	pks := make([]any, 0, len(idx))
+	keys := make([]any, 0, len(idx)+1)
+	keys = append(keys, p.CQRSID)
+	for _, i := range idx {
+		pks = append(pks, p.Rows[i][b.pkAt])
+		keys = append(keys, p.Keys[i])
+	}
+	stored := map[string]int64{}
+	err := b.scan(ctx, ex, fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s IN (%s)",
+		d.castText(d.QuoteIdent(p.PKColumn)), d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table),
+		d.QuoteIdent(p.PKColumn), d.params(1, len(pks))), pks, func(rows Rows) error {
+		var k string
+		var rev int64
+		err := rows.Scan(&k, &rev)
+		stored[k] = rev
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	type tomb struct{ rev, us int64 }
+	tombs := map[string]tomb{}
+	err = b.scan(ctx, ex, fmt.Sprintf("SELECT pk, revision, updated_us FROM cqrs_tombstones WHERE cqrs_id = %s AND pk IN (%s)",
+		d.placeholder(1), d.params(2, len(idx))), keys, func(rows Rows) error {
+		var k string
+		var t tomb
+		err := rows.Scan(&k, &t.rev, &t.us)
+		tombs[k] = t
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, i := range idx {
+		st, existed := stored[p.Keys[i]]
+		t, tombstoned := tombs[p.Keys[i]]
+		blocked := tombstoned && t.rev >= p.Revisions[i] && t.us >= micros(p.Updated[i])
+		b.res[i] = UpsertResult{
+			Written: !blocked && (!existed || p.Force || p.Revisions[i] > st),
+			Existed: existed, StoredRevision: st,
+		}
+	}
+	return nil
+}
+
+// scan runs a query and calls each for every row.
+func (b *upsertBatch) scan(ctx context.Context, ex Executor, q string, args []any, each func(Rows) error) error {
+	rows, err := ex.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := each(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 // valuesRows renders n parenthesised rows of placeholders from first;

@@ -438,7 +438,7 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	for _, c := range cols {
 		types[c.Name] = c.DeclaredType
 	}
-	batch := func(force bool, rows ...[]any) {
+	batch := func(force bool, rows ...[]any) []sqldialect.UpsertResult {
 		t.Helper()
 		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
 			Columns: []string{"id", "name", "note", "cqrs_revision", "cqrs_updated"}}
@@ -452,8 +452,21 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 			p.Revisions = append(p.Revisions, rev)
 			p.Updated = append(p.Updated, at)
 		}
-		if _, err := b.d.UpsertBatch(b.ctx, b.ex, p); err != nil {
+		res, err := b.d.UpsertBatch(b.ctx, b.ex, p)
+		if err != nil {
 			t.Fatalf("UpsertBatch: %v", err)
+		}
+		if len(res) != len(rows) {
+			t.Fatalf("UpsertBatch reported %d results for %d rows", len(res), len(rows))
+		}
+		return res
+	}
+	wantResults := func(got []sqldialect.UpsertResult, want ...sqldialect.UpsertResult) {
+		t.Helper()
+		for i := range want {
+			if got[i] != want[i] {
+				t.Errorf("row %d: UpsertBatch reported %+v, want %+v", i, got[i], want[i])
+			}
 		}
 	}
 	// Rows 1-4 exist; 5 is deleted (tombstone at revision 3).
@@ -461,12 +474,19 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	if n := b.delete(t, 5, 3, t0.Add(3*time.Second)); n != 0 {
 		t.Fatalf("delete of a missing row deleted %d", n)
 	}
-	batch(false,
+	res := batch(false,
 		[]any{int64(1), "a2", int64(2), 2},     // newer: applied
 		[]any{int64(2), "b-dup", int64(1), 1},  // duplicate: dropped
 		[]any{int64(3), "c-old", int64(4), 4},  // stale: dropped
 		[]any{int64(5), "e-late", int64(2), 2}, // older than its tombstone: dropped
 		[]any{int64(6), "f0", int64(0), 6},     // new: created
+	)
+	wantResults(res,
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 1},
+		sqldialect.UpsertResult{Written: false, Existed: true, StoredRevision: 1},
+		sqldialect.UpsertResult{Written: false, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: false},
+		sqldialect.UpsertResult{Written: true},
 	)
 	b.want(t, 1, "a2", 2)
 	b.want(t, 2, "b1", 1)
@@ -474,7 +494,11 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	b.want(t, 4, "d1", 1)
 	b.wantGone(t, 5)
 	b.want(t, 6, "f0", 0)
-	batch(true, []any{int64(3), "c-synced", int64(1), 7}, []any{int64(5), "e-sync-late", int64(2), 2})
+	res = batch(true, []any{int64(3), "c-synced", int64(1), 7}, []any{int64(5), "e-sync-late", int64(2), 2})
+	wantResults(res,
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: false},
+	)
 	b.want(t, 3, "c-synced", 1)
 	b.wantGone(t, 5)
 
@@ -483,7 +507,12 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	for i := int64(100); i < 100+3000; i++ {
 		many = append(many, []any{i, fmt.Sprintf("r%d", i), int64(0), 1})
 	}
-	batch(false, many...)
+	res = batch(false, many...)
+	for i, r := range res {
+		if r != (sqldialect.UpsertResult{Written: true}) {
+			t.Fatalf("row %d of a 3000-row batch of new keys: reported %+v, want written and new", i, r)
+		}
+	}
 	var count int
 	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3005 {
 		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3005", count, err)
