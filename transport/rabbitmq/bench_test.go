@@ -2,13 +2,17 @@ package rabbitmq_test
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 	"github.com/cqrsync/cqrsync/transport/transporttest"
 )
 
@@ -126,19 +130,18 @@ func BenchmarkConsume(b *testing.B) {
 	b.Run("raw/ack-100", func(b *testing.B) { benchConsume(b, true, 100) })
 }
 
-func benchConsume(b *testing.B, raw bool, group int) {
+// fillConsumeQueue declares a subscription's queue and fills it with b.N
+// messages quickly, without confirms.
+func fillConsumeQueue(b *testing.B) (*testBundle, *rabbitmq.Transport, *transport.SubscribeParams) {
 	tb := setup(b)
-	id, q := newID(), tb.queue()
+	id := newID()
 	tr := tb.newTransport(b, "", nil)
-	ctx := b.Context()
-	p := &transport.SubscribeParams{Queue: q, CQRSIDs: []string{id}}
-	sub, err := tr.Subscribe(ctx, p) // declares the queue
+	p := &transport.SubscribeParams{Queue: tb.queue(), CQRSIDs: []string{id}}
+	sub, err := tr.Subscribe(b.Context(), p) // declares the queue
 	if err != nil {
 		b.Fatal(err)
 	}
 	_ = sub.Close()
-
-	// Fill the queue quickly, without confirms.
 	fill := tb.channel(b)
 	pub := amqp.Publishing{ContentType: "text/plain", DeliveryMode: amqp.Persistent, Body: benchBody}
 	for range b.N {
@@ -146,20 +149,32 @@ func benchConsume(b *testing.B, raw bool, group int) {
 			b.Fatal(err)
 		}
 	}
-	tb.waitCount(b, q, b.N)
+	tb.waitCount(b, p.Queue, b.N)
+	return tb, tr, p
+}
+
+// rawConsume starts a raw amqp091 consumer of q with prefetch 1001.
+func rawConsume(b *testing.B, tb *testBundle, q string) (*amqp.Channel, <-chan amqp.Delivery) {
+	ch := tb.channel(b)
+	if err := ch.Qos(1001, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	ds, err := ch.Consume(q, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ch, ds
+}
+
+func benchConsume(b *testing.B, raw bool, group int) {
+	tb, tr, p := fillConsumeQueue(b)
+	q, ctx := p.Queue, b.Context()
 
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	if raw {
-		ch := tb.channel(b)
-		if err := ch.Qos(1001, 0, false); err != nil {
-			b.Fatal(err)
-		}
-		ds, err := ch.Consume(q, "", false, false, false, false, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
+		_, ds := rawConsume(b, tb, q)
 		for i := range b.N {
 			d := <-ds
 			if (i+1)%group == 0 || i == b.N-1 {
@@ -171,7 +186,7 @@ func benchConsume(b *testing.B, raw bool, group int) {
 		reportRate(b, start)
 		return
 	}
-	sub, err = tr.Subscribe(ctx, p)
+	sub, err := tr.Subscribe(ctx, p)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -191,4 +206,117 @@ func benchConsume(b *testing.B, raw bool, group int) {
 		}
 	}
 	reportRate(b, start)
+}
+
+// BenchmarkConsumeWorkers drains b.N waiting messages through a consumer
+// shaped like cqrsync.Consumer: one goroutine spreads the deliveries over
+// workers by key (a worker's deliveries interleave with the others'), and
+// each worker takes what waits for it, up to 100, "applies" it for 3 ms and
+// acknowledges its own batch with one Ack call. Prefetch is 1001.
+//
+// raw/workers=1 is the same pipeline on a raw amqp091 channel, acking each
+// batch with one multiple ack of its last tag (contiguous with one worker).
+func BenchmarkConsumeWorkers(b *testing.B) {
+	b.Run("rabbitmq/workers=1", func(b *testing.B) { benchConsumeWorkers(b, false, 1) })
+	b.Run("rabbitmq/workers=4", func(b *testing.B) { benchConsumeWorkers(b, false, 4) })
+	b.Run("raw/workers=1", func(b *testing.B) { benchConsumeWorkers(b, true, 1) })
+}
+
+const (
+	benchBatch = 100
+	benchApply = 3 * time.Millisecond
+)
+
+func benchConsumeWorkers(b *testing.B, raw bool, workers int) {
+	tb, tr, p := fillConsumeQueue(b)
+	q, ctx := p.Queue, b.Context()
+
+	// ids yields the delivery IDs; ack settles one worker's batch.
+	var ids <-chan uint64
+	var ack func(batch []uint64) error
+	if raw {
+		ch, ds := rawConsume(b, tb, q)
+		c := make(chan uint64)
+		go func() {
+			for d := range ds {
+				c <- d.DeliveryTag
+			}
+		}()
+		ids = c
+		ack = func(batch []uint64) error { return ch.Ack(batch[len(batch)-1], true) }
+	} else {
+		sub, err := tr.Subscribe(ctx, p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sub.Close()
+		c := make(chan uint64)
+		go func() {
+			for d := range sub.Deliveries() {
+				c <- d.ID
+			}
+		}()
+		ids = c
+		ack = func(batch []uint64) error { return sub.Ack(ctx, batch...) }
+	}
+
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var batches atomic.Int64
+	errs := make(chan error, workers)
+	ins := make([]chan uint64, workers)
+	for w := range ins {
+		ins[w] = make(chan uint64, benchBatch)
+		wg.Add(1)
+		go func(in <-chan uint64) {
+			defer wg.Done()
+			batch := make([]uint64, 0, benchBatch)
+			for first := range in {
+				batch = append(batch[:0], first)
+			fill:
+				for len(batch) < benchBatch {
+					select {
+					case id, ok := <-in:
+						if !ok {
+							break fill
+						}
+						batch = append(batch, id)
+					default:
+						break fill
+					}
+				}
+				time.Sleep(benchApply)
+				if err := ack(batch); err != nil {
+					errs <- err
+					return
+				}
+				batches.Add(1)
+			}
+		}(ins[w])
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range b.N {
+		var id uint64
+		select {
+		case id = <-ids:
+		case err := <-errs:
+			b.Fatal(err)
+		case <-time.After(waitTimeout):
+			b.Fatalf("no delivery for %v", waitTimeout)
+		}
+		ins[rng.IntN(workers)] <- id // a random key's worker
+	}
+	for _, in := range ins {
+		close(in)
+	}
+	wg.Wait()
+	reportRate(b, start)
+	b.ReportMetric(float64(b.N)/float64(max(1, batches.Load())), "msgs/batch")
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
 }
