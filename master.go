@@ -372,23 +372,29 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	if err != nil {
 		return err
 	}
-	n, err := m.cfg.Dialect.TouchRows(ctx, ex, &sqldialect.TouchRowsParams{
+	touch := &sqldialect.TouchRowsParams{
 		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
-	})
-	if err != nil {
-		return err
-	}
-	if n >= 0 && n != int64(len(pks)) {
-		// Find which keys are missing, for the error.
-		if _, err := m.readRows(ctx, ex, mm, ti, pks); err != nil {
-			return err
-		}
-		return fmt.Errorf("cqrsync: %s: %d of %d keys updated", cqrsID, n, len(pks))
 	}
 	if mm.NoProduce {
+		n, err := m.cfg.Dialect.TouchRows(ctx, ex, touch)
+		if err != nil {
+			return err
+		}
+		if n >= 0 && n != int64(len(pks)) {
+			// Find which keys are missing, for the error.
+			if _, err := m.readRows(ctx, ex, mm, ti, pks); err != nil {
+				return err
+			}
+			return fmt.Errorf("cqrsync: %s: %d of %d keys updated", cqrsID, n, len(pks))
+		}
 		return nil
 	}
-	rows, err := m.readRows(ctx, ex, mm, ti, pks)
+	// Touch and read back in one statement where the database can.
+	rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
+		part := *touch
+		part.PKs = chunk
+		return m.cfg.Dialect.TouchSelectRows(ctx, ex, &part, cols)
+	})
 	if err != nil {
 		return err
 	}
@@ -566,6 +572,17 @@ func revisionOf(r masterRow) (int64, error) {
 // readRows reads the rows by key, in the order of pks, and fails if one is
 // missing.
 func (m *Master[TTx]) readRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
+	return m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
+		return m.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+			Table: mm.Table, PKColumn: mm.PK, Columns: cols, PKs: chunk,
+		})
+	})
+}
+
+// collectRows reads every column of the rows with the keys pks through
+// query, called with chunks of keys, and returns them in the order of pks;
+// it fails if one is missing.
+func (m *Master[TTx]) collectRows(mm *MasterModel, ti *tableInfo, pks []any, query func(chunk []any, cols []string) (sqldialect.Rows, error)) ([]masterRow, error) {
 	cols := make([]string, len(ti.columns))
 	for i, c := range ti.columns {
 		cols[i] = c.Name
@@ -573,9 +590,7 @@ func (m *Master[TTx]) readRows(ctx context.Context, ex sqldialect.Executor, mm *
 	pkIndex := ti.byName[mm.PK]
 	byKey := make(map[string]masterRow, len(pks))
 	for chunk := range slices.Chunk(pks, 500) {
-		rows, err := m.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: mm.Table, PKColumn: mm.PK, Columns: cols, PKs: chunk,
-		})
+		rows, err := query(chunk, cols)
 		if err != nil {
 			return nil, err
 		}

@@ -54,6 +54,11 @@ type Dialect interface {
 	// reset (a create) continues after the key's tombstone, if any, so a
 	// re-created key's revisions never go backwards.
 	TouchRows(ctx context.Context, ex Executor, params *TouchRowsParams) (int64, error)
+	// TouchSelectRows is TouchRows followed by SelectRows of the touched
+	// rows' columns (at most 9998 keys): one UPDATE … RETURNING where the
+	// database has it (PostgreSQL, SQLite), two statements elsewhere. Rows
+	// come in no particular order; a missing key is simply absent.
+	TouchSelectRows(ctx context.Context, ex Executor, params *TouchRowsParams, columns []string) (Rows, error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
 	// DeleteRows deletes rows by primary key and returns how many it deleted.

@@ -55,6 +55,7 @@ func Postgres() Dialect {
 		lockKeys:          postgresLockKeys,
 		unnestBatch:       true,
 		migrateWhole:      true,
+		updateReturning:   true,
 	}
 }
 

@@ -26,6 +26,7 @@ func SQLite() Dialect {
 		tombstoneConflict: onConflictTombstone,
 		castText:          func(expr string) string { return "CAST(" + expr + " AS TEXT)" },
 		valuesSource:      sqliteValuesSource,
+		updateReturning:   true,
 	}
 }
 

@@ -60,6 +60,9 @@ type standard struct {
 	// outboxByIDs, when set, renders the DELETE ("delete") or lease
 	// release ("release") of n outbox rows by id, with placeholders from 1.
 	outboxByIDs func(d *standard, op string, n int) string
+	// updateReturning is set where UPDATE … RETURNING exists (PostgreSQL,
+	// SQLite 3.35+; not MariaDB 10.11), for TouchSelectRows.
+	updateReturning bool
 	// migrateWhole makes Migrate send the migration in one Exec rather than
 	// statement by statement (PostgreSQL runs it as one transaction, so an
 	// advisory lock in the file serialises concurrent Migrates).
@@ -259,9 +262,46 @@ func (d *standard) OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, 
 }
 
 func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParams) (int64, error) {
+	var total int64
+	for chunk := range slices.Chunk(p.PKs, maxParams-2) {
+		q, args := d.touchSQL(p, chunk)
+		n, err := ex.Exec(ctx, q, args...)
+		if err != nil {
+			return total, fmt.Errorf("sqldialect: touch %s: %w", p.Table, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func (d *standard) TouchSelectRows(ctx context.Context, ex Executor, p *TouchRowsParams, columns []string) (Rows, error) {
+	if len(p.PKs) > maxParams-2 {
+		return nil, fmt.Errorf("sqldialect: touch %s: %d keys in one call, at most %d", p.Table, len(p.PKs), maxParams-2)
+	}
+	if !d.updateReturning {
+		if _, err := d.TouchRows(ctx, ex, p); err != nil {
+			return nil, err
+		}
+		return d.SelectRows(ctx, ex, &SelectRowsParams{Table: p.Table, PKColumn: p.PKColumn, Columns: columns, PKs: p.PKs})
+	}
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = d.QuoteIdent(c)
+	}
+	q, args := d.touchSQL(p, p.PKs)
+	rows, err := ex.Query(ctx, q+" RETURNING "+strings.Join(cols, ", "), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: touch %s: %w", p.Table, err)
+	}
+	return rows, nil
+}
+
+// touchSQL renders TouchRows's UPDATE of pks.
+func (d *standard) touchSQL(p *TouchRowsParams, pks []any) (string, []any) {
 	revCol := d.QuoteIdent("cqrs_revision")
 	rev, first := revCol+" + 1", 2
-	args := []any{p.Updated}
+	args := make([]any, 0, len(pks)+2)
+	args = append(args, p.Updated)
 	if p.Reset {
 		// A create continues after a tombstone of the same key.
 		rev = fmt.Sprintf("COALESCE((SELECT ts.revision + 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = %s), 0)",
@@ -269,21 +309,13 @@ func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParam
 		first = 3
 		args = append(args, p.CQRSID)
 	}
-	var total int64
-	for chunk := range slices.Chunk(p.PKs, maxParams-first) {
-		// cqrs_updated comes first so the placeholders appear in argument
-		// order, as MySQL's positional "?" needs; rev does not read it.
-		q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IN (%s)",
-			d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_updated"), d.placeholder(1),
-			revCol, rev,
-			d.QuoteIdent(p.PKColumn), d.params(first, len(chunk)))
-		n, err := ex.Exec(ctx, q, append(slices.Clone(args), chunk...)...)
-		if err != nil {
-			return total, fmt.Errorf("sqldialect: touch %s: %w", p.Table, err)
-		}
-		total += n
-	}
-	return total, nil
+	// cqrs_updated comes first so the placeholders appear in argument
+	// order, as MySQL's positional "?" needs; rev does not read it.
+	q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IN (%s)",
+		d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_updated"), d.placeholder(1),
+		revCol, rev,
+		d.QuoteIdent(p.PKColumn), d.params(first, len(pks)))
+	return q, append(args, pks...)
 }
 
 func (d *standard) SelectRows(ctx context.Context, ex Executor, p *SelectRowsParams) (Rows, error) {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox/pglisten"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -80,5 +82,64 @@ func TestConfigErrors(t *testing.T) {
 	t.Parallel()
 	if err := pglisten.Run(t.Context(), &pglisten.Config{}); err == nil {
 		t.Fatal("Run accepted an empty config")
+	}
+}
+
+// TestInstallUninstall: the migration alone installs no trigger (writers
+// pay for NOTIFY only when a listener asks for it); relays installing it
+// together leave one trigger; Uninstall removes it.
+func TestInstallUninstall(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dsn := cqrsynctesting.PostgresDSN(t)
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := sqldialect.Postgres().Migrate(ctx, sqldialect.FromSQL(db)); err != nil {
+		t.Fatal(err)
+	}
+	triggers := func() int {
+		t.Helper()
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_trigger WHERE tgname = 'cqrs_outbox_notify' AND tgrelid = 'cqrs_outbox'::regclass`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := triggers(); n != 0 {
+		t.Fatalf("Migrate installed %d NOTIFY triggers, want none", n)
+	}
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			conn, err := pgx.Connect(ctx, dsn)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(context.WithoutCancel(ctx))
+			errs <- pglisten.Install(ctx, conn)
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent Install: %v", err)
+		}
+	}
+	if n := triggers(); n != 1 {
+		t.Fatalf("%d triggers after three Installs, want 1", n)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := pglisten.Uninstall(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if n := triggers(); n != 0 {
+		t.Fatalf("%d triggers after Uninstall, want 0", n)
 	}
 }

@@ -345,6 +345,31 @@ func testMasterRows(t *testing.T, h *Harness) {
 	}
 	b.want(t, 6, "again", 6)
 	b.want(t, 4, "n4", 0)
+
+	// TouchSelectRows touches like TouchRows and returns the touched rows
+	// as they now are; a missing key is absent.
+	rows, err = b.d.TouchSelectRows(b.ctx, b.ex, &sqldialect.TouchRowsParams{CQRSID: "item", Table: "item", PKColumn: "id",
+		PKs: []any{int64(4), int64(99), int64(6)}, Updated: t0}, []string{"id", "name", "cqrs_revision"})
+	if err != nil {
+		t.Fatalf("TouchSelectRows: %v", err)
+	}
+	got := map[int64]string{}
+	for rows.Next() {
+		var id, rev int64
+		var name string
+		if err := rows.Scan(&id, &name, &rev); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = fmt.Sprintf("%s@%d", name, rev)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	if fmt.Sprint(got) != "map[4:n4@1 6:again@7]" {
+		t.Fatalf("TouchSelectRows returned %v, want map[4:n4@1 6:again@7]", got)
+	}
+	b.want(t, 4, "n4", 1)
 }
 
 func testUpsert(t *testing.T, h *Harness) {

@@ -38,16 +38,9 @@ CREATE TABLE IF NOT EXISTS cqrs_tombstones (
 
 CREATE INDEX IF NOT EXISTS cqrs_tombstones_deleted_us ON cqrs_tombstones (deleted_us);
 
--- Wake relays in other processes: every statement that adds outbox rows
--- notifies the channel cqrs_outbox. NOTIFY is transactional, so the signal
--- arrives when the capturing transaction commits, never for a rollback.
--- (package outbox/pglisten listens and calls Relay.Notify.)
-CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('cqrs_outbox', '');
-    RETURN NULL;
-END
-$$;
-DROP TRIGGER IF EXISTS cqrs_outbox_notify ON cqrs_outbox;
-CREATE TRIGGER cqrs_outbox_notify AFTER INSERT ON cqrs_outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION cqrs_outbox_notify();
+-- Relays in other processes are woken by a NOTIFY trigger that package
+-- outbox/pglisten installs when it starts listening: a notifying
+-- transaction takes a database-wide lock at commit, so concurrent capturing
+-- transactions would commit one at a time (no group commit) for the sake of
+-- a relay that may not exist. A relay in the writer's own process is woken
+-- in-process (Relay.Notify) and needs no trigger.
