@@ -71,11 +71,7 @@ func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID s
 
 // walk calls fn with keyset pages of the model's rows that match filter.
 func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, filterText string, batch int, progress func(done, total int64), fn func(*MasterModel, []masterRow) error) error {
-	mm, err := m.model(cqrsID)
-	if err != nil {
-		return err
-	}
-	ti, err := m.table(ctx, ex, mm)
+	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
 		return err
 	}

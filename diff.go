@@ -282,11 +282,7 @@ func (m *Master[TTx]) DeletedDiffMaster(ctx context.Context, ex sqldialect.Execu
 	if err != nil {
 		return nil, err
 	}
-	mm, err := m.model(cqrsID)
-	if err != nil {
-		return nil, err
-	}
-	ti, err := m.table(ctx, ex, mm)
+	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
 		return nil, err
 	}

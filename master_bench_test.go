@@ -52,16 +52,19 @@ var benchBackends = []benchBackend{
 
 // BenchmarkMasterCapture measures issue 3: master-side changes per second,
 // one row per transaction, with the outbox (INSERT, then Master.Create,
+// then COMMIT; and Master.Insert, which writes the row and captures it,
 // then COMMIT) next to the same INSERT and COMMIT without it, on the same
 // database in the same run, with 1 and 8 concurrent writers.
 //
-// The two kinds of transaction run in alternating rounds (plain, outbox,
-// plain, outbox, …; b.N of each in all), so that load from elsewhere on a
-// shared machine hits both alike. Metrics:
+// The kinds of transaction run in alternating rounds (plain, create,
+// insert, plain, …; b.N of each in all), so that load from elsewhere on a
+// shared machine hits them alike. Metrics:
 //
 //	plain_tx/s    INSERT+COMMIT transactions per second
 //	outbox_tx/s   INSERT+Master.Create+COMMIT transactions per second
 //	outbox/plain  their ratio (issue 3's goal on PostgreSQL: ≥ 0.70)
+//	insert_tx/s   Master.Insert+COMMIT transactions per second
+//	insert/plain  its ratio to the plain rate
 //	ns/op         wall time per outbox transaction
 //
 // Run with a fixed count, e.g. -benchtime=2000x, and several -count.
@@ -76,15 +79,17 @@ func BenchmarkMasterCapture(b *testing.B) {
 }
 
 func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
-	db := be.open(b, be.ddl("plain_item"), be.ddl("captured_item"))
+	db := be.open(b, be.ddl("plain_item"), be.ddl("captured_item"), be.ddl("inserted_item"))
 	db.SetMaxOpenConns(writers + 2)
 	db.SetMaxIdleConns(writers + 2)
 	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: be.dialect})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := master.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "captured_item"}); err != nil {
-		b.Fatal(err)
+	for _, m := range []*cqrsync.MasterModel{{CQRSID: "item", Table: "captured_item"}, {CQRSID: "inserted", Table: "inserted_item"}} {
+		if err := master.Register(m); err != nil {
+			b.Fatal(err)
+		}
 	}
 	ph := be.dialect.Placeholder
 	insert := func(table string) string {
@@ -94,30 +99,38 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 	payload := strings.Repeat("p", 256)
 	ctx := b.Context()
 	var nextID atomic.Int64
-	one := func(outbox bool) error {
+	// The three kinds of transaction: the plain INSERT, INSERT then
+	// Master.Create, and Master.Insert.
+	const (
+		plainTx = iota
+		createTx
+		insertTx
+	)
+	one := func(kind int) error {
 		id := nextID.Add(1)
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-		q := plainSQL
-		if outbox {
-			q = capturedSQL
-		}
-		if _, err := tx.ExecContext(ctx, q, id, time.Now().UnixMicro(), payload); err != nil {
-			return err
-		}
-		if outbox {
-			if err := master.Create(ctx, tx, "item", id); err != nil {
-				return err
+		switch kind {
+		case plainTx:
+			_, err = tx.ExecContext(ctx, plainSQL, id, time.Now().UnixMicro(), payload)
+		case createTx:
+			if _, err = tx.ExecContext(ctx, capturedSQL, id, time.Now().UnixMicro(), payload); err == nil {
+				err = master.Create(ctx, tx, "item", id)
 			}
+		case insertTx:
+			err = master.Insert(ctx, tx, "inserted", map[string]any{"id": id, "commit_us": time.Now().UnixMicro(), "payload": payload})
+		}
+		if err != nil {
+			return err
 		}
 		return tx.Commit()
 	}
 	// round runs n transactions of one kind from the writers and returns
 	// the wall time.
-	round := func(n int, outbox bool) time.Duration {
+	round := func(n int, kind int) time.Duration {
 		var left atomic.Int64
 		left.Store(int64(n))
 		var wg sync.WaitGroup
@@ -128,7 +141,7 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 			go func() {
 				defer wg.Done()
 				for left.Add(-1) >= 0 {
-					if err := one(outbox); err != nil {
+					if err := one(kind); err != nil {
 						errs <- err
 						return
 					}
@@ -143,23 +156,28 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 		}
 		return elapsed
 	}
-	// Warm up both paths: connections, statement caches, introspection.
-	round(2*writers, false)
-	round(2*writers, true)
+	// Warm up every path: connections, statement caches, introspection.
+	for kind := range 3 {
+		round(2*writers, kind)
+	}
 
 	b.ResetTimer()
-	var plain, captured time.Duration
+	var plain, captured, inserted time.Duration
 	for _, n := range splitRounds(b.N, 4) {
-		plain += round(n, false)
-		captured += round(n, true)
+		plain += round(n, plainTx)
+		captured += round(n, createTx)
+		inserted += round(n, insertTx)
 	}
 	b.StopTimer()
 	plainRate := float64(b.N) / plain.Seconds()
 	capturedRate := float64(b.N) / captured.Seconds()
+	insertedRate := float64(b.N) / inserted.Seconds()
 	b.ReportMetric(float64(captured.Nanoseconds())/float64(b.N), "ns/op")
 	b.ReportMetric(plainRate, "plain_tx/s")
 	b.ReportMetric(capturedRate, "outbox_tx/s")
 	b.ReportMetric(capturedRate/plainRate, "outbox/plain")
+	b.ReportMetric(insertedRate, "insert_tx/s")
+	b.ReportMetric(insertedRate/plainRate, "insert/plain")
 }
 
 // splitRounds splits n into at most k rounds of nearly equal size.

@@ -59,6 +59,12 @@ type Dialect interface {
 	// database has it (PostgreSQL, SQLite), two statements elsewhere. Rows
 	// come in no particular order; a missing key is simply absent.
 	TouchSelectRows(ctx context.Context, ex Executor, params *TouchRowsParams, columns []string) (Rows, error)
+	// InsertRow inserts one master row with cqrs_revision 0 (or one more
+	// than the key's tombstone) and cqrs_updated params.Updated, and
+	// returns it as stored, with the given columns: one INSERT … RETURNING
+	// where the database has it (PostgreSQL, SQLite), an INSERT and a
+	// SELECT by key elsewhere (which then needs params.Key).
+	InsertRow(ctx context.Context, ex Executor, params *InsertRowParams, columns []string) (Rows, error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
 	// DeleteRows deletes rows by primary key and returns how many it deleted.
@@ -171,6 +177,23 @@ type TouchRowsParams struct {
 	// Reset sets cqrs_revision to 0 (a create), or to one more than the
 	// key's tombstone; otherwise the revision is raised by 1.
 	Reset bool
+}
+
+// InsertRowParams configures InsertRow.
+type InsertRowParams struct {
+	CQRSID   string
+	Table    string
+	PKColumn string
+	// Columns and Values are the row to insert, aligned, without
+	// cqrs_revision and cqrs_updated.
+	Columns []string
+	Values  []any
+	// Key is the primary key's canonical text, for the tombstone lookup;
+	// empty when the database generates the key (the row then starts at
+	// revision 0).
+	Key string
+	// Updated is the new cqrs_updated.
+	Updated time.Time
 }
 
 // SelectRowsParams configures SelectRows. Exactly one of PKs and Page is

@@ -56,6 +56,7 @@ func Postgres() Dialect {
 		unnestBatch:       true,
 		migrateWhole:      true,
 		updateReturning:   true,
+		insertReturning:   true,
 	}
 }
 

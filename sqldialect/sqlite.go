@@ -27,6 +27,7 @@ func SQLite() Dialect {
 		castText:          func(expr string) string { return "CAST(" + expr + " AS TEXT)" },
 		valuesSource:      sqliteValuesSource,
 		updateReturning:   true,
+		insertReturning:   true,
 	}
 }
 

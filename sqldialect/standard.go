@@ -63,6 +63,10 @@ type standard struct {
 	// updateReturning is set where UPDATE … RETURNING exists (PostgreSQL,
 	// SQLite 3.35+; not MariaDB 10.11), for TouchSelectRows.
 	updateReturning bool
+	// insertReturning is set where INSERT … RETURNING exists (PostgreSQL,
+	// SQLite 3.35+; MariaDB has it since 10.5, MySQL not at all), for
+	// InsertRow.
+	insertReturning bool
 	// migrateWhole makes Migrate send the migration in one Exec rather than
 	// statement by statement (PostgreSQL runs it as one transaction, so an
 	// advisory lock in the file serialises concurrent Migrates).
@@ -292,6 +296,48 @@ func (d *standard) TouchSelectRows(ctx context.Context, ex Executor, p *TouchRow
 	rows, err := ex.Query(ctx, q+" RETURNING "+strings.Join(cols, ", "), args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqldialect: touch %s: %w", p.Table, err)
+	}
+	return rows, nil
+}
+
+func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParams, columns []string) (Rows, error) {
+	if len(p.Columns) != len(p.Values) {
+		return nil, fmt.Errorf("sqldialect: insert into %s: %d columns but %d values", p.Table, len(p.Columns), len(p.Values))
+	}
+	pkAt := slices.Index(p.Columns, p.PKColumn)
+	if !d.insertReturning && (pkAt < 0 || p.Key == "") {
+		return nil, fmt.Errorf("sqldialect: insert into %s: %s cannot return a generated key: give %s a value", p.Table, d.name, p.PKColumn)
+	}
+	cols := make([]string, 0, len(p.Columns)+2)
+	for _, c := range p.Columns {
+		cols = append(cols, d.QuoteIdent(c))
+	}
+	// cqrs_updated comes before cqrs_revision so the placeholders appear in
+	// argument order, as MySQL's positional "?" needs.
+	cols = append(cols, d.QuoteIdent("cqrs_updated"), d.QuoteIdent("cqrs_revision"))
+	n := len(p.Values)
+	args := append(slices.Clone(p.Values), p.Updated)
+	rev := "0"
+	if p.Key != "" {
+		rev = fmt.Sprintf("COALESCE((SELECT ts.revision + 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = %s), 0)",
+			d.placeholder(n+2), d.placeholder(n+3))
+		args = append(args, p.CQRSID, p.Key)
+	}
+	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s, %s, %s%s",
+		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.placeholder(n+1), rev, d.fromDual)
+	if !d.insertReturning {
+		if _, err := ex.Exec(ctx, q, args...); err != nil {
+			return nil, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
+		}
+		return d.SelectRows(ctx, ex, &SelectRowsParams{Table: p.Table, PKColumn: p.PKColumn, Columns: columns, PKs: []any{p.Values[pkAt]}})
+	}
+	ret := make([]string, len(columns))
+	for i, c := range columns {
+		ret[i] = d.QuoteIdent(c)
+	}
+	rows, err := ex.Query(ctx, q+" RETURNING "+strings.Join(ret, ", "), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
 	}
 	return rows, nil
 }
