@@ -453,21 +453,9 @@ func (r *Replica) storedRevision(ctx context.Context, ex sqldialect.Executor, rm
 }
 
 func (r *Replica) applyDelete(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, p *Payload) (Outcome, error) {
-	fail := func(err error) (Outcome, error) {
-		return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
-	}
-	rev, updated, err := eventVersion(p)
+	pk, rev, updated, err := deleteVersion(rm, ti, p)
 	if err != nil {
-		return fail(err)
-	}
-	// django-cqrs names the key "id" in a DELETE, whatever the column.
-	raw, ok := p.InstanceData.Get("id")
-	if !ok {
-		raw = p.InstancePK
-	}
-	pk, err := ColumnValue(ti.types[rm.PK], raw)
-	if err != nil || pk == nil {
-		return fail(fmt.Errorf("%w: DELETE carries no usable primary key (instance_data.id = %v): %v", ErrMissingFields, raw, err))
+		return 0, err
 	}
 	if rm.SelectForUpdate {
 		if _, _, err := r.storedRevision(ctx, ex, rm, pk); err != nil {
@@ -485,6 +473,28 @@ func (r *Replica) applyDelete(ctx context.Context, ex sqldialect.Executor, rm *R
 		return OutcomeNoop, nil
 	}
 	return OutcomeDeleted, nil
+}
+
+// deleteVersion reads a DELETE's key, as the key column's type, its
+// revision and cqrs_updated.
+func deleteVersion(rm *ReplicaModel, ti *tableInfo, p *Payload) (pk any, rev int64, updated time.Time, err error) {
+	fail := func(err error) (any, int64, time.Time, error) {
+		return nil, 0, time.Time{}, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
+	}
+	rev, updated, err = eventVersion(p)
+	if err != nil {
+		return fail(err)
+	}
+	// django-cqrs names the key "id" in a DELETE, whatever the column.
+	raw, ok := p.InstanceData.Get("id")
+	if !ok {
+		raw = p.InstancePK
+	}
+	pk, err = ColumnValue(ti.types[rm.PK], raw)
+	if err != nil || pk == nil {
+		return fail(fmt.Errorf("%w: DELETE carries no usable primary key (instance_data.id = %v): %v", ErrMissingFields, raw, err))
+	}
+	return pk, rev, updated, nil
 }
 
 // PurgeTombstones forgets deleted keys older than the retention.

@@ -16,7 +16,8 @@ import (
 // one key. SAVEs and SYNCs of plain table models
 // (no handlers, row locks or query timeout) are written with one guarded
 // multi-row statement per model and column set, which is many times faster
-// than one statement per event; the other events go through Apply. Events
+// than one statement per event, and their DELETEs with one
+// DeleteGuardedBatch per model; the other events go through Apply. Events
 // for the same key are applied in their order (in successive statements).
 //
 // On an error, part of the batch may have been written through ex: the
@@ -67,12 +68,48 @@ func (rm *ReplicaModel) plain() bool {
 	return !rm.NoDBOperations && rm.OnSave == nil && rm.OnDelete == nil && !rm.SelectForUpdate && rm.QueryTimeout == 0
 }
 
+// deleteGroup is a wave's DELETEs of one plain model, written by one
+// DeleteGuardedBatch.
+type deleteGroup struct {
+	rm     *ReplicaModel
+	ti     *tableInfo
+	idx    []int
+	params sqldialect.DeleteGuardedBatchParams
+}
+
 func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*Payload, wave []int, outs []Outcome) error {
 	groups := map[string]*batchGroup{}
 	var order []*batchGroup
+	deletes := map[string]*deleteGroup{}
+	var deleteOrder []*deleteGroup
 	for _, i := range wave {
 		p := ps[i]
 		rm, ok := r.Model(p.CQRSID)
+		if ok && rm.plain() && p.SignalType == SignalDelete {
+			ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
+			if err != nil {
+				return err
+			}
+			pk, rev, updated, err := deleteVersion(rm, ti, p)
+			if err != nil {
+				return err
+			}
+			g := deletes[rm.CQRSID]
+			if g == nil {
+				g = &deleteGroup{rm: rm, ti: ti, params: sqldialect.DeleteGuardedBatchParams{
+					Table: rm.Table, PKColumn: rm.PK, PKType: ti.columns[ti.byName[rm.PK]].DeclaredType,
+					CQRSID: rm.CQRSID, Now: r.cfg.Now(),
+				}}
+				deletes[rm.CQRSID] = g
+				deleteOrder = append(deleteOrder, g)
+			}
+			g.idx = append(g.idx, i)
+			g.params.PKs = append(g.params.PKs, pk)
+			g.params.Keys = append(g.params.Keys, keyString(pk))
+			g.params.Revisions = append(g.params.Revisions, rev)
+			g.params.Updated = append(g.params.Updated, updated)
+			continue
+		}
 		batchable := ok && rm.plain() && (p.SignalType == SignalSave || (p.SignalType == SignalSync && (!rm.OnlyDirectSyncs || p.Queue != "")))
 		if !batchable {
 			out, err := r.Apply(ctx, ex, p)
@@ -104,6 +141,18 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 	for _, g := range order {
 		if err := r.upsertGroup(ctx, ex, ps, g, outs); err != nil {
 			return err
+		}
+	}
+	for _, g := range deleteOrder {
+		deleted, err := r.cfg.Dialect.DeleteGuardedBatch(ctx, ex, &g.params)
+		if err != nil {
+			return err
+		}
+		for j, i := range g.idx {
+			outs[i] = OutcomeNoop
+			if deleted[j] {
+				outs[i] = OutcomeDeleted
+			}
 		}
 	}
 	return nil

@@ -94,6 +94,12 @@ type Dialect interface {
 	// than the delete (cqrs_revision >= params.Revision), and records or
 	// raises the tombstone in the same call. It returns the rows deleted.
 	DeleteGuarded(ctx context.Context, ex Executor, params *DeleteGuardedParams) (int64, error)
+	// DeleteGuardedBatch is DeleteGuarded for many rows, no key twice: it
+	// deletes each row unless the stored one is newer than its delete,
+	// records or raises every key's tombstone, and returns, aligned with
+	// params.PKs, whether each row was deleted. PostgreSQL runs two
+	// statements for the whole batch; the others two per row.
+	DeleteGuardedBatch(ctx context.Context, ex Executor, params *DeleteGuardedBatchParams) ([]bool, error)
 	// RecordTombstones records deleted keys (a master's deletes, so a
 	// re-created key continues its revisions), keeping the newest per key.
 	RecordTombstones(ctx context.Context, ex Executor, tombstones []Tombstone) error
@@ -288,4 +294,22 @@ type DeleteGuardedParams struct {
 	Key     string
 	Updated time.Time
 	Now     time.Time
+}
+
+// DeleteGuardedBatchParams configures DeleteGuardedBatch: per row, the key
+// (PKs, and its canonical text in Keys), the DELETE's Revisions and
+// Updated, as in DeleteGuardedParams.
+type DeleteGuardedBatchParams struct {
+	Table    string
+	PKColumn string
+	// PKType is the key column's declared SQL type (from TableColumns),
+	// used where the database needs typed parameters.
+	PKType    string
+	CQRSID    string
+	PKs       []any
+	Keys      []string
+	Revisions []int64
+	Updated   []time.Time
+	// Now is when the tombstones are recorded.
+	Now time.Time
 }

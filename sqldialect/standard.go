@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -761,6 +762,61 @@ func (d *standard) DeleteGuarded(ctx context.Context, ex Executor, p *DeleteGuar
 	}
 	err = d.RecordTombstones(ctx, ex, []Tombstone{{CQRSID: p.CQRSID, Key: p.Key, Revision: p.Revision, Updated: p.Updated, At: p.Now}})
 	return deleted, err
+}
+
+func (d *standard) DeleteGuardedBatch(ctx context.Context, ex Executor, p *DeleteGuardedBatchParams) ([]bool, error) {
+	n := len(p.PKs)
+	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n {
+		return nil, fmt.Errorf("sqldialect: delete batch from %s: %d keys but %d key texts, %d revisions, %d times",
+			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated))
+	}
+	deleted := make([]bool, n)
+	if !d.unnestBatch || p.PKType == "" || strings.HasSuffix(p.PKType, "]") {
+		for i := range p.PKs {
+			k, err := d.DeleteGuarded(ctx, ex, &DeleteGuardedParams{
+				Table: p.Table, PKColumn: p.PKColumn, PK: p.PKs[i], Revision: p.Revisions[i],
+				CQRSID: p.CQRSID, Key: p.Keys[i], Updated: p.Updated[i], Now: p.Now,
+			})
+			if err != nil {
+				return deleted, err
+			}
+			deleted[i] = k > 0
+		}
+		return deleted, nil
+	}
+	// PostgreSQL: one guarded DELETE over the arrays, returning the keys it
+	// removed, then one multi-row tombstone upsert.
+	table, pk := d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn)
+	q := fmt.Sprintf("DELETE FROM %s USING unnest(%s::%s[], %s::bigint[]) AS v(k, rev) WHERE %s.%s = v.k AND %s.%s < v.rev RETURNING %s",
+		table, d.placeholder(1), p.PKType, d.placeholder(2), table, pk, table, d.QuoteIdent("cqrs_revision"),
+		d.castText(table+"."+pk))
+	at := make(map[string]int, n)
+	for i, k := range p.Keys {
+		at[k] = i
+	}
+	rows, err := ex.Query(ctx, q, p.PKs, p.Revisions)
+	if err != nil {
+		return deleted, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
+	}
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return deleted, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
+		}
+		if i, ok := at[k]; ok {
+			deleted[i] = true
+		}
+	}
+	err = errors.Join(rows.Err(), rows.Close())
+	if err != nil {
+		return deleted, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
+	}
+	ts := make([]Tombstone, n)
+	for i := range ts {
+		ts[i] = Tombstone{CQRSID: p.CQRSID, Key: p.Keys[i], Revision: p.Revisions[i], Updated: p.Updated[i], At: p.Now}
+	}
+	return deleted, d.RecordTombstones(ctx, ex, ts)
 }
 
 func (d *standard) RecordTombstones(ctx context.Context, ex Executor, ts []Tombstone) error {

@@ -148,6 +148,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
 	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
+	t.Run("DeleteGuardedBatch", func(t *testing.T) { t.Parallel(); testDeleteBatch(t, h) })
 	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
 }
 
@@ -398,6 +399,48 @@ func testUpsert(t *testing.T, h *Harness) {
 			t.Fatalf("%s: Upsert wrote %d rows, want %d", c.name, n, c.wantN)
 		}
 		b.want(t, 1, c.wantName, c.wantRev)
+	}
+}
+
+func testDeleteBatch(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkType string
+	for _, c := range cols {
+		if c.Name == "id" {
+			pkType = c.DeclaredType
+		}
+	}
+	for id := int64(1); id <= 3; id++ {
+		b.upsert(t, id, fmt.Sprint("r", id), 2, t0.Add(2*time.Second), false)
+	}
+	// 1: deleted; 2: the stored row is newer, kept; 3: untouched; 4: no
+	// row. Every key gets its tombstone.
+	p := &sqldialect.DeleteGuardedBatchParams{Table: "item", PKColumn: "id", PKType: pkType, CQRSID: "item", Now: t0,
+		PKs: []any{int64(1), int64(2), int64(4)}, Keys: []string{"1", "2", "4"}, Revisions: []int64{3, 2, 5},
+		Updated: []time.Time{t0.Add(3 * time.Second), t0.Add(time.Second), t0.Add(5 * time.Second)}}
+	deleted, err := b.d.DeleteGuardedBatch(b.ctx, b.ex, p)
+	if err != nil {
+		t.Fatalf("DeleteGuardedBatch: %v", err)
+	}
+	if fmt.Sprint(deleted) != "[true false false]" {
+		t.Fatalf("DeleteGuardedBatch reported %v, want [true false false]", deleted)
+	}
+	b.wantGone(t, 1)
+	b.want(t, 2, "r2", 2)
+	b.want(t, 3, "r3", 2)
+	// The tombstones guard later SAVEs like DeleteGuarded's.
+	if n := b.upsert(t, 1, "late", 2, t0.Add(2*time.Second), false); n != 0 {
+		t.Fatalf("late SAVE after a batch DELETE wrote %d rows, want 0", n)
+	}
+	if n := b.upsert(t, 4, "late", 4, t0.Add(4*time.Second), false); n != 0 {
+		t.Fatalf("late SAVE of a key deleted while missing wrote %d rows, want 0", n)
+	}
+	if n := b.upsert(t, 4, "after", 6, t0.Add(6*time.Second), false); n != 1 {
+		t.Fatalf("newer SAVE after the tombstone wrote %d rows, want 1", n)
 	}
 }
 
