@@ -51,7 +51,6 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
-	"github.com/cqrsync/cqrsync/outbox/pglisten"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -534,29 +533,9 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		p.writers = append(p.writers, newWriter(i, o.Writers, o.RowBytes, o.Seed))
 	}
 
-	// A PostgreSQL master also wakes the relay on commit through
-	// LISTEN/NOTIFY, as a relay in another process would be.
-	if p.mdb.kind == Postgres {
-		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		listening := make(chan struct{})
-		var once sync.Once
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = pglisten.Run(lctx, &pglisten.Config{
-				ConnString: p.mdb.dsn, OnNotify: p.relay.Notify, Logger: o.Logger,
-				OnListening: func() { once.Do(func() { close(listening) }) },
-			})
-		}()
-		closers = append(closers, func() error { cancel(); wg.Wait(); return nil })
-		select {
-		case <-listening:
-		case <-time.After(10 * time.Second):
-			return stop, errors.New("bench: pglisten did not connect within 10 s")
-		}
-	}
-
+	// The relay runs in the writers' process, as cqrsync recommends: the
+	// Master wakes it in-process on every capture, with no NOTIFY trigger
+	// (package outbox/pglisten, which serialises concurrent commits).
 	closers = append(closers, func() error { return errors.Join(p.stopRelay(), p.stopConsumer()) })
 	if err := p.startConsumer(ctx); err != nil {
 		return stop, err
