@@ -90,6 +90,10 @@ type Options struct {
 	Writers int
 	// TxRows is the number of changes per master transaction. Default 1.
 	TxRows int
+	// Insert makes creates go through Master.Insert (the row written and
+	// captured by one INSERT … RETURNING) instead of the writer's INSERT
+	// followed by Master.Create.
+	Insert bool
 	// FillTxRows is the number of changes per master transaction while the
 	// drain phase fills the outbox (only the queued events matter there).
 	// Default 100.
@@ -394,7 +398,7 @@ func (p *pipeline) setup(mt, rt *target) Setup {
 	o := p.opts
 	return Setup{
 		MasterURL: mt.String(), ReplicaURL: rt.String(), BrokerURL: redactAMQP(o.AMQP),
-		Mix: o.Mix, RowBytes: o.RowBytes, Writers: o.Writers, TxRows: o.TxRows,
+		Mix: o.Mix, RowBytes: o.RowBytes, Writers: o.Writers, TxRows: o.TxRows, Insert: o.Insert,
 		Workers: o.Workers, BatchSize: o.BatchSize, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch,
 		Seed: o.Seed, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Started: time.Now().UTC().Truncate(time.Second),

@@ -35,6 +35,7 @@ func TestRunShort(t *testing.T) {
 			if tc.postgres {
 				u := testenv.PostgresURL(t)
 				opts.MasterDB, opts.ReplicaDB = u, u
+				opts.Insert = true // creates through Master.Insert here, INSERT + Create on SQLite
 			}
 			var progress bytes.Buffer
 			opts.Progress = &progress

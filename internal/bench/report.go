@@ -34,6 +34,7 @@ type Setup struct {
 	RowBytes       int       `json:"row_bytes"`
 	Writers        int       `json:"writers"`
 	TxRows         int       `json:"changes_per_tx"`
+	Insert         bool      `json:"creates_by_master_insert"`
 	Workers        int       `json:"consumer_workers"`
 	BatchSize      int       `json:"consumer_batch"`
 	Prefetch       int       `json:"consumer_prefetch"`
@@ -274,7 +275,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cqrsync bench — %s, %d CPUs (GOMAXPROCS %d), %s\n", s.OS, s.CPUs, s.GOMAXPROCS, s.GoVersion)
 	fmt.Fprintf(&b, "master   %s (%s)\nreplica  %s (%s)\nbroker   %s (%s)\n", s.MasterVersion, s.MasterURL, s.ReplicaVersion, s.ReplicaURL, s.BrokerVersion, s.BrokerURL)
-	fmt.Fprintf(&b, "workload %s, %d-byte rows, %d writers, %d change(s) per transaction, seed %d\n", s.Mix, s.RowBytes, s.Writers, s.TxRows, s.Seed)
+	creates := "INSERT + Master.Create"
+	if s.Insert {
+		creates = "Master.Insert"
+	}
+	fmt.Fprintf(&b, "workload %s, %d-byte rows, %d writers, %d change(s) per transaction, creates by %s, seed %d\n", s.Mix, s.RowBytes, s.Writers, s.TxRows, creates, s.Seed)
 	fmt.Fprintf(&b, "consumer %d workers × batch %d, prefetch %d; relay batch %d\n", s.Workers, s.BatchSize, s.Prefetch, s.RelayBatch)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err

@@ -141,11 +141,18 @@ func (p *pipeline) change(ctx context.Context, tx *sql.Tx, wr *writer) error {
 	}
 	id := wr.nextID
 	pr := probe{seq: p.seq.Add(1), stampUS: time.Now().UnixMicro()}
-	if _, err := tx.ExecContext(ctx, p.insertSQL, id, pr.stampUS, probeValue(pr.seq), wr.text(id)); err != nil {
-		return fmt.Errorf("bench: insert: %w", err)
-	}
-	if err := p.master.Create(ctx, tx, p.cqrsID, id); err != nil {
-		return err
+	if p.opts.Insert {
+		values := map[string]any{"id": id, "commit_us": pr.stampUS, "probe": probeValue(pr.seq), "payload": wr.text(id)}
+		if err := p.master.Insert(ctx, tx, p.cqrsID, values); err != nil {
+			return err
+		}
+	} else {
+		if _, err := tx.ExecContext(ctx, p.insertSQL, id, pr.stampUS, probeValue(pr.seq), wr.text(id)); err != nil {
+			return fmt.Errorf("bench: insert: %w", err)
+		}
+		if err := p.master.Create(ctx, tx, p.cqrsID, id); err != nil {
+			return err
+		}
 	}
 	wr.nextID += int64(wr.n)
 	wr.live = append(wr.live, id)
