@@ -785,10 +785,13 @@ func (d *standard) DeleteGuardedBatch(ctx context.Context, ex Executor, p *Delet
 		return deleted, nil
 	}
 	// PostgreSQL: one guarded DELETE over the arrays, returning the keys it
-	// removed, then one multi-row tombstone upsert.
+	// removed, then one multi-row tombstone upsert. "= ANY" makes the
+	// table's side an index scan for the keys: a generic plan, which
+	// guesses 100 rows for unnest, would otherwise hash-join the whole
+	// table (measured 5.4 ms instead of 0.4 ms for 10 keys of 50,000 rows).
 	table, pk := d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn)
-	q := fmt.Sprintf("DELETE FROM %s USING unnest(%s::%s[], %s::bigint[]) AS v(k, rev) WHERE %s.%s = v.k AND %s.%s < v.rev RETURNING %s",
-		table, d.placeholder(1), p.PKType, d.placeholder(2), table, pk, table, d.QuoteIdent("cqrs_revision"),
+	q := fmt.Sprintf("DELETE FROM %s USING unnest(%s::%s[], %s::bigint[]) AS v(k, rev) WHERE %s.%s = ANY(%s::%s[]) AND %s.%s = v.k AND %s.%s < v.rev RETURNING %s",
+		table, d.placeholder(1), p.PKType, d.placeholder(2), table, pk, d.placeholder(1), p.PKType, table, pk, table, d.QuoteIdent("cqrs_revision"),
 		d.castText(table+"."+pk))
 	at := make(map[string]int, n)
 	for i, k := range p.Keys {
