@@ -95,6 +95,12 @@ type ConsumerConfig struct {
 	// BatchSize is the most events one worker applies in one database
 	// transaction. Default 100.
 	BatchSize int
+	// BatchWait is how long a worker waits for more events when fewer than
+	// BatchSize are at hand, before applying what it has. Zero (the
+	// default) applies at once: lowest latency. A wait of a millisecond or
+	// two trades that much latency for bigger batches (fewer commits) when
+	// events trickle in faster than one per wait.
+	BatchWait time.Duration
 	// Prefetch is the most unacknowledged events the transport hands out.
 	// Default max(1001, 2 × Workers × BatchSize).
 	Prefetch int
@@ -160,8 +166,8 @@ func (c *ConsumerConfig) validate() error {
 			}
 		}
 	}
-	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 {
-		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, Prefetch and MaxDelayed must not be negative"))
+	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 || c.BatchWait < 0 {
+		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, BatchWait, Prefetch and MaxDelayed must not be negative"))
 	}
 	return errors.Join(errs...)
 }

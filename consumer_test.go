@@ -491,3 +491,53 @@ func TestConsumerPausesWhileDatabaseIsDown(t *testing.T) {
 		t.Fatalf("stats %+v: a database outage must not retry or dead-letter events", st)
 	}
 }
+
+// TestConsumerBatchWait: with BatchWait, a worker waits for events that
+// trickle in and applies them in one transaction; without it, it applies
+// what it has at once (here: one event per transaction).
+func TestConsumerBatchWait(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		wait    time.Duration
+		wantTxs int
+	}{{wait: 5 * time.Second, wantTxs: 1}, {wait: 0, wantTxs: 3}} {
+		t.Run(fmt.Sprint(tc.wait), func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			txs := map[sqldialect.Executor]int{} // one executor per batch transaction
+			b := setupConsumer(t, consumerOpts{workers: 1, batch: 3, config: func(c *cqrsync.ConsumerConfig) {
+				r, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = r.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic",
+					OnSave: func(_ context.Context, ex sqldialect.Executor, _ *cqrsync.ReplicaEvent) error {
+						mu.Lock()
+						defer mu.Unlock()
+						txs[ex]++
+						return nil
+					}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.Replica, c.BatchWait = r, tc.wait
+			}})
+			now := time.Now()
+			for id := int64(1); id <= 3; id++ {
+				b.publish(t, "djpeer_basic", saveBody("SAVE", id, 0, id, now))
+				// Long enough for the worker to have taken the event
+				// before the next one arrives.
+				waitFor(t, 5*time.Second, func() bool {
+					return b.broker.QueueLen(b.queue) == 0 || tc.wait > 0
+				}, "event %d not taken", id)
+				time.Sleep(30 * time.Millisecond)
+			}
+			b.settle(t)
+			mu.Lock()
+			defer mu.Unlock()
+			if len(txs) != tc.wantTxs {
+				t.Fatalf("BatchWait %v: 3 events trickling in took %d transactions, want %d", tc.wait, len(txs), tc.wantTxs)
+			}
+		})
+	}
+}

@@ -40,8 +40,18 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 // It returns when in is closed and drained, or workCtx ends.
 func (c *Consumer) work(ctx, workCtx context.Context, in <-chan item, sched *scheduler) {
 	batch := make([]item, 0, c.cfg.BatchSize)
+	var linger *time.Timer
 	for first := range in {
 		batch = append(batch[:0], first)
+		var deadline <-chan time.Time // nil: do not wait
+		if c.cfg.BatchWait > 0 {
+			if linger == nil {
+				linger = time.NewTimer(c.cfg.BatchWait)
+			} else {
+				linger.Reset(c.cfg.BatchWait)
+			}
+			deadline = linger.C
+		}
 	fill:
 		for len(batch) < c.cfg.BatchSize {
 			select {
@@ -50,9 +60,27 @@ func (c *Consumer) work(ctx, workCtx context.Context, in <-chan item, sched *sch
 					break fill
 				}
 				batch = append(batch, it)
+				continue
 			default:
+			}
+			if deadline == nil {
+				break
+			}
+			select {
+			case it, ok := <-in:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, it)
+			case <-deadline:
+				deadline = nil
+				break fill
+			case <-workCtx.Done():
 				break fill
 			}
+		}
+		if linger != nil && deadline != nil {
+			linger.Stop() // Go 1.23+: a stopped timer's channel is drained, Reset is safe
 		}
 		if workCtx.Err() != nil {
 			continue // past the shutdown timeout: leave it to the queue

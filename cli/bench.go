@@ -126,6 +126,7 @@ are missed are reported, not turned into a failure.`,
 	f.IntVar(&opts.FillTxRows, "fill-tx-rows", 100, "changes per master transaction while the drain phase fills the outbox")
 	f.IntVar(&opts.Workers, "workers", 4, "consumer workers")
 	f.IntVar(&opts.BatchSize, "batch", 100, "consumer batch size (events per replica transaction)")
+	f.DurationVar(&opts.BatchWait, "batch-wait", 0, "how long a consumer worker waits to fill its batch (0: apply at once)")
 	f.IntVar(&opts.Prefetch, "prefetch", 0, "consumer prefetch (default max(1001, 2 × workers × batch))")
 	f.IntVar(&opts.RelayBatch, "relay-batch", 500, "relay batch size")
 	f.BoolVar(&opts.SkipRaw, "skip-raw", false, "do not measure the raw limits")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -13,6 +14,7 @@ import (
 func newConsumeCommand(st *state) *cobra.Command {
 	var (
 		workers, batch int
+		batchWait      time.Duration
 		cqrsIDs        []string
 	)
 	cmd := &cobra.Command{
@@ -32,6 +34,9 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
   cqrsync consume -w 8 --batch 500 --log-level info`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if batchWait < 0 {
+				return UsageError{Err: fmt.Errorf("--batch-wait must not be negative, got %v", batchWait)}
+			}
 			if cmd.Flags().Changed("workers") && workers < 1 {
 				return UsageError{Err: fmt.Errorf("--workers must be at least 1, got %d", workers)}
 			}
@@ -66,6 +71,9 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 				}
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
+				}
+				if cmd.Flags().Changed("batch-wait") {
+					cfg.BatchWait = batchWait
 				}
 				if len(cqrsIDs) > 0 {
 					cfg.CQRSIDs = cqrsIDs
@@ -107,6 +115,7 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 	f := cmd.Flags()
 	f.IntVarP(&workers, "workers", "w", 1, "events applied in parallel (default: the configuration's, else 1)")
 	f.IntVarP(&batch, "batch", "b", 100, "most events applied per transaction (default: the configuration's, else 100)")
+	f.DurationVar(&batchWait, "batch-wait", 0, "how long a worker waits to fill its batch before applying it (e.g. 2ms; default: the configuration's, else 0: at once)")
 	f.StringSliceVarP(&cqrsIDs, "cqrs-id", "c", nil, "consume only these models (default: every replica model)")
 	return cmd
 }

@@ -103,6 +103,8 @@ type Options struct {
 	Workers, BatchSize, Prefetch int
 	// RelayBatch is the relay's batch size. Default 500 (the relay's own).
 	RelayBatch int
+	// BatchWait is the consumer's ConsumerConfig.BatchWait. Default 0.
+	BatchWait time.Duration
 
 	// SkipRaw skips the raw limits.
 	SkipRaw bool
@@ -399,7 +401,7 @@ func (p *pipeline) setup(mt, rt *target) Setup {
 	return Setup{
 		MasterURL: mt.String(), ReplicaURL: rt.String(), BrokerURL: redactAMQP(o.AMQP),
 		Mix: o.Mix, RowBytes: o.RowBytes, Writers: o.Writers, TxRows: o.TxRows, Insert: o.Insert,
-		Workers: o.Workers, BatchSize: o.BatchSize, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch,
+		Workers: o.Workers, BatchSize: o.BatchSize, BatchWaitMS: float64(o.BatchWait) / 1e6, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch,
 		Seed: o.Seed, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Started: time.Now().UTC().Truncate(time.Second),
 	}
@@ -529,7 +531,7 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	}
 	if p.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
 		Replica: replica, DB: p.replicaDB, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
-		Workers: o.Workers, BatchSize: o.BatchSize, Prefetch: o.Prefetch, Logger: o.Logger,
+		Workers: o.Workers, BatchSize: o.BatchSize, BatchWait: o.BatchWait, Prefetch: o.Prefetch, Logger: o.Logger,
 	}); err != nil {
 		return stop, err
 	}

@@ -37,6 +37,7 @@ type Setup struct {
 	Insert         bool      `json:"creates_by_master_insert"`
 	Workers        int       `json:"consumer_workers"`
 	BatchSize      int       `json:"consumer_batch"`
+	BatchWaitMS    float64   `json:"consumer_batch_wait_ms"`
 	Prefetch       int       `json:"consumer_prefetch"`
 	RelayBatch     int       `json:"relay_batch"`
 	Seed           uint64    `json:"seed"`
@@ -227,11 +228,14 @@ func (r *Report) evaluate() []Goal {
 	if d := r.Drain; d != nil {
 		g.Measured = rps(d.DrainRate)
 		ok := d.DrainRate >= 10_000
+		g.Status = status(ok)
 		if r.Raw != nil {
 			g.Measured += fmt.Sprintf(" = %.0f%% of %s", 100*d.DrainVsRawConsume, rps(r.Raw.Consume))
-			ok = ok && d.DrainVsRawConsume >= 0.70
+			g.Status = status(ok && d.DrainVsRawConsume >= 0.70)
+		} else if ok {
+			g.Status = "not measured" // the rate is met; the ratio needs the raw consume rate
+			g.Note = "run without --skip-raw for the ratio to raw consume"
 		}
-		g.Status = status(ok)
 		if d.Events < 100_000 {
 			g.Note = fmt.Sprintf("%d events queued, the goal says 100,000", d.Events)
 		}
@@ -280,7 +284,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 		creates = "Master.Insert"
 	}
 	fmt.Fprintf(&b, "workload %s, %d-byte rows, %d writers, %d change(s) per transaction, creates by %s, seed %d\n", s.Mix, s.RowBytes, s.Writers, s.TxRows, creates, s.Seed)
-	fmt.Fprintf(&b, "consumer %d workers × batch %d, prefetch %d; relay batch %d\n", s.Workers, s.BatchSize, s.Prefetch, s.RelayBatch)
+	wait := ""
+	if s.BatchWaitMS > 0 {
+		wait = fmt.Sprintf(" (waiting up to %g ms to fill it)", s.BatchWaitMS)
+	}
+	fmt.Fprintf(&b, "consumer %d workers × batch %d%s, prefetch %d; relay batch %d\n", s.Workers, s.BatchSize, wait, s.Prefetch, s.RelayBatch)
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
 	}

@@ -115,6 +115,9 @@ type ReplicaSettings struct {
 	// defaults (1 worker, 100 events per transaction, max(1001, 2 × workers
 	// × batch)).
 	Workers, Batch, Prefetch int
+	// BatchWait is how long a worker waits to fill its batch; 0 (the
+	// default) applies at once.
+	BatchWait time.Duration
 	// TombstoneRetention, DeadLetterTTL and ShutdownTimeout: 0 means the
 	// defaults (7 days, 10 days, 30 s).
 	TombstoneRetention, DeadLetterTTL, ShutdownTimeout time.Duration
@@ -393,6 +396,7 @@ func (c *Config) ConsumerConfig() cqrsync.ConsumerConfig {
 		DeadLetterTTL:   c.Replica.DeadLetterTTL,
 		Workers:         c.Replica.Workers,
 		BatchSize:       c.Replica.Batch,
+		BatchWait:       c.Replica.BatchWait,
 		Prefetch:        c.Replica.Prefetch,
 		ShutdownTimeout: c.Replica.ShutdownTimeout,
 	}

@@ -75,6 +75,7 @@ func decode(data []byte) (*Config, []Problem) {
 				"tombstone_retention": func(n *yaml.Node, p string) { d.duration(n, p, &r.TombstoneRetention) },
 				"dead_letter_ttl":     func(n *yaml.Node, p string) { d.ttl(n, p, &r.DeadLetterTTL) },
 				"shutdown_timeout":    func(n *yaml.Node, p string) { d.duration(n, p, &r.ShutdownTimeout) },
+				"batch_wait":          func(n *yaml.Node, p string) { d.duration(n, p, &r.BatchWait) },
 				"retry":               func(n *yaml.Node, p string) { r.Retry = d.retry(n, p) },
 			})
 		},
