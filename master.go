@@ -219,6 +219,14 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 // them. The primary key may be left out where the database generates it
 // and has RETURNING. Like Create, the event becomes visible when tx
 // commits, and never if it rolls back.
+//
+// On PostgreSQL the outbox row goes into the same statement: Insert builds
+// the event from the row it expects (the given values, revision 0,
+// cqrs_updated now) and checks it against the row the database returns;
+// when they differ (a column default or a trigger, the revision after a
+// tombstone, the database's own normalisation of a value), the event is
+// replaced by one built from the stored row, so the model's meta and
+// correlation-id functions may then be called twice.
 func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values map[string]any) error {
 	ex := m.adapt(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
@@ -251,19 +259,43 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		}
 		p.Key = keyString(wire)
 	}
-	var row []masterRow
 	cols := make([]string, len(ti.columns))
 	for i, c := range ti.columns {
 		cols[i] = c.Name
 	}
-	rows, err := m.cfg.Dialect.InsertRow(ctx, ex, p, cols)
+	// Where the database writes the outbox row in the same statement,
+	// build the event from the row as it will most likely be stored: the
+	// given values, revision 0, cqrs_updated now. The row read back
+	// decides: if it differs (a default, a trigger, a tombstone's
+	// revision, the database's normalisation), that event is replaced.
+	predicted, canPredict := m.predictRow(mm, ti, values, p.Updated)
+	var predictedEvent *sqldialect.OutboxRow
+	if canPredict && !mm.NoProduce && mm.Serializer == nil {
+		ev, ok, err := m.event(ctx, mm, SignalSave, predicted, m.instanceData(mm, predicted), previousData(mm, predicted, true, nil), p.Updated, "")
+		if err != nil {
+			return err
+		}
+		if ok {
+			predictedEvent = &ev
+			p.Outbox = predictedEvent
+		}
+	}
+	rows, withOutbox, err := m.cfg.Dialect.InsertRow(ctx, ex, p, cols)
 	if err != nil {
 		return err
 	}
+	extra := 0
+	if withOutbox {
+		extra = 1 // the outbox row's id
+	}
+	var row []masterRow
+	var outboxID int64
 	pkIndex := ti.byName[mm.PK]
-	err = scanObjects(rows, cols, ti, func(o Object) error {
+	err = scanRawObjectsExtra(rows, cols, extra, ti, func(raw []any, o Object) {
+		if withOutbox {
+			outboxID, _ = raw[len(cols)].(int64)
+		}
 		row = append(row, masterRow{pk: o[pkIndex].Value, all: o})
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
@@ -271,12 +303,51 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	if len(row) != 1 {
 		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))
 	}
-	if mm.NoProduce {
-		return nil
+	if canPredict && jsonEqual(predicted.all, row[0].all) {
+		if withOutbox {
+			m.cfg.Notify()
+			return nil
+		}
+		if predictedEvent == nil && mm.Serializer == nil {
+			return nil // no event: produce off, or the model refused the row
+		}
+	} else if withOutbox {
+		// The stored row is not the predicted one: replace its event.
+		if err := m.cfg.Dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+			return err
+		}
 	}
 	return m.publishRows(ctx, ex, mm, SignalSave, row, "", func(r masterRow) Object {
 		return previousData(mm, r, true, nil)
 	})
+}
+
+// predictRow builds the row Insert will most likely store: values, a new
+// row's revision and cqrs_updated, as wire values in table order. ok is
+// false when a column has no value to predict from (its default).
+func (m *Master[TTx]) predictRow(mm *MasterModel, ti *tableInfo, values map[string]any, updated time.Time) (masterRow, bool) {
+	all := make(Object, len(ti.columns))
+	for i, c := range ti.columns {
+		var v any
+		switch c.Name {
+		case RevisionField:
+			v = int64(0)
+		case UpdatedField:
+			v = updated
+		default:
+			given, ok := values[c.Name]
+			if !ok {
+				return masterRow{}, false
+			}
+			v = given
+		}
+		wire, err := WireValue(ti.types[c.Name], v)
+		if err != nil {
+			return masterRow{}, false
+		}
+		all[i] = Member{Key: c.Name, Value: wire}
+	}
+	return masterRow{pk: all[ti.byName[mm.PK]].Value, all: all}, true
 }
 
 // Update records an update of the rows with the given primary keys, which
@@ -711,9 +782,15 @@ func scanObjects(rows sqldialect.Rows, cols []string, ti *tableInfo, fn func(Obj
 // scanRawObjects scans every row, handing fn both the driver's values and
 // the wire values, and closes rows.
 func scanRawObjects(rows sqldialect.Rows, cols []string, ti *tableInfo, fn func(raw []any, o Object)) error {
+	return scanRawObjectsExtra(rows, cols, 0, ti, fn)
+}
+
+// scanRawObjectsExtra is scanRawObjects for rows that carry extra columns
+// after cols: fn gets them in raw only.
+func scanRawObjectsExtra(rows sqldialect.Rows, cols []string, extra int, ti *tableInfo, fn func(raw []any, o Object)) error {
 	defer rows.Close()
-	raw := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
+	raw := make([]any, len(cols)+extra)
+	ptrs := make([]any, len(raw))
 	for i := range raw {
 		ptrs[i] = &raw[i]
 	}

@@ -64,7 +64,13 @@ type Dialect interface {
 	// returns it as stored, with the given columns: one INSERT … RETURNING
 	// where the database has it (PostgreSQL, SQLite), an INSERT and a
 	// SELECT by key elsewhere (which then needs params.Key).
-	InsertRow(ctx context.Context, ex Executor, params *InsertRowParams, columns []string) (Rows, error)
+	//
+	// When params.Outbox is set and the database can write both rows in one
+	// statement (PostgreSQL, with a data-modifying WITH), the outbox row is
+	// inserted too, and each returned row carries the outbox row's id as
+	// one more, last, column: withOutbox is then true. Otherwise the caller
+	// inserts the outbox row.
+	InsertRow(ctx context.Context, ex Executor, params *InsertRowParams, columns []string) (rows Rows, withOutbox bool, err error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
 	// DeleteRows deletes rows by primary key and returns how many it deleted.
@@ -200,6 +206,9 @@ type InsertRowParams struct {
 	Key string
 	// Updated is the new cqrs_updated.
 	Updated time.Time
+	// Outbox, when not nil, is an event to insert in the same statement,
+	// where the database can (see InsertRow).
+	Outbox *OutboxRow
 }
 
 // SelectRowsParams configures SelectRows. Exactly one of PKs and Page is

@@ -57,6 +57,7 @@ func Postgres() Dialect {
 		migrateWhole:      true,
 		updateReturning:   true,
 		insertReturning:   true,
+		dmlInWith:         true,
 	}
 }
 

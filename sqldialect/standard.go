@@ -68,6 +68,9 @@ type standard struct {
 	// SQLite 3.35+; MariaDB has it since 10.5, MySQL not at all), for
 	// InsertRow.
 	insertReturning bool
+	// dmlInWith is set where a WITH clause may hold INSERT … RETURNING
+	// (PostgreSQL), for InsertRow's outbox row.
+	dmlInWith bool
 	// migrateWhole makes Migrate send the migration in one Exec rather than
 	// statement by statement (PostgreSQL runs it as one transaction, so an
 	// advisory lock in the file serialises concurrent Migrates).
@@ -301,13 +304,13 @@ func (d *standard) TouchSelectRows(ctx context.Context, ex Executor, p *TouchRow
 	return rows, nil
 }
 
-func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParams, columns []string) (Rows, error) {
+func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParams, columns []string) (Rows, bool, error) {
 	if len(p.Columns) != len(p.Values) {
-		return nil, fmt.Errorf("sqldialect: insert into %s: %d columns but %d values", p.Table, len(p.Columns), len(p.Values))
+		return nil, false, fmt.Errorf("sqldialect: insert into %s: %d columns but %d values", p.Table, len(p.Columns), len(p.Values))
 	}
 	pkAt := slices.Index(p.Columns, p.PKColumn)
 	if !d.insertReturning && (pkAt < 0 || p.Key == "") {
-		return nil, fmt.Errorf("sqldialect: insert into %s: %s cannot return a generated key: give %s a value", p.Table, d.name, p.PKColumn)
+		return nil, false, fmt.Errorf("sqldialect: insert into %s: %s cannot return a generated key: give %s a value", p.Table, d.name, p.PKColumn)
 	}
 	cols := make([]string, 0, len(p.Columns)+2)
 	for _, c := range p.Columns {
@@ -328,19 +331,32 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.placeholder(n+1), rev, d.fromDual)
 	if !d.insertReturning {
 		if _, err := ex.Exec(ctx, q, args...); err != nil {
-			return nil, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
+			return nil, false, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
 		}
-		return d.SelectRows(ctx, ex, &SelectRowsParams{Table: p.Table, PKColumn: p.PKColumn, Columns: columns, PKs: []any{p.Values[pkAt]}})
+		rows, err := d.SelectRows(ctx, ex, &SelectRowsParams{Table: p.Table, PKColumn: p.PKColumn, Columns: columns, PKs: []any{p.Values[pkAt]}})
+		return rows, false, err
 	}
 	ret := make([]string, len(columns))
 	for i, c := range columns {
 		ret[i] = d.QuoteIdent(c)
 	}
-	rows, err := ex.Query(ctx, q+" RETURNING "+strings.Join(ret, ", "), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
+	withOutbox := p.Outbox != nil && d.dmlInWith
+	if withOutbox {
+		// The outbox row is inserted FROM the new row, so it exists exactly
+		// when the row does.
+		o := len(args)
+		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us) "+
+			"SELECT %s, %s, %s, %s FROM r RETURNING id) SELECT r.*, o.id FROM r CROSS JOIN o",
+			q, strings.Join(ret, ", "), d.placeholder(o+1), d.placeholder(o+2), d.placeholder(o+3), d.placeholder(o+4))
+		args = append(args, p.Outbox.CQRSID, p.Outbox.Queue, p.Outbox.Body, micros(p.Outbox.CreatedAt))
+	} else {
+		q += " RETURNING " + strings.Join(ret, ", ")
 	}
-	return rows, nil
+	rows, err := ex.Query(ctx, q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
+	}
+	return rows, withOutbox, nil
 }
 
 // touchSQL renders TouchRows's UPDATE of pks.

@@ -146,6 +146,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("TableColumns", func(t *testing.T) { t.Parallel(); testTableColumns(t, h) })
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, h) })
 	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
+	t.Run("InsertRow", func(t *testing.T) { t.Parallel(); testInsertRow(t, h) })
 	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
 	t.Run("DeleteGuardedBatch", func(t *testing.T) { t.Parallel(); testDeleteBatch(t, h) })
@@ -261,6 +262,65 @@ func testOutbox(t *testing.T, h *Harness) {
 	if err != nil || st.Rows != 0 || !st.Oldest.IsZero() {
 		t.Fatalf("OutboxStats when empty = %+v, %v; want zero", st, err)
 	}
+}
+
+func testInsertRow(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "2", Revision: 4, Updated: t0, At: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(id int64, name string, outbox *sqldialect.OutboxRow) (rev, outboxID int64, withOutbox bool) {
+		t.Helper()
+		rows, withOutbox, err := b.d.InsertRow(b.ctx, b.ex, &sqldialect.InsertRowParams{CQRSID: "item", Table: "item", PKColumn: "id",
+			Columns: []string{"id", "name"}, Values: []any{id, name}, Key: fmt.Sprint(id), Updated: t0, Outbox: outbox},
+			[]string{"name", "cqrs_revision"})
+		if err != nil {
+			t.Fatalf("InsertRow(%d): %v", id, err)
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			var got string
+			dest := []any{&got, &rev}
+			if withOutbox {
+				dest = append(dest, &outboxID)
+			}
+			if err := rows.Scan(dest...); err != nil {
+				t.Fatal(err)
+			}
+			if got != name {
+				t.Fatalf("InsertRow(%d) returned name %q, want %q", id, got, name)
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil || n != 1 {
+			t.Fatalf("InsertRow(%d) returned %d rows, %v; want 1", id, n, err)
+		}
+		return rev, outboxID, withOutbox
+	}
+	// A new key starts at 0; a key deleted at revision 4 continues at 5.
+	if rev, _, _ := insert(1, "a", nil); rev != 0 {
+		t.Fatalf("new key's revision %d, want 0", rev)
+	}
+	if rev, _, _ := insert(2, "b", nil); rev != 5 {
+		t.Fatalf("re-created key's revision %d, want 5 (after its tombstone's 4)", rev)
+	}
+	// With an outbox row: written in the same statement where the dialect
+	// can, and then it is there with the returned id; elsewhere nothing is
+	// written to the outbox.
+	ev := &sqldialect.OutboxRow{CQRSID: "item", Queue: "q", Body: []byte(`{"x":1}`), CreatedAt: t0}
+	_, id, withOutbox := insert(3, "c", ev)
+	rows, err := b.d.ClaimOutbox(b.ctx, b.ex, &sqldialect.ClaimOutboxParams{Limit: 10, Now: t0, LeaseUntil: t0.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case withOutbox && (len(rows) != 1 || rows[0].ID != id || string(rows[0].Body) != `{"x":1}` || rows[0].Queue != "q"):
+		t.Fatalf("InsertRow with an outbox row: outbox holds %+v, want one row with id %d", rows, id)
+	case !withOutbox && len(rows) != 0:
+		t.Fatalf("InsertRow reported no outbox row but the outbox holds %+v", rows)
+	}
+	b.want(t, 3, "c", 0)
 }
 
 func testMasterRows(t *testing.T, h *Harness) {
