@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite"
@@ -83,4 +84,39 @@ func Example() {
 	}
 	fmt.Printf("replica has account 1: %s at revision %d\n", name, rev)
 	// Output: replica has account 1: Ada at revision 0
+}
+
+// ExampleMaster_Insert writes a row and captures its creation in one call:
+// the event is in the outbox, in the same transaction, and leaves with the
+// commit (a rollback would drop both).
+func ExampleMaster_Insert() {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "cqrsync-example-*")
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "master.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		panic(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE account (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`); err != nil {
+		panic(err)
+	}
+	if err := sqldialect.SQLite().Migrate(ctx, sqldialect.FromSQL(db)); err != nil {
+		panic(err)
+	}
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return now }})
+	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
+
+	tx, _ := db.BeginTx(ctx, nil)
+	if err := master.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada"}); err != nil {
+		panic(err)
+	}
+	_ = tx.Commit()
+
+	var body string
+	_ = db.QueryRow(`SELECT body FROM cqrs_outbox`).Scan(&body)
+	fmt.Println(body[:strings.Index(body, `,"previous_data"`)])
+	// Output: {"signal_type":"SAVE","cqrs_id":"account","instance_data":{"id":1,"name":"Ada","cqrs_revision":0,"cqrs_updated":"2026-11-23 12:00:00+00:00"}
 }
