@@ -291,14 +291,19 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	var row []masterRow
 	var outboxID int64
 	pkIndex := ti.byName[mm.PK]
+	idOK := !withOutbox
 	err = scanRawObjectsExtra(rows, cols, extra, ti, func(raw []any, o Object) {
 		if withOutbox {
-			outboxID, _ = raw[len(cols)].(int64)
+			outboxID, idOK = raw[len(cols)].(int64)
 		}
 		row = append(row, masterRow{pk: o[pkIndex].Value, all: o})
 	})
 	if err != nil {
 		return fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+	}
+	if !idOK {
+		// Without the id, a wrong predicted event could not be replaced.
+		return fmt.Errorf("cqrsync: Insert into %s: the outbox row's id did not come back as an integer", mm.Table)
 	}
 	if len(row) != 1 {
 		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))

@@ -65,10 +65,11 @@ type Config struct {
 
 // installSQL creates the trigger unless it exists, under a transaction
 // advisory lock so that relays starting together do not race on the DDL.
-// (A trigger left by an older cqrsync migration calls the same function
-// without an argument, hence the COALESCE.)
-const installSQL = `BEGIN;
-SELECT pg_advisory_xact_lock(hashtext('cqrsync pglisten install'));
+// Sent as one simple query, it runs as one implicit transaction, which an
+// error rolls back, leaving the connection usable. (A trigger left by an
+// older cqrsync migration calls the same function without an argument,
+// hence the COALESCE.)
+const installSQL = `SELECT pg_advisory_xact_lock(hashtext('cqrsync pglisten install'));
 CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify(COALESCE(TG_ARGV[0], 'cqrs_outbox'), '');
@@ -82,8 +83,7 @@ BEGIN
             FOR EACH STATEMENT EXECUTE FUNCTION cqrs_outbox_notify('cqrs_outbox');
     END IF;
 END
-$$;
-COMMIT;`
+$$;`
 
 // Execer runs SQL without arguments; *pgx.Conn, *pgxpool.Pool and *sql.DB
 // (through a small adapter) fit.
@@ -153,7 +153,12 @@ func listen(ctx context.Context, connCfg *pgx.ConnConfig, channel string, cfg *C
 	defer conn.Close(context.WithoutCancel(ctx))
 	if !cfg.NoInstall {
 		if err := Install(ctx, conn); err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// Listen anyway: the trigger may be there already (installed by
+			// a role that owns cqrs_outbox); without it the relay polls.
+			cmp.Or(cfg.Logger, slog.Default()).WarnContext(ctx, "pglisten: cannot install the outbox trigger; listening anyway (set NoInstall if it is managed elsewhere)", slog.Any("error", err))
 		}
 	}
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {

@@ -3,6 +3,8 @@ package pglisten_test
 import (
 	"context"
 	"database/sql"
+	"io"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -141,5 +143,43 @@ func TestInstallUninstall(t *testing.T) {
 	}
 	if n := triggers(); n != 0 {
 		t.Fatalf("%d triggers after Uninstall, want 0", n)
+	}
+}
+
+// TestListensWhenInstallFails: a role that cannot install the trigger (here
+// the outbox does not even exist) still listens, for a trigger managed
+// elsewhere, instead of reconnecting forever.
+func TestListensWhenInstallFails(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	dsn := cqrsynctesting.PostgresDSN(t)
+	var notified atomic.Int64
+	listening := make(chan struct{}, 1)
+	done := make(chan error)
+	go func() {
+		done <- pglisten.Run(ctx, &pglisten.Config{ConnString: dsn, OnNotify: func() { notified.Add(1) },
+			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+			OnListening: func() { listening <- struct{}{} }})
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-listening:
+	case <-time.After(10 * time.Second):
+		t.Fatal("not listening 10 s after start, with the trigger impossible to install")
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, '')", pglisten.Channel); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for notified.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no notification reached OnNotify")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
