@@ -211,9 +211,9 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 }
 
 // Insert writes a new row into the model's table and records its creation
-// in the same statement: it is INSERT followed by Create, one round trip
-// shorter where the database has INSERT … RETURNING (PostgreSQL, SQLite;
-// elsewhere it inserts, then reads the row back). values maps column names
+// in the same transaction: it is INSERT followed by Create, with fewer
+// round trips (one INSERT … RETURNING on SQLite, instead of an INSERT and a
+// read back elsewhere; see below for PostgreSQL). values maps column names
 // to values as the driver takes them; Insert sets cqrs_revision (0, or past
 // the key's tombstone) and cqrs_updated itself, so values must not hold
 // them. The primary key may be left out where the database generates it
@@ -263,11 +263,11 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	for i, c := range ti.columns {
 		cols[i] = c.Name
 	}
-	// Where the database writes the outbox row in the same statement,
-	// build the event from the row as it will most likely be stored: the
-	// given values, revision 0, cqrs_updated now. The row read back
-	// decides: if it differs (a default, a trigger, a tombstone's
-	// revision, the database's normalisation), that event is replaced.
+	// Build the event from the row as it will most likely be stored: the
+	// given values, revision 0, cqrs_updated now. Where the database can,
+	// it goes into the row's statement. The row read back decides: if it
+	// differs (a default, a trigger, a tombstone's revision, the
+	// database's normalisation), that event is replaced.
 	predicted, canPredict := m.predictRow(mm, ti, values, p.Updated)
 	var predictedEvent *sqldialect.OutboxRow
 	if canPredict && !mm.NoProduce && mm.Serializer == nil {
@@ -309,11 +309,14 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))
 	}
 	if canPredict && jsonEqual(predicted.all, row[0].all) {
-		if withOutbox {
+		switch {
+		case withOutbox:
 			m.cfg.Notify()
 			return nil
-		}
-		if predictedEvent == nil && mm.Serializer == nil {
+		case predictedEvent != nil:
+			// The event is right: insert it as built, not a second time.
+			return m.enqueue(ctx, ex, []sqldialect.OutboxRow{*predictedEvent})
+		case mm.Serializer == nil:
 			return nil // no event: produce off, or the model refused the row
 		}
 	} else if withOutbox {
