@@ -149,22 +149,8 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, format strin
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
+// syncBuffer is a buffer safe for concurrent writers.
+type syncBuffer = cqrsynctesting.SyncBuffer
 
 // saveBody is a SAVE (or SYNC) of djpeer_basic row id.
 func saveBody(signal string, id, rev, intField int64, updated time.Time) string {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -165,7 +164,7 @@ type background struct {
 func start(t *testing.T, opts *cli.Options, args ...string) *background {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	bg := &background{cancel: cancel, done: make(chan struct{}), errOut: newSyncBuffer()}
+	bg := &background{cancel: cancel, done: make(chan struct{}), errOut: new(syncBuffer)}
 	go func() {
 		defer close(bg.done)
 		var out bytes.Buffer
@@ -178,7 +177,7 @@ func start(t *testing.T, opts *cli.Options, args ...string) *background {
 
 func (bg *background) waitFor(t *testing.T, s string) {
 	t.Helper()
-	if !bg.errOut.waitFor(s, waitTimeout, bg.done) {
+	if !bg.errOut.WaitFor(s, waitTimeout, bg.done) {
 		t.Fatalf("%q never appeared on stderr:\n%s", s, bg.errOut.String())
 	}
 }
@@ -189,62 +188,13 @@ func (bg *background) stop() result {
 	return bg.res
 }
 
-// syncBuffer is a buffer safe for concurrent use that can wait for text.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
+// syncBuffer is the shared concurrent buffer that can wait for text.
+type syncBuffer = cqrsynctesting.SyncBuffer
 
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.buf.Write(p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return n, err
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func (s *syncBuffer) waitFor(text string, timeout time.Duration, done <-chan struct{}) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		found, changed := strings.Contains(s.buf.String(), text), s.changed
-		s.mu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-done:
-			return strings.Contains(s.String(), text)
-		case <-deadline.C:
-			return false
-		}
-	}
-}
-
-// eventually waits until cond holds, checking it whenever tick fires.
+// eventually waits until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	cqrsynctesting.Eventually(t, waitTimeout, what, cond)
 }
 
 func count(t *testing.T, db *sql.DB, query string, args ...any) int {

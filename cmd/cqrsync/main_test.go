@@ -172,7 +172,7 @@ type process struct {
 func (s *service) start(t *testing.T, args ...string) *process {
 	t.Helper()
 	cmd := s.command(context.Background(), args...)
-	p := &process{cmd: cmd, errOut: newSyncBuffer(), done: make(chan struct{})}
+	p := &process{cmd: cmd, errOut: new(syncBuffer), done: make(chan struct{})}
 	cmd.Stderr = p.errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -191,7 +191,7 @@ func (s *service) start(t *testing.T, args ...string) *process {
 
 func (p *process) waitFor(t *testing.T, text string) {
 	t.Helper()
-	if !p.errOut.waitFor(text, waitTimeout, p.done) {
+	if !p.errOut.WaitFor(text, waitTimeout, p.done) {
 		t.Fatalf("%q never appeared on stderr:\n%s", text, p.errOut.String())
 	}
 }
@@ -210,62 +210,13 @@ func (p *process) terminate(t *testing.T) (int, string) {
 	return p.code, p.errOut.String()
 }
 
-// syncBuffer is a buffer safe for concurrent use that can wait for text.
-type syncBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.buf.Write(p)
-	close(s.changed)
-	s.changed = make(chan struct{})
-	return n, err
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
-func (s *syncBuffer) waitFor(text string, timeout time.Duration, done <-chan struct{}) bool {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		s.mu.Lock()
-		found, changed := strings.Contains(s.buf.String(), text), s.changed
-		s.mu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-done:
-			return strings.Contains(s.String(), text)
-		case <-deadline.C:
-			return false
-		}
-	}
-}
+// syncBuffer is the shared concurrent buffer that can wait for text.
+type syncBuffer = cqrsynctesting.SyncBuffer
 
 // eventually waits until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	cqrsynctesting.Eventually(t, waitTimeout, what, cond)
 }
 
 // postgres returns the URL of a schema of the test's own, and a handle on it.

@@ -1,7 +1,6 @@
 package rabbitmq_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,10 +8,10 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -139,7 +138,7 @@ func TestLogsRedactCredentials(t *testing.T) {
 		t.Fatalf("rabbitmqctl set_permissions: %v", err)
 	}
 
-	p := startProxy(t, brokerAddr(t, b.url))
+	p := cqrsynctesting.NewProxy(t, brokerAddr(t, b.url))
 	url := strings.Replace(p.URL(t, b.url), strings.Split(strings.TrimPrefix(b.url, "amqp://"), "@")[0], user+":"+password, 1)
 	var logs syncBuffer
 	tr := b.newTransport(t, url, func(c *rabbitmq.Config) {
@@ -156,7 +155,7 @@ func TestLogsRedactCredentials(t *testing.T) {
 	// and get logged, then let them succeed.
 	p.Refuse(true)
 	accepted := p.Accepted()
-	p.Cut()
+	p.Drop()
 	waitFor(t, func() bool { return p.Accepted() >= accepted+4 }, "failed reconnection attempts")
 	p.Refuse(false)
 	if err := tr.Publish(ctx, batchOf(newID(), 1)); !errors.Is(err, rabbitmq.ErrUnroutable) {
@@ -173,20 +172,5 @@ func TestLogsRedactCredentials(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer safe for concurrent writers.
+type syncBuffer = cqrsynctesting.SyncBuffer

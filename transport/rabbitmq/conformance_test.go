@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport/transporttest"
 )
 
@@ -32,9 +33,9 @@ func newConformanceTransport(tb testing.TB) transporttest.Transport {
 func newSuiteTransport(tb testing.TB, viaProxy bool) transporttest.Transport {
 	b := setup(tb)
 	url := b.url
-	var p *proxy
+	var p *cqrsynctesting.Proxy
 	if viaProxy {
-		p = startProxy(tb, brokerAddr(tb, b.url))
+		p = cqrsynctesting.NewProxy(tb, brokerAddr(tb, b.url))
 		url = p.URL(tb, b.url)
 	}
 	tr := b.newTransport(tb, url, nil)
@@ -53,7 +54,7 @@ func newSuiteTransport(tb testing.TB, viaProxy bool) transporttest.Transport {
 		},
 	}
 	if p != nil {
-		st.CutConnections = func(testing.TB) { p.Cut() }
+		st.CutConnections = func(testing.TB) { p.Drop() }
 	}
 	return st
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -102,7 +103,7 @@ func TestPublishCutMidBatch(t *testing.T) {
 	b := setup(t)
 	id := newID()
 	q := b.boundQueue(t, id)
-	p := startProxy(t, brokerAddr(t, b.url))
+	p := cqrsynctesting.NewProxy(t, brokerAddr(t, b.url))
 	tr := b.newTransport(t, p.URL(t, b.url), nil)
 	ctx := testContext(t)
 
@@ -160,11 +161,11 @@ func TestPublishWaitsForBroker(t *testing.T) {
 	b := setup(t)
 	id := newID()
 	q := b.boundQueue(t, id)
-	p := startProxy(t, brokerAddr(t, b.url))
+	p := cqrsynctesting.NewProxy(t, brokerAddr(t, b.url))
 	tr := b.newTransport(t, p.URL(t, b.url), nil)
 
 	p.Refuse(true)
-	p.Cut()
+	p.Drop()
 	short, cancel := context.WithTimeout(testContext(t), 100_000_000) // 100 ms
 	defer cancel()
 	err := tr.Publish(short, batchOf(id, 3))

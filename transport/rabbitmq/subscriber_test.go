@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -128,7 +129,7 @@ func TestSubscribeReconnects(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q, id := b.queue(), newID()
-	p := startProxy(t, brokerAddr(t, b.url))
+	p := cqrsynctesting.NewProxy(t, brokerAddr(t, b.url))
 	tr := b.newTransport(t, p.URL(t, b.url), nil)
 	pub := b.newTransport(t, "", nil)
 	sub := subscribe(t, tr, &transport.SubscribeParams{Queue: q, CQRSIDs: []string{id}})
@@ -144,7 +145,7 @@ func TestSubscribeReconnects(t *testing.T) {
 		first[i] = receive(t, sub.Deliveries())
 		seenIDs[first[i].ID] = true
 	}
-	if p.Cut() == 0 {
+	if p.Drop() == 0 {
 		t.Fatal("nothing to cut")
 	}
 
