@@ -10,6 +10,7 @@ import (
 
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -135,35 +136,41 @@ func (c *Consumer) retryInfra(ctx, workCtx context.Context, fn func() error) err
 	}
 }
 
-// applyTx applies items in one transaction and commits it.
-func (c *Consumer) applyTx(ctx context.Context, items []item) (err error) {
-	tx, err := c.cfg.DB.BeginTx(ctx, nil)
-	if err != nil {
-		return infraError{fmt.Errorf("cqrsync: begin: %w", err)}
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+// applyTx applies items in one transaction and commits it. On pgx's
+// database/sql driver the transaction is pipelined (pgxexec.RunTx): a batch
+// of SAVEs costs two round trips to PostgreSQL instead of four.
+func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	ps := make([]*Payload, len(items))
 	for i, it := range items {
 		ps[i] = it.p
 	}
-	outs, err := c.cfg.Replica.ApplyBatch(ctx, sqldialect.FromSQL(tx), ps)
-	if err != nil {
-		return err
-	}
 	var applied, dropped int64
-	for _, out := range outs {
-		if out.Applied() {
-			applied++
-		} else {
-			dropped++
+	started := false
+	var applyErr error
+	err := pgxexec.RunTx(ctx, c.cfg.DB, func(ex sqldialect.Executor) error {
+		started = true
+		outs, err := c.cfg.Replica.ApplyBatch(ctx, ex, ps)
+		if err != nil {
+			applyErr = err
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("cqrsync: commit: %w", err)
+		for _, out := range outs {
+			if out.Applied() {
+				applied++
+			} else {
+				dropped++
+			}
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+	case !started: // no connection: the database is down
+		return infraError{fmt.Errorf("cqrsync: %w", err)}
+	case applyErr != nil:
+		return err // the batch's own error, with any rollback failure
+	default:
+		return fmt.Errorf("cqrsync: %w", err)
 	}
 	c.applied.Add(applied)
 	c.dropped.Add(dropped)

@@ -88,6 +88,7 @@ var retryableTexts = []string{
 	"database table is locked", // SQLite SQLITE_LOCKED
 	"connection refused",
 	"failed to connect", // pgx
+	"conn closed",       // pgx: the connection broke earlier
 	"unexpected eof",    // a connection dropped mid-message
 	"connection reset",
 	"broken pipe",

@@ -87,7 +87,9 @@ type Dialect interface {
 	// the transaction with all its keys; they are locked in sorted order, so
 	// two transactions never wait for each other in a cycle. Where the
 	// guarded statements already serialise (SQLite's single writer, InnoDB's
-	// locking reads in INSERT ... SELECT) it does nothing.
+	// locking reads in INSERT ... SELECT) it does nothing. On a [Deferrer]
+	// the lock statement is deferred: it goes out with the next statement,
+	// which still starts only once the locks are held.
 	LockKeys(ctx context.Context, ex Executor, keys []string) error
 	// UpsertBatch writes many replica rows with one guarded statement per
 	// chunk: each row as Upsert would write it. No key may appear twice. It
@@ -108,6 +110,8 @@ type Dialect interface {
 	DeleteGuardedBatch(ctx context.Context, ex Executor, params *DeleteGuardedBatchParams) ([]bool, error)
 	// RecordTombstones records deleted keys (a master's deletes, so a
 	// re-created key continues its revisions), keeping the newest per key.
+	// On a [Deferrer] the write is deferred (DeleteGuarded and
+	// DeleteGuardedBatch record theirs the same way).
 	RecordTombstones(ctx context.Context, ex Executor, tombstones []Tombstone) error
 	// PurgeTombstones deletes tombstones recorded before before.
 	PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error)

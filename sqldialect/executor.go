@@ -3,6 +3,7 @@ package sqldialect
 import (
 	"context"
 	"database/sql"
+	"fmt"
 )
 
 // Rows is a result set being read. *sql.Rows satisfies it; other drivers
@@ -56,4 +57,48 @@ func (e sqlExecutor) Query(ctx context.Context, query string, args ...any) (Rows
 		return nil, err
 	}
 	return rows, nil
+}
+
+// Deferrer is an Executor that can hold back a statement whose result
+// nobody reads and send it with the next statement, saving a round trip
+// (pgxexec's PipelineTx). The statement's error, if any, is returned by the
+// call that sends it. The dialects defer their advisory locks and
+// tombstone writes.
+type Deferrer interface {
+	Defer(ctx context.Context, query string, args ...any)
+}
+
+// execDeferred runs a statement whose result is not needed: deferred on a
+// Deferrer, at once on any other Executor.
+func execDeferred(ctx context.Context, ex Executor, query string, args ...any) error {
+	if d, ok := ex.(Deferrer); ok {
+		d.Defer(ctx, query, args...)
+		return nil
+	}
+	_, err := ex.Exec(ctx, query, args...)
+	return err
+}
+
+// TxBeginner is what *sql.DB and *sql.Conn have in common to start a
+// transaction.
+type TxBeginner interface {
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// RunTx runs fn in a database/sql transaction on db and commits it if fn
+// returns nil; otherwise it rolls back and returns fn's error. Errors that
+// start or end the transaction say so ("begin: …", "commit: …").
+func RunTx(ctx context.Context, db TxBeginner, fn func(Executor) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(FromSQL(tx)); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }

@@ -165,9 +165,7 @@ func postgresLockKeys(ctx context.Context, ex Executor, keys []string) error {
 		SELECT DISTINCT true, hashtextextended(k, 0) FROM unnest($1::text[]) AS k WHERE NOT $2) AS s`
 	// One statement takes both levels: the aggregate's ORDER BY takes the
 	// buckets first, then the keys, each in ascending order.
-	rows, err := ex.Query(ctx, q, keys, len(keys) > lockKeysFine)
-	if err != nil {
-		return err
-	}
-	return rows.Close()
+	// Nothing is read from it: a pipelining executor sends it with the
+	// statement that follows.
+	return execDeferred(ctx, ex, q, keys, len(keys) > lockKeysFine)
 }

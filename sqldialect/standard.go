@@ -852,7 +852,7 @@ func (d *standard) RecordTombstones(ctx context.Context, ex Executor, ts []Tombs
 			args = append(args, t.CQRSID, t.Key, t.Revision, micros(t.Updated), micros(t.At))
 		}
 		b.WriteString(" " + d.tombstoneConflict)
-		if _, err := ex.Exec(ctx, b.String(), args...); err != nil {
+		if err := execDeferred(ctx, ex, b.String(), args...); err != nil {
 			return fmt.Errorf("sqldialect: record tombstones: %w", err)
 		}
 	}

@@ -176,37 +176,44 @@ func (c *probeConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.
 
 // see notes the probes among a statement's arguments.
 func (c *probeConn) see(args []driver.NamedValue) {
-	var now int64
 	if c.rec == nil {
 		return
 	}
+	for _, a := range args {
+		c.pending = appendProbes(c.pending, a.Value)
+	}
+}
+
+// appendProbes appends to marks the probes in a statement's argument v:
+// a probe value, or an array of values (batched statements pass one per
+// column).
+func appendProbes(marks []mark, v any) []mark {
+	var now int64
 	add := func(v any) {
 		if seq, ok := probeSeq(v); ok {
 			if now == 0 {
 				now = time.Now().UnixNano()
 			}
-			c.pending = append(c.pending, mark{seq: seq, applied: now})
+			marks = append(marks, mark{seq: seq, applied: now})
 		}
 	}
-	for _, a := range args {
-		// Batched statements may pass one array per column.
-		switch vs := a.Value.(type) {
-		case []any:
-			for _, v := range vs {
-				add(v)
-			}
-		case []int64:
-			for _, v := range vs {
-				add(v)
-			}
-		case []string:
-			for _, v := range vs {
-				add(v)
-			}
-		default:
-			add(a.Value)
+	switch vs := v.(type) {
+	case []any:
+		for _, v := range vs {
+			add(v)
 		}
+	case []int64:
+		for _, v := range vs {
+			add(v)
+		}
+	case []string:
+		for _, v := range vs {
+			add(v)
+		}
+	default:
+		add(v)
 	}
+	return marks
 }
 
 func (c *probeConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
@@ -547,11 +554,18 @@ type StmtStat struct {
 func newStmtStats() *stmtStats { return &stmtStats{m: map[string]*StmtStat{}} }
 
 func (s *stmtStats) time(query string, start time.Time) {
+	if s != nil {
+		s.timeKind(stmtKind(query), start)
+	}
+}
+
+// timeKind counts a statement (or a pipeline) of kind k that started at
+// start and just ended.
+func (s *stmtStats) timeKind(k string, start time.Time) {
 	if s == nil {
 		return
 	}
 	d := time.Since(start)
-	k := stmtKind(query)
 	s.mu.Lock()
 	st := s.m[k]
 	if st == nil {

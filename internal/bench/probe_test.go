@@ -1,9 +1,14 @@
 package bench
 
 import (
+	"database/sql"
 	"database/sql/driver"
 	"path/filepath"
 	"testing"
+
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
 
 func TestProbeSeq(t *testing.T) {
@@ -34,24 +39,32 @@ func TestProbeSeq(t *testing.T) {
 	}
 }
 
-// TestProbeConnections checks that probe connections report the probes of
-// committed transactions only, once each.
-func TestProbeConnections(t *testing.T) {
-	t.Parallel()
+// openProbedTable opens d through probes, with a recorder for sequence
+// numbers 1-4, and creates the bench table t.
+func openProbedTable(t *testing.T, d *database) (*sql.DB, *recorder, *stmtStats) {
+	t.Helper()
 	rec := newRecorder()
 	rec.reset(1, 4)
-	d := &database{kind: SQLite, driverName: "sqlite",
-		dsn: "file:" + filepath.Join(t.TempDir(), "p.db") + "?_pragma=busy_timeout(5000)&_txlock=immediate"}
 	st := newStmtStats()
 	db, err := d.openProbed(2, rec, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	ctx := t.Context()
-	if _, err := db.ExecContext(ctx, d.tableDDL("t")); err != nil {
+	t.Cleanup(func() { _ = db.Close() })
+	if _, err := db.ExecContext(t.Context(), d.tableDDL("t")); err != nil {
 		t.Fatal(err)
 	}
+	return db, rec, st
+}
+
+// TestProbeConnections checks that probe connections report the probes of
+// committed transactions only, once each.
+func TestProbeConnections(t *testing.T) {
+	t.Parallel()
+	d := &database{kind: SQLite, driverName: "sqlite",
+		dsn: "file:" + filepath.Join(t.TempDir(), "p.db") + "?_pragma=busy_timeout(5000)&_txlock=immediate"}
+	db, rec, st := openProbedTable(t, d)
+	ctx := t.Context()
 	write := func(commit bool, seqs ...int64) {
 		t.Helper()
 		tx, err := db.BeginTx(ctx, nil)
@@ -133,5 +146,61 @@ func TestStmtKind(t *testing.T) {
 		if got := stmtKind(in); got != want {
 			t.Errorf("stmtKind(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestPgxProbe checks the pgx tracer that probes PostgreSQL pools: probes
+// of committed transactions are seen once each, whether the transaction
+// went through database/sql or was pipelined on the pgx connection (as
+// the consumer runs it), and rolled-back ones are not.
+func TestPgxProbe(t *testing.T) {
+	t.Parallel()
+	d := &database{kind: Postgres, driverName: "pgx", dsn: cqrsynctesting.PostgresDSN(t), dialect: sqldialect.Postgres()}
+	db, rec, st := openProbedTable(t, d)
+	ctx := t.Context()
+	insert := "INSERT INTO t (id, commit_us, probe, payload) VALUES ($1, 1, $2, 'x')"
+	rec.commit([]probe{{1, 10}, {2, 20}, {3, 30}, {4, 40}}, 4, 100)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, insert, 1, probeValue(1)); err != nil {
+		t.Fatal(err)
+	}
+	_ = tx.Rollback() // not seen
+	tx, err = db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, insert, 1, probeValue(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// Pipelined: the probes travel in arrays, in a deferred statement and
+	// in the statement that sends it.
+	err = pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
+		ex.(sqldialect.Deferrer).Defer(ctx, "INSERT INTO t (id, commit_us, probe, payload) SELECT id, 1, p, 'x' FROM unnest($1::bigint[], $2::bigint[]) AS v(id, p)",
+			[]int64{2, 3}, []int64{probeValue(2), probeValue(3)})
+		_, err := ex.Exec(ctx, insert, 4, probeValue(4))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen, probes, events := rec.progress(); seen != 4 || probes != 4 || events != 4 {
+		t.Fatalf("progress = %d seen, %d probes, %d events; want 4, 4, 4", seen, probes, events)
+	}
+	kinds := map[string]int64{}
+	for _, s := range st.top(10) {
+		kinds[s.Statement] = s.Count
+	}
+	if kinds["BEGIN"] != 2 || kinds["COMMIT"] != 1 || kinds["ROLLBACK"] != 1 || kinds["INSERT INTO t"] != 2 ||
+		kinds["pipeline: BEGIN + INSERT INTO t + INSERT INTO t"] != 1 || kinds["pipeline: COMMIT"] != 1 {
+		t.Fatalf("statement counts: %v", kinds)
+	}
+	if txs, mean := rec.applyBatches(); txs != 2 || mean != 2 {
+		t.Fatalf("applyBatches = %d, %v; want 2, 2", txs, mean)
 	}
 }

@@ -247,7 +247,13 @@ func (d *database) open(conns int) (*sql.DB, error) {
 
 // openProbed connects through probe connections (see probe.go).
 func (d *database) openProbed(conns int, rec *recorder, st *stmtStats) (*sql.DB, error) {
-	db, err := openProbed(d.driverName, d.dsn, rec, st)
+	var db *sql.DB
+	var err error
+	if d.driverName == "pgx" {
+		db, err = openPgxProbed(d.dsn, rec, st)
+	} else {
+		db, err = openProbed(d.driverName, d.dsn, rec, st)
+	}
 	if err != nil {
 		return nil, err
 	}
