@@ -423,14 +423,11 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if err != nil {
 		return err
 	}
-	rows, err := m.readRows(ctx, ex, mm, ti, pks)
+	rows, err := m.deleteRows(ctx, ex, mm, ti, pks)
 	if err != nil {
 		return err
 	}
 	now := m.now()
-	if _, err := m.cfg.Dialect.DeleteRows(ctx, ex, mm.Table, mm.PK, pks); err != nil {
-		return err
-	}
 	// Remember the deleted keys, so that a re-created key continues its
 	// revisions: replicas then order every event of a key by revision alone.
 	tombs := make([]sqldialect.Tombstone, len(rows))
@@ -468,6 +465,30 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 		return err
 	}
 	return m.enqueue(ctx, ex, events)
+}
+
+// deleteRows deletes the rows with the keys pks and returns them as they
+// were; if one is missing it deletes nothing. One key, the usual case, is
+// deleted and read in one statement where the database has DELETE …
+// RETURNING (a missing row is then simply not deleted); several keys are
+// read first, so that none is deleted unless all are there.
+func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
+	if len(pks) == 1 {
+		rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
+			return m.cfg.Dialect.DeleteSelectRows(ctx, ex, mm.Table, mm.PK, chunk, cols)
+		})
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return rows, err
+		}
+	}
+	rows, err := m.readRows(ctx, ex, mm, ti, pks)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.cfg.Dialect.DeleteRows(ctx, ex, mm.Table, mm.PK, pks); err != nil {
+		return nil, err
+	}
+	return rows, nil
 }
 
 // Sync adds a SYNC event with the current state of each row to the outbox,

@@ -209,6 +209,41 @@ func TestMasterErrors(t *testing.T) {
 	if !errors.Is(err, cqrsync.ErrRowNotFound) || !strings.Contains(err.Error(), "[42]") {
 		t.Errorf("Update of a missing row = %v, want ErrRowNotFound naming the key", err)
 	}
+	// A Delete with a missing key deletes nothing, whether it names one key
+	// (one DELETE … RETURNING) or several (read first): a caller that goes
+	// on and commits keeps every row.
+	err = b.inTx(t, func(tx *sql.Tx) error {
+		if _, err := tx.Exec("INSERT INTO item (id, name, active) VALUES (1, 'kept', 1)"); err != nil {
+			return err
+		}
+		if err := b.master.Create(t.Context(), tx, "item", 1); err != nil {
+			return err
+		}
+		for _, keys := range [][]any{{42}, {1, 42}} {
+			if err := b.master.Delete(t.Context(), tx, "item", keys...); !errors.Is(err, cqrsync.ErrRowNotFound) || !strings.Contains(err.Error(), "[42]") {
+				t.Errorf("Delete(%v) with a missing key = %v, want ErrRowNotFound naming 42", keys, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := b.db.QueryRow("SELECT COUNT(*) FROM item WHERE id = 1").Scan(&n); err != nil || n != 1 {
+		t.Errorf("rows with id 1 after failed Deletes = %d, %v; want 1", n, err)
+	}
+	if got := b.outbox(t); len(got) != 1 {
+		t.Errorf("outbox = %d events, want only the create's: %v", len(got), got)
+	}
+	// One key that is there: deleted, with its revision plus one.
+	err = b.inTx(t, func(tx *sql.Tx) error { return b.master.Delete(t.Context(), tx, "item", 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.outbox(t); len(got) != 2 || !strings.Contains(got[1], `"signal_type":"DELETE"`) || !strings.Contains(got[1], `"cqrs_revision":1`) {
+		t.Errorf("outbox after Delete = %v, want a DELETE at revision 1", got)
+	}
 	err = b.inTx(t, func(tx *sql.Tx) error { return b.master.Create(t.Context(), tx, "nope", 1) })
 	if !errors.Is(err, cqrsync.ErrUnknownModel) {
 		t.Errorf("Create of an unknown model = %v, want ErrUnknownModel", err)

@@ -75,6 +75,14 @@ type Dialect interface {
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
 	// DeleteRows deletes rows by primary key and returns how many it deleted.
 	DeleteRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any) (int64, error)
+	// DeleteSelectRows deletes rows by primary key (at most 10000 keys) and
+	// returns the given columns of the rows it deleted, as they were, with
+	// one DELETE … RETURNING (PostgreSQL, SQLite). Rows come in no
+	// particular order; a missing key is simply absent. Where the database
+	// lacks DELETE … RETURNING it returns an error wrapping
+	// [errors.ErrUnsupported], having done nothing: read the rows with
+	// SelectRows, then DeleteRows.
+	DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error)
 
 	// Upsert writes one replica row, guarded: it inserts the row, or updates
 	// it only when params.Force is set or the stored cqrs_revision is lower

@@ -61,8 +61,9 @@ type standard struct {
 	// outboxByIDs, when set, renders the DELETE ("delete") or lease
 	// release ("release") of n outbox rows by id, with placeholders from 1.
 	outboxByIDs func(d *standard, op string, n int) string
-	// updateReturning is set where UPDATE … RETURNING exists (PostgreSQL,
-	// SQLite 3.35+; not MariaDB 10.11), for TouchSelectRows.
+	// updateReturning is set where UPDATE … RETURNING and DELETE …
+	// RETURNING exist (PostgreSQL, SQLite 3.35+; MariaDB 10.11 has only
+	// the latter, MySQL neither), for TouchSelectRows and DeleteSelectRows.
 	updateReturning bool
 	// insertReturning is set where INSERT … RETURNING exists (PostgreSQL,
 	// SQLite 3.35+; MariaDB has it since 10.5, MySQL not at all), for
@@ -280,6 +281,26 @@ func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParam
 		total += n
 	}
 	return total, nil
+}
+
+func (d *standard) DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error) {
+	if !d.updateReturning {
+		return nil, fmt.Errorf("sqldialect: %s has no DELETE … RETURNING: %w", d.name, errors.ErrUnsupported)
+	}
+	if len(pks) > maxParams {
+		return nil, fmt.Errorf("sqldialect: delete from %s: %d keys in one call, at most %d", table, len(pks), maxParams)
+	}
+	cols := make([]string, len(columns))
+	for i, c := range columns {
+		cols[i] = d.QuoteIdent(c)
+	}
+	q := fmt.Sprintf("DELETE FROM %s WHERE %s IN (%s) RETURNING %s",
+		d.QuoteIdent(table), d.QuoteIdent(pkColumn), d.params(1, len(pks)), strings.Join(cols, ", "))
+	rows, err := ex.Query(ctx, q, pks...)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: delete from %s: %w", table, err)
+	}
+	return rows, nil
 }
 
 func (d *standard) TouchSelectRows(ctx context.Context, ex Executor, p *TouchRowsParams, columns []string) (Rows, error) {

@@ -431,6 +431,35 @@ func testMasterRows(t *testing.T, h *Harness) {
 		t.Fatalf("TouchSelectRows returned %v, want map[4:n4@1 6:again@7]", got)
 	}
 	b.want(t, 4, "n4", 1)
+
+	// DeleteSelectRows deletes and returns the rows as they were; a
+	// missing key is absent. A dialect without DELETE … RETURNING says so
+	// and does nothing.
+	rows, err = b.d.DeleteSelectRows(b.ctx, b.ex, "item", "id", []any{int64(4), int64(98)}, []string{"id", "name", "cqrs_revision"})
+	if errors.Is(err, errors.ErrUnsupported) {
+		b.want(t, 4, "n4", 1)
+		return
+	}
+	if err != nil {
+		t.Fatalf("DeleteSelectRows: %v", err)
+	}
+	got = map[int64]string{}
+	for rows.Next() {
+		var id, rev int64
+		var name string
+		if err := rows.Scan(&id, &name, &rev); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = fmt.Sprintf("%s@%d", name, rev)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != "map[4:n4@1]" {
+		t.Fatalf("DeleteSelectRows returned %v, want map[4:n4@1]", got)
+	}
+	b.wantGone(t, 4)
+	b.want(t, 6, "again", 7)
 }
 
 func testUpsert(t *testing.T, h *Harness) {
