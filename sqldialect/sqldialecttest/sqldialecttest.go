@@ -414,21 +414,8 @@ func testMasterRows(t *testing.T, h *Harness) {
 	if err != nil {
 		t.Fatalf("TouchSelectRows: %v", err)
 	}
-	got := map[int64]string{}
-	for rows.Next() {
-		var id, rev int64
-		var name string
-		if err := rows.Scan(&id, &name, &rev); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = fmt.Sprintf("%s@%d", name, rev)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	rows.Close()
-	if fmt.Sprint(got) != "map[4:n4@1 6:again@7]" {
-		t.Fatalf("TouchSelectRows returned %v, want map[4:n4@1 6:again@7]", got)
+	if got := nameRevs(t, rows); got != "map[4:n4@1 6:again@7]" {
+		t.Fatalf("TouchSelectRows returned %s, want map[4:n4@1 6:again@7]", got)
 	}
 	b.want(t, 4, "n4", 1)
 
@@ -443,7 +430,18 @@ func testMasterRows(t *testing.T, h *Harness) {
 	if err != nil {
 		t.Fatalf("DeleteSelectRows: %v", err)
 	}
-	got = map[int64]string{}
+	if got := nameRevs(t, rows); got != "map[4:n4@1]" {
+		t.Fatalf("DeleteSelectRows returned %s, want map[4:n4@1]", got)
+	}
+	b.wantGone(t, 4)
+	b.want(t, 6, "again", 7)
+}
+
+// nameRevs reads rows of (id, name, cqrs_revision) and closes them; it
+// returns them as a map printed in key order: "map[4:n4@1 6:again@7]".
+func nameRevs(t *testing.T, rows sqldialect.Rows) string {
+	t.Helper()
+	got := map[int64]string{}
 	for rows.Next() {
 		var id, rev int64
 		var name string
@@ -455,11 +453,7 @@ func testMasterRows(t *testing.T, h *Harness) {
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != "map[4:n4@1]" {
-		t.Fatalf("DeleteSelectRows returned %v, want map[4:n4@1]", got)
-	}
-	b.wantGone(t, 4)
-	b.want(t, 6, "again", 7)
+	return fmt.Sprint(got)
 }
 
 func testUpsert(t *testing.T, h *Harness) {
