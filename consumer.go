@@ -71,7 +71,10 @@ func ExponentialDelay(base, limit time.Duration) func(n int) time.Duration {
 type ConsumerConfig struct {
 	// Replica applies the events. Required.
 	Replica *Replica
-	// DB is the replica database. Required.
+	// DB is the replica database. Required. With pgx's database/sql driver
+	// (github.com/jackc/pgx/v5/stdlib) each batch runs as a pipelined
+	// transaction on the pgx connection (see pgxexec.RunTx), saving two of
+	// its four round trips to PostgreSQL.
 	DB *sql.DB
 	// Subscriber delivers the queue's messages. Required.
 	Subscriber transport.Subscriber

@@ -19,4 +19,13 @@
 // Use the database/sql driver github.com/jackc/pgx/v5/stdlib with
 // [sqldialect.FromSQL] instead when the rest of the program uses
 // database/sql.
+//
+// # Pipelined transactions
+//
+// [PipelineTx] is a transaction that spends fewer round trips: BEGIN goes
+// with the first statement, and statements whose results nobody reads
+// ([sqldialect.Deferrer]) go with the next one or with COMMIT. [RunTx]
+// runs a function in one on a *sql.DB opened with pgx's stdlib driver (the
+// Consumer applies its batches this way), and in an ordinary database/sql
+// transaction on any other driver.
 package pgxexec
