@@ -453,9 +453,12 @@ func (p *pipeline) rawLimits(ctx context.Context) (*RawLimits, error) {
 	var err error
 	p.logf("raw: master INSERT+COMMIT, %d writers, %v", o.Writers, o.RawDuration)
 	p.masterSt.reset()
+	m := startMeter(false)
 	if raw.InsertCommit, err = rawInsertCommit(ctx, p.masterDB, p.mdb, "raw_item", o.Writers, o.RawDuration, o.RowBytes); err != nil {
+		m.finish()
 		return nil, err
 	}
+	raw.InsertCommitUsage = m.finish()
 	raw.InsertCommitStatements = p.masterSt.top(4)
 	p.logf("raw: replica multi-row upsert, %d connections × %d rows, %v", o.Workers, o.BatchSize, o.RawDuration)
 	if raw.Upsert, err = rawUpsert(ctx, p.rawReplicaDB, p.rdb, "raw_item", o.Workers, o.BatchSize, o.RawDuration, o.RowBytes); err != nil {

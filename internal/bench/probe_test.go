@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -202,5 +203,29 @@ func TestPgxProbe(t *testing.T) {
 	}
 	if txs, mean := rec.applyBatches(); txs != 2 || mean != 2 {
 		t.Fatalf("applyBatches = %d, %v; want 2, 2", txs, mean)
+	}
+}
+
+func TestServersPercent(t *testing.T) {
+	t.Parallel()
+	before := map[int]serverTicks{
+		10: {"postgres", 500}, 11: {"postgres", 100}, 20: {"rabbitmq", 1000},
+		30: {"postgres", 900}, // exits: not counted
+	}
+	after := map[int]serverTicks{
+		10: {"postgres", 700},  // +200
+		11: {"postgres", 150},  // +50
+		12: {"postgres", 50},   // started meanwhile: +50
+		20: {"rabbitmq", 1100}, // +100
+		40: {"rabbitmq", 10},   // a reused pid below: counts from zero
+	}
+	before[40] = serverTicks{"postgres", 5000}
+	got := serversPercent(before, after, 2*time.Second)
+	// 300 ticks of postgres over 2 s = 150% of a core; 110 of rabbitmq = 55%.
+	if got["postgres"] != 150 || got["rabbitmq"] != 55 || len(got) != 2 {
+		t.Fatalf("serversPercent = %v, want postgres 150, rabbitmq 55", got)
+	}
+	if serversPercent(before, nil, time.Second) != nil {
+		t.Fatal("without a second reading there is no figure")
 	}
 }

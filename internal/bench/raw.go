@@ -28,6 +28,9 @@ type RawLimits struct {
 	// per statement and transaction, revision-guarded, no tombstones) into
 	// the replica from Workers concurrent connections.
 	Upsert float64 `json:"replica_batched_upsert_per_s"`
+	// InsertCommitUsage is the machine's load during the raw INSERT+COMMIT:
+	// what the master write alone costs, to set the pipeline's use against.
+	InsertCommitUsage Usage `json:"master_insert_commit_usage"`
 	// InsertCommitStatements is where the raw INSERT+COMMIT's time went.
 	InsertCommitStatements []StmtStat `json:"master_insert_commit_statements"`
 	// Messages is the number of messages each broker figure moved, and

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -308,6 +310,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 		row(fmt.Sprintf("broker confirmed publish, batch %d", s.RelayBatch), rps(raw.Publish), "", "")
 		row(fmt.Sprintf("broker consume, prefetch %d, ack/%d", s.Prefetch, s.BatchSize), rps(raw.Consume), "", "")
 		row(fmt.Sprintf("replica upsert, %d conns × %d rows", s.Workers, s.BatchSize), rps(raw.Upsert), "", "")
+		left("  during the raw INSERT+COMMIT:")
+		usageRows(row, raw.InsertCommitUsage)
 		stmtRows(row, "raw INSERT+COMMIT statements", raw.InsertCommitStatements)
 	}
 	if t := r.Throughput; t != nil {
@@ -389,6 +393,14 @@ func usageRows(row func(...string), u Usage) {
 	row("process CPU (100% = one core)", fmt.Sprintf("%.0f%% (%.1f s)", u.CPUPercent, u.CPUSeconds), "", "")
 	if u.MachineBusyPercent > 0 {
 		row("machine CPU busy, all processes", fmt.Sprintf("%.0f%%", u.MachineBusyPercent), "", "")
+	}
+	if len(u.ServersCPUPercent) > 0 {
+		names := slices.Sorted(maps.Keys(u.ServersCPUPercent))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %.0f%%", n, u.ServersCPUPercent[n])
+		}
+		row("server processes' CPU (100% = one core)", strings.Join(parts, ", "), "", "")
 	}
 	row("process RSS peak (start)", fmt.Sprintf("%.0f MB (%.0f)", u.PeakRSSMB, u.StartRSSMB), "", "")
 }

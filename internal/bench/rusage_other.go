@@ -18,3 +18,7 @@ func maxRSS() int64 {
 func currentRSS() int64 { return maxRSS() }
 
 func readMachineCPU() machineCPU { return machineCPU{} }
+
+const userHZ = 100
+
+func readServerCPU() map[int]serverTicks { return nil }

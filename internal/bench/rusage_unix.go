@@ -94,3 +94,57 @@ func readMachineCPU() machineCPU {
 	}
 	return m
 }
+
+// serverNames maps the command names of local server processes to the
+// server they belong to, for Usage.ServersCPUPercent.
+var serverNames = map[string]string{
+	"postgres": "postgres",
+	"beam.smp": "rabbitmq",
+	"beam":     "rabbitmq",
+	"mariadbd": "mariadb",
+	"mysqld":   "mariadb",
+}
+
+// userHZ is the unit of the CPU times in /proc/<pid>/stat (USER_HZ, 100 on
+// every Linux architecture's user interface).
+const userHZ = 100
+
+// readServerCPU returns the user+system CPU time so far of every local
+// server process, by pid, in USER_HZ ticks, with the server's name; nil
+// where /proc is not readable.
+func readServerCPU() map[int]serverTicks {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	out := map[int]serverTicks{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // exited meanwhile
+		}
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		server, ok := serverNames[string(b[open+1:end])]
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(b[end+1:])
+		if len(f) < 13 {
+			continue
+		}
+		user, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+		sys, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out[pid] = serverTicks{server: server, ticks: user + sys}
+	}
+	return out
+}

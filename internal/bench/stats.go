@@ -54,6 +54,12 @@ type Usage struct {
 	// processes: databases, broker, this one) over the phase, 100 = every
 	// core busy; 0 where /proc/stat is unavailable.
 	MachineBusyPercent float64 `json:"machine_busy_pct"`
+	// ServersCPUPercent is the CPU time of the local servers' processes
+	// over the phase, by server ("postgres", "rabbitmq", "mariadb"), 100 =
+	// one core busy; read from /proc/<pid>/stat, so it is absent where that
+	// is not readable, counts every process of the server (other clients'
+	// work included) and misses processes that exited during the phase.
+	ServersCPUPercent map[string]float64 `json:"servers_cpu_pct,omitempty"`
 	// PeakRSSMB is this process's largest resident set size seen during the
 	// phase (sampled every 20 ms from /proc/self/statm; elsewhere the
 	// getrusage high-water mark).
@@ -69,6 +75,7 @@ type meter struct {
 	start     time.Time
 	cpu0      time.Duration
 	busy0     machineCPU
+	servers0  map[int]serverTicks
 	startRSS  int64
 	peakRSS   atomic.Int64
 	peakHeap  atomic.Int64
@@ -84,7 +91,7 @@ func startMeter(fresh bool) *meter {
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
-	m := &meter{start: time.Now(), cpu0: processCPU(), busy0: readMachineCPU(), stop: make(chan struct{}), freshHeap: fresh}
+	m := &meter{start: time.Now(), cpu0: processCPU(), busy0: readMachineCPU(), servers0: readServerCPU(), stop: make(chan struct{}), freshHeap: fresh}
 	m.startRSS = currentRSS()
 	m.peakRSS.Store(m.startRSS)
 	m.wg.Add(1)
@@ -128,10 +135,39 @@ func (m *meter) finish() Usage {
 		StartRSSMB:  mb(m.startRSS),
 		PeakHeapMB:  mb(m.peakHeap.Load()),
 	}
+	u.ServersCPUPercent = serversPercent(m.servers0, readServerCPU(), wall)
 	if b := readMachineCPU(); b.total > m.busy0.total {
 		u.MachineBusyPercent = math.Round(100 * float64(b.busy-m.busy0.busy) / float64(b.total-m.busy0.total))
 	}
 	return u
+}
+
+// serverTicks is a server process's CPU time so far.
+type serverTicks struct {
+	server string
+	ticks  int64
+}
+
+// serversPercent turns two readings of the servers' processes into each
+// server's CPU share of the time between them (100 = one core). A process
+// that started meanwhile counts from zero.
+func serversPercent(before, after map[int]serverTicks, wall time.Duration) map[string]float64 {
+	if after == nil || wall <= 0 {
+		return nil
+	}
+	ticks := map[string]int64{}
+	for pid, a := range after {
+		b := before[pid]
+		if b.server != a.server || b.ticks > a.ticks { // a new process under a reused pid
+			b.ticks = 0
+		}
+		ticks[a.server] += a.ticks - b.ticks
+	}
+	out := make(map[string]float64, len(ticks))
+	for server, t := range ticks {
+		out[server] = math.Round(100 * float64(t) / userHZ / wall.Seconds())
+	}
+	return out
 }
 
 func mb(b int64) float64       { return math.Round(float64(b)/(1<<20)*10) / 10 }
