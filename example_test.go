@@ -91,23 +91,8 @@ func Example() {
 // commit (a rollback would drop both).
 func ExampleMaster_Insert() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "cqrsync-example-*")
-	defer os.RemoveAll(dir)
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "master.db")+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		panic(err)
-	}
-	defer db.Close()
-	if _, err := db.Exec(`CREATE TABLE account (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
-		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`); err != nil {
-		panic(err)
-	}
-	if err := sqldialect.SQLite().Migrate(ctx, sqldialect.FromSQL(db)); err != nil {
-		panic(err)
-	}
-	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return now }})
-	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
+	db, master, done := exampleAccounts()
+	defer done()
 
 	tx, _ := db.BeginTx(ctx, nil)
 	if err := master.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada"}); err != nil {
@@ -119,4 +104,50 @@ func ExampleMaster_Insert() {
 	_ = db.QueryRow(`SELECT body FROM cqrs_outbox`).Scan(&body)
 	fmt.Println(body[:strings.Index(body, `,"previous_data"`)])
 	// Output: {"signal_type":"SAVE","cqrs_id":"account","instance_data":{"id":1,"name":"Ada","cqrs_revision":0,"cqrs_updated":"2026-11-23 12:00:00+00:00"}
+}
+
+// UpdateRow changes a row and captures the change in one statement (on
+// SQLite and PostgreSQL), where an UPDATE followed by Update takes two.
+func ExampleMaster_UpdateRow() {
+	ctx := context.Background()
+	db, master, done := exampleAccounts()
+	defer done()
+	if _, err := db.Exec(`INSERT INTO account (id, name) VALUES (1, 'Ada')`); err != nil {
+		panic(err)
+	}
+
+	tx, _ := db.BeginTx(ctx, nil)
+	if err := master.UpdateRow(ctx, tx, "account", 1, map[string]any{"name": "Ada Lovelace"}); err != nil {
+		panic(err)
+	}
+	_ = tx.Commit()
+
+	var body string
+	_ = db.QueryRow(`SELECT body FROM cqrs_outbox`).Scan(&body)
+	fmt.Println(body[:strings.Index(body, `,"previous_data"`)])
+	// Output: {"signal_type":"SAVE","cqrs_id":"account","instance_data":{"id":1,"name":"Ada Lovelace","cqrs_revision":1,"cqrs_updated":"2026-11-23 12:00:00+00:00"}
+}
+
+// exampleAccounts opens a migrated SQLite master with an account table and
+// a Master for it whose clock stands at 2026-11-23 12:00 UTC; done removes
+// it.
+func exampleAccounts() (*sql.DB, *cqrsync.Master[*sql.Tx], func()) {
+	ctx := context.Background()
+	dir, _ := os.MkdirTemp("", "cqrsync-example-*")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "master.db")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		panic(err)
+	}
+	done := func() { _ = db.Close(); _ = os.RemoveAll(dir) }
+	if _, err := db.Exec(`CREATE TABLE account (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`); err != nil {
+		panic(err)
+	}
+	if err := sqldialect.SQLite().Migrate(ctx, sqldialect.FromSQL(db)); err != nil {
+		panic(err)
+	}
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return now }})
+	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
+	return db, master, done
 }

@@ -234,23 +234,8 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		return err
 	}
 	p := &sqldialect.InsertRowParams{CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, Updated: m.now()}
-	p.Columns = make([]string, 0, len(values))
-	for c := range values {
-		p.Columns = append(p.Columns, c)
-	}
-	slices.Sort(p.Columns) // one statement text per column set
-	var unknown []string
-	for _, c := range p.Columns {
-		switch {
-		case c == RevisionField || c == UpdatedField:
-			return fmt.Errorf("cqrsync: Insert into %s: do not pass %s: Insert sets it", mm.Table, c)
-		case !ti.has(c):
-			unknown = append(unknown, c)
-		}
-		p.Values = append(p.Values, values[c])
-	}
-	if len(unknown) > 0 {
-		return fmt.Errorf("cqrsync: Insert into %s: no column %s", mm.Table, strings.Join(unknown, ", "))
+	if p.Columns, p.Values, err = columnValues("Insert into", mm, ti, values); err != nil {
+		return err
 	}
 	if pk, ok := values[mm.PK]; ok {
 		wire, err := WireValue(ti.types[mm.PK], pk)
@@ -327,6 +312,73 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	}
 	return m.publishRows(ctx, ex, mm, SignalSave, row, "", func(r masterRow) Object {
 		return previousData(mm, r, true, nil)
+	})
+}
+
+// columnValues orders the values of Insert or UpdateRow by column name (one
+// statement text per column set) and checks them against the table: every
+// column must exist, and cqrs_revision and cqrs_updated are cqrsync's.
+func columnValues(op string, mm *MasterModel, ti *tableInfo, values map[string]any) ([]string, []any, error) {
+	cols := make([]string, 0, len(values))
+	for c := range values {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	vals := make([]any, 0, len(cols))
+	var unknown []string
+	for _, c := range cols {
+		switch {
+		case c == RevisionField || c == UpdatedField:
+			return nil, nil, fmt.Errorf("cqrsync: %s %s: do not pass %s: cqrsync sets it", op, mm.Table, c)
+		case !ti.has(c):
+			unknown = append(unknown, c)
+		}
+		vals = append(vals, values[c])
+	}
+	if len(unknown) > 0 {
+		return nil, nil, fmt.Errorf("cqrsync: %s %s: no column %s", op, mm.Table, strings.Join(unknown, ", "))
+	}
+	return cols, vals, nil
+}
+
+// UpdateRow sets the given columns of the row with primary key pk and
+// captures the update, as Update would after the caller's own UPDATE: it
+// raises cqrs_revision by one, sets cqrs_updated to now and adds a SAVE
+// event to the outbox in tx. The values and the capture go in one
+// UPDATE … RETURNING on PostgreSQL and SQLite (an UPDATE and a SELECT on
+// MySQL), then the outbox insert: one statement fewer than UPDATE +
+// Update. A missing row is an error wrapping ErrRowNotFound, and nothing
+// is changed. values may not hold the primary key, cqrs_revision or
+// cqrs_updated. For a model with tracked fields previous_data is null, as
+// with Update without a snapshot: use UpdateWith to fill it.
+func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk any, values map[string]any) error {
+	ex := m.adapt(tx)
+	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
+	if err != nil {
+		return err
+	}
+	if _, ok := values[mm.PK]; ok {
+		return fmt.Errorf("cqrsync: UpdateRow of %s: values hold the primary key %s: a row keeps its key (delete it and insert another)", mm.Table, mm.PK)
+	}
+	touch := &sqldialect.TouchRowsParams{CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: []any{pk}, Updated: m.now()}
+	if touch.Columns, touch.Values, err = columnValues("UpdateRow of", mm, ti, values); err != nil {
+		return err
+	}
+	if mm.NoProduce {
+		n, err := m.cfg.Dialect.TouchRows(ctx, ex, touch)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%w: %s has no row with %s %v inside this transaction", ErrRowNotFound, mm.Table, mm.PK, pk)
+		}
+		return err
+	}
+	rows, err := m.collectRows(mm, ti, touch.PKs, func(_ []any, cols []string) (sqldialect.Rows, error) {
+		return m.cfg.Dialect.TouchSelectRows(ctx, ex, touch, cols)
+	})
+	if err != nil {
+		return err
+	}
+	return m.publishRows(ctx, ex, mm, SignalSave, rows, "", func(r masterRow) Object {
+		return previousData(mm, r, false, nil)
 	})
 }
 

@@ -2,6 +2,7 @@ package cqrsync_test
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -13,7 +14,8 @@ import (
 )
 
 // TestMasterInsert: Master.Insert writes the row and captures the same
-// event as INSERT followed by Create, continues a deleted key's revisions,
+// event as INSERT followed by Create (and UpdateRow the same as UPDATE
+// followed by Update), continues a deleted key's revisions,
 // lets the database generate the key where it can return it, and refuses
 // the columns it sets itself, on every dialect.
 func TestMasterInsert(t *testing.T) {
@@ -87,6 +89,14 @@ func TestMasterInsert(t *testing.T) {
 						}
 						return master.Create(ctx, tx, "cre", 7)
 					}},
+				{"update",
+					func(tx *sql.Tx) error { return master.UpdateRow(ctx, tx, "ins", 7, map[string]any{"name": "c"}) },
+					func(tx *sql.Tx) error {
+						if _, err := tx.ExecContext(ctx, fmt.Sprintf("UPDATE via_create SET name = %s WHERE id = %s", ph(1), ph(2)), "c", 7); err != nil {
+							return err
+						}
+						return master.Update(ctx, tx, "cre", 7)
+					}},
 			} {
 				if err := inTx(step.ins); err != nil {
 					t.Fatalf("%s with Insert: %v", step.name, err)
@@ -118,11 +128,33 @@ func TestMasterInsert(t *testing.T) {
 				}
 			}
 			got, want := bodies("ins"), bodies("cre")
-			if len(got) != 3 || strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Fatalf("Insert captured\n%s\nINSERT and Create captured\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			if len(got) != 4 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("Insert and UpdateRow captured\n%s\nINSERT + Create and UPDATE + Update captured\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 			if !strings.Contains(got[2], `"name":"b","cqrs_revision":2,`) {
 				t.Fatalf("the re-created key's event %s, want revision 2 (after the delete's 1)", got[2])
+			}
+			if !strings.Contains(got[3], `"name":"c","cqrs_revision":3,`) {
+				t.Fatalf("UpdateRow's event %s, want the new name at revision 3", got[3])
+			}
+			// UpdateRow of a missing key changes nothing; it refuses the
+			// key and the columns cqrsync sets, and unknown columns.
+			err = inTx(func(tx *sql.Tx) error { return master.UpdateRow(ctx, tx, "ins", 42, map[string]any{"name": "x"}) })
+			if !errors.Is(err, cqrsync.ErrRowNotFound) {
+				t.Errorf("UpdateRow of a missing key = %v, want ErrRowNotFound", err)
+			}
+			for _, bad := range []struct {
+				values map[string]any
+				want   string
+			}{
+				{map[string]any{"id": 8, "name": "x"}, "a row keeps its key"},
+				{map[string]any{"name": "x", "cqrs_updated": now}, "do not pass cqrs_updated"},
+				{map[string]any{"name": "x", "colour": "red"}, "no column colour"},
+			} {
+				err := inTx(func(tx *sql.Tx) error { return master.UpdateRow(ctx, tx, "ins", 7, bad.values) })
+				if err == nil || !strings.Contains(err.Error(), bad.want) {
+					t.Errorf("UpdateRow(%v) = %v, want an error containing %q", bad.values, err, bad.want)
+				}
 			}
 
 			// A rollback leaves no row and no event.
@@ -134,16 +166,16 @@ func TestMasterInsert(t *testing.T) {
 			}); err == nil || err.Error() != "rolled back" {
 				t.Fatalf("rollback: %v", err)
 			}
-			if n := len(bodies("ins")); n != 3 {
-				t.Fatalf("%d events after a rolled-back Insert, want 3", n)
+			if n := len(bodies("ins")); n != 4 {
+				t.Fatalf("%d events after a rolled-back Insert and failed UpdateRows, want 4", n)
 			}
 
 			generated := inTx(func(tx *sql.Tx) error { return master.Insert(ctx, tx, "ins", map[string]any{"name": "gen"}) })
 			switch {
 			case be.generated && generated != nil:
 				t.Fatalf("Insert with a generated key: %v", generated)
-			case be.generated && !strings.Contains(bodies("ins")[3], `"name":"gen","cqrs_revision":0,`):
-				t.Fatalf("Insert with a generated key captured %s", bodies("ins")[3])
+			case be.generated && !strings.Contains(bodies("ins")[4], `"name":"gen","cqrs_revision":0,`):
+				t.Fatalf("Insert with a generated key captured %s", bodies("ins")[4])
 			case !be.generated && (generated == nil || !strings.Contains(generated.Error(), "give id a value")):
 				t.Fatalf("Insert without the key on %s = %v, want an error asking for it", be.name, generated)
 			}

@@ -260,3 +260,33 @@ func TestMasterErrors(t *testing.T) {
 		t.Errorf("Create on a missing table = %v, want ErrNoTable", err)
 	}
 }
+
+// UpdateRow on a model that does not produce: the row and its revision
+// change, no event is written, and a missing key is ErrRowNotFound.
+func TestMasterUpdateRowNoProduce(t *testing.T) {
+	t.Parallel()
+	b := setupMaster(t, &cqrsync.MasterModel{CQRSID: "item", Table: "item", NoProduce: true})
+	err := b.inTx(t, func(tx *sql.Tx) error {
+		if _, err := tx.Exec("INSERT INTO item (id, name, active) VALUES (1, 'a', 1)"); err != nil {
+			return err
+		}
+		return b.master.UpdateRow(t.Context(), tx, "item", 1, map[string]any{"name": "b"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	var rev int
+	if err := b.db.QueryRow("SELECT name, cqrs_revision FROM item WHERE id = 1").Scan(&name, &rev); err != nil || name != "b" || rev != 1 {
+		t.Fatalf("row = %q at revision %d, %v; want \"b\" at 1", name, rev, err)
+	}
+	if got := b.outbox(t); len(got) != 0 {
+		t.Fatalf("outbox = %v, want nothing from a model that does not produce", got)
+	}
+	err = b.inTx(t, func(tx *sql.Tx) error {
+		return b.master.UpdateRow(t.Context(), tx, "item", 2, map[string]any{"name": "b"})
+	})
+	if !errors.Is(err, cqrsync.ErrRowNotFound) {
+		t.Fatalf("UpdateRow of a missing key = %v, want ErrRowNotFound", err)
+	}
+}

@@ -122,7 +122,7 @@ are missed are reported, not turned into a failure.`,
 	f.IntVar(&opts.RowBytes, "row-bytes", 256, "bytes of payload per row")
 	f.IntVar(&opts.Writers, "writers", 8, "concurrent master connections writing")
 	f.IntVar(&opts.TxRows, "tx-rows", 1, "changes per master transaction")
-	f.BoolVar(&opts.Insert, "insert", false, "create rows with Master.Insert (one INSERT … RETURNING) instead of INSERT + Master.Create")
+	f.BoolVar(&opts.Insert, "insert", false, "create rows with Master.Insert and update them with Master.UpdateRow (the change and its capture in one statement) instead of INSERT + Master.Create and UPDATE + Master.Update")
 	f.IntVar(&opts.FillTxRows, "fill-tx-rows", 100, "changes per master transaction while the drain phase fills the outbox")
 	f.IntVar(&opts.Workers, "workers", 4, "consumer workers")
 	f.IntVar(&opts.BatchSize, "batch", 100, "consumer batch size (events per replica transaction)")

@@ -201,6 +201,11 @@ type TouchRowsParams struct {
 	// Reset sets cqrs_revision to 0 (a create), or to one more than the
 	// key's tombstone; otherwise the revision is raised by 1.
 	Reset bool
+	// Columns and Values, when set, are more columns to write in the same
+	// UPDATE, with their values (Master.UpdateRow: the caller's change and
+	// its capture in one statement).
+	Columns []string
+	Values  []any
 }
 
 // InsertRowParams configures InsertRow.

@@ -271,8 +271,11 @@ func (d *standard) OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, 
 }
 
 func (d *standard) TouchRows(ctx context.Context, ex Executor, p *TouchRowsParams) (int64, error) {
+	if err := checkTouch(p); err != nil {
+		return 0, err
+	}
 	var total int64
-	for chunk := range slices.Chunk(p.PKs, maxParams-2) {
+	for chunk := range slices.Chunk(p.PKs, maxParams-2-len(p.Columns)) {
 		q, args := d.touchSQL(p, chunk)
 		n, err := ex.Exec(ctx, q, args...)
 		if err != nil {
@@ -304,8 +307,11 @@ func (d *standard) DeleteSelectRows(ctx context.Context, ex Executor, table, pkC
 }
 
 func (d *standard) TouchSelectRows(ctx context.Context, ex Executor, p *TouchRowsParams, columns []string) (Rows, error) {
-	if len(p.PKs) > maxParams-2 {
-		return nil, fmt.Errorf("sqldialect: touch %s: %d keys in one call, at most %d", p.Table, len(p.PKs), maxParams-2)
+	if err := checkTouch(p); err != nil {
+		return nil, err
+	}
+	if len(p.PKs) > maxParams-2-len(p.Columns) {
+		return nil, fmt.Errorf("sqldialect: touch %s: %d keys in one call, at most %d", p.Table, len(p.PKs), maxParams-2-len(p.Columns))
 	}
 	if !d.updateReturning {
 		if _, err := d.TouchRows(ctx, ex, p); err != nil {
@@ -395,11 +401,25 @@ func (d *standard) touchSQL(p *TouchRowsParams, pks []any) (string, []any) {
 	}
 	// cqrs_updated comes first so the placeholders appear in argument
 	// order, as MySQL's positional "?" needs; rev does not read it.
-	q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s IN (%s)",
+	var set strings.Builder
+	for i, c := range p.Columns {
+		fmt.Fprintf(&set, ", %s = %s", d.QuoteIdent(c), d.placeholder(first+i))
+	}
+	args = append(args, p.Values...)
+	first += len(p.Columns)
+	q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s%s WHERE %s IN (%s)",
 		d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_updated"), d.placeholder(1),
-		revCol, rev,
+		revCol, rev, set.String(),
 		d.QuoteIdent(p.PKColumn), d.params(first, len(pks)))
 	return q, append(args, pks...)
+}
+
+// checkTouch validates TouchRowsParams's extra columns.
+func checkTouch(p *TouchRowsParams) error {
+	if len(p.Columns) != len(p.Values) {
+		return fmt.Errorf("sqldialect: touch %s: %d columns but %d values", p.Table, len(p.Columns), len(p.Values))
+	}
+	return nil
 }
 
 func (d *standard) SelectRows(ctx context.Context, ex Executor, p *SelectRowsParams) (Rows, error) {

@@ -92,7 +92,8 @@ type Options struct {
 	TxRows int
 	// Insert makes creates go through Master.Insert (the row written and
 	// captured by one INSERT … RETURNING) instead of the writer's INSERT
-	// followed by Master.Create.
+	// followed by Master.Create, and updates through Master.UpdateRow
+	// instead of the writer's UPDATE followed by Master.Update.
 	Insert bool
 	// FillTxRows is the number of changes per master transaction while the
 	// drain phase fills the outbox (only the queued events matter there).

@@ -36,7 +36,7 @@ type Setup struct {
 	RowBytes       int       `json:"row_bytes"`
 	Writers        int       `json:"writers"`
 	TxRows         int       `json:"changes_per_tx"`
-	Insert         bool      `json:"creates_by_master_insert"`
+	Insert         bool      `json:"creates_by_master_insert"` // and updates by Master.UpdateRow
 	Workers        int       `json:"consumer_workers"`
 	BatchSize      int       `json:"consumer_batch"`
 	BatchWaitMS    float64   `json:"consumer_batch_wait_ms"`
@@ -281,11 +281,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "cqrsync bench — %s, %d CPUs (GOMAXPROCS %d), %s\n", s.OS, s.CPUs, s.GOMAXPROCS, s.GoVersion)
 	fmt.Fprintf(&b, "master   %s (%s)\nreplica  %s (%s)\nbroker   %s (%s)\n", s.MasterVersion, s.MasterURL, s.ReplicaVersion, s.ReplicaURL, s.BrokerVersion, s.BrokerURL)
-	creates := "INSERT + Master.Create"
+	capture := "INSERT + Master.Create, UPDATE + Master.Update"
 	if s.Insert {
-		creates = "Master.Insert"
+		capture = "Master.Insert, Master.UpdateRow"
 	}
-	fmt.Fprintf(&b, "workload %s, %d-byte rows, %d writers, %d change(s) per transaction, creates by %s, seed %d\n", s.Mix, s.RowBytes, s.Writers, s.TxRows, creates, s.Seed)
+	fmt.Fprintf(&b, "workload %s, %d-byte rows, %d writers, %d change(s) per transaction, captured by %s, seed %d\n", s.Mix, s.RowBytes, s.Writers, s.TxRows, capture, s.Seed)
 	wait := ""
 	if s.BatchWaitMS > 0 {
 		wait = fmt.Sprintf(" (waiting up to %g ms to fill it)", s.BatchWaitMS)

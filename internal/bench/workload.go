@@ -120,11 +120,18 @@ func (p *pipeline) change(ctx context.Context, tx *sql.Tx, wr *writer) error {
 	case op >= m.Create && op < m.Create+m.Update && len(wr.live) > 0:
 		id := wr.live[wr.rnd.IntN(len(wr.live))]
 		pr := probe{seq: p.seq.Add(1), stampUS: time.Now().UnixMicro()}
-		if _, err := tx.ExecContext(ctx, p.updateSQL, pr.stampUS, probeValue(pr.seq), wr.text(id), id); err != nil {
-			return fmt.Errorf("bench: update: %w", err)
-		}
-		if err := p.master.Update(ctx, tx, p.cqrsID, id); err != nil {
-			return err
+		if p.opts.Insert {
+			values := map[string]any{"commit_us": pr.stampUS, "probe": probeValue(pr.seq), "payload": wr.text(id)}
+			if err := p.master.UpdateRow(ctx, tx, p.cqrsID, id, values); err != nil {
+				return err
+			}
+		} else {
+			if _, err := tx.ExecContext(ctx, p.updateSQL, pr.stampUS, probeValue(pr.seq), wr.text(id), id); err != nil {
+				return fmt.Errorf("bench: update: %w", err)
+			}
+			if err := p.master.Update(ctx, tx, p.cqrsID, id); err != nil {
+				return err
+			}
 		}
 		wr.probes = append(wr.probes, pr)
 		wr.updates++

@@ -419,6 +419,18 @@ func testMasterRows(t *testing.T, h *Harness) {
 	}
 	b.want(t, 4, "n4", 1)
 
+	// Columns and Values write more columns in the same UPDATE.
+	n, err = b.d.TouchRows(b.ctx, b.ex, &sqldialect.TouchRowsParams{Table: "item", PKColumn: "id",
+		PKs: []any{int64(5)}, Updated: t0, Columns: []string{"name", "note"}, Values: []any{"five", "noted"}})
+	if err != nil || n != 1 {
+		t.Fatalf("TouchRows with columns = %d, %v; want 1", n, err)
+	}
+	b.want(t, 5, "five", 1)
+	if _, err := b.d.TouchRows(b.ctx, b.ex, &sqldialect.TouchRowsParams{Table: "item", PKColumn: "id",
+		PKs: []any{int64(5)}, Updated: t0, Columns: []string{"name"}}); err == nil {
+		t.Fatal("TouchRows with a column and no value succeeded")
+	}
+
 	// DeleteSelectRows deletes and returns the rows as they were; a
 	// missing key is absent. A dialect without DELETE … RETURNING says so
 	// and does nothing.
