@@ -1,6 +1,7 @@
 package cqrsync_test
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"strings"
@@ -68,12 +69,14 @@ var benchBackends = []benchBackend{
 //	ns/op         wall time per outbox transaction
 //
 // Run with a fixed count, e.g. -benchtime=2000x, and several -count.
-func BenchmarkMasterCapture(b *testing.B) {
+func BenchmarkMasterCapture(b *testing.B) { benchEachBackend(b, benchMasterCapture) }
+
+// benchEachBackend runs fn as a sub-benchmark per backend with 1 and 8
+// writers.
+func benchEachBackend(b *testing.B, fn func(b *testing.B, be benchBackend, writers int)) {
 	for _, be := range benchBackends {
 		for _, writers := range []int{1, 8} {
-			b.Run(fmt.Sprintf("%s/writers=%d", be.name, writers), func(b *testing.B) {
-				benchMasterCapture(b, be, writers)
-			})
+			b.Run(fmt.Sprintf("%s/writers=%d", be.name, writers), func(b *testing.B) { fn(b, be, writers) })
 		}
 	}
 }
@@ -101,36 +104,122 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 	var nextID atomic.Int64
 	// The three kinds of transaction: the plain INSERT, INSERT then
 	// Master.Create, and Master.Insert.
-	const (
-		plainTx = iota
-		createTx
-		insertTx
-	)
-	one := func(kind int) error {
-		id := nextID.Add(1)
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-		switch kind {
-		case plainTx:
-			_, err = tx.ExecContext(ctx, plainSQL, id, time.Now().UnixMicro(), payload)
-		case createTx:
-			if _, err = tx.ExecContext(ctx, capturedSQL, id, time.Now().UnixMicro(), payload); err == nil {
-				err = master.Create(ctx, tx, "item", id)
-			}
-		case insertTx:
-			err = master.Insert(ctx, tx, "inserted", map[string]any{"id": id, "commit_us": time.Now().UnixMicro(), "payload": payload})
-		}
-		if err != nil {
-			return err
-		}
-		return tx.Commit()
+	inTx := func(fn func(tx *sql.Tx, id int64) error) func() error {
+		return func() error { return benchTx(ctx, db, nextID.Add(1), fn) }
 	}
-	// round runs n transactions of one kind from the writers and returns
-	// the wall time.
-	round := func(n int, kind int) time.Duration {
+	rates := benchRounds(b, writers, []func() error{
+		inTx(func(tx *sql.Tx, id int64) error {
+			_, err := tx.ExecContext(ctx, plainSQL, id, time.Now().UnixMicro(), payload)
+			return err
+		}),
+		inTx(func(tx *sql.Tx, id int64) error {
+			if _, err := tx.ExecContext(ctx, capturedSQL, id, time.Now().UnixMicro(), payload); err != nil {
+				return err
+			}
+			return master.Create(ctx, tx, "item", id)
+		}),
+		inTx(func(tx *sql.Tx, id int64) error {
+			return master.Insert(ctx, tx, "inserted", map[string]any{"id": id, "commit_us": time.Now().UnixMicro(), "payload": payload})
+		}),
+	})
+	b.ReportMetric(1e9/rates[1], "ns/op")
+	b.ReportMetric(rates[0], "plain_tx/s")
+	b.ReportMetric(rates[1], "outbox_tx/s")
+	b.ReportMetric(rates[1]/rates[0], "outbox/plain")
+	b.ReportMetric(rates[2], "insert_tx/s")
+	b.ReportMetric(rates[2]/rates[0], "insert/plain")
+}
+
+// BenchmarkMasterCaptureUpdate is BenchmarkMasterCapture for updates of
+// existing rows: the plain UPDATE+COMMIT, UPDATE then Master.Update then
+// COMMIT, and Master.UpdateRow (the change and its capture in one
+// statement) then COMMIT, in alternating rounds over 10,000 rows per
+// table. Metrics:
+//
+//	plain_tx/s      UPDATE+COMMIT transactions per second
+//	update/plain    UPDATE+Master.Update+COMMIT over the plain rate
+//	updaterow/plain Master.UpdateRow+COMMIT over the plain rate
+//	ns/op           wall time per UpdateRow transaction
+func BenchmarkMasterCaptureUpdate(b *testing.B) { benchEachBackend(b, benchMasterCaptureUpdate) }
+
+func benchMasterCaptureUpdate(b *testing.B, be benchBackend, writers int) {
+	const rows = 10000
+	tables := []string{"plain_item", "updated_item", "updaterow_item"}
+	db := be.open(b, be.ddl(tables[0]), be.ddl(tables[1]), be.ddl(tables[2]))
+	db.SetMaxOpenConns(writers + 2)
+	db.SetMaxIdleConns(writers + 2)
+	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: be.dialect})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []*cqrsync.MasterModel{{CQRSID: "updated", Table: tables[1]}, {CQRSID: "updaterow", Table: tables[2]}} {
+		if err := master.Register(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ph := be.dialect.Placeholder
+	payload := strings.Repeat("p", 256)
+	ctx := b.Context()
+	for _, t := range tables {
+		for first := 1; first <= rows; first += 1000 {
+			vals := make([]string, 0, 1000)
+			for id := first; id < first+1000; id++ {
+				vals = append(vals, fmt.Sprintf("(%d, 0, '%s')", id, payload))
+			}
+			if _, err := db.ExecContext(ctx, "INSERT INTO "+t+" (id, commit_us, payload) VALUES "+strings.Join(vals, ", ")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	update := func(table string) string {
+		return fmt.Sprintf("UPDATE %s SET commit_us = %s, payload = %s WHERE id = %s", table, ph(1), ph(2), ph(3))
+	}
+	plainSQL, updatedSQL := update(tables[0]), update(tables[1])
+	var next atomic.Int64
+	inTx := func(fn func(tx *sql.Tx, id int64) error) func() error {
+		// Writers take the rows in turn, so no two wait for one row.
+		return func() error { return benchTx(ctx, db, next.Add(1)%rows+1, fn) }
+	}
+	rates := benchRounds(b, writers, []func() error{
+		inTx(func(tx *sql.Tx, id int64) error {
+			_, err := tx.ExecContext(ctx, plainSQL, time.Now().UnixMicro(), payload, id)
+			return err
+		}),
+		inTx(func(tx *sql.Tx, id int64) error {
+			if _, err := tx.ExecContext(ctx, updatedSQL, time.Now().UnixMicro(), payload, id); err != nil {
+				return err
+			}
+			return master.Update(ctx, tx, "updated", id)
+		}),
+		inTx(func(tx *sql.Tx, id int64) error {
+			return master.UpdateRow(ctx, tx, "updaterow", id, map[string]any{"commit_us": time.Now().UnixMicro(), "payload": payload})
+		}),
+	})
+	b.ReportMetric(1e9/rates[2], "ns/op")
+	b.ReportMetric(rates[0], "plain_tx/s")
+	b.ReportMetric(rates[1]/rates[0], "update/plain")
+	b.ReportMetric(rates[2]/rates[0], "updaterow/plain")
+}
+
+// benchTx runs fn in a transaction for row id and commits it.
+func benchTx(ctx context.Context, db *sql.DB, id int64, fn func(tx *sql.Tx, id int64) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(tx, id); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// benchRounds runs b.N transactions of each kind from writers goroutines,
+// the kinds taking turns in rounds (so that load from elsewhere on a
+// shared machine hits them alike), after a warm-up of every kind, and
+// returns each kind's transactions per second.
+func benchRounds(b *testing.B, writers int, kinds []func() error) []float64 {
+	round := func(n int, one func() error) time.Duration {
 		var left atomic.Int64
 		left.Store(int64(n))
 		var wg sync.WaitGroup
@@ -141,7 +230,7 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 			go func() {
 				defer wg.Done()
 				for left.Add(-1) >= 0 {
-					if err := one(kind); err != nil {
+					if err := one(); err != nil {
 						errs <- err
 						return
 					}
@@ -157,27 +246,22 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 		return elapsed
 	}
 	// Warm up every path: connections, statement caches, introspection.
-	for kind := range 3 {
-		round(2*writers, kind)
+	for _, one := range kinds {
+		round(2*writers, one)
 	}
-
 	b.ResetTimer()
-	var plain, captured, inserted time.Duration
+	spent := make([]time.Duration, len(kinds))
 	for _, n := range splitRounds(b.N, 4) {
-		plain += round(n, plainTx)
-		captured += round(n, createTx)
-		inserted += round(n, insertTx)
+		for k, one := range kinds {
+			spent[k] += round(n, one)
+		}
 	}
 	b.StopTimer()
-	plainRate := float64(b.N) / plain.Seconds()
-	capturedRate := float64(b.N) / captured.Seconds()
-	insertedRate := float64(b.N) / inserted.Seconds()
-	b.ReportMetric(float64(captured.Nanoseconds())/float64(b.N), "ns/op")
-	b.ReportMetric(plainRate, "plain_tx/s")
-	b.ReportMetric(capturedRate, "outbox_tx/s")
-	b.ReportMetric(capturedRate/plainRate, "outbox/plain")
-	b.ReportMetric(insertedRate, "insert_tx/s")
-	b.ReportMetric(insertedRate/plainRate, "insert/plain")
+	rates := make([]float64, len(kinds))
+	for k, d := range spent {
+		rates[k] = float64(b.N) / d.Seconds()
+	}
+	return rates
 }
 
 // splitRounds splits n into at most k rounds of nearly equal size.
