@@ -213,9 +213,11 @@ func RunTx(ctx context.Context, db *sql.DB, fn func(sqldialect.Executor) error) 
 	return sqldialect.RunTx(ctx, conn, fn)
 }
 
+// firstLine shortens a statement for an error message: its first line, at
+// most about 60 bytes.
 func firstLine(s string) string {
 	for i, c := range s {
-		if c == '\n' || i == 60 {
+		if c == '\n' || i >= 60 {
 			return s[:i] + "…"
 		}
 	}
