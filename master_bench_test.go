@@ -222,28 +222,14 @@ func benchRounds(b *testing.B, writers int, kinds []func() error) []float64 {
 	round := func(n int, one func() error) time.Duration {
 		var left atomic.Int64
 		left.Store(int64(n))
-		var wg sync.WaitGroup
-		errs := make(chan error, writers)
-		start := time.Now()
-		for range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for left.Add(-1) >= 0 {
-					if err := one(); err != nil {
-						errs <- err
-						return
-					}
+		return timeGoroutines(b, writers, func(int) error {
+			for left.Add(-1) >= 0 {
+				if err := one(); err != nil {
+					return err
 				}
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		close(errs)
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-		return elapsed
+			}
+			return nil
+		})
 	}
 	// Warm up every path: connections, statement caches, introspection.
 	for _, one := range kinds {
@@ -251,7 +237,7 @@ func benchRounds(b *testing.B, writers int, kinds []func() error) []float64 {
 	}
 	b.ResetTimer()
 	spent := make([]time.Duration, len(kinds))
-	for _, n := range splitRounds(b.N, 4) {
+	for _, n := range cqrsynctesting.SplitRounds(b.N, 4) {
 		for k, one := range kinds {
 			spent[k] += round(n, one)
 		}
@@ -264,15 +250,26 @@ func benchRounds(b *testing.B, writers int, kinds []func() error) []float64 {
 	return rates
 }
 
-// splitRounds splits n into at most k rounds of nearly equal size.
-func splitRounds(n, k int) []int {
-	k = max(1, min(k, n))
-	out := make([]int, k)
-	for i := range out {
-		out[i] = n / k
-		if i < n%k {
-			out[i]++
-		}
+// timeGoroutines runs fn(0) … fn(n-1) in n goroutines and returns the wall
+// time until all returned; the first error fails the benchmark.
+func timeGoroutines(b *testing.B, n int, fn func(g int) error) time.Duration {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := time.Now()
+	for g := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(g); err != nil {
+				errs <- err
+			}
+		}()
 	}
-	return out
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+	return elapsed
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -110,49 +109,35 @@ func benchReplicaApply(b *testing.B, be benchBackend, workers int) {
 			w := r.id % int64(workers)
 			shares[w][r.rev] = append(shares[w][r.rev], r)
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, workers)
-		start := time.Now()
-		for _, revs := range shares {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for _, share := range revs {
-					for len(share) > 0 {
-						k := min(batch, len(share))
-						chunk := share[:k]
-						share = share[k:]
-						q := fullBatchSQL
-						if k < batch {
-							q = upsertSQL(k)
-						}
-						args := make([]any, 0, 5*k)
-						for _, r := range chunk {
-							args = append(args, r.id, r.rev, updated, updated.UnixMicro(), payload)
-						}
-						tx, err := db.BeginTx(ctx, nil)
-						if err == nil {
-							if _, err = tx.ExecContext(ctx, q, args...); err == nil {
-								err = tx.Commit()
-							} else {
-								_ = tx.Rollback()
-							}
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
+		return timeGoroutines(b, len(shares), func(w int) error {
+			for _, share := range shares[w] {
+				for len(share) > 0 {
+					k := min(batch, len(share))
+					chunk := share[:k]
+					share = share[k:]
+					q := fullBatchSQL
+					if k < batch {
+						q = upsertSQL(k)
+					}
+					args := make([]any, 0, 5*k)
+					for _, r := range chunk {
+						args = append(args, r.id, r.rev, updated, updated.UnixMicro(), payload)
+					}
+					tx, err := db.BeginTx(ctx, nil)
+					if err != nil {
+						return err
+					}
+					if _, err = tx.ExecContext(ctx, q, args...); err != nil {
+						_ = tx.Rollback()
+						return err
+					}
+					if err := tx.Commit(); err != nil {
+						return err
 					}
 				}
-			}()
-		}
-		wg.Wait()
-		elapsed := time.Since(start)
-		close(errs)
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
-		return elapsed
+			}
+			return nil
+		})
 	}
 
 	// startConsumer runs a Consumer with the given batch size on a fresh

@@ -119,7 +119,7 @@ func benchRelayDrain(b *testing.B, db *sql.DB, d sqldialect.Dialect, batch int) 
 
 	b.ResetTimer()
 	var relayTime, rawTime time.Duration
-	for _, n := range rounds(b.N, 4) {
+	for _, n := range cqrsynctesting.SplitRounds(b.N, 4) {
 		b.StopTimer()
 		fill(n)
 		b.StartTimer()
@@ -137,17 +137,4 @@ func benchRelayDrain(b *testing.B, db *sql.DB, d sqldialect.Dialect, batch int) 
 	b.ReportMetric(float64(b.N)/relayTime.Seconds(), "relay_rows/s")
 	b.ReportMetric(float64(b.N)/rawTime.Seconds(), "raw_rows/s")
 	b.ReportMetric(rawTime.Seconds()/relayTime.Seconds(), "relay/raw")
-}
-
-// rounds splits n into at most k rounds of nearly equal size.
-func rounds(n, k int) []int {
-	k = max(1, min(k, n))
-	out := make([]int, k)
-	for i := range out {
-		out[i] = n / k
-		if i < n%k {
-			out[i]++
-		}
-	}
-	return out
 }

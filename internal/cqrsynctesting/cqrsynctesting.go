@@ -60,3 +60,17 @@ func OpenSQLite(tb testing.TB, ddl ...string) *sql.DB {
 	}
 	return db
 }
+
+// SplitRounds splits n into at most k rounds of nearly equal size, for
+// benchmarks that alternate kinds of work in rounds.
+func SplitRounds(n, k int) []int {
+	k = max(1, min(k, n))
+	out := make([]int, k)
+	for i := range out {
+		out[i] = n / k
+		if i < n%k {
+			out[i]++
+		}
+	}
+	return out
+}
