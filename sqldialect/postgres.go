@@ -157,14 +157,20 @@ func postgresValuesSource(d *standard, n int, names, types []string, first int) 
 // serialise unrelated keys.
 func postgresLockKeys(ctx context.Context, ex Executor, keys []string) error {
 	const lockKeysFine = 1000
-	q := `SELECT count(CASE WHEN s.fine THEN pg_advisory_xact_lock(s.h)
-	                   WHEN $2 THEN pg_advisory_xact_lock(1, s.h::int)
-	                   ELSE pg_advisory_xact_lock_shared(1, s.h::int) END ORDER BY s.fine, s.h) FROM (
-		SELECT DISTINCT false AS fine, hashtextextended(k, 0) & 1023 AS h FROM unnest($1::text[]) AS k
-		UNION ALL
-		SELECT DISTINCT true, hashtextextended(k, 0) FROM unnest($1::text[]) AS k WHERE NOT $2) AS s`
-	// One statement takes both levels: the aggregate's ORDER BY takes the
-	// buckets first, then the keys, each in ascending order.
+	q := `SELECT count(*) FROM (
+		SELECT CASE WHEN s.fine THEN pg_advisory_xact_lock(s.h)
+		            WHEN $2 THEN pg_advisory_xact_lock(1, s.h::int)
+		            ELSE pg_advisory_xact_lock_shared(1, s.h::int) END
+		FROM (
+			SELECT DISTINCT false AS fine, hashtextextended(k, 0) & 1023 AS h FROM unnest($1::text[]) AS k
+			UNION ALL
+			SELECT DISTINCT true, hashtextextended(k, 0) FROM unnest($1::text[]) AS k WHERE NOT $2) AS s
+		ORDER BY s.fine, s.h) AS locked`
+	// One statement takes both levels, buckets first, then keys, each in
+	// ascending order: PostgreSQL evaluates a volatile select-list
+	// expression after the ORDER BY's sort. (Inside an aggregate's ORDER
+	// BY, as this statement had it, the arguments are evaluated before the
+	// sort, in the DISTINCT's hash order; TestPostgresLockKeysOrder.)
 	// Nothing is read from it: a pipelining executor sends it with the
 	// statement that follows.
 	return execDeferred(ctx, ex, q, keys, len(keys) > lockKeysFine)

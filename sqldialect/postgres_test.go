@@ -1,11 +1,13 @@
 package sqldialect_test
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -363,5 +365,82 @@ func TestPostgresLockKeysBounded(t *testing.T) {
 	defer cancel()
 	if err := sqldialect.Postgres().LockKeys(waitCtx, sqldialect.FromSQL(small), []string{keys[123]}); err == nil {
 		t.Fatal("a small batch locked a key a bulk batch holds")
+	}
+}
+
+// lockLogger runs the dialect's statements with the advisory lock
+// functions replaced by ones that log each call in order, so a test can
+// see the order in which LockKeys takes its locks.
+type lockLogger struct{ sqldialect.Executor }
+
+func (l lockLogger) rewrite(q string) string {
+	q = strings.ReplaceAll(q, "pg_advisory_xact_lock_shared(", "log_lock_shared(")
+	return strings.ReplaceAll(q, "pg_advisory_xact_lock(", "log_lock(")
+}
+
+func (l lockLogger) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	return l.Executor.Exec(ctx, l.rewrite(q), args...)
+}
+
+func (l lockLogger) Query(ctx context.Context, q string, args ...any) (sqldialect.Rows, error) {
+	return l.Executor.Query(ctx, l.rewrite(q), args...)
+}
+
+// TestPostgresLockKeysOrder: LockKeys takes every bucket before any key,
+// and each level in ascending order, small batch or bulk, so that two
+// transactions never wait for each other in a cycle.
+func TestPostgresLockKeysOrder(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenPostgres(t,
+		`CREATE TABLE lock_log (n serial PRIMARY KEY, level int NOT NULL, h bigint NOT NULL)`,
+		`CREATE FUNCTION log_lock(h bigint) RETURNS void LANGUAGE sql AS $$ INSERT INTO lock_log (level, h) VALUES (1, h) $$`,
+		`CREATE FUNCTION log_lock(a int, h int) RETURNS void LANGUAGE sql AS $$ INSERT INTO lock_log (level, h) VALUES (0, h) $$`,
+		`CREATE FUNCTION log_lock_shared(a int, h int) RETURNS void LANGUAGE sql AS $$ INSERT INTO lock_log (level, h) VALUES (0, h) $$`)
+	ctx := t.Context()
+	for _, n := range []int{40, 1500} { // fine (buckets and keys), bulk (buckets only)
+		if _, err := db.ExecContext(ctx, "TRUNCATE lock_log RESTART IDENTITY"); err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]string, n)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("item\x1f%d", i)
+		}
+		if err := sqldialect.Postgres().LockKeys(ctx, lockLogger{sqldialect.FromSQL(db)}, keys); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := db.QueryContext(ctx, "SELECT level, h FROM lock_log ORDER BY n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		type lock struct {
+			level int
+			h     int64
+		}
+		var got []lock
+		for rows.Next() {
+			var l lock
+			if err := rows.Scan(&l.level, &l.h); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, l)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			t.Fatalf("%d keys: no lock taken", n)
+		}
+		sorted := slices.IsSortedFunc(got, func(a, b lock) int {
+			if a.level != b.level {
+				return a.level - b.level
+			}
+			return cmp.Compare(a.h, b.h)
+		})
+		if !sorted {
+			t.Fatalf("%d keys: locks taken in the order %v, want buckets then keys, each ascending", n, got)
+		}
+		if n > 1000 && got[len(got)-1].level != 0 {
+			t.Fatalf("%d keys (bulk): a key lock was taken; want buckets only", n)
+		}
 	}
 }
