@@ -73,6 +73,10 @@ func IsRetryable(err error) bool {
 	if errors.As(err, &r) {
 		return r.Retryable()
 	}
+	var st interface{ SQLState() string } // pgx's *pgconn.PgError, lib/pq's *pq.Error
+	if errors.As(err, &st) && retryableSQLState(st.SQLState()) {
+		return true
+	}
 	// Drivers report these as plain errors; their texts are stable.
 	msg := strings.ToLower(err.Error())
 	for _, s := range retryableTexts {
@@ -81,6 +85,19 @@ func IsRetryable(err error) bool {
 		}
 	}
 	return false
+}
+
+// retryableSQLState reports whether a PostgreSQL error code says the
+// server or the connection failed, not the statement: a connection
+// exception (class 08), a shutdown or restart (57P01–57P03), too many
+// connections, or a serialization failure or deadlock, which another
+// attempt resolves.
+func retryableSQLState(code string) bool {
+	switch code {
+	case "40001", "40P01", "53300", "57P01", "57P02", "57P03":
+		return true
+	}
+	return strings.HasPrefix(code, "08")
 }
 
 var retryableTexts = []string{

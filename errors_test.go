@@ -9,6 +9,8 @@ import (
 	"net"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/cqrsync/cqrsync"
 )
 
@@ -31,6 +33,9 @@ func TestIsRetryable(t *testing.T) {
 		{"MariaDB deadlock", errors.New("Error 1213 (40001): Deadlock found when trying to get lock"), true},
 		{"MariaDB lock wait", errors.New("Error 1205 (HY000): Lock wait timeout exceeded"), true},
 		{"constraint", errors.New("ERROR: new row violates check constraint (SQLSTATE 23514)"), false},
+		{"PostgreSQL shutdown, by code", fmt.Errorf("apply: %w", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}), true},
+		{"PostgreSQL connection failure, by code", &pgconn.PgError{Code: "08006", Message: "connection failure"}, true},
+		{"PostgreSQL constraint, by code", &pgconn.PgError{Code: "23505", Message: "duplicate key value violates unique constraint"}, false},
 		{"missing fields", fmt.Errorf("%w: table t needs [a]", cqrsync.ErrMissingFields), false},
 		{"malformed", cqrsync.ErrMalformedPayload, false},
 	}
