@@ -216,9 +216,12 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 // read back elsewhere; see below for PostgreSQL). values maps column names
 // to values as the driver takes them; Insert sets cqrs_revision (0, or past
 // the key's tombstone) and cqrs_updated itself, so values must not hold
-// them. The primary key may be left out where the database generates it
-// and has RETURNING. Like Create, the event becomes visible when tx
-// commits, and never if it rolls back.
+// them. The primary key may be left out (or nil) where the database
+// generates it and has RETURNING; the row is then touched once more, as
+// Create does, to continue the revisions of a key deleted before. Like
+// Create, the event becomes visible when tx commits, and never if it rolls
+// back. A trigger AFTER INSERT that changes the row is not seen by
+// RETURNING: capture such tables with INSERT and Create.
 //
 // On PostgreSQL the outbox row goes into the same statement: Insert builds
 // the event from the row it expects (the given values, revision 0,
@@ -237,7 +240,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	if p.Columns, p.Values, err = columnValues("Insert into", mm, ti, values); err != nil {
 		return err
 	}
-	if pk, ok := values[mm.PK]; ok {
+	if pk, ok := values[mm.PK]; ok && pk != nil {
 		wire, err := WireValue(ti.types[mm.PK], pk)
 		if err != nil {
 			return &ModelError{CQRSID: mm.CQRSID, PK: pk, Err: err}
@@ -286,12 +289,25 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	if err != nil {
 		return fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
 	}
+	if len(row) != 1 {
+		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))
+	}
 	if !idOK {
 		// Without the id, a wrong predicted event could not be replaced.
 		return fmt.Errorf("cqrsync: Insert into %s: the outbox row's id did not come back as an integer", mm.Table)
 	}
-	if len(row) != 1 {
-		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))
+	if p.Key == "" {
+		// The database chose the key, so the INSERT could not look up the
+		// key's tombstone (SQLite reuses the highest rowid once it is
+		// deleted; a sequence may reach a key once inserted by hand): touch
+		// the row as Create does, which continues a deleted key's
+		// revisions, and capture that.
+		if withOutbox {
+			if err := m.cfg.Dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+				return err
+			}
+		}
+		return m.save(ctx, ex, cqrsID, true, nil, []any{row[0].pk})
 	}
 	if canPredict && jsonEqual(predicted.all, row[0].all) {
 		switch {
@@ -467,7 +483,9 @@ func (m *Master[TTx]) Snapshot(ctx context.Context, tx TTx, cqrsID string, pks .
 // Delete deletes the rows with the given primary keys in tx and adds one
 // DELETE event per row to the outbox in the same transaction. The event
 // carries the row's revision plus one, as django-cqrs does. Keys with no row
-// are an error wrapping ErrRowNotFound, and nothing is deleted.
+// are an error wrapping ErrRowNotFound, and nothing is deleted. After any
+// other error (a row whose values cannot be read, the database failing)
+// part of the change may be made in tx: roll it back.
 func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
 	ex := m.adapt(tx)
 	pks = uniqueKeys(pks)
@@ -526,6 +544,10 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 // read first, so that none is deleted unless all are there.
 func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
 	if len(pks) == 1 {
+		// A key that cannot be read back fails before anything is deleted.
+		if _, err := WireValue(ti.types[mm.PK], pks[0]); err != nil {
+			return nil, &ModelError{CQRSID: mm.CQRSID, PK: pks[0], Err: err}
+		}
 		rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
 			return m.cfg.Dialect.DeleteSelectRows(ctx, ex, mm.Table, mm.PK, chunk, cols)
 		})

@@ -198,3 +198,46 @@ func TestMasterInsert(t *testing.T) {
 		})
 	}
 }
+
+// TestMasterInsertGeneratedKeyTombstone: on SQLite a deleted rowid is
+// handed out again; Insert with a generated key continues the deleted
+// key's revisions, as Create would, so a redelivered DELETE of the old row
+// cannot remove the new one. Insert with no values at all takes every
+// column's default.
+func TestMasterInsertGeneratedKeyTombstone(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT 'unnamed',
+		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`)
+	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := master.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "item"}); err != nil {
+		t.Fatal(err)
+	}
+	mb := &masterBundle{db: db, master: master}
+	steps := []func(tx *sql.Tx) error{
+		func(tx *sql.Tx) error { return master.Insert(ctx, tx, "item", map[string]any{"name": "a"}) },
+		func(tx *sql.Tx) error { return master.UpdateRow(ctx, tx, "item", 1, map[string]any{"name": "b"}) },
+		func(tx *sql.Tx) error { return master.UpdateRow(ctx, tx, "item", 1, map[string]any{"name": "c"}) },
+		func(tx *sql.Tx) error { return master.Delete(ctx, tx, "item", 1) }, // DELETE at revision 3
+		func(tx *sql.Tx) error { return master.Insert(ctx, tx, "item", map[string]any{"id": nil, "name": "d"}) },
+		func(tx *sql.Tx) error { return master.Insert(ctx, tx, "item", map[string]any{}) },
+	}
+	for i, step := range steps {
+		if err := mb.inTx(t, step); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	got := mb.outbox(t)
+	if len(got) != 6 {
+		t.Fatalf("outbox holds %d events, want 6: %v", len(got), got)
+	}
+	if !strings.Contains(got[4], `"instance_data":{"id":1,"name":"d","cqrs_revision":4,`) {
+		t.Errorf("the re-used key's event %s, want id 1 at revision 4 (after the DELETE's 3)", got[4])
+	}
+	if !strings.Contains(got[5], `"instance_data":{"id":2,"name":"unnamed","cqrs_revision":0,`) {
+		t.Errorf("the all-defaults row's event %s, want id 2, the default name, revision 0", got[5])
+	}
+}

@@ -354,8 +354,12 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 			d.placeholder(n+2), d.placeholder(n+3))
 		args = append(args, p.CQRSID, p.Key)
 	}
-	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s, %s, %s%s",
-		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.placeholder(n+1), rev, d.fromDual)
+	sel := []string{d.placeholder(n + 1), rev}
+	if n > 0 { // no values: every column takes its default
+		sel = append([]string{d.params(1, n)}, sel...)
+	}
+	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s%s",
+		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), d.fromDual)
 	if !d.insertReturning {
 		if _, err := ex.Exec(ctx, q, args...); err != nil {
 			return nil, false, fmt.Errorf("sqldialect: insert into %s: %w", p.Table, err)
