@@ -306,9 +306,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers []chan item) (subs []transport.Subscription, _ error) {
 	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	for ctx.Err() == nil {
-		sub, err := c.cfg.Subscriber.Subscribe(subCtx, &transport.SubscribeParams{
-			Queue: c.cfg.Queue, CQRSIDs: c.cfg.CQRSIDs, DeadLetterQueue: c.cfg.DeadLetterQueue, Prefetch: c.cfg.Prefetch,
-		})
+		sub, err := c.subscribe(ctx, subCtx)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -353,6 +351,35 @@ func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: subscription lost, subscribing again", slog.String("queue", c.cfg.Queue), slog.Any("error", sub.Err()))
 	}
 	return subs, nil
+}
+
+// subscribe opens a subscription that lives for subCtx, but gives up
+// waiting for it when ctx ends (a stop while the broker is unreachable
+// must not wait for the broker): a subscription that arrives after that is
+// closed at once, and the call itself returns when subCtx ends.
+func (c *Consumer) subscribe(ctx, subCtx context.Context) (transport.Subscription, error) {
+	type result struct {
+		sub transport.Subscription
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sub, err := c.cfg.Subscriber.Subscribe(subCtx, &transport.SubscribeParams{
+			Queue: c.cfg.Queue, CQRSIDs: c.cfg.CQRSIDs, DeadLetterQueue: c.cfg.DeadLetterQueue, Prefetch: c.cfg.Prefetch,
+		})
+		done <- result{sub, err}
+	}()
+	select {
+	case r := <-done:
+		return r.sub, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.sub != nil {
+				_ = r.sub.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // workerFor picks the worker of an event's row, so that one row's events

@@ -527,3 +527,45 @@ func TestConsumerBatchWait(t *testing.T) {
 		})
 	}
 }
+
+// unreachableSubscriber is a broker that cannot be reached: Subscribe waits
+// until its context ends.
+type unreachableSubscriber struct{}
+
+func (unreachableSubscriber) Subscribe(ctx context.Context, _ *transport.SubscribeParams) (transport.Subscription, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (unreachableSubscriber) Close() error { return nil }
+
+// TestConsumerStopWhileSubscribing: a stop does not wait for a broker that
+// cannot be reached.
+func TestConsumerStopWhileSubscribing(t *testing.T) {
+	t.Parallel()
+	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
+	broker := memory.NewBroker(nil)
+	pub := broker.Publisher()
+	defer pub.Close()
+	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica, DB: cqrsynctesting.OpenSQLite(t),
+		Subscriber: unreachableSubscriber{}, Publisher: pub, Queue: "q",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // inside Subscribe
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop waited for a broker that cannot be reached")
+	}
+}
