@@ -528,11 +528,12 @@ func TestConsumerBatchWait(t *testing.T) {
 	}
 }
 
-// unreachableSubscriber is a broker that cannot be reached: Subscribe waits
-// until its context ends.
-type unreachableSubscriber struct{}
+// unreachableSubscriber is a broker that cannot be reached: Subscribe
+// closes entered, then waits until its context ends.
+type unreachableSubscriber struct{ entered chan struct{} }
 
-func (unreachableSubscriber) Subscribe(ctx context.Context, _ *transport.SubscribeParams) (transport.Subscription, error) {
+func (u unreachableSubscriber) Subscribe(ctx context.Context, _ *transport.SubscribeParams) (transport.Subscription, error) {
+	close(u.entered)
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
@@ -548,8 +549,9 @@ func TestConsumerStopWhileSubscribing(t *testing.T) {
 	broker := memory.NewBroker(nil)
 	pub := broker.Publisher()
 	defer pub.Close()
+	sub := unreachableSubscriber{entered: make(chan struct{})}
 	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica, DB: cqrsynctesting.OpenSQLite(t),
-		Subscriber: unreachableSubscriber{}, Publisher: pub, Queue: "q",
+		Subscriber: sub, Publisher: pub, Queue: "q",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -557,7 +559,7 @@ func TestConsumerStopWhileSubscribing(t *testing.T) {
 	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // inside Subscribe
+	<-sub.entered
 	stopped := make(chan error, 1)
 	go func() { stopped <- c.Stop() }()
 	select {

@@ -68,8 +68,12 @@ type Config struct {
 // Sent as one simple query, it runs as one implicit transaction, which an
 // error rolls back, leaving the connection usable. (A trigger left by an
 // older cqrsync migration calls the same function without an argument,
-// hence the COALESCE.)
+// hence the COALESCE.) CREATE TRIGGER waits for every open transaction
+// that wrote to cqrs_outbox, and every capture waits behind it: the lock
+// timeout gives up after 2 s instead of stalling the writers (Run then
+// logs and listens anyway).
 const installSQL = `SELECT pg_advisory_xact_lock(hashtext('cqrsync pglisten install'));
+SET LOCAL lock_timeout = '2s';
 CREATE OR REPLACE FUNCTION cqrs_outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify(COALESCE(TG_ARGV[0], 'cqrs_outbox'), '');

@@ -35,7 +35,12 @@ func TestNotifiedOnCommitOnly(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- pglisten.Run(ctx, &pglisten.Config{ConnString: dsn, OnNotify: func() { notified.Add(1) },
-			OnListening: func() { listening <- struct{}{} }})
+			OnListening: func() {
+				select { // a reconnect must not block the listener
+				case listening <- struct{}{}:
+				default:
+				}
+			}})
 	}()
 	defer func() { cancel(); <-done }()
 	<-listening
@@ -158,8 +163,13 @@ func TestListensWhenInstallFails(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- pglisten.Run(ctx, &pglisten.Config{ConnString: dsn, OnNotify: func() { notified.Add(1) },
-			Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-			OnListening: func() { listening <- struct{}{} }})
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			OnListening: func() {
+				select { // a reconnect must not block the listener
+				case listening <- struct{}{}:
+				default:
+				}
+			}})
 	}()
 	defer func() { cancel(); <-done }()
 	select {
