@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 )
 
 // basicCreateFullBody is the exact body of vectors/basic_create_full.json
@@ -21,14 +23,7 @@ const basicCreateFullBody = `{"signal_type":"SAVE","cqrs_id":"djpeer_basic","ins
 
 // vectorsDir returns the django-cqrs interop vectors folder and fails the
 // test when it is missing: these tests must never pass vacuously.
-func vectorsDir(tb testing.TB) string {
-	tb.Helper()
-	dir := filepath.Join("..", "shared", "interop", "vectors")
-	if _, err := os.Stat(filepath.Join(dir, "INDEX.json")); err != nil {
-		tb.Fatalf("interop vectors not found (want %s/INDEX.json): %v", dir, err)
-	}
-	return dir
-}
+func vectorsDir(tb testing.TB) string { return cqrsynctesting.VectorsDir(tb) }
 
 // vectorText is one piece of wire text found in a vector file.
 type vectorText struct {

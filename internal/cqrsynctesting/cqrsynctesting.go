@@ -13,8 +13,10 @@ import (
 )
 
 // VectorsDir returns the directory of the django-cqrs wire vectors,
-// shared/interop/vectors beside the repository. It fails the test when the
-// directory is missing: the interop tests must never pass on nothing.
+// testdata/interop/vectors at the repository's root (a copy of
+// shared/interop/vectors, so a plain clone runs every test). It fails the
+// test when the directory is missing: the interop tests must never pass on
+// nothing.
 func VectorsDir(tb testing.TB) string {
 	tb.Helper()
 	dir, err := os.Getwd()
@@ -31,9 +33,9 @@ func VectorsDir(tb testing.TB) string {
 		}
 		dir = parent
 	}
-	vectors := filepath.Join(dir, "..", "shared", "interop", "vectors")
+	vectors := filepath.Join(dir, "testdata", "interop", "vectors")
 	if _, err := os.Stat(filepath.Join(vectors, "INDEX.json")); err != nil {
-		tb.Fatalf("cqrsynctesting: wire vectors not found at %s (the shared folder must sit beside the repository): %v", vectors, err)
+		tb.Fatalf("cqrsynctesting: wire vectors not found at %s: %v", vectors, err)
 	}
 	return vectors
 }

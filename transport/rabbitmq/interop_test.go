@@ -15,30 +15,12 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/cqrsync/cqrsync"
-	"github.com/cqrsync/cqrsync/internal/testenv"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
-// vectorsDir finds the django-cqrs vectors (shared/interop/vectors):
-// CQRSYNC_INTEROP_VECTORS, or the usual places relative to this package.
-func vectorsDir(t *testing.T) string {
-	t.Helper()
-	candidates := []string{os.Getenv("CQRSYNC_INTEROP_VECTORS"), "../../shared/interop/vectors", "../../../shared/interop/vectors"}
-	for _, dir := range candidates {
-		if dir == "" {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, "topology.json")); err == nil {
-			return dir
-		}
-	}
-	msg := "django-cqrs vectors not found; set CQRSYNC_INTEROP_VECTORS to shared/interop/vectors"
-	if testenv.InCI() {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+// vectorsDir finds the django-cqrs vectors (testdata/interop/vectors).
+func vectorsDir(t *testing.T) string { return cqrsynctesting.VectorsDir(t) }
 
 // vectorMessage is one message captured from django-cqrs.
 type vectorMessage struct {
