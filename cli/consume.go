@@ -83,6 +83,9 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 					return UsageError{Err: err}
 				}
 				full := cfg.WithDefaults()
+				if s.app.SizePool != nil {
+					s.app.SizePool(full.Workers + 1)
+				}
 				if err := consumer.Start(s.ctx); err != nil {
 					return err
 				}

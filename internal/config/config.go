@@ -84,7 +84,8 @@ type Config struct {
 type Database struct {
 	// URL is postgres://, mysql:// or sqlite: (see package dburl).
 	URL string
-	// MaxOpenConns bounds the connection pool; 0 means the default of 10.
+	// MaxOpenConns bounds the connection pool, open and idle alike; 0 means
+	// what the command needs, at least 10 (consume: workers + 1).
 	MaxOpenConns int
 }
 
