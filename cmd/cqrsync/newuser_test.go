@@ -3,6 +3,7 @@ package main_test
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,5 +49,63 @@ func TestConsumePoolBounded(t *testing.T) {
 	}
 	if limit := workers + 2; opened > limit {
 		t.Fatalf("consume -w %d opened %d database connections for %d events; want at most %d", workers, opened, n, limit)
+	}
+}
+
+// TestStartChecksSchema: consume and relay check at start that migrate ran
+// and that each replica model's table has the columns it needs, and exit 2
+// naming what is missing and what to run, instead of retrying every event
+// and dead-lettering it; a complete schema starts. On SQLite, PostgreSQL
+// and MariaDB.
+func TestStartChecksSchema(t *testing.T) {
+	t.Parallel()
+	mq := newBroker(t)
+	const tables = `CREATE TABLE account_copy (id INTEGER PRIMARY KEY, name VARCHAR(50), cqrs_revision INTEGER NOT NULL, cqrs_updated %[1]s NOT NULL);
+		CREATE TABLE bare (id INTEGER PRIMARY KEY, name VARCHAR(50));
+		CREATE TABLE half (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated %[1]s NOT NULL)`
+	dbs := []struct {
+		name, timestamp, alter string
+		open                   func(t *testing.T, ddl ...string) string
+	}{
+		{"sqlite", "DATETIME", `ALTER TABLE "bare" ADD COLUMN "cqrs_revision" INTEGER NOT NULL DEFAULT 0`, func(t *testing.T, ddl ...string) string {
+			path := filepath.Join(t.TempDir(), "app.db")
+			createSQLite(t, path, ddl...)
+			return "sqlite://" + path
+		}},
+		{"postgres", "TIMESTAMPTZ", `ALTER TABLE "bare" ADD COLUMN "cqrs_revision" INTEGER NOT NULL DEFAULT 0`, func(t *testing.T, ddl ...string) string {
+			u, _ := postgres(t, ddl...)
+			return u
+		}},
+		{"mariadb", "DATETIME(6)", "ALTER TABLE `bare` ADD COLUMN `cqrs_revision` INTEGER NOT NULL DEFAULT 0", func(t *testing.T, ddl ...string) string {
+			u, _ := mariadb(t, ddl...)
+			return u
+		}},
+	}
+	for _, db := range dbs {
+		t.Run(db.name, func(t *testing.T) {
+			t.Parallel()
+			url := db.open(t, strings.Split(fmt.Sprintf(tables, db.timestamp), ";")...)
+			service := func(replica string) *service {
+				return newService(t, fmt.Sprintf("database: {url: '%s'}\ntransport: {url: '%s', exchange: %s}\nqueue: %s\nreplicas:\n  - %s\n",
+					url, mq.url, mq.exchange, mq.queue(), replica))
+			}
+			good := service("{cqrs_id: account, table: account_copy}")
+			good.run(t, "", "consume").fails(t, 2, "consume: table cqrs_tombstones does not exist: run cqrsync migrate")
+			good.run(t, "", "relay").fails(t, 2, "relay: table cqrs_outbox does not exist: run cqrsync migrate")
+			good.run(t, "", "migrate").ok(t)
+
+			service("{cqrs_id: account, table: nope}").run(t, "", "consume").fails(t, 2,
+				"consume: replica model account: table nope does not exist: create it")
+			service("{cqrs_id: account, table: bare}").run(t, "", "consume").fails(t, 2,
+				"consume: replica model account: table bare has no column cqrs_revision, cqrs_updated: add them: "+db.alter)
+			service("{cqrs_id: account, table: half, mapping: {id: id, name: title}}").run(t, "", "consume").fails(t, 2,
+				"consume: replica model account: table half has no column title (mapped from name)")
+
+			consumer := good.start(t, "consume")
+			consumer.waitFor(t, "consuming queue")
+			if code, errOut := consumer.terminate(t); code != 0 {
+				t.Fatalf("consume on a migrated schema: exit %d\n%s", code, errOut)
+			}
+		})
 	}
 }
