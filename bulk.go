@@ -166,8 +166,10 @@ var ErrBadDump = errors.New("cqrsync: bad dump")
 // applies each row with SAVE semantics, through the same guarded writes as
 // events: a row older than or as new as the stored one changes nothing. It
 // commits every BatchSize lines. A line that is not JSON or that the table
-// rejects is reported to OnBadLine and skipped; a database failure stops the
-// load, and LoadResult.Committed says how far it got.
+// rejects is reported to OnBadLine and skipped; a database failure, or a
+// table or column the model needs and the database lacks (ErrSchema,
+// checked before the first line), stops the load, and
+// LoadResult.Committed says how far it got.
 func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *LoadOpts) (*LoadResult, error) {
 	if opts == nil {
 		opts = &LoadOpts{}
@@ -189,6 +191,10 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 	}
 	if rm.NoDBOperations {
 		return res, fmt.Errorf("%w: model %s has no table (NoDBOperations)", ErrBadDump, res.CQRSID)
+	}
+	// A missing table or column would fail every line: say it once.
+	if _, err := r.tables.get(ctx, sqldialect.FromSQL(db), rm.Table, rm.Types); err != nil {
+		return res, fmt.Errorf("cqrsync: load: %w", err)
 	}
 	now := r.cfg.Now()
 	clear := opts.Clear
@@ -228,7 +234,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			}
 			outs, err := r.ApplyBatch(ctx, ex, ps)
 			if err != nil {
-				if IsRetryable(err) || !reportBad {
+				if IsRetryable(err) || !reportBad || errors.Is(err, ErrSchema) {
 					return false, err
 				}
 				bad(entries[0].line, err) // reportBad applies one line at a time
@@ -251,7 +257,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			return true, nil
 		}
 		if _, err := apply(batch, false); err != nil {
-			if IsRetryable(err) {
+			if IsRetryable(err) || errors.Is(err, ErrSchema) {
 				return err
 			}
 			for _, e := range batch {

@@ -707,7 +707,7 @@ func (m *Master[TTx]) table(ctx context.Context, ex sqldialect.Executor, mm *Mas
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("cqrsync: MasterModel %q: table %s has no column %v (check PK, Fields and TrackedFields)", mm.CQRSID, mm.Table, missing)
+		return nil, errSchema(nil, "cqrsync: MasterModel %q: table %s has no column %v (check PK, Fields and TrackedFields)", mm.CQRSID, mm.Table, missing)
 	}
 	return ti, nil
 }

@@ -138,7 +138,8 @@ replica holds changes nothing. The first line names the model.
 It commits every --batch lines, so an interruption keeps what was committed
 and the error says how many lines that was. A line that is not valid JSON, or
 that the table rejects, is reported on stderr with its line number and
-skipped; the load goes on, and exits 1 at the end. --clear deletes every row
+skipped; the load goes on, and exits 1 at the end. A table or column the
+model needs and the database lacks stops it before the first line (exit 2). --clear deletes every row
 of the table first, in the first batch's transaction (only when given:
 --clear=false does not clear). The summary goes to stderr.`,
 		Example: `  cqrsync bulk-load -i account.dump

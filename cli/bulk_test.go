@@ -39,13 +39,14 @@ func TestBulkDumpToFile(t *testing.T) {
 	}
 
 	// The default name is <cqrs_id>.dump, in the working directory: here,
-	// a failing dump (the table is gone) must leave nothing behind.
+	// a failing dump (the table is gone: a configuration error, exit 2) must
+	// leave nothing behind.
 	if _, err := b.masterDB.ExecContext(t.Context(), "ALTER TABLE djpeer_basic RENAME TO gone"); err != nil {
 		t.Fatal(err)
 	}
 	failing := filepath.Join(dir, "failing.dump")
 	r = run(t, b.master, "", "bulk-dump", "-c", "djpeer_basic", "-o", failing)
-	r.fails(t, cli.ExitFailure, "bulk-dump: ")
+	r.fails(t, cli.ExitUsage, "bulk-dump: table djpeer_basic does not exist")
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("a failed dump left files behind: %v", entries)

@@ -109,3 +109,26 @@ func TestStartChecksSchema(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingTableOrColumnExits2: a model whose table or column is missing
+// is a configuration error (exit 2, one line), for the master and the
+// replica commands alike, and bulk-load stops at it instead of reporting
+// every line of the dump.
+func TestMissingTableOrColumnExits2(t *testing.T) {
+	t.Parallel()
+	url, _ := postgres(t, `CREATE TABLE account (id INT PRIMARY KEY, name TEXT, cqrs_revision INT NOT NULL DEFAULT 0, cqrs_updated TIMESTAMPTZ)`)
+	s := newService(t, fmt.Sprintf(`database: {url: '%s'}
+masters:
+  - {cqrs_id: gone, table: gone}
+  - {cqrs_id: account, table: account, fields: [id, name, email]}
+replicas:
+  - {cqrs_id: gone, table: gone}
+`, url))
+	s.run(t, "", "migrate").ok(t)
+	s.run(t, "", "bulk-dump", "-c", "gone", "-o", "-").fails(t, 2, "gone")
+	s.run(t, "", "diff-master", "-c", "gone").fails(t, 2, "gone")
+	s.run(t, "", "bulk-dump", "-c", "account", "-o", "-").fails(t, 2, "table account has no column [email]")
+	s.run(t, "", "deleted-diff-replica", "-c", "gone").fails(t, 2, "gone")
+	dump := "gone\n" + strings.Repeat(`{"id":1,"cqrs_revision":0,"cqrs_updated":"2024-01-01T00:00:00.000000+00:00"}`+"\n", 5)
+	s.run(t, dump, "bulk-load", "-i", "-").fails(t, 2, "bulk-load: ")
+}
