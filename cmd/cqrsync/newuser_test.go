@@ -1,9 +1,12 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -131,4 +134,48 @@ replicas:
 	s.run(t, "", "deleted-diff-replica", "-c", "gone").fails(t, 2, "gone")
 	dump := "gone\n" + strings.Repeat(`{"id":1,"cqrs_revision":0,"cqrs_updated":"2024-01-01T00:00:00.000000+00:00"}`+"\n", 5)
 	s.run(t, dump, "bulk-load", "-i", "-").fails(t, 2, "bulk-load: ")
+}
+
+// TestYAMLMasterForeignKeyName: a YAML master renames its foreign key
+// column owner_id to Django's field name owner, so its dump line holds the
+// instance_data django-cqrs sent for the same row (tracked_update_fk), in
+// the order of a Django model with CQRS_FIELDS (the version fields last;
+// the exact bytes are TestMasterFieldNamesDjangoFK's).
+func TestYAMLMasterForeignKeyName(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile(filepath.Join(cqrsynctesting.VectorsDir(t), "tracked_update_fk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vc struct {
+		Messages []struct {
+			Body string `json:"body"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(raw, &vc); err != nil {
+		t.Fatal(err)
+	}
+	body := vc.Messages[0].Body
+	start := strings.Index(body, `"instance_data":`) + len(`"instance_data":`)
+	want := body[start:strings.Index(body, `,"previous_data"`)]
+
+	path := filepath.Join(t.TempDir(), "app.db")
+	createSQLite(t, path, `CREATE TABLE djpeer_tracked (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME,
+		name VARCHAR(200) NOT NULL, status VARCHAR(20) NOT NULL, counter INTEGER NOT NULL, owner_id INTEGER)`,
+		`INSERT INTO djpeer_tracked VALUES (5, 1, '2026-11-23 15:03:20.851450', 'case:tracked_update_fk', 'new', 0, 5)`)
+	s := newService(t, fmt.Sprintf(`database: {url: 'sqlite://%s'}
+masters:
+  - cqrs_id: djpeer_tracked
+    table: djpeer_tracked
+    fields: [id, name, status, counter, {owner_id: owner}]
+    tracked_fields: [name, status, owner_id]
+`, path))
+	r := s.run(t, "", "bulk-dump", "-c", "djpeer_tracked", "-o", "-")
+	r.ok(t)
+	header, line, _ := strings.Cut(r.out, "\n")
+	var got, wantObj map[string]any
+	if header != "djpeer_tracked" || json.Unmarshal([]byte(line), &got) != nil || json.Unmarshal([]byte(want), &wantObj) != nil ||
+		!reflect.DeepEqual(got, wantObj) {
+		t.Fatalf("dump:\n got %s\nwant djpeer_tracked\n%s", r.out, want)
+	}
 }
