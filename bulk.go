@@ -24,13 +24,18 @@ type DumpOpts struct {
 	// Progress, when set, is called after each batch with the rows processed
 	// so far and the total when the dump started.
 	Progress func(done, total int64)
+	// SkipRefused leaves out the rows the model's IsSyncInstance refuses,
+	// as a SYNC does. Default false: every row is written, as django-cqrs's
+	// cqrs_bulk_dump does.
+	SkipRefused bool
 }
 
 // Dump writes a model's rows in django-cqrs's bulk dump format
 // (cqrs_bulk_dump): the CQRS ID on the first line, then each row's
 // instance_data exactly as a SYNC would carry it, one compact JSON object
-// per line, with no newline after the last line. Rows refused by the model's
-// IsSyncInstance are processed but not written. It walks the table in
+// per line, with no newline after the last line. As in django-cqrs, rows
+// the model's IsSyncInstance refuses are written too, unless
+// DumpOpts.SkipRefused is set. It walks the table in
 // keyset pages, so it is safe on a live table of any size; ex is the master
 // database. It returns the rows written and processed.
 func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DumpOpts) (written, processed int64, err error) {
@@ -49,7 +54,7 @@ func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		}
 		for i, row := range page {
 			processed++
-			if mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
+			if opts.SkipRefused && mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
 				continue
 			}
 			line, err = AppendJSON(append(line[:0], '\n'), datas[i])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,5 +125,32 @@ func TestMasterFieldNamesRefused(t *testing.T) {
 	_, _, err = master.Dump(t.Context(), sqldialect.FromSQL(db), "clash", &out, nil)
 	if !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "sends its own column owner too") {
 		t.Fatalf("Dump with a clashing rename = %v", err)
+	}
+}
+
+// TestDumpWritesRowsRefusedBySyncCheck: as django-cqrs's cqrs_bulk_dump, a
+// dump writes every row, those IsSyncInstance refuses too; SkipRefused
+// (sync --dry-run) counts only those a SYNC would send.
+func TestDumpWritesRowsRefusedBySyncCheck(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_filtered"],
+		`INSERT INTO djpeer_filtered VALUES (1, 0, '2024-01-01 00:00:00', 'on', 1), (2, 0, '2024-01-01 00:00:00', 'off', 0)`)
+	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range vectorModels {
+		if err := master.Register(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	written, processed, err := master.Dump(t.Context(), sqldialect.FromSQL(db), "djpeer_filtered", &out, nil)
+	if err != nil || written != 2 || processed != 2 || strings.Count(out.String(), "\n") != 2 {
+		t.Fatalf("Dump = %d written, %d processed, %v:\n%s", written, processed, err, out.String())
+	}
+	written, processed, err = master.Dump(t.Context(), sqldialect.FromSQL(db), "djpeer_filtered", io.Discard, &cqrsync.DumpOpts{SkipRefused: true})
+	if err != nil || written != 1 || processed != 2 {
+		t.Fatalf("Dump with SkipRefused = %d written, %d processed, %v", written, processed, err)
 	}
 }
