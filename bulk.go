@@ -24,13 +24,18 @@ type DumpOpts struct {
 	// Progress, when set, is called after each batch with the rows processed
 	// so far and the total when the dump started.
 	Progress func(done, total int64)
+	// SkipRefused leaves out the rows the model's IsSyncInstance refuses,
+	// as a SYNC does. Default false: every row is written, as django-cqrs's
+	// cqrs_bulk_dump does.
+	SkipRefused bool
 }
 
 // Dump writes a model's rows in django-cqrs's bulk dump format
 // (cqrs_bulk_dump): the CQRS ID on the first line, then each row's
 // instance_data exactly as a SYNC would carry it, one compact JSON object
-// per line, with no newline after the last line. Rows refused by the model's
-// IsSyncInstance are processed but not written. It walks the table in
+// per line, with no newline after the last line. As in django-cqrs, rows
+// the model's IsSyncInstance refuses are written too, unless
+// DumpOpts.SkipRefused is set. It walks the table in
 // keyset pages, so it is safe on a live table of any size; ex is the master
 // database. It returns the rows written and processed.
 func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DumpOpts) (written, processed int64, err error) {
@@ -49,7 +54,7 @@ func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		}
 		for i, row := range page {
 			processed++
-			if mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
+			if opts.SkipRefused && mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
 				continue
 			}
 			line, err = AppendJSON(append(line[:0], '\n'), datas[i])
@@ -166,8 +171,10 @@ var ErrBadDump = errors.New("cqrsync: bad dump")
 // applies each row with SAVE semantics, through the same guarded writes as
 // events: a row older than or as new as the stored one changes nothing. It
 // commits every BatchSize lines. A line that is not JSON or that the table
-// rejects is reported to OnBadLine and skipped; a database failure stops the
-// load, and LoadResult.Committed says how far it got.
+// rejects is reported to OnBadLine and skipped; a database failure, or a
+// table or column the model needs and the database lacks (ErrSchema,
+// checked before the first line), stops the load, and
+// LoadResult.Committed says how far it got.
 func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *LoadOpts) (*LoadResult, error) {
 	if opts == nil {
 		opts = &LoadOpts{}
@@ -189,6 +196,10 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 	}
 	if rm.NoDBOperations {
 		return res, fmt.Errorf("%w: model %s has no table (NoDBOperations)", ErrBadDump, res.CQRSID)
+	}
+	// A missing table or column would fail every line: say it once.
+	if _, err := r.tables.get(ctx, sqldialect.FromSQL(db), rm.Table, rm.Types); err != nil {
+		return res, fmt.Errorf("cqrsync: load: %w", err)
 	}
 	now := r.cfg.Now()
 	clear := opts.Clear
@@ -228,7 +239,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			}
 			outs, err := r.ApplyBatch(ctx, ex, ps)
 			if err != nil {
-				if IsRetryable(err) || !reportBad {
+				if IsRetryable(err) || !reportBad || errors.Is(err, ErrSchema) {
 					return false, err
 				}
 				bad(entries[0].line, err) // reportBad applies one line at a time
@@ -251,7 +262,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			return true, nil
 		}
 		if _, err := apply(batch, false); err != nil {
-			if IsRetryable(err) {
+			if IsRetryable(err) || errors.Is(err, ErrSchema) {
 				return err
 			}
 			for _, e := range batch {

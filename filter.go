@@ -38,7 +38,8 @@ type filterCond struct {
 // every lookup one of exact, iexact, in, gt, gte, lt, lte, isnull,
 // startswith, istartswith, endswith, iendswith, contains, icontains. Values
 // are converted to the column's type. Errors name the offending key and wrap
-// ErrBadFilter. An empty text or "{}" is a filter that selects everything.
+// ErrBadFilter. An empty text or "{}" is a filter that selects everything;
+// an empty "in" list, as in Django, selects nothing.
 func ParseFilter(text string, columns map[string]ValueType) (*Filter, error) {
 	text = strings.TrimSpace(text)
 	if text == "" {
@@ -96,9 +97,6 @@ func parseCond(key string, raw any, columns map[string]ValueType) (filterCond, e
 		list, ok := raw.([]any)
 		if !ok {
 			return bad("in takes a list")
-		}
-		if len(list) == 0 {
-			return bad("in takes a non-empty list")
 		}
 		for _, item := range list {
 			v, err := filterValue(typ, item)
@@ -190,6 +188,12 @@ func (f *Filter) SQL(d sqldialect.Dialect, first int) (string, []any) {
 				parts = append(parts, col+" IS NOT NULL")
 			}
 		case "in":
+			if len(c.values) == 0 {
+				// As in Django, an empty list matches nothing; "IN ()" is
+				// not SQL.
+				parts = append(parts, "1 = 0")
+				continue
+			}
 			marks := make([]string, len(c.values))
 			for i, v := range c.values {
 				marks[i] = next(v)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,16 @@ type MasterModel struct {
 	// appended (django-cqrs's CQRS_FIELDS). Nil sends every column of the
 	// table, in table order.
 	Fields []string
+	// FieldNames renames columns on the wire: column → the key it has in
+	// instance_data and previous_data, in every event, dump and SYNC. A
+	// Django peer names a foreign key by its field, not its column: a
+	// column owner_id that Django models as the field owner needs
+	// {"owner_id": "owner"}, or a Django replica drops it. PK, Fields,
+	// TrackedFields, Types and filters keep naming columns, and
+	// IsSyncInstance, Meta, Serializer and CustomDeleteData see column
+	// names. A Serializer builds instance_data itself: FieldNames then
+	// renames only previous_data.
+	FieldNames map[string]string
 	// Types declares the value type of columns whose SQL type does not say
 	// it (on SQLite, a date or a UUID stored as TEXT, a decimal as NUMERIC).
 	// Columns not listed get the type their declared SQL type maps to.
@@ -173,6 +184,7 @@ func (m *Master[TTx]) Register(model *MasterModel) error {
 		}
 		mm.Fields = slices.DeleteFunc(slices.Clone(mm.Fields), func(f string) bool { return f == RevisionField || f == UpdatedField })
 	}
+	errs = append(errs, checkFieldNames(&mm)...)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, dup := m.models[mm.CQRSID]; dup {
@@ -183,6 +195,26 @@ func (m *Master[TTx]) Register(model *MasterModel) error {
 	}
 	m.models[mm.CQRSID] = &mm
 	return nil
+}
+
+// checkFieldNames reports FieldNames that would make two keys of
+// instance_data one, or rename the version columns.
+func checkFieldNames(mm *MasterModel) []error {
+	var errs []error
+	owner := map[string]string{} // wire name → column
+	for _, col := range slices.Sorted(maps.Keys(mm.FieldNames)) {
+		name := mm.FieldNames[col]
+		switch {
+		case col == RevisionField || col == UpdatedField || name == RevisionField || name == UpdatedField:
+			errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q: FieldNames %s: %s: %s and %s keep their names", mm.CQRSID, col, name, RevisionField, UpdatedField))
+		case name == "":
+			errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q: FieldNames %s: the wire name is empty", mm.CQRSID, col))
+		case owner[name] != "":
+			errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q: FieldNames: %s and %s both become %q", mm.CQRSID, owner[name], col, name))
+		}
+		owner[name] = col
+	}
+	return errs
 }
 
 // Models returns the registered CQRS IDs, sorted.
@@ -651,7 +683,7 @@ func previousData(mm *MasterModel, r masterRow, create bool, before *Snapshot) O
 	if create {
 		for _, f := range mm.TrackedFields {
 			if v, _ := r.all.Get(f); v != nil {
-				prev = append(prev, Member{Key: f, Value: nil})
+				prev = append(prev, Member{Key: mm.wireName(f), Value: nil})
 			}
 		}
 		return prev
@@ -667,7 +699,7 @@ func previousData(mm *MasterModel, r masterRow, create bool, before *Snapshot) O
 		was, _ := old.Get(f)
 		now, _ := r.all.Get(f)
 		if !jsonEqual(was, now) {
-			prev = append(prev, Member{Key: f, Value: was})
+			prev = append(prev, Member{Key: mm.wireName(f), Value: was})
 		}
 	}
 	return prev
@@ -701,13 +733,20 @@ func (m *Master[TTx]) table(ctx context.Context, ex sqldialect.Executor, mm *Mas
 		return nil, err
 	}
 	var missing []string
-	for _, f := range append(append([]string{mm.PK}, mm.Fields...), mm.TrackedFields...) {
+	for _, f := range slices.Concat([]string{mm.PK}, mm.Fields, mm.TrackedFields, slices.Sorted(maps.Keys(mm.FieldNames))) {
 		if !ti.has(f) && !slices.Contains(missing, f) {
 			missing = append(missing, f)
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("cqrsync: MasterModel %q: table %s has no column %v (check PK, Fields and TrackedFields)", mm.CQRSID, mm.Table, missing)
+		return nil, errSchema(nil, "cqrsync: MasterModel %q: table %s has no column %v (check PK, Fields, TrackedFields and FieldNames)", mm.CQRSID, mm.Table, missing)
+	}
+	for col, name := range mm.FieldNames {
+		_, renamed := mm.FieldNames[name]
+		if ti.has(name) && !renamed && (mm.Fields == nil || slices.Contains(mm.Fields, name)) {
+			return nil, errSchema(nil, "cqrsync: MasterModel %q: FieldNames renames %s to %q, and table %s sends its own column %s too: rename that one as well, or leave it out of Fields",
+				mm.CQRSID, col, name, mm.Table, name)
+		}
 	}
 	return ti, nil
 }
@@ -919,14 +958,26 @@ func scanRawObjectsExtra(rows sqldialect.Rows, cols []string, extra int, ti *tab
 // cqrs_revision and cqrs_updated.
 func (m *Master[TTx]) instanceData(mm *MasterModel, row masterRow) Object {
 	if mm.Fields == nil {
-		return row.all.Clone()
+		data := row.all.Clone()
+		for i := range data {
+			data[i].Key = mm.wireName(data[i].Key)
+		}
+		return data
 	}
 	data := make(Object, 0, len(mm.Fields)+2)
 	for _, f := range append(slices.Clone(mm.Fields), RevisionField, UpdatedField) {
 		v, _ := row.all.Get(f)
-		data = append(data, Member{Key: f, Value: v})
+		data = append(data, Member{Key: mm.wireName(f), Value: v})
 	}
 	return data
+}
+
+// wireName is a column's key on the wire (FieldNames).
+func (mm *MasterModel) wireName(col string) string {
+	if name, ok := mm.FieldNames[col]; ok {
+		return name
+	}
+	return col
 }
 
 // event builds one outbox row; ok is false when the model refuses the row.

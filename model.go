@@ -2,6 +2,7 @@ package cqrsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -14,6 +15,27 @@ const (
 	RevisionField = "cqrs_revision"
 	UpdatedField  = "cqrs_updated"
 )
+
+// ErrSchema is matched (errors.Is) by the errors about a table or column
+// that a registered model needs and the database lacks: a configuration
+// problem to fix in the schema or the model, which retrying cannot solve.
+var ErrSchema = errors.New("cqrsync: the database lacks a table or column a model needs")
+
+// schemaError is an error about the schema, matching ErrSchema and
+// wrapping its cause.
+type schemaError struct {
+	msg   string
+	cause error
+}
+
+func (e *schemaError) Error() string        { return e.msg }
+func (e *schemaError) Unwrap() error        { return e.cause }
+func (e *schemaError) Is(target error) bool { return target == ErrSchema }
+
+// errSchema returns a schemaError with a formatted message.
+func errSchema(cause error, format string, args ...any) error {
+	return &schemaError{msg: fmt.Sprintf(format, args...), cause: cause}
+}
 
 // tableInfo is what cqrsync knows of a table's columns: their order, types
 // and constraints. It is read from the database once, on first use, and
@@ -41,6 +63,9 @@ func (c *tableCache) get(ctx context.Context, ex sqldialect.Executor, table stri
 		return ti, nil
 	}
 	cols, err := c.dialect.TableColumns(ctx, ex, table)
+	if errors.Is(err, sqldialect.ErrNoTable) {
+		return nil, errSchema(err, "cqrsync: table %s does not exist: create it, or fix the model's table name", table)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +76,7 @@ func (c *tableCache) get(ctx context.Context, ex sqldialect.Executor, table stri
 	}
 	for name, t := range declared {
 		if !ti.has(name) {
-			return nil, fmt.Errorf("cqrsync: table %s has no column %q (declared in Types)", table, name)
+			return nil, errSchema(nil, "cqrsync: table %s has no column %q (declared in Types)", table, name)
 		}
 		ti.types[name] = t
 	}
@@ -59,7 +84,7 @@ func (c *tableCache) get(ctx context.Context, ex sqldialect.Executor, table stri
 	ti.types[UpdatedField] = TypeDateTime
 	for _, need := range []string{RevisionField, UpdatedField} {
 		if !ti.has(need) {
-			return nil, fmt.Errorf("cqrsync: table %s has no %s column: add it (see the package docs for the DDL)", table, need)
+			return nil, errSchema(nil, "cqrsync: table %s has no %s column: add it (see the package docs for the DDL)", table, need)
 		}
 	}
 	c.mu.Lock()

@@ -76,7 +76,9 @@ type ReplicaEvent struct {
 	Updated  time.Time
 	// Data is the whole instance_data, unfiltered and unmapped.
 	Data Object
-	// Previous is previous_data (tracked fields), nil when absent.
+	// Previous is previous_data (tracked fields) as django-cqrs's replica
+	// hands it over: nil when absent or empty, and with the model's Mapping
+	// applied (keys renamed, unmapped keys dropped) when it has one.
 	Previous Object
 	// Meta is the event's meta when the model sets Meta, else nil.
 	Meta          Object
@@ -286,7 +288,7 @@ func (r *Replica) callHandler(ctx context.Context, ex sqldialect.Executor, rm *R
 	}
 	e := &ReplicaEvent{
 		Signal: p.SignalType, CQRSID: p.CQRSID, PK: p.InstancePK, Revision: rev, Updated: updated,
-		Data: p.InstanceData, Previous: p.PreviousData, CorrelationID: p.CorrelationID,
+		Data: p.InstanceData, Previous: mapPrevious(rm, p.PreviousData), CorrelationID: p.CorrelationID,
 	}
 	if rm.Meta {
 		e.Meta = p.Meta
@@ -295,6 +297,24 @@ func (r *Replica) callHandler(ctx context.Context, ex sqldialect.Executor, rm *R
 		return false, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("handler: %w", err)}
 	}
 	return true, nil
+}
+
+// mapPrevious returns previous_data as django-cqrs passes it to handlers:
+// nil when empty, renamed through the model's Mapping when it has one.
+func mapPrevious(rm *ReplicaModel, prev Object) Object {
+	if len(prev) == 0 {
+		return nil
+	}
+	if rm.Mapping == nil {
+		return prev
+	}
+	out := make(Object, 0, len(prev))
+	for _, m := range prev {
+		if name, ok := rm.Mapping[m.Key]; ok {
+			out = append(out, Member{Key: name, Value: m.Value})
+		}
+	}
+	return out
 }
 
 // eventVersion reads the revision and cqrs_updated every event carries.

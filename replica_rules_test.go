@@ -433,3 +433,43 @@ func TestReplicaRulesMySQL(t *testing.T) {
 		timestamp: "DATETIME(6)", uuid: "CHAR(36)",
 	})
 }
+
+// TestReplicaHandlerPreviousData: as django-cqrs's replica does, handlers
+// get an empty previous_data as nil, and its keys renamed through the
+// model's Mapping (unmapped keys dropped); without a Mapping, as sent.
+func TestReplicaHandlerPreviousData(t *testing.T) {
+	t.Parallel()
+	var got []string
+	handler := func(_ context.Context, _ sqldialect.Executor, e *cqrsync.ReplicaEvent) error {
+		if e.Previous == nil {
+			got = append(got, "nil")
+			return nil
+		}
+		b, err := e.Previous.MarshalJSON()
+		got = append(got, string(b))
+		return err
+	}
+	b := setupRules(t, sqliteReplicaDB(),
+		&cqrsync.ReplicaModel{CQRSID: "item", Table: "item", Mapping: map[string]string{"id": "id", "name": "title", "note": "note"}, OnSave: handler},
+		&cqrsync.ReplicaModel{CQRSID: "skey", Table: "skey", PK: "code", OnSave: handler},
+	)
+	rev := int64(0)
+	for _, prev := range []cqrsync.Object{
+		{},  // only untracked fields changed
+		nil, // no tracked fields
+		{{Key: "name", Value: "old"}, {Key: "secret", Value: "x"}, {Key: "note", Value: nil}},
+	} {
+		p := b.event(cqrsync.SignalSave, 1, rev, time.Duration(rev), "n")
+		p.PreviousData = prev
+		b.mustApply(t, p, []cqrsync.Outcome{cqrsync.OutcomeCreated, cqrsync.OutcomeUpdated}[min(rev, 1)])
+		rev++
+	}
+	unmapped := &cqrsync.Payload{SignalType: cqrsync.SignalSave, CQRSID: "skey", InstancePK: "k",
+		InstanceData: cqrsync.Object{{Key: "code", Value: "k"}, {Key: "cqrs_revision", Value: int64(0)}, {Key: "cqrs_updated", Value: cqrsync.FormatDateTime(b.t0)}},
+		PreviousData: cqrsync.Object{{Key: "owner", Value: int64(3)}}}
+	b.mustApply(t, unmapped, cqrsync.OutcomeCreated)
+	want := `nil|nil|{"title":"old","note":null}|{"owner":3}`
+	if s := strings.Join(got, "|"); s != want {
+		t.Fatalf("handlers saw previous_data\n got %s\nwant %s", s, want)
+	}
+}

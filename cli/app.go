@@ -64,6 +64,13 @@ type App struct {
 	// Close, when set, is called when the command ends, to release DB and
 	// anything else the setup opened.
 	Close func() error
+	// SizePool, when set, is called by consume before it starts with the
+	// number of database connections it uses at once (one per worker, one
+	// for the tombstone purge), so that a setup that owns DB can size its
+	// pool; keep as many connections idle as may be open, or every
+	// transaction beyond the idle limit opens and closes a connection. Nil:
+	// DB's pool is left as it is.
+	SizePool func(conns int)
 }
 
 // Master is what the master-side commands use of a *cqrsync.Master[TTx],

@@ -34,12 +34,15 @@ line (no newline after the last). It reads the table in keyset pages, so it
 is safe on a live table of any size.
 
 The output file is written under a temporary name and renamed when the dump
-is complete, so a failed or interrupted dump leaves nothing behind. An
+is complete, so a failed or interrupted dump leaves nothing behind. As in
+django-cqrs, rows the model's sync check (is_sync_instance) refuses are
+dumped too. An
 existing file is refused unless --force is given. The summary ("Done!",
 rows saved and processed) goes to stderr.`,
 		Example: `  cqrsync bulk-dump --cqrs-id account                   # writes account.dump
   cqrsync bulk-dump -c account -o - | gzip > account.dump.gz
-  cqrsync bulk-dump -c account -o /backups/account.dump --force --progress`,
+  cqrsync bulk-dump -c account -o /backups/account.dump -f --progress   # -f: --force
+  cqrsync bulk-dump -c account --filter '{"id__gte": 1000}' -o recent.dump`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cqrsID == "" {
@@ -79,9 +82,9 @@ rows saved and processed) goes to stderr.`,
 	f := cmd.Flags()
 	f.StringVarP(&cqrsID, "cqrs-id", "c", "", "CQRS ID of the master model (required)")
 	f.StringVarP(&output, "output", "o", "", `output file, "-" for stdout (default "<cqrs-id>.dump")`)
-	f.StringVarP(&filter, "filter", "f", "", `dump only the rows this filter selects, e.g. '{"id__gte": 1000}'`)
+	f.StringVar(&filter, "filter", "", `dump only the rows this filter selects, e.g. '{"id__gte": 1000}' (no short form: -f is --force, as in django-cqrs)`)
 	f.IntVarP(&batch, "batch", "b", 10000, "rows read per query")
-	f.BoolVar(&force, "force", false, "overwrite the output file if it exists")
+	f.BoolVarP(&force, "force", "f", false, "overwrite the output file if it exists")
 	prog.add(cmd)
 	return cmd
 }
@@ -138,7 +141,8 @@ replica holds changes nothing. The first line names the model.
 It commits every --batch lines, so an interruption keeps what was committed
 and the error says how many lines that was. A line that is not valid JSON, or
 that the table rejects, is reported on stderr with its line number and
-skipped; the load goes on, and exits 1 at the end. --clear deletes every row
+skipped; the load goes on, and exits 1 at the end. A table or column the
+model needs and the database lacks stops it before the first line (exit 2). --clear deletes every row
 of the table first, in the first batch's transaction (only when given:
 --clear=false does not clear). The summary goes to stderr.`,
 		Example: `  cqrsync bulk-load -i account.dump
@@ -212,7 +216,7 @@ of the table first, in the first batch's transaction (only when given:
 	f := cmd.Flags()
 	f.StringVarP(&input, "input", "i", "", `dump file to load, "-" for stdin (required)`)
 	f.IntVarP(&batch, "batch", "b", 10000, "lines applied per transaction")
-	f.BoolVar(&clear, "clear", false, "delete every row of the table before loading")
+	f.BoolVarP(&clear, "clear", "c", false, "delete every row of the table before loading, in the first batch's transaction")
 	f.BoolVar(&dryRun, "dry-run", false, "check the dump and report what would change; write nothing")
 	prog.add(cmd)
 	return cmd

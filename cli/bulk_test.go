@@ -39,13 +39,14 @@ func TestBulkDumpToFile(t *testing.T) {
 	}
 
 	// The default name is <cqrs_id>.dump, in the working directory: here,
-	// a failing dump (the table is gone) must leave nothing behind.
+	// a failing dump (the table is gone: a configuration error, exit 2) must
+	// leave nothing behind.
 	if _, err := b.masterDB.ExecContext(t.Context(), "ALTER TABLE djpeer_basic RENAME TO gone"); err != nil {
 		t.Fatal(err)
 	}
 	failing := filepath.Join(dir, "failing.dump")
 	r = run(t, b.master, "", "bulk-dump", "-c", "djpeer_basic", "-o", failing)
-	r.fails(t, cli.ExitFailure, "bulk-dump: ")
+	r.fails(t, cli.ExitUsage, "bulk-dump: table djpeer_basic does not exist")
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Fatalf("a failed dump left files behind: %v", entries)
@@ -145,5 +146,30 @@ func TestBulkLoadInputErrors(t *testing.T) {
 			t.Parallel()
 			run(t, b.replica, c.stdin, c.args...).fails(t, c.code, c.want)
 		})
+	}
+}
+
+// TestBulkShortFlagsAsDjango: -f is --force for bulk-dump and -c is --clear
+// for bulk-load, as in django-cqrs's cqrs_bulk_dump and cqrs_bulk_load.
+func TestBulkShortFlagsAsDjango(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.loadMaster(t)
+	path := filepath.Join(t.TempDir(), "basic.dump")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b.master, "", "bulk-dump", "-c", "djpeer_basic", "-o", path, "-f").ok(t)
+	dump := b.vector(t, "cmd_cqrs_bulk_dump_basic.dump")
+	if got, _ := os.ReadFile(path); string(got) != dump {
+		t.Fatal("bulk-dump -f did not replace the file")
+	}
+	if _, err := b.replicaDB.ExecContext(t.Context(), `INSERT INTO djpeer_basic (id, cqrs_revision, cqrs_updated, int_field, char_field, bool_field)
+		VALUES (777, 0, '2024-01-01 00:00:00+00:00', 0, 'extra', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b.replica, dump, "bulk-load", "-i", "-", "-c").ok(t)
+	if n := count(t, b.replicaDB, "SELECT COUNT(*) FROM djpeer_basic WHERE id = 777"); n != 0 {
+		t.Fatal("bulk-load -c did not clear the table")
 	}
 }

@@ -22,7 +22,8 @@
 // errors go to stderr; progress is shown only when stderr is a terminal
 // (or with --progress). The exit code is 0 on success, 2 when the command
 // was called wrongly (flags, configuration, a --cqrs-id or --filter that
-// does not fit the models) and 1 when it ran and failed; the reason is one
+// does not fit the models, a table or column the models need and the
+// database lacks) and 1 when it ran and failed; the reason is one
 // line on stderr, never a usage dump.
 package cli
 
@@ -192,7 +193,7 @@ func Run(ctx context.Context, env *Env, opts *Options, args []string) int {
 	}
 	code := ExitFailure
 	var ue UsageError
-	if errors.As(err, &ue) || isCobraUsage(err) || errors.Is(err, cqrsync.ErrBadFilter) {
+	if errors.As(err, &ue) || isCobraUsage(err) || errors.Is(err, cqrsync.ErrBadFilter) || errors.Is(err, cqrsync.ErrSchema) {
 		code = ExitUsage
 	}
 	fmt.Fprintf(env.Err, "cqrsync: %s\n", errorLine(cmd, err, code == ExitUsage && errors.As(err, &ue), st.secrets))

@@ -26,6 +26,13 @@ and applies each event with the revision and tombstone rules, in batches, with
 retries and dead letters. It runs until SIGTERM or SIGINT (Ctrl-C), then stops
 taking events, finishes the batches in hand and exits 0.
 
+Before it subscribes it checks the database: migrate must have created
+cqrs_tombstones, and each replica model's table must exist with its primary
+key, cqrs_revision, cqrs_updated and the columns its mapping writes;
+otherwise it exits 2 naming what is missing and the SQL or command that adds
+it. A database or broker that cannot be reached at start exits 1: start
+consume after them, or let the service manager restart it.
+
 Events of one row always go to the same worker, in order. --cqrs-id limits
 the consumer to some models (repeat the flag, or separate with commas). It
 prints one line on stderr once it is subscribed, and its counts when it stops.`,
@@ -56,6 +63,17 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 				return nil
 			}
 			return st.run(cmd, Needs{DB: true, Replica: true, Transport: true, Queue: true}, check, func(s *session) error {
+				ids := cqrsIDs
+				if len(ids) == 0 {
+					ids = s.app.Replica.Models()
+				}
+				sc := s.schemaCheck()
+				if err := errors.Join(sc.migrated(tombstonesTable), sc.replicaModels(s.app.Replica, ids)); err != nil {
+					return err
+				}
+				if err := sc.err(); err != nil {
+					return err
+				}
 				tr, err := s.transport()
 				if err != nil {
 					return err
@@ -83,6 +101,9 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 					return UsageError{Err: err}
 				}
 				full := cfg.WithDefaults()
+				if s.app.SizePool != nil {
+					s.app.SizePool(full.Workers + 1)
+				}
 				if err := consumer.Start(s.ctx); err != nil {
 					return err
 				}

@@ -27,6 +27,13 @@ confirmed them. Several relays may run at once. On PostgreSQL it LISTENs for
 the outbox's notifications, so it wakes as soon as a transaction commits
 events; it also polls, as a fallback and on other databases.
 
+At start it checks that migrate created cqrs_outbox (exit 2 otherwise). A
+database or broker that cannot be reached at start exits 1: start the relay
+after them, or let the service manager restart it; once running, it waits
+out broker and database outages by itself. Only one master may publish a
+given cqrs_id: two masters with the same cqrs_id keep separate revision
+counters, and replicas drop the events of whichever is behind.
+
 It runs until SIGTERM or SIGINT (Ctrl-C) and exits 0; a batch being published
 then stays in the outbox for the next relay. It prints one line on stderr once
 it runs, and the count of events it published when it stops.`,
@@ -43,6 +50,13 @@ it runs, and the count of events it published when it stops.`,
 				return UsageError{Err: fmt.Errorf("--poll-interval must be positive, got %v", poll)}
 			}
 			return st.run(cmd, Needs{DB: true, Transport: true}, nil, func(s *session) error {
+				sc := s.schemaCheck()
+				if err := sc.migrated(outboxTable); err != nil {
+					return err
+				}
+				if err := sc.err(); err != nil {
+					return err
+				}
 				tr, err := s.transport()
 				if err != nil {
 					return err

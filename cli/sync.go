@@ -59,8 +59,14 @@ and sends nothing.
 The filter is Django-lookup-like JSON: {"id__in": [1, 2]},
 {"name__startswith": "a", "created__gte": "2024-01-01"}; lookups are exact,
 iexact, in, gt, gte, lt, lte, isnull, startswith, istartswith, endswith,
-iendswith, contains and icontains. The summary ("Done!", rows synced and
-processed) goes to stdout, as django-cqrs prints it.`,
+iendswith, contains and icontains; an empty "in" list selects nothing.
+
+Without --filter, every row is synced, as with -f '{}'. This differs from
+django-cqrs's cqrs_sync, which sends nothing without --filter ("No objects
+found for filter!"): a script written for it that omits the filter to do
+nothing must not be run against cqrsync unchanged. Rows the model's sync
+check (is_sync_instance) refuses are not sent. The summary ("Done!", rows
+synced and processed) goes to stdout, as django-cqrs prints it.`,
 		Example: `  cqrsync sync --cqrs-id account
   cqrsync sync -c account -f '{"id__in": [1, 2, 3]}' -q billing_replica
   cqrsync sync -c account -f '{"updated__gte": "2024-06-01"}' --dry-run
@@ -81,7 +87,7 @@ processed) goes to stdout, as django-cqrs prints it.`,
 					target = "queue " + queue
 				}
 				if dryRun {
-					written, processed, err := s.app.Master.Dump(s.ctx, s.ex(), cqrsID, io.Discard, &cqrsync.DumpOpts{Filter: filter, BatchSize: batch})
+					written, processed, err := s.app.Master.Dump(s.ctx, s.ex(), cqrsID, io.Discard, &cqrsync.DumpOpts{Filter: filter, BatchSize: batch, SkipRefused: true})
 					if err != nil {
 						return err
 					}
@@ -119,7 +125,7 @@ processed) goes to stdout, as django-cqrs prints it.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&cqrsID, "cqrs-id", "c", "", "CQRS ID of the master model (required)")
-	f.StringVarP(&filter, "filter", "f", "", `rows to sync, e.g. '{"id__in": [1, 2]}' (default: every row)`)
+	f.StringVarP(&filter, "filter", "f", "", `rows to sync, e.g. '{"id__in": [1, 2]}' (default: every row; django-cqrs: none)`)
 	f.StringVarP(&queue, "queue", "q", "", "send to this replica queue only (default: every replica queue)")
 	f.IntVarP(&batch, "batch", "b", 1000, "rows read and enqueued per transaction")
 	f.BoolVar(&dryRun, "dry-run", false, "count the rows that would be synced; send nothing")

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -80,7 +81,8 @@ func setup(_ context.Context, path string, explicit bool, req *cli.SetupRequest)
 		if err != nil {
 			return nil, cli.UsageError{Err: fmt.Errorf("%s: %w", cfg.DatabaseSource(), err)}
 		}
-		db.SetMaxOpenConns(cmp.Or(cfg.Database.MaxOpenConns, 10))
+		app.SizePool = poolSizer(db, cfg.Database.MaxOpenConns)
+		app.SizePool(0)
 		app.DB, app.Dialect, app.ListenConnString = db, u.Dialect, u.ListenConnString
 		app.Close = db.Close
 		if err := register(app, cfg, req); err != nil {
@@ -99,6 +101,22 @@ func setup(_ context.Context, path string, explicit bool, req *cli.SetupRequest)
 		}
 	}
 	return app, nil
+}
+
+// defaultPoolSize is the pool size when the configuration sets none and a
+// command needs no more.
+const defaultPoolSize = 10
+
+// poolSizer returns the App's SizePool: the pool keeps open and idle as
+// many connections as configured, else as the command needs (at least
+// defaultPoolSize), so that a connection released by one transaction is
+// reused by the next instead of being closed.
+func poolSizer(db *sql.DB, configured int) func(int) {
+	return func(need int) {
+		n := cmp.Or(configured, max(need, defaultPoolSize))
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+	}
 }
 
 // problems joins errors into one: a single one as is, several as an

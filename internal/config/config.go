@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -84,7 +85,8 @@ type Config struct {
 type Database struct {
 	// URL is postgres://, mysql:// or sqlite: (see package dburl).
 	URL string
-	// MaxOpenConns bounds the connection pool; 0 means the default of 10.
+	// MaxOpenConns bounds the connection pool, open and idle alike; 0 means
+	// what the command needs, at least 10 (consume: workers + 1).
 	MaxOpenConns int
 }
 
@@ -145,8 +147,12 @@ type MasterModel struct {
 	Table string
 	// PK is pk; "id" when not given.
 	PK string
-	// Fields is fields; nil sends every column.
+	// Fields is fields; nil sends every column. An item {column: name}
+	// lists the column and renames it on the wire.
 	Fields []string
+	// FieldNames is the renames of fields' {column: name} items (column →
+	// name on the wire); nil when there are none.
+	FieldNames map[string]string
 	// TrackedFields is tracked_fields.
 	TrackedFields []string
 	// Types is types, parsed.
@@ -358,7 +364,7 @@ func (c *Config) MasterModels() []*cqrsync.MasterModel {
 	out := make([]*cqrsync.MasterModel, len(c.Masters))
 	for i, m := range c.Masters {
 		out[i] = &cqrsync.MasterModel{
-			CQRSID: m.CQRSID, Table: m.Table, PK: m.PK, Fields: slices.Clone(m.Fields),
+			CQRSID: m.CQRSID, Table: m.Table, PK: m.PK, Fields: slices.Clone(m.Fields), FieldNames: maps.Clone(m.FieldNames),
 			TrackedFields: slices.Clone(m.TrackedFields), Types: m.Types, NoProduce: m.NoProduce, MessageTTL: m.MessageTTL,
 		}
 	}

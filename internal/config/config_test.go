@@ -51,7 +51,8 @@ func TestExampleFile(t *testing.T) {
 	if !reflect.DeepEqual(masters[0], want) {
 		t.Errorf("masters[0] = %+v\nwant %+v", masters[0], want)
 	}
-	if m := masters[1]; m.CQRSID != "invoice" || m.PK != "id" || m.Fields != nil {
+	if m := masters[1]; m.CQRSID != "invoice" || m.PK != "id" || !reflect.DeepEqual(m.Fields, []string{"id", "number", "total", "customer_id"}) ||
+		!reflect.DeepEqual(m.FieldNames, map[string]string{"customer_id": "customer"}) {
 		t.Errorf("masters[1] = %+v", m)
 	}
 	replicas := c.ReplicaModels()
@@ -164,6 +165,10 @@ replicas:
 			`master.auto_update_fields: want true or false, got "maybe"`,
 		}},
 		{"bad names", "masters:\n  - cqrs_id: a.b\n    table: t\n", []string{`masters[0].cqrs_id: "a.b" is not a valid name`}},
+		{"bad field renames", "masters:\n  - cqrs_id: a\n    table: t\n    fields: [id, {owner_id: owner, x: y}, {z: [1]}]\n", []string{
+			"masters[0].fields[1]: want a column name, or one {column: name on the wire} like {owner_id: owner}, got 2 entries",
+			"masters[0].fields[2]: want {column: name on the wire}, like {owner_id: owner}",
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

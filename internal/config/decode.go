@@ -114,7 +114,7 @@ func (d *decoder) master(n *yaml.Node, p string) MasterModel {
 		"cqrs_id":        func(n *yaml.Node, p string) { d.name(n, p, &m.CQRSID) },
 		"table":          func(n *yaml.Node, p string) { d.str(n, p, &m.Table) },
 		"pk":             func(n *yaml.Node, p string) { d.str(n, p, &m.PK) },
-		"fields":         func(n *yaml.Node, p string) { fieldsNode = n; d.strings(n, p, &m.Fields) },
+		"fields":         func(n *yaml.Node, p string) { fieldsNode = n; m.Fields, m.FieldNames = d.masterFields(n, p) },
 		"tracked_fields": func(n *yaml.Node, p string) { d.strings(n, p, &m.TrackedFields) },
 		"types":          func(n *yaml.Node, p string) { m.Types = d.types(n, p) },
 		"no_produce":     func(n *yaml.Node, p string) { d.boolean(n, p, &m.NoProduce) },
@@ -127,6 +127,43 @@ func (d *decoder) master(n *yaml.Node, p string) MasterModel {
 		d.add(p+".fields", fieldsNode, "must include the primary key %q", m.PK)
 	}
 	return m
+}
+
+// masterFields decodes a master's fields: a list of columns, each a name,
+// or a one-entry mapping {column: name on the wire} that renames it (a
+// Django foreign key: {owner_id: owner}).
+func (d *decoder) masterFields(n *yaml.Node, p string) (cols []string, names map[string]string) {
+	if isNull(resolve(n)) {
+		return nil, nil
+	}
+	cols = []string{}
+	d.list(n, p, func(n *yaml.Node, p string) {
+		n = resolve(n)
+		if n.Kind != yaml.MappingNode {
+			if v, ok := d.scalar(n, p); ok && v != "" {
+				cols = append(cols, v)
+			} else if ok {
+				d.add(p, n, "empty name")
+			}
+			return
+		}
+		if len(n.Content) != 2 {
+			d.add(p, n, "want a column name, or one {column: name on the wire} like {owner_id: owner}, got %d entries", len(n.Content)/2)
+			return
+		}
+		col := n.Content[0].Value
+		wire, ok := d.scalar(n.Content[1], join(p, col))
+		if !ok || wire == "" || col == "" {
+			d.add(p, n, "want {column: name on the wire}, like {owner_id: owner}")
+			return
+		}
+		cols = append(cols, col)
+		if names == nil {
+			names = map[string]string{}
+		}
+		names[col] = wire
+	})
+	return cols, names
 }
 
 func (d *decoder) replica(n *yaml.Node, p string) ReplicaModel {
