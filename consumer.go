@@ -206,6 +206,8 @@ type Consumer struct {
 	seed   maphash.Seed
 
 	received, applied, dropped, retried, deadLettered atomic.Int64
+
+	laterNacks nackTimers // events whose dead-letter publish failed
 }
 
 // NewConsumer returns a consumer; Start runs it.
@@ -269,6 +271,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 		}
 	}()
 
+	c.laterNacks.start()
 	sched := newScheduler(c)
 	var wg sync.WaitGroup
 	workers := make([]chan item, c.cfg.Workers)
@@ -294,6 +297,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 		close(w)
 	}
 	wg.Wait()
+	c.laterNacks.stop()
 	for _, s := range subs {
 		_ = s.Close()
 	}

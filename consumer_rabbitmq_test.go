@@ -203,3 +203,58 @@ func TestRabbitMQRetriesAndDeadLetters(t *testing.T) {
 		return c2.Stats().DeadLettered == 2 && len(b.deadLetters(t)) == 1
 	})
 }
+
+// TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce: the queue is bound to a
+// cqrs_id this replica does not register (as django-cqrs's
+// cqrs_dead_letters binds it to every model of a project). Such an event
+// must leave the queue at once, dead-lettered with its reason, even though
+// nothing binds the dead-letter queue to that cqrs_id; and the events
+// around it are applied.
+func TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce(t *testing.T) {
+	t.Parallel()
+	b := setupRabbit(t)
+	ctx := t.Context()
+	c := b.consumer(t, cqrsync.RetryPolicy{})
+	conn, err := amqp.Dial(b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(b.queue, "other_model", b.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = ch.Close()
+
+	const good = 20
+	unknown := strings.Replace(saveBody("SAVE", 1, 0, 1, time.Now()), `"cqrs_id":"djpeer_basic"`, `"cqrs_id":"other_model"`, 1)
+	var msgs []transport.Message
+	for i := int64(1); i <= good; i++ {
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, i, time.Now()))})
+		if i == good/2 {
+			msgs = append(msgs, transport.Message{CQRSID: "other_model", Body: []byte(unknown)})
+		}
+	}
+	if err := b.tr.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the good events to be applied and the unknown one dead-lettered", func() bool {
+		st := c.Stats()
+		return st.Applied == good && st.DeadLettered == 1
+	})
+	dls := b.deadLetters(t)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	dl := dls[0]
+	if string(dl.Body) != unknown || dl.CQRSID != "other_model" || !strings.Contains(dl.Headers[cqrsync.HeaderDeadLetterReason], "not registered") {
+		t.Fatalf("dead letter %s (cqrs_id %q, reason %q), want the event's body, its cqrs_id and the reason", dl.Body, dl.CQRSID, dl.Headers[cqrsync.HeaderDeadLetterReason])
+	}
+	// Received exactly once: it did not come back to the queue.
+	if st := c.Stats(); st.Received != good+1 {
+		t.Fatalf("stats %+v: received %d deliveries, want %d (the unknown event once)", st, st.Received, good+1)
+	}
+}

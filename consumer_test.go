@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -569,5 +570,59 @@ func TestConsumerStopWhileSubscribing(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Stop waited for a broker that cannot be reached")
+	}
+}
+
+// TestConsumerDeadLetterPublishFailureDoesNotBlock: the dead-letter publish
+// of an event of an unregistered model fails (the broker refuses); the event
+// goes back to the queue later, on a timer of its own, while the events
+// behind it are applied: the second attempt sees them all applied.
+func TestConsumerDeadLetterPublishFailureDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	const good = 20
+	var (
+		mu        sync.Mutex
+		attempts  int
+		atSecond  int64 = -1
+		consumer  *cqrsync.Consumer
+		broker    *memory.Broker
+		published = make(chan struct{})
+	)
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 50, noStart: true, config: func(cfg *cqrsync.ConsumerConfig) {
+		broker = memory.NewBroker(&memory.Config{FailPublish: func(m *transport.Message) error {
+			if m.Queue != transport.DeadLetterQueue("djpeer_replica") {
+				return nil
+			}
+			<-published
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			if attempts == 2 {
+				atSecond = consumer.Stats().Applied
+				return nil // the broker is back
+			}
+			return errors.New("broker refuses")
+		}})
+		if err := broker.DeclareQueue("djpeer_replica", "djpeer_basic", "other_model"); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Subscriber, cfg.Publisher = broker.Subscriber(), broker.Publisher()
+	}})
+	consumer = b.consumer
+	b.start(t)
+	unknown := strings.Replace(saveBody("SAVE", 1, 0, 1, time.Now()), `"cqrs_id":"djpeer_basic"`, `"cqrs_id":"other_model"`, 1)
+	msgs := []transport.Message{{CQRSID: "other_model", Body: []byte(unknown)}}
+	for i := int64(1); i <= good; i++ {
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, i, time.Now()))})
+	}
+	if err := broker.Publisher().Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	close(published)
+	waitFor(t, 30*time.Second, func() bool { return consumer.Stats().DeadLettered == 1 }, "the dead letter")
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts != 2 || atSecond != good {
+		t.Fatalf("dead-letter attempts %d, %d events applied at the second; want 2 attempts and all %d applied before the second", attempts, atSecond, good)
 	}
 }
