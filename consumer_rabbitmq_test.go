@@ -258,3 +258,43 @@ func TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce(t *testing.T) {
 		t.Fatalf("stats %+v: received %d deliveries, want %d (the unknown event once)", st, st.Received, good+1)
 	}
 }
+
+// TestRabbitMQFailingBurstLeavesRoomForGoodEvents: more failing events than
+// the prefetch window arrive, with good events behind them. The failing
+// ones wait for their retry (an hour) unacknowledged, but they may hold only
+// part of the window, so the good events arrive and are applied while the
+// failing ones wait; the overflow is requeued at once with retries+1.
+func TestRabbitMQFailingBurstLeavesRoomForGoodEvents(t *testing.T) {
+	t.Parallel()
+	b := setupRabbit(t)
+	ctx := t.Context()
+	const prefetch, failing, good = 20, 30, 5
+	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		Replica: b.replica, DB: b.replicaDB, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
+		Workers: 1, BatchSize: 5, Prefetch: prefetch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Retry: cqrsync.RetryPolicy{MaxRetries: 1000, Delay: func(int) time.Duration { return time.Hour }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	<-c.Started()
+	var msgs []transport.Message
+	for i := int64(1); i <= failing+good; i++ {
+		v := i
+		if i <= failing {
+			v = 666 // violates the CHECK constraint
+		}
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, v, time.Now()))})
+	}
+	if err := b.tr.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the good events behind the failing burst to be applied", func() bool { return c.Stats().Applied == good })
+	if st := c.Stats(); st.Retried == 0 || st.DeadLettered != 0 {
+		t.Fatalf("stats %+v: want failing events requeued to make room, none dead-lettered", st)
+	}
+}

@@ -626,3 +626,27 @@ func TestConsumerDeadLetterPublishFailureDoesNotBlock(t *testing.T) {
 		t.Fatalf("dead-letter attempts %d, %d events applied at the second; want 2 attempts and all %d applied before the second", attempts, atSecond, good)
 	}
 }
+
+// TestConsumerMaxDelayedIsAtMostHalfThePrefetch: events waiting for a retry
+// hold their prefetch slots, so by default they get at most half of the
+// window, and a larger MaxDelayed is refused with what to do.
+func TestConsumerMaxDelayedIsAtMostHalfThePrefetch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg  cqrsync.ConsumerConfig
+		want int
+	}{
+		{cqrsync.ConsumerConfig{}, 500},                            // Prefetch 1001
+		{cqrsync.ConsumerConfig{Workers: 8, BatchSize: 500}, 4000}, // Prefetch 8000: 1000 per worker
+		{cqrsync.ConsumerConfig{Prefetch: 20}, 10},
+		{cqrsync.ConsumerConfig{Prefetch: 1}, 0}, // no room: failures are requeued at once
+	} {
+		if got := tc.cfg.WithDefaults().MaxDelayed; got != tc.want {
+			t.Errorf("MaxDelayed with Workers %d, BatchSize %d, Prefetch %d defaults to %d, want %d", tc.cfg.Workers, tc.cfg.BatchSize, tc.cfg.Prefetch, got, tc.want)
+		}
+	}
+	_, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "q", Prefetch: 20, MaxDelayed: 11})
+	if err == nil || !strings.Contains(err.Error(), "MaxDelayed 11 is more than half of Prefetch 20") {
+		t.Fatalf("NewConsumer error = %v, want MaxDelayed refused", err)
+	}
+}
