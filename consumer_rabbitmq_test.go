@@ -3,6 +3,7 @@ package cqrsync_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -256,6 +257,18 @@ func TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce(t *testing.T) {
 	// Received exactly once: it did not come back to the queue.
 	if st := c.Stats(); st.Received != good+1 {
 		t.Fatalf("stats %+v: received %d deliveries, want %d (the unknown event once)", st, st.Received, good+1)
+	}
+	// dead-letters dump --format jsonl shows the reason.
+	var out strings.Builder
+	if n, err := cqrsync.DumpDeadLettersJSONL(ctx, b.tr, transport.DeadLetterQueue(b.queue), &cqrsync.DeadLetterFilter{CQRSIDs: []string{"other_model"}}, &out); err != nil || n != 1 {
+		t.Fatalf("DumpDeadLettersJSONL = %d, %v; want 1", n, err)
+	}
+	var line cqrsync.DeadLetterLine
+	if err := json.Unmarshal([]byte(out.String()), &line); err != nil {
+		t.Fatalf("dump line %q: %v", out.String(), err)
+	}
+	if line.CQRSID != "other_model" || line.Reason == nil || !strings.Contains(*line.Reason, "not registered") || line.DeadLetteredAt == nil || string(line.Body) != unknown {
+		t.Fatalf("dump line %s, want the cqrs_id, the reason, the time and the body", out.String())
 	}
 }
 
