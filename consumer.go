@@ -204,8 +204,12 @@ type ConsumerStats struct {
 // retries+1 (the delivery is acknowledged only after that publish), and once
 // the retries are spent it goes to the dead-letter queue. Malformed bodies,
 // unknown models and expired events go to the dead-letter queue at once,
-// with the reason in the HeaderDeadLetterReason header. A failure never
-// stops the consumer.
+// with the reason in the HeaderDeadLetterReason header. Dead letters go
+// into the dead-letter queue by its name (transport.Message.IntoQueue), so
+// one whose cqrs_id nothing binds there still gets there; if the broker
+// refuses it, the event goes back to the queue a second later, on a timer
+// of its own, while the consumer goes on. A failure never stops the
+// consumer.
 type Consumer struct {
 	cfg    ConsumerConfig
 	runner startstop.Runner
