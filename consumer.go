@@ -23,7 +23,7 @@ const (
 	DefaultMaxRetries    = 30                  // django-cqrs's CQRS_MAX_RETRIES
 	DefaultRetryDelay    = 2 * time.Second     // django-cqrs's CQRS_RETRY_DELAY
 	DefaultDeadLetterTTL = 10 * 24 * time.Hour // django-cqrs's dead_message_ttl
-	DefaultMaxDelayed    = 1000                // django-cqrs's delay_queue_max_size
+	DefaultMaxDelayed    = 1000                // django-cqrs's delay_queue_max_size, per worker, within Prefetch/2
 )
 
 // HeaderDeadLetterReason is the transport header that says why a message
@@ -110,8 +110,12 @@ type ConsumerConfig struct {
 	// Retry is the default retry policy.
 	Retry RetryPolicy
 	// MaxDelayed bounds the events waiting for a retry; when it is full, the
-	// one due soonest is retried at once (as django-cqrs). Default
-	// DefaultMaxDelayed per worker.
+	// one due soonest is retried at once (as django-cqrs): published again
+	// to the queue with retries+1, and acknowledged. Those events stay
+	// unacknowledged while they wait, so they count against Prefetch:
+	// MaxDelayed may be at most Prefetch/2, which leaves the other half of
+	// the window to the events behind a burst of failures. Default
+	// DefaultMaxDelayed per worker, at most Prefetch/2.
 	MaxDelayed int
 	// PurgeInterval is how often expired tombstones are purged. Default 1 h.
 	PurgeInterval time.Duration
@@ -132,7 +136,7 @@ func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	c.BatchSize = cmp.Or(c.BatchSize, 100)
 	c.Prefetch = cmp.Or(c.Prefetch, max(1001, 2*c.Workers*c.BatchSize))
 	c.Retry = c.Retry.withDefaults()
-	c.MaxDelayed = cmp.Or(c.MaxDelayed, DefaultMaxDelayed*c.Workers)
+	c.MaxDelayed = cmp.Or(c.MaxDelayed, min(DefaultMaxDelayed*c.Workers, c.Prefetch/2))
 	c.PurgeInterval = cmp.Or(c.PurgeInterval, time.Hour)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
@@ -171,6 +175,8 @@ func (c *ConsumerConfig) validate() error {
 	}
 	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 || c.BatchWait < 0 {
 		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, BatchWait, Prefetch and MaxDelayed must not be negative"))
+	} else if c.MaxDelayed > c.Prefetch/2 {
+		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.MaxDelayed %d is more than half of Prefetch %d: events waiting for a retry would fill the window the other events need; lower MaxDelayed or raise Prefetch", c.MaxDelayed, c.Prefetch))
 	}
 	return errors.Join(errs...)
 }
@@ -198,14 +204,20 @@ type ConsumerStats struct {
 // retries+1 (the delivery is acknowledged only after that publish), and once
 // the retries are spent it goes to the dead-letter queue. Malformed bodies,
 // unknown models and expired events go to the dead-letter queue at once,
-// with the reason in the HeaderDeadLetterReason header. A failure never
-// stops the consumer.
+// with the reason in the HeaderDeadLetterReason header. Dead letters go
+// into the dead-letter queue by its name (transport.Message.IntoQueue), so
+// one whose cqrs_id nothing binds there still gets there; if the broker
+// refuses it, the event goes back to the queue a second later, on a timer
+// of its own, while the consumer goes on. A failure never stops the
+// consumer.
 type Consumer struct {
 	cfg    ConsumerConfig
 	runner startstop.Runner
 	seed   maphash.Seed
 
 	received, applied, dropped, retried, deadLettered atomic.Int64
+
+	laterNacks nackTimers // events whose dead-letter publish failed
 }
 
 // NewConsumer returns a consumer; Start runs it.
@@ -269,6 +281,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 		}
 	}()
 
+	c.laterNacks.start()
 	sched := newScheduler(c)
 	var wg sync.WaitGroup
 	workers := make([]chan item, c.cfg.Workers)
@@ -294,6 +307,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 		close(w)
 	}
 	wg.Wait()
+	c.laterNacks.stop()
 	for _, s := range subs {
 		_ = s.Close()
 	}

@@ -3,6 +3,7 @@ package cqrsync_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -202,4 +203,111 @@ func TestRabbitMQRetriesAndDeadLetters(t *testing.T) {
 	waitUntil(t, 20*time.Second, "the retried event to be dead-lettered again", func() bool {
 		return c2.Stats().DeadLettered == 2 && len(b.deadLetters(t)) == 1
 	})
+}
+
+// TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce: the queue is bound to a
+// cqrs_id this replica does not register (as django-cqrs's
+// cqrs_dead_letters binds it to every model of a project). Such an event
+// must leave the queue at once, dead-lettered with its reason, even though
+// nothing binds the dead-letter queue to that cqrs_id; and the events
+// around it are applied.
+func TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce(t *testing.T) {
+	t.Parallel()
+	b := setupRabbit(t)
+	ctx := t.Context()
+	c := b.consumer(t, cqrsync.RetryPolicy{})
+	conn, err := amqp.Dial(b.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(b.queue, "other_model", b.exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = ch.Close()
+
+	const good = 20
+	unknown := strings.Replace(saveBody("SAVE", 1, 0, 1, time.Now()), `"cqrs_id":"djpeer_basic"`, `"cqrs_id":"other_model"`, 1)
+	var msgs []transport.Message
+	for i := int64(1); i <= good; i++ {
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, i, time.Now()))})
+		if i == good/2 {
+			msgs = append(msgs, transport.Message{CQRSID: "other_model", Body: []byte(unknown)})
+		}
+	}
+	if err := b.tr.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 20*time.Second, "the good events to be applied and the unknown one dead-lettered", func() bool {
+		st := c.Stats()
+		return st.Applied == good && st.DeadLettered == 1
+	})
+	dls := b.deadLetters(t)
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	dl := dls[0]
+	if string(dl.Body) != unknown || dl.CQRSID != "other_model" || !strings.Contains(dl.Headers[cqrsync.HeaderDeadLetterReason], "not registered") {
+		t.Fatalf("dead letter %s (cqrs_id %q, reason %q), want the event's body, its cqrs_id and the reason", dl.Body, dl.CQRSID, dl.Headers[cqrsync.HeaderDeadLetterReason])
+	}
+	// Received exactly once: it did not come back to the queue.
+	if st := c.Stats(); st.Received != good+1 {
+		t.Fatalf("stats %+v: received %d deliveries, want %d (the unknown event once)", st, st.Received, good+1)
+	}
+	// dead-letters dump --format jsonl shows the reason.
+	var out strings.Builder
+	if n, err := cqrsync.DumpDeadLettersJSONL(ctx, b.tr, transport.DeadLetterQueue(b.queue), &cqrsync.DeadLetterFilter{CQRSIDs: []string{"other_model"}}, &out); err != nil || n != 1 {
+		t.Fatalf("DumpDeadLettersJSONL = %d, %v; want 1", n, err)
+	}
+	var line cqrsync.DeadLetterLine
+	if err := json.Unmarshal([]byte(out.String()), &line); err != nil {
+		t.Fatalf("dump line %q: %v", out.String(), err)
+	}
+	if line.CQRSID != "other_model" || line.Reason == nil || !strings.Contains(*line.Reason, "not registered") || line.DeadLetteredAt == nil || string(line.Body) != unknown {
+		t.Fatalf("dump line %s, want the cqrs_id, the reason, the time and the body", out.String())
+	}
+}
+
+// TestRabbitMQFailingBurstLeavesRoomForGoodEvents: more failing events than
+// the prefetch window arrive, with good events behind them. The failing
+// ones wait for their retry (an hour) unacknowledged, but they may hold only
+// part of the window, so the good events arrive and are applied while the
+// failing ones wait; the overflow is requeued at once with retries+1.
+func TestRabbitMQFailingBurstLeavesRoomForGoodEvents(t *testing.T) {
+	t.Parallel()
+	b := setupRabbit(t)
+	ctx := t.Context()
+	const prefetch, failing, good = 20, 30, 5
+	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		Replica: b.replica, DB: b.replicaDB, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
+		Workers: 1, BatchSize: 5, Prefetch: prefetch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Retry: cqrsync.RetryPolicy{MaxRetries: 1000, Delay: func(int) time.Duration { return time.Hour }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	<-c.Started()
+	var msgs []transport.Message
+	for i := int64(1); i <= failing+good; i++ {
+		v := i
+		if i <= failing {
+			v = 666 // violates the CHECK constraint
+		}
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, v, time.Now()))})
+	}
+	if err := b.tr.Publish(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "the good events behind the failing burst to be applied", func() bool { return c.Stats().Applied == good })
+	if st := c.Stats(); st.Retried == 0 || st.DeadLettered != 0 {
+		t.Fatalf("stats %+v: want failing events requeued to make room, none dead-lettered", st)
+	}
 }

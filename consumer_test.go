@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -569,5 +570,83 @@ func TestConsumerStopWhileSubscribing(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Stop waited for a broker that cannot be reached")
+	}
+}
+
+// TestConsumerDeadLetterPublishFailureDoesNotBlock: the dead-letter publish
+// of an event of an unregistered model fails (the broker refuses); the event
+// goes back to the queue later, on a timer of its own, while the events
+// behind it are applied: the second attempt sees them all applied.
+func TestConsumerDeadLetterPublishFailureDoesNotBlock(t *testing.T) {
+	t.Parallel()
+	const good = 20
+	var (
+		mu        sync.Mutex
+		attempts  int
+		atSecond  int64 = -1
+		consumer  *cqrsync.Consumer
+		broker    *memory.Broker
+		published = make(chan struct{})
+	)
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 50, noStart: true, config: func(cfg *cqrsync.ConsumerConfig) {
+		broker = memory.NewBroker(&memory.Config{FailPublish: func(m *transport.Message) error {
+			if m.Queue != transport.DeadLetterQueue("djpeer_replica") {
+				return nil
+			}
+			<-published
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			if attempts == 2 {
+				atSecond = consumer.Stats().Applied
+				return nil // the broker is back
+			}
+			return errors.New("broker refuses")
+		}})
+		if err := broker.DeclareQueue("djpeer_replica", "djpeer_basic", "other_model"); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Subscriber, cfg.Publisher = broker.Subscriber(), broker.Publisher()
+	}})
+	consumer = b.consumer
+	b.start(t)
+	unknown := strings.Replace(saveBody("SAVE", 1, 0, 1, time.Now()), `"cqrs_id":"djpeer_basic"`, `"cqrs_id":"other_model"`, 1)
+	msgs := []transport.Message{{CQRSID: "other_model", Body: []byte(unknown)}}
+	for i := int64(1); i <= good; i++ {
+		msgs = append(msgs, transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", i, 0, i, time.Now()))})
+	}
+	if err := broker.Publisher().Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	close(published)
+	waitFor(t, 30*time.Second, func() bool { return consumer.Stats().DeadLettered == 1 }, "the dead letter")
+	mu.Lock()
+	defer mu.Unlock()
+	if attempts != 2 || atSecond != good {
+		t.Fatalf("dead-letter attempts %d, %d events applied at the second; want 2 attempts and all %d applied before the second", attempts, atSecond, good)
+	}
+}
+
+// TestConsumerMaxDelayedIsAtMostHalfThePrefetch: events waiting for a retry
+// hold their prefetch slots, so by default they get at most half of the
+// window, and a larger MaxDelayed is refused with what to do.
+func TestConsumerMaxDelayedIsAtMostHalfThePrefetch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cfg  cqrsync.ConsumerConfig
+		want int
+	}{
+		{cqrsync.ConsumerConfig{}, 500},                            // Prefetch 1001
+		{cqrsync.ConsumerConfig{Workers: 8, BatchSize: 500}, 4000}, // Prefetch 8000: 1000 per worker
+		{cqrsync.ConsumerConfig{Prefetch: 20}, 10},
+		{cqrsync.ConsumerConfig{Prefetch: 1}, 0}, // no room: failures are requeued at once
+	} {
+		if got := tc.cfg.WithDefaults().MaxDelayed; got != tc.want {
+			t.Errorf("MaxDelayed with Workers %d, BatchSize %d, Prefetch %d defaults to %d, want %d", tc.cfg.Workers, tc.cfg.BatchSize, tc.cfg.Prefetch, got, tc.want)
+		}
+	}
+	_, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "q", Prefetch: 20, MaxDelayed: 11})
+	if err == nil || !strings.Contains(err.Error(), "MaxDelayed 11 is more than half of Prefetch 20") {
+		t.Fatalf("NewConsumer error = %v, want MaxDelayed refused", err)
 	}
 }

@@ -222,8 +222,11 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 		}
 		cqrsID = it.p.CQRSID
 	}
+	// Into the dead-letter queue by its name, not by cqrs.<dlq>.<cqrs_id>:
+	// nothing binds that key for a cqrs_id this replica does not register,
+	// and an unroutable dead letter would come back for ever.
 	msg := transport.Message{
-		CQRSID: cqrsID, Queue: c.cfg.DeadLetterQueue, Body: body,
+		CQRSID: cqrsID, Queue: c.cfg.DeadLetterQueue, IntoQueue: true, Body: body,
 		Headers: map[string]string{
 			HeaderDeadLetterReason: truncate(reason.Error(), 1000),
 			HeaderDeadLetteredAt:   c.cfg.Now().UTC().Format(time.RFC3339Nano),
@@ -236,16 +239,75 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if err := c.cfg.Publisher.Publish(pctx, []transport.Message{msg}); err != nil {
-		c.cfg.Logger.ErrorContext(ctx, "cqrsync: dead-letter publish failed; returning the event to the queue", slog.Any("error", err))
-		backoff.Sleep(ctx, time.Second) // do not spin while the broker refuses
-		if err := it.sub.Nack(pctx, true, it.d.ID); err != nil {
-			c.cfg.Logger.WarnContext(ctx, "cqrsync: nack failed; the broker will redeliver the event", slog.Any("error", err))
-		}
+		c.cfg.Logger.ErrorContext(ctx, "cqrsync: dead-letter publish failed; returning the event to the queue in a second", slog.Any("error", err), slog.Duration("retry_in", deadLetterRetryDelay))
+		c.laterNacks.add(ctx, c.cfg.Logger, it)
 		return
 	}
 	c.deadLettered.Add(1)
 	if err := it.sub.Ack(pctx, it.d.ID); err != nil {
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: ack of a dead-lettered event failed; it may be dead-lettered twice", slog.Any("error", err))
+	}
+}
+
+// deadLetterRetryDelay is how long an event whose dead-letter publish failed
+// stays unacknowledged before it goes back to the queue: long enough not to
+// spin on a broker that refuses, short enough to try again soon.
+const deadLetterRetryDelay = time.Second
+
+// nackTimers returns events to their queue after deadLetterRetryDelay, each
+// on a timer of its own, so that the goroutine that failed to dead-letter one
+// (the dispatch loop, a worker) goes on with the others at once.
+type nackTimers struct {
+	mu      sync.Mutex
+	pending map[*time.Timer]struct{}
+	stopped bool
+}
+
+// add nacks it (requeue) after deadLetterRetryDelay, unless stop was called
+// first.
+func (n *nackTimers) add(ctx context.Context, logger *slog.Logger, it item) {
+	n.mu.Lock()
+	defer n.mu.Unlock() // held until t is recorded: the callback locks first
+	if n.stopped {
+		return // the subscription's Close returns the event to the queue
+	}
+	if n.pending == nil {
+		n.pending = make(map[*time.Timer]struct{})
+	}
+	var t *time.Timer
+	t = time.AfterFunc(deadLetterRetryDelay, func() {
+		n.mu.Lock()
+		_, live := n.pending[t]
+		delete(n.pending, t)
+		n.mu.Unlock()
+		if !live {
+			return
+		}
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := it.sub.Nack(nctx, true, it.d.ID); err != nil {
+			logger.WarnContext(ctx, "cqrsync: nack failed; the broker will redeliver the event", slog.Any("error", err))
+		}
+	})
+	n.pending[t] = struct{}{}
+}
+
+// start accepts nacks again, for a consumer started again after a stop.
+func (n *nackTimers) start() {
+	n.mu.Lock()
+	n.stopped = false
+	n.mu.Unlock()
+}
+
+// stop cancels the nacks still waiting and refuses new ones: the events stay
+// unsettled, and the subscriptions' Close returns them to the queue.
+func (n *nackTimers) stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stopped = true
+	for t := range n.pending {
+		t.Stop()
+		delete(n.pending, t)
 	}
 }
 

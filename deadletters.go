@@ -3,6 +3,7 @@ package cqrsync
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"time"
@@ -52,6 +53,57 @@ func (f *DeadLetterFilter) match(m *transport.Message) bool {
 // w, one per line (django-cqrs's cqrs_dead_letters dump), and leaves them
 // in the queue. It returns how many it wrote.
 func DumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
+	return dumpDeadLetters(ctx, dl, dlq, filter, func(m *transport.Message) error {
+		_, err := w.Write(append(append([]byte(nil), m.Body...), '\n'))
+		return err
+	})
+}
+
+// DeadLetterLine is one line of [DumpDeadLettersJSONL]: a dead letter with
+// why and when it was dead-lettered.
+type DeadLetterLine struct {
+	// CQRSID is the model of the event.
+	CQRSID string `json:"cqrs_id"`
+	// Reason is the HeaderDeadLetterReason header; nil when the dead
+	// letter has none (django-cqrs's carry none).
+	Reason *string `json:"reason"`
+	// DeadLetteredAt is the HeaderDeadLetteredAt header (RFC 3339, UTC);
+	// nil when the dead letter has none.
+	DeadLetteredAt *string `json:"dead_lettered_at"`
+	// Body is the body itself when it is valid JSON, otherwise a JSON string
+	// holding it (a body that could not be decoded).
+	Body json.RawMessage `json:"body"`
+}
+
+// DumpDeadLettersJSONL writes every selected dead letter in dlq to w as a
+// JSON object per line, a [DeadLetterLine]: cqrs_id, reason,
+// dead_lettered_at and body. It leaves them in the queue and returns how
+// many it wrote.
+func DumpDeadLettersJSONL(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	header := func(m *transport.Message, k string) *string {
+		if v, ok := m.Headers[k]; ok {
+			return &v
+		}
+		return nil
+	}
+	return dumpDeadLetters(ctx, dl, dlq, filter, func(m *transport.Message) error {
+		line := DeadLetterLine{CQRSID: m.CQRSID, Reason: header(m, HeaderDeadLetterReason), DeadLetteredAt: header(m, HeaderDeadLetteredAt), Body: m.Body}
+		if !json.Valid(m.Body) {
+			b, err := json.Marshal(string(m.Body))
+			if err != nil {
+				return err
+			}
+			line.Body = b
+		}
+		return enc.Encode(&line)
+	})
+}
+
+// dumpDeadLetters calls write for every selected dead letter in dlq, leaving
+// them in the queue, and returns how many it wrote.
+func dumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, write func(m *transport.Message) error) (int, error) {
 	if filter == nil {
 		filter = &DeadLetterFilter{}
 	}
@@ -60,7 +112,7 @@ func DumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, 
 		if !filter.match(m) {
 			return transport.DeadLetterKeep, nil
 		}
-		if _, err := w.Write(append(append([]byte(nil), m.Body...), '\n')); err != nil {
+		if err := write(m); err != nil {
 			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: dump dead letters: %w", err)
 		}
 		n++

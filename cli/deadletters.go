@@ -89,27 +89,45 @@ func deadLetterSession(st *state, cmd *cobra.Command, d *deadLetterFlags, fn fun
 
 func newDeadLettersDumpCommand(st *state) *cobra.Command {
 	var d deadLetterFlags
+	var format string
 	cmd := &cobra.Command{
 		Use:   "dump",
 		Short: "Print the dead letters' bodies, one per line; they stay in the queue",
 		Long: `dump writes the body of each selected dead letter to stdout, one per line,
 exactly as received (django-cqrs's cqrs_dead_letters dump). The messages stay
-in the dead-letter queue.`,
+in the dead-letter queue.
+
+--format jsonl writes instead one JSON object per line, with why and when the
+consumer dead-lettered the event:
+  {"cqrs_id":…,"reason":…,"dead_lettered_at":…,"body":…}
+reason and dead_lettered_at are null for dead letters that carry none
+(django-cqrs's); body is the body itself, or a string holding it when it is
+not JSON.`,
 		Example: `  cqrsync dead-letters dump
-  cqrsync dead-letters dump --cqrs-id account --older-than 1h | jq .instance_pk`,
+  cqrsync dead-letters dump --cqrs-id account --older-than 1h | jq .instance_pk
+  cqrsync dead-letters dump --format jsonl | jq -r '[.body.instance_pk, .reason] | @tsv'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			filter, err := d.filter()
 			if err != nil {
 				return err
 			}
+			dump := cqrsync.DumpDeadLetters
+			switch format {
+			case "raw":
+			case "jsonl":
+				dump = cqrsync.DumpDeadLettersJSONL
+			default:
+				return UsageError{Err: fmt.Errorf("--format %q: want raw or jsonl", format)}
+			}
 			return deadLetterSession(st, cmd, &d, func(s *session, tr *Transport, _, dlq string) error {
-				_, err := cqrsync.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, s.env.Out)
+				_, err := dump(s.ctx, tr.DeadLetters, dlq, filter, s.env.Out)
 				return err
 			})
 		},
 	}
 	d.add(cmd, false)
+	cmd.Flags().StringVar(&format, "format", "raw", `raw: each body as received, django-cqrs's format; jsonl: a JSON object per line with cqrs_id, reason, dead_lettered_at and body`)
 	return cmd
 }
 

@@ -24,10 +24,11 @@ func TestDeadLetters(t *testing.T) {
 	pub := b.broker.Publisher()
 	defer pub.Close()
 	dlq := transport.DeadLetterQueue(b.queue)
+	basicAt := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
 	if err := pub.Publish(t.Context(), []transport.Message{
 		{CQRSID: "djpeer_failing", Queue: dlq, Body: []byte(djangoBody)},
 		{CQRSID: "djpeer_basic", Queue: dlq, Body: []byte(basicBody), Headers: map[string]string{
-			cqrsync.HeaderDeadLetteredAt: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano),
+			cqrsync.HeaderDeadLetteredAt: basicAt,
 		}},
 	}); err != nil {
 		t.Fatal(err)
@@ -45,6 +46,31 @@ func TestDeadLetters(t *testing.T) {
 	r = run(t, b.replica, "", "dead-letters", "dump", "--older-than", "2h")
 	if r.ok(t); r.out != djangoBody+"\n" { // django-cqrs's carry no time: old
 		t.Fatalf("dump --older-than 2h: %q", r.out)
+	}
+
+	// --format jsonl: one JSON object per line with the reason and time.
+	at := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	if err := pub.Publish(t.Context(), []transport.Message{{CQRSID: "djpeer_basic", Queue: dlq, IntoQueue: true, Body: []byte("not json\n\"x\""), Headers: map[string]string{
+		cqrsync.HeaderDeadLetterReason: "cqrsync: malformed payload", cqrsync.HeaderDeadLetteredAt: at,
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, b.replica, "", "dead-letters", "dump", "--format", "jsonl")
+	r.ok(t)
+	wantJSONL := `{"cqrs_id":"djpeer_failing","reason":null,"dead_lettered_at":null,"body":` + djangoBody + "}\n" +
+		`{"cqrs_id":"djpeer_basic","reason":null,"dead_lettered_at":"` + basicAt + `","body":` + basicBody + "}\n" +
+		`{"cqrs_id":"djpeer_basic","reason":"cqrsync: malformed payload","dead_lettered_at":"` + at + `","body":"not json\n\"x\""}` + "\n"
+	if r.out != wantJSONL || r.errOut != "" {
+		t.Fatalf("dump --format jsonl: stdout\n%s\nwant\n%s\nstderr %q", r.out, wantJSONL, r.errOut)
+	}
+	r = run(t, b.replica, "", "dead-letters", "dump")
+	if r.ok(t); r.out != djangoBody+"\n"+basicBody+"\n"+"not json\n\"x\"\n" {
+		t.Fatalf("dump (raw, the default): %q", r.out)
+	}
+	r = run(t, b.replica, "", "dead-letters", "purge", "-c", "djpeer_basic")
+	r.ok(t)
+	if err := pub.Publish(t.Context(), []transport.Message{{CQRSID: "djpeer_basic", Queue: dlq, Body: []byte(basicBody)}}); err != nil {
+		t.Fatal(err)
 	}
 
 	r = run(t, b.replica, "", "dead-letters", "retry", "--cqrs-id", "djpeer_failing", "--dry-run")
@@ -89,6 +115,7 @@ func TestDeadLetters(t *testing.T) {
 	}{
 		{[]string{"dead-letters", "purge", "--older-than", "soon"}, `--older-than "soon": want a duration`},
 		{[]string{"dead-letters", "dump", "-c", "a.b"}, `--cqrs-id "a.b" is not a CQRS ID`},
+		{[]string{"dead-letters", "dump", "--format", "csv"}, `--format "csv": want raw or jsonl`},
 		{[]string{"dead-letters", "retry", "-q", "a b"}, `--queue "a b" is not a queue name`},
 	} {
 		run(t, b.replica, "", c.args...).fails(t, cli.ExitUsage, c.want)

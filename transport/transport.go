@@ -20,6 +20,17 @@ type Message struct {
 	// replica's own retry, a dead letter). Empty means broadcast.
 	Queue string
 
+	// IntoQueue, with Queue set, puts the message into the queue named Queue
+	// itself, whatever that queue is bound to, instead of routing it by
+	// cqrs.<Queue>.<CQRSID>: while the queue exists the message cannot be
+	// unroutable. Consumers use it for dead letters, whose event may carry a
+	// cqrs_id nothing binds the dead-letter queue to (a queue bound to more
+	// models than its replica registers). Receivers see CQRSID and Queue as
+	// for a routed message. RabbitMQ publishes it through the default
+	// exchange under the queue's name, with the CQRS ID in the
+	// HeaderCQRSID header.
+	IntoQueue bool
+
 	// Body is the encoded payload. Transports deliver it byte for byte.
 	Body []byte
 
@@ -33,12 +44,21 @@ type Message struct {
 	Expiration time.Duration
 }
 
+// HeaderCQRSID is the header in which a transport that cannot tell the
+// CQRS ID of an IntoQueue message from its routing key carries it. Receivers
+// remove it from Headers and set Message.CQRSID from it.
+const HeaderCQRSID = "x-cqrsync-cqrs-id"
+
 // RoutingKey returns the key the message is published under, as django-cqrs
 // spells it: the CQRS ID for a broadcast, cqrs.<queue>.<cqrs_id> for a
-// message aimed at one queue.
+// message aimed at one queue, and the queue's own name for an IntoQueue
+// message.
 func (m *Message) RoutingKey() string {
 	if m.Queue == "" {
 		return m.CQRSID
+	}
+	if m.IntoQueue {
+		return m.Queue
 	}
 	return DirectRoutingKey(m.Queue, m.CQRSID)
 }

@@ -22,7 +22,9 @@
 //	<dlq>       <- cqrs.<dlq>.<cqrs_id>     (dead letters)
 //
 // Publish routes each message by [transport.Message.RoutingKey] to every
-// bound queue. A message that matches no binding is dropped without error,
+// bound queue; an IntoQueue message goes to its declared queue whatever
+// that is bound to, as through RabbitMQ's default exchange. A message that
+// matches no binding (or names no declared queue) is dropped without error,
 // as RabbitMQ drops it. Queues and bindings live as long as the broker,
 // whether or not anyone consumes: a replica that restarts gets what was
 // published while it was away.

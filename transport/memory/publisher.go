@@ -17,7 +17,8 @@ type publisher struct {
 
 // Publish copies every message (the caller may reuse its buffers as soon as
 // Publish returns) and enqueues it, in order, on every queue bound to its
-// routing key, then returns nil. A message that matches no binding is
+// routing key (an IntoQueue message on its declared queue, whatever that is
+// bound to), then returns nil. A message that matches no binding is
 // dropped silently, as RabbitMQ drops an unroutable message (django-cqrs
 // ignores returned messages): a model no replica subscribes to is not an
 // error. Publish never blocks; it fails only when ctx is already done, the
@@ -67,6 +68,12 @@ func (p *publisher) Publish(ctx context.Context, msgs []transport.Message) error
 		m := &copies[i]
 		key := m.RoutingKey()
 		qs := b.bindings[key]
+		if m.IntoQueue && m.Queue != "" {
+			qs = nil
+			if q := b.queues[m.Queue]; q != nil {
+				qs = []*queue{q} // RabbitMQ's default exchange: the queue by name
+			}
+		}
 		if len(qs) == 0 {
 			b.logger.Debug("memory: unroutable message dropped", "routing_key", key, "cqrs_id", m.CQRSID)
 			continue

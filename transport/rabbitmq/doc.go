@@ -38,6 +38,12 @@
 // (django-cqrs ignores them). The body travels byte for byte. On receipt,
 // CQRSID and Queue are parsed back from the routing key.
 //
+// A message with [transport.Message.IntoQueue] set (cqrsync's consumer sends
+// its dead letters so) goes through the default exchange under its queue's
+// name instead, so it reaches the queue whatever the queue is bound to, with
+// its CQRS ID in the [transport.HeaderCQRSID] header; on receipt CQRSID comes
+// from that header and Queue from the routing key.
+//
 // # Publishing
 //
 // Publishing uses its own long-lived connection and a small pool of

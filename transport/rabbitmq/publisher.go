@@ -161,7 +161,9 @@ func (p *channelPool) close() {
 }
 
 // Publish sends msgs to the exchange, each under its
-// [transport.Message.RoutingKey], as persistent text/plain messages with
+// [transport.Message.RoutingKey] (an IntoQueue message to the default
+// exchange, under its queue's name, with the CQRS ID in the
+// [transport.HeaderCQRSID] header), as persistent text/plain messages with
 // mandatory=true, and returns nil once the broker has confirmed every one of
 // them (confirmed means enqueued on every bound queue, and written to disk
 // for durable queues).
@@ -232,7 +234,11 @@ func (b *batch) run(ctx context.Context) (reusable bool) {
 			oldest++
 		}
 		m := &b.msgs[sent]
-		dc, err := b.pc.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, m.RoutingKey(), true, false, b.t.publishing(m))
+		ex := exchange
+		if m.IntoQueue && m.Queue != "" {
+			ex = "" // the default exchange: routed by queue name, whatever the bindings
+		}
+		dc, err := b.pc.ch.PublishWithDeferredConfirmWithContext(ctx, ex, m.RoutingKey(), true, false, b.t.publishing(m))
 		if err != nil {
 			cause := err
 			if ctx.Err() == nil {

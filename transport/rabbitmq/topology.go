@@ -84,33 +84,47 @@ func (t *Transport) publishing(m *transport.Message) amqp.Publishing {
 	if m.Expiration > 0 {
 		p.Expiration = expirationMillis(m.Expiration)
 	}
-	if len(m.Headers) > 0 {
-		p.Headers = make(amqp.Table, len(m.Headers))
+	if len(m.Headers) > 0 || m.IntoQueue {
+		p.Headers = make(amqp.Table, len(m.Headers)+1)
 		for k, v := range m.Headers {
 			p.Headers[k] = v
+		}
+		if m.IntoQueue {
+			// The routing key is the queue's name: the receiver needs the
+			// CQRS ID from somewhere else.
+			p.Headers[transport.HeaderCQRSID] = m.CQRSID
 		}
 	}
 	return p
 }
 
 // message converts a received AMQP message (consumed or fetched) to a
-// transport.Message. CQRSID and Queue come from the routing key. Expiration
-// is left zero: the broker does not say how much of it is left.
+// transport.Message. CQRSID and Queue come from the routing key, or, for a
+// message put into its queue through the default exchange (IntoQueue), from
+// the queue name and the transport.HeaderCQRSID header, which is not kept in
+// Headers. Expiration is left zero: the broker does not say how much of it
+// is left.
 func message(d *amqp.Delivery) transport.Message {
 	id, q := transport.ParseRoutingKey(d.RoutingKey)
 	m := transport.Message{CQRSID: id, Queue: q, Body: d.Body}
-	if len(d.Headers) > 0 {
-		m.Headers = make(map[string]string, len(d.Headers))
-		for k, v := range d.Headers {
-			switch v := v.(type) {
-			case string:
-				m.Headers[k] = v
-			case []byte:
-				m.Headers[k] = string(v)
-			default:
-				m.Headers[k] = fmt.Sprint(v)
-			}
+	for k, v := range d.Headers {
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case []byte:
+			s = string(v)
+		default:
+			s = fmt.Sprint(v)
 		}
+		if k == transport.HeaderCQRSID && d.Exchange == "" {
+			m.CQRSID, m.Queue, m.IntoQueue = s, d.RoutingKey, true
+			continue
+		}
+		if m.Headers == nil {
+			m.Headers = make(map[string]string, len(d.Headers))
+		}
+		m.Headers[k] = s
 	}
 	return m
 }

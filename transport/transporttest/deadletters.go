@@ -152,3 +152,47 @@ func testDeadLetterQueueName(t *testing.T, b *bundle) {
 		t.Fatalf("PurgeDeadLetters removed %d, want 2", n)
 	}
 }
+
+// testIntoQueue: an IntoQueue message reaches its queue even for a CQRS ID
+// that nothing binds that queue to (a consumer dead-letters an event of a
+// model its replica does not register this way), with its CQRS ID, queue,
+// body and headers; it reaches no other queue.
+func testIntoQueue(t *testing.T, b *bundle) {
+	id, other, q := b.name("m"), b.name("unbound"), b.name("q")
+	dlq := transport.DeadLetterQueue(q)
+	s := b.subscribe(t, params(q, id))
+
+	into := func(queue, body string) transport.Message {
+		m := direct(queue, other, body)
+		m.IntoQueue = true
+		m.Headers = map[string]string{"x-reason": "unknown model"}
+		m.Expiration = 10 * 24 * time.Hour
+		return m
+	}
+	b.publish(t, into(dlq, "dead-unbound"), into(q, "live-unbound"))
+	d := b.receiveOne(t, s)
+	if string(d.Body) != "live-unbound" || d.CQRSID != other || d.Queue != q || d.Headers["x-reason"] != "unknown model" || len(d.Headers) != 1 {
+		t.Fatalf("delivery %q: CQRSID %q Queue %q Headers %v; want %q, %q, %q, {x-reason: unknown model}", d.Body, d.CQRSID, d.Queue, d.Headers, "live-unbound", other, q)
+	}
+	if err := s.Ack(b.ctx, d.ID); err != nil {
+		t.Fatalf("Ack: %v", err)
+	}
+	b.publish(t, msg(id, "marker"))
+	b.expectOnly(t, s, "marker") // the dead letter did not reach the replica queue
+
+	var got []transport.Message
+	_, _, err := b.scan(t, dlq, func(m *transport.Message) (transport.DeadLetterAction, error) {
+		got = append(got, *m)
+		return transport.DeadLetterKeep, nil
+	})
+	if err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("dead-letter queue holds %d messages, want the IntoQueue one", len(got))
+	}
+	m := got[0]
+	if string(m.Body) != "dead-unbound" || m.CQRSID != other || m.Queue != dlq || m.Headers["x-reason"] != "unknown model" || len(m.Headers) != 1 {
+		t.Fatalf("dead letter %q: CQRSID %q Queue %q Headers %v; want %q, %q, %q, {x-reason: unknown model}", m.Body, m.CQRSID, m.Queue, m.Headers, "dead-unbound", other, dlq)
+	}
+}

@@ -143,6 +143,7 @@ func tests() []test {
 		{name: "Expiration", needs: needFeature("Expiration and Durable", func(f Features) bool { return f.Expiration && f.Durable }), run: testExpiration},
 		{name: "DeadLetters", needs: needFeature("DeadLetters", func(f Features) bool { return f.DeadLetters }), run: testDeadLetters},
 		{name: "DeadLetterQueueName", needs: needFeature("DeadLetters", func(f Features) bool { return f.DeadLetters }), run: testDeadLetterQueueName},
+		{name: "IntoQueue", needs: needFeature("DeadLetters", func(f Features) bool { return f.DeadLetters }), run: testIntoQueue},
 		{name: "PublisherClose", run: testPublisherClose},
 		{name: "SubscriberClose", run: testSubscriberClose},
 		{name: "SubscribeValidates", run: testSubscribeValidates},
