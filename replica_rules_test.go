@@ -45,6 +45,15 @@ type rulesBundle struct {
 	replica *cqrsync.Replica
 	logs    *syncBuffer
 	t0      time.Time
+	// batched applies each event with ApplyBatch (a batch of one) instead
+	// of Apply.
+	batched bool
+}
+
+// bothPaths names the rule tests that also run through ApplyBatch.
+var bothPaths = map[string]bool{
+	"SyncOlderThanRowIsStale": true, "SyncAtStoredRevisionRepairsContent": true, "SyncNewerApplies": true,
+	"SyncAtTombstoneIsDropped": true, "SyncOlderThanTombstoneIsDropped": true,
 }
 
 func setupRules(t *testing.T, rdb replicaDB, models ...*cqrsync.ReplicaModel) *rulesBundle {
@@ -105,7 +114,14 @@ func (b *rulesBundle) apply(t *testing.T, p *cqrsync.Payload) (cqrsync.Outcome, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := b.replica.Apply(t.Context(), sqldialect.FromSQL(tx), p)
+	var out cqrsync.Outcome
+	if b.batched {
+		var outs []cqrsync.Outcome
+		outs, err = b.replica.ApplyBatch(t.Context(), sqldialect.FromSQL(tx), []*cqrsync.Payload{p})
+		out = outs[0]
+	} else {
+		out, err = b.replica.Apply(t.Context(), sqldialect.FromSQL(tx), p)
+	}
 	if err != nil {
 		_ = tx.Rollback()
 		return out, err
@@ -187,13 +203,34 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 				t.Fatalf("no lost-packages warning with lost=3 in:\n%s", b.logs.String())
 			}
 		}},
-		{"SyncOverwritesNewerRowAndLogsDowngrade", func(t *testing.T, b *rulesBundle) {
+		{"SyncOlderThanRowIsStale", func(t *testing.T, b *rulesBundle) {
+			// A SYNC read before a change and delivered after it.
 			b.mustApply(t, b.event(save, 1, 5, 5, "new"), cqrsync.OutcomeCreated)
-			b.mustApply(t, b.event(sync, 1, 2, 2, "synced"), cqrsync.OutcomeSynced)
-			b.wantRow(t, 1, "synced", 2)
-			if !strings.Contains(b.logs.String(), "SYNC downgraded") {
-				t.Fatal("no downgrade warning logged")
+			b.mustApply(t, b.event(sync, 1, 2, 2, "synced"), cqrsync.OutcomeStale)
+			b.wantRow(t, 1, "new", 5)
+			if !strings.Contains(b.logs.String(), "stale event dropped") {
+				t.Fatalf("no stale-event log in:\n%s", b.logs.String())
 			}
+		}},
+		{"SyncAtStoredRevisionRepairsContent", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 3, 3, "drifted"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(sync, 1, 3, 3, "repaired"), cqrsync.OutcomeSynced)
+			b.wantRow(t, 1, "repaired", 3)
+			b.mustApply(t, b.event(sync, 1, 3, 3, "repaired"), cqrsync.OutcomeSynced) // unchanged content
+			b.wantRow(t, 1, "repaired", 3)
+		}},
+		{"SyncNewerApplies", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 1, 1, "old"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(sync, 1, 4, 4, "synced"), cqrsync.OutcomeSynced)
+			b.wantRow(t, 1, "synced", 4)
+			b.mustApply(t, b.event(sync, 2, 0, 0, "created"), cqrsync.OutcomeCreated)
+			b.wantRow(t, 2, "created", 0)
+		}},
+		{"SyncAtTombstoneIsDropped", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 2, 2, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeDeleted)
+			b.mustApply(t, b.event(sync, 1, 3, 3, "late"), cqrsync.OutcomeTombstoned)
+			b.wantNoRow(t, 1)
 		}},
 		{"DeleteRemovesRowAndLeavesTombstone", func(t *testing.T, b *rulesBundle) {
 			b.mustApply(t, b.event(save, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
@@ -284,6 +321,14 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			t.Parallel()
 			tc.run(t, setupRules(t, rdb))
 		})
+		if bothPaths[tc.name] {
+			t.Run(tc.name+"/batched", func(t *testing.T) {
+				t.Parallel()
+				b := setupRules(t, rdb)
+				b.batched = true
+				tc.run(t, b)
+			})
+		}
 	}
 	t.Run("ModelFlags", func(t *testing.T) {
 		t.Parallel()

@@ -85,10 +85,10 @@ type Dialect interface {
 	DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error)
 
 	// Upsert writes one replica row, guarded: it inserts the row, or updates
-	// it only when params.Force is set or the stored cqrs_revision is lower
-	// than the incoming one; either way it writes nothing when a tombstone
-	// for the key is not older (see [UpsertParams]). It returns 1 when the
-	// row was written, 0 when the guard dropped it.
+	// it only when the stored cqrs_revision is lower than the incoming one
+	// (not higher, with params.Force); either way it writes nothing when a
+	// tombstone for the key is not older (see [UpsertParams]). It returns 1
+	// when the row was written, 0 when a guard dropped it.
 	Upsert(ctx context.Context, ex Executor, params *UpsertParams) (int64, error)
 	// LockKeys serialises transactions that apply events for the same keys,
 	// across consumer processes, until the transaction ends. Call it first in
@@ -261,7 +261,9 @@ type UpsertParams struct {
 	Values  []any
 	// Revision is the incoming cqrs_revision.
 	Revision int64
-	// Force overwrites a newer stored row (a SYNC).
+	// Force marks a SYNC: it also overwrites a stored row of the same
+	// revision (repairing drifted content). A stored row with a higher
+	// revision is kept, SYNC or not.
 	Force bool
 	// CQRSID, Key and Updated identify the event for the tombstone guard:
 	// the row is not written when a tombstone for (CQRSID, Key) has a
@@ -284,7 +286,8 @@ type UpsertBatchParams struct {
 	Types []string
 	// Rows holds one value per column for each row.
 	Rows [][]any
-	// Force overwrites newer stored rows (SYNCs).
+	// Force marks SYNCs, as in UpsertParams: they also overwrite stored
+	// rows of the same revision.
 	Force bool
 	// CQRSID, and per row Keys, Revisions and Updated, drive the tombstone
 	// guard and the revision guard, as in UpsertParams.
@@ -297,8 +300,8 @@ type UpsertBatchParams struct {
 // UpsertResult is what UpsertBatch found and did for one row.
 type UpsertResult struct {
 	// Written is true when the row was inserted or updated; false when a
-	// guard dropped it (a tombstone not older than the row, or, without
-	// Force, a stored revision not lower than the incoming one).
+	// guard dropped it (a tombstone not older than the row, or a stored
+	// revision not lower than the incoming one; with Force, higher).
 	Written bool
 	// Existed is true when a row with the key was stored before the
 	// statement, and StoredRevision is then its cqrs_revision.

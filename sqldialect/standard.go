@@ -45,9 +45,10 @@ type standard struct {
 	// castText renders a SQL expression converting a column to text.
 	castText func(expr string) string
 	// forcedNoChange, when set, is Upsert's result for a forced write that
-	// changed no row: MySQL reports 0 both when the tombstone guard kept the
-	// row out and when the stored row already equals the incoming one.
-	forcedNoChange func(ctx context.Context, ex Executor, p *UpsertParams) (int64, error)
+	// changed no row: MySQL reports 0 when the tombstone guard kept the row
+	// out, when the stored row is newer, and when the stored row at the
+	// incoming revision already equals the incoming one.
+	forcedNoChange func(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
 	// valuesSource renders the FROM source of UpsertBatch: n rows of the
 	// given columns (aliased as names, all of them readable as v.<name>),
 	// with placeholders from first.
@@ -506,7 +507,7 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 		affected = 1
 	}
 	if affected == 0 && p.Force && d.forcedNoChange != nil {
-		return d.forcedNoChange(ctx, ex, p)
+		return d.forcedNoChange(ctx, ex, d, p)
 	}
 	return affected, nil
 }
@@ -521,6 +522,23 @@ func (d *standard) LockKeys(ctx context.Context, ex Executor, keys []string) err
 		return fmt.Errorf("sqldialect: lock keys: %w", err)
 	}
 	return nil
+}
+
+// revisionGuard is the operator that compares the stored cqrs_revision with
+// the incoming one in the guarded upserts: a SAVE needs a newer revision; a
+// SYNC (force) also writes at the stored revision, repairing content that
+// drifted, but never over a newer row.
+func revisionGuard(force bool) string {
+	if force {
+		return "<="
+	}
+	return "<"
+}
+
+// revisionWins reports what revisionGuard decides in SQL, for the reports
+// that are worked out in Go.
+func revisionWins(stored, incoming int64, force bool) bool {
+	return stored < incoming || (force && stored == incoming)
 }
 
 // maxBatchParams bounds the bind parameters of one UpsertBatch statement
@@ -759,7 +777,7 @@ func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) err
 		t, tombstoned := tombs[p.Keys[i]]
 		blocked := tombstoned && t.rev >= p.Revisions[i] && t.us >= micros(p.Updated[i])
 		b.res[i] = UpsertResult{
-			Written: !blocked && (!existed || p.Force || p.Revisions[i] > st),
+			Written: !blocked && (!existed || revisionWins(st, p.Revisions[i], p.Force)),
 			Existed: existed, StoredRevision: st,
 		}
 	}

@@ -483,13 +483,23 @@ func testUpsert(t *testing.T, h *Harness) {
 		{"newer updates", 3, false, 1, "newer updates", 3, 3},
 		{"equal is a duplicate", 3, false, 0, "newer updates", 3, 3},
 		{"older is stale", 2, false, 0, "newer updates", 3, 2},
-		{"sync overwrites a newer row", 1, true, 1, "sync overwrites a newer row", 1, 1},
-		{"sync of an equal row rewrites it", 1, true, 1, "sync of an equal row rewrites it", 1, 1},
+		// A SYNC older than the stored row must not downgrade it (cqrsync
+		// sync on a live table: the SYNC read before a change may arrive
+		// after it); one at the stored revision repairs the content; a
+		// newer one applies.
+		{"older sync is stale", 2, true, 0, "newer updates", 3, 2},
+		{"sync at the stored revision repairs the content", 3, true, 1, "sync at the stored revision repairs the content", 3, 3},
+		{"sync of an identical row", 3, true, 1, "sync at the stored revision repairs the content", 3, 3},
+		{"newer sync applies", 4, true, 1, "newer sync applies", 4, 4},
 	}
 	// Each step runs on the row the previous step left: the order is the
 	// scenario.
 	for _, c := range cases {
-		n := b.upsert(t, 1, c.name, c.rev, t0.Add(c.updatedAt), c.force)
+		name := c.name
+		if c.name == "sync of an identical row" {
+			name = c.wantName
+		}
+		n := b.upsert(t, 1, name, c.rev, t0.Add(c.updatedAt), c.force)
 		if n != c.wantN {
 			t.Fatalf("%s: Upsert wrote %d rows, want %d", c.name, n, c.wantN)
 		}
@@ -566,8 +576,10 @@ func testDelete(t *testing.T, h *Harness) {
 		}
 		b.wantGone(t, 1)
 	}
-	if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), false); n != 0 {
-		t.Fatalf("SAVE at the tombstone's revision wrote %d rows, want 0", n)
+	for _, force := range []bool{false, true} {
+		if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), force); n != 0 {
+			t.Fatalf("SAVE/SYNC (force=%v) at the tombstone's revision and time wrote %d rows, want 0", force, n)
+		}
 	}
 	// A re-create after the delete (a master that restarts at revision 0,
 	// with a later cqrs_updated) passes.
@@ -593,14 +605,7 @@ func testDelete(t *testing.T, h *Harness) {
 
 func testUpsertBatch(t *testing.T, h *Harness) {
 	b := setup(t, h)
-	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
-	if err != nil {
-		t.Fatal(err)
-	}
-	types := map[string]string{}
-	for _, c := range cols {
-		types[c.Name] = c.DeclaredType
-	}
+	types := b.columnTypes(t)
 	batch := func(force bool, rows ...[]any) []sqldialect.UpsertResult {
 		t.Helper()
 		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
@@ -657,12 +662,19 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	b.want(t, 4, "d1", 1)
 	b.wantGone(t, 5)
 	b.want(t, 6, "f0", 0)
-	res = batch(true, []any{int64(3), "c-synced", int64(1), 7}, []any{int64(5), "e-sync-late", int64(2), 2})
+	// SYNCs: older than the stored row, dropped; at the stored revision,
+	// written (a repair); newer, written; older than a tombstone, dropped.
+	res = batch(true, []any{int64(3), "c-sync-old", int64(1), 7}, []any{int64(1), "a-repaired", int64(2), 2},
+		[]any{int64(4), "d-sync-new", int64(2), 8}, []any{int64(5), "e-sync-late", int64(2), 2})
 	wantResults(res,
-		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: false, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 2},
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 1},
 		sqldialect.UpsertResult{Written: false},
 	)
-	b.want(t, 3, "c-synced", 1)
+	b.want(t, 3, "c5", 5)
+	b.want(t, 1, "a-repaired", 2)
+	b.want(t, 4, "d-sync-new", 2)
 	b.wantGone(t, 5)
 
 	// Enough rows to need several statements.
@@ -680,4 +692,18 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3005 {
 		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3005", count, err)
 	}
+}
+
+// columnTypes maps the test table's columns to their declared types.
+func (b *bundle) columnTypes(t *testing.T) map[string]string {
+	t.Helper()
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{}
+	for _, c := range cols {
+		types[c.Name] = c.DeclaredType
+	}
+	return types
 }
