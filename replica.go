@@ -123,8 +123,14 @@ type ReplicaConfig struct {
 //     with the delete's revision and cqrs_updated.
 //   - A SAVE or SYNC whose revision is not higher than the key's tombstone
 //     and whose cqrs_updated is not later is dropped: a late event cannot
-//     resurrect a deleted row. (A master that re-creates a deleted key
-//     restarts at revision 0 with a later cqrs_updated; that SAVE passes.)
+//     resurrect a deleted row.
+//   - Re-created keys: a django-cqrs master restarts a re-created key at
+//     cqrs_revision 0, so its SAVE is not newer than the tombstone; its
+//     cqrs_updated, strictly later than the DELETE's (kept in the
+//     tombstone), marks it as a re-creation, and it is applied. An event
+//     from before the delete (an older cqrs_updated) stays dropped. A
+//     cqrsync master instead continues a re-created key's revisions after
+//     the delete's, so its events pass on their revision alone.
 //   - Tombstones are purged after TombstoneRetention.
 //
 // Methods are safe for concurrent use.

@@ -151,6 +151,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
 	t.Run("DeleteGuardedBatch", func(t *testing.T) { t.Parallel(); testDeleteBatch(t, h) })
 	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
+	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h) })
 }
 
 func testMigrate(t *testing.T, h *Harness) {
@@ -706,4 +707,74 @@ func (b *bundle) columnTypes(t *testing.T) map[string]string {
 		types[c.Name] = c.DeclaredType
 	}
 	return types
+}
+
+// upsertOne writes one row as Upsert does (batched false) or as a
+// one-row UpsertBatch (batched true), and reports whether it was written.
+func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, rev int64, updated time.Time, force bool) bool {
+	t.Helper()
+	if !batched {
+		return b.upsert(t, id, name, rev, updated, force) == 1
+	}
+	types := b.columnTypes(t)
+	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
+		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+		Rows:    [][]any{{id, name, rev, updated}}, Keys: []string{fmt.Sprint(id)},
+		Revisions: []int64{rev}, Updated: []time.Time{updated}}
+	for _, c := range p.Columns {
+		p.Types = append(p.Types, types[c])
+	}
+	res, err := b.d.UpsertBatch(b.ctx, b.ex, p)
+	if err != nil || len(res) != 1 {
+		t.Fatalf("UpsertBatch(%d, %q, rev %d, force %v) = %+v, %v", id, name, rev, force, res, err)
+	}
+	return res[0].Written
+}
+
+// testReCreatedKey replays what a django-cqrs master sends for a key it
+// creates, updates, deletes and creates again: django-cqrs restarts the
+// re-created key at revision 0, with a later cqrs_updated than the
+// DELETE's. The re-creation must be applied over the tombstone; events
+// from before the delete (older cqrs_updated) stay dropped. Single and
+// batched writes alike.
+func testReCreatedKey(t *testing.T, h *Harness) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			b := setup(t, h)
+			tc := t0                      // create
+			tu := t0.Add(time.Second)     // update
+			t1 := t0.Add(2 * time.Second) // delete
+			t2 := t0.Add(3 * time.Second) // re-create
+			t3 := t0.Add(4 * time.Second) // update of the re-created row
+			step := func(desc string, got, want bool) {
+				t.Helper()
+				if got != want {
+					t.Fatalf("%s: written %v, want %v", desc, got, want)
+				}
+			}
+			step("create rev 0", b.upsertOne(t, batched, 1, "created", 0, tc, false), true)
+			step("update rev 1", b.upsertOne(t, batched, 1, "updated", 1, tu, false), true)
+			if n := b.delete(t, 1, 2, t1); n != 1 {
+				t.Fatalf("DELETE rev 2 deleted %d rows, want 1", n)
+			}
+			step("re-create rev 0 after the delete", b.upsertOne(t, batched, 1, "recreated", 0, t2, false), true)
+			b.want(t, 1, "recreated", 0)
+			step("stale SAVE rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, false), false)
+			step("stale SYNC rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, true), false)
+			b.want(t, 1, "recreated", 0)
+			step("update rev 1 of the re-created row", b.upsertOne(t, batched, 1, "again", 1, t3, false), true)
+			b.want(t, 1, "again", 1)
+
+			// The re-creation has the revision of the first creation: only
+			// cqrs_updated tells the two apart.
+			step("create rev 0 of key 2", b.upsertOne(t, batched, 2, "created", 0, tc, false), true)
+			if n := b.delete(t, 2, 1, t1); n != 1 {
+				t.Fatalf("DELETE rev 1 of key 2 deleted %d rows, want 1", n)
+			}
+			step("stale SAVE rev 0 of key 2", b.upsertOne(t, batched, 2, "stale", 0, tc, false), false)
+			b.wantGone(t, 2)
+			step("re-create rev 0 of key 2", b.upsertOne(t, batched, 2, "recreated", 0, t2, false), true)
+			b.want(t, 2, "recreated", 0)
+		})
+	}
 }
