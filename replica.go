@@ -119,8 +119,11 @@ type ReplicaConfig struct {
 //     next change. To force a replica back to an older state, change the
 //     master and sync from it: a master always sends its current revision.
 //   - DELETE removes the row unless the stored row is newer than the delete
-//     (its revision is not lower: a re-created key), and records a tombstone
-//     with the delete's revision and cqrs_updated.
+//     (its revision is not lower: a re-created key) or the key's tombstone
+//     is as new as the delete (revision and cqrs_updated: the DELETE was
+//     delivered again, and the row is a django-cqrs re-creation, see
+//     below), and records a tombstone with the delete's revision and
+//     cqrs_updated.
 //   - A SAVE or SYNC whose revision is not higher than the key's tombstone
 //     and whose cqrs_updated is not later is dropped: a late event cannot
 //     resurrect a deleted row.

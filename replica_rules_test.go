@@ -189,6 +189,8 @@ func runDjangoReCreate(t *testing.T, b *rulesBundle) {
 	b.mustApply(t, del, cqrsync.OutcomeDeleted)
 	b.mustApply(t, recreate, cqrsync.OutcomeCreated)
 	b.wantRow(t, 1, "recreated", 0)
+	b.mustApply(t, del, cqrsync.OutcomeNoop) // redelivered: must not delete the new row
+	b.wantRow(t, 1, "recreated", 0)
 	b.mustApply(t, update, cqrsync.OutcomeTombstoned) // redelivered late
 	staleSync := djangoEvent(t, "basic_update.json", "stale sync")
 	staleSync.SignalType = cqrsync.SignalSync

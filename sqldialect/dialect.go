@@ -107,11 +107,14 @@ type Dialect interface {
 	// (one round trip per chunk); elsewhere from two reads before it.
 	UpsertBatch(ctx context.Context, ex Executor, params *UpsertBatchParams) ([]UpsertResult, error)
 	// DeleteGuarded deletes one replica row unless the stored row is newer
-	// than the delete (cqrs_revision >= params.Revision), and records or
-	// raises the tombstone in the same call. It returns the rows deleted.
+	// than the delete (cqrs_revision >= params.Revision) or a tombstone of
+	// the key is not older than the delete (revision and updated time both
+	// as high: the DELETE was delivered again, and a row there now is a
+	// re-creation), and records or raises the tombstone in the same call.
+	// It returns the rows deleted.
 	DeleteGuarded(ctx context.Context, ex Executor, params *DeleteGuardedParams) (int64, error)
 	// DeleteGuardedBatch is DeleteGuarded for many rows, no key twice: it
-	// deletes each row unless the stored one is newer than its delete,
+	// deletes each row unless its guards keep it (as in DeleteGuarded),
 	// records or raises every key's tombstone, and returns, aligned with
 	// params.PKs, whether each row was deleted. PostgreSQL runs two
 	// statements for the whole batch; the others two per row.

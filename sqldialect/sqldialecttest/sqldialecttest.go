@@ -731,6 +731,23 @@ func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, re
 	return res[0].Written
 }
 
+// deleteOne deletes one row as DeleteGuarded does (batched false) or as a
+// one-row DeleteGuardedBatch (batched true), and reports whether it did.
+func (b *bundle) deleteOne(t *testing.T, batched bool, id, rev int64, updated time.Time) bool {
+	t.Helper()
+	if !batched {
+		return b.delete(t, id, rev, updated) == 1
+	}
+	deleted, err := b.d.DeleteGuardedBatch(b.ctx, b.ex, &sqldialect.DeleteGuardedBatchParams{
+		Table: "item", PKColumn: "id", PKType: b.columnTypes(t)["id"], CQRSID: "item", Now: time.Now(),
+		PKs: []any{id}, Keys: []string{fmt.Sprint(id)}, Revisions: []int64{rev}, Updated: []time.Time{updated},
+	})
+	if err != nil || len(deleted) != 1 {
+		t.Fatalf("DeleteGuardedBatch(%d, rev %d) = %v, %v", id, rev, deleted, err)
+	}
+	return deleted[0]
+}
+
 // testReCreatedKey replays what a django-cqrs master sends for a key it
 // creates, updates, deletes and creates again: django-cqrs restarts the
 // re-created key at revision 0, with a later cqrs_updated than the
@@ -759,6 +776,8 @@ func testReCreatedKey(t *testing.T, h *Harness) {
 			}
 			step("re-create rev 0 after the delete", b.upsertOne(t, batched, 1, "recreated", 0, t2, false), true)
 			b.want(t, 1, "recreated", 0)
+			step("DELETE rev 2 redelivered", b.deleteOne(t, batched, 1, 2, t1), false)
+			b.want(t, 1, "recreated", 0)
 			step("stale SAVE rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, false), false)
 			step("stale SYNC rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, true), false)
 			b.want(t, 1, "recreated", 0)
@@ -775,6 +794,12 @@ func testReCreatedKey(t *testing.T, h *Harness) {
 			b.wantGone(t, 2)
 			step("re-create rev 0 of key 2", b.upsertOne(t, batched, 2, "recreated", 0, t2, false), true)
 			b.want(t, 2, "recreated", 0)
+			step("DELETE rev 1 of key 2 redelivered", b.deleteOne(t, batched, 2, 1, t1), false)
+			b.want(t, 2, "recreated", 0)
+			// A later DELETE of the re-created row, at a revision below
+			// the tombstone's, still deletes it.
+			step("DELETE rev 1 of the re-created key 2", b.deleteOne(t, batched, 2, 1, t3), true)
+			b.wantGone(t, 2)
 		})
 	}
 }
