@@ -22,11 +22,10 @@ import (
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
-// convergenceSeeds is how many seeded runs each replica database gets (10,
-// so 20 in all);
-// CQRSYNC_CONVERGENCE_SEEDS overrides it, CQRSYNC_CONVERGENCE_SEED replays
-// one run.
-func convergenceSeeds(t *testing.T) []uint64 {
+// convergenceSeeds returns the seeds of a test's runs on one replica
+// database: runs random ones; CQRSYNC_CONVERGENCE_SEEDS overrides how many,
+// CQRSYNC_CONVERGENCE_SEED replays one run.
+func convergenceSeeds(t *testing.T, runs int) []uint64 {
 	if s := os.Getenv("CQRSYNC_CONVERGENCE_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
@@ -35,38 +34,66 @@ func convergenceSeeds(t *testing.T) []uint64 {
 		return []uint64{seed}
 	}
 	n, _ := strconv.Atoi(os.Getenv("CQRSYNC_CONVERGENCE_SEEDS"))
-	seeds := make([]uint64, cmp.Or(n, 10)) // 10 per database, 20 in all
+	seeds := make([]uint64, cmp.Or(n, runs))
 	for i := range seeds {
 		seeds[i] = rand.Uint64()
 	}
 	return seeds
 }
 
+// convergencePostgres and convergenceMySQL are the replica databases the
+// convergence tests run on.
+func convergencePostgres() replicaDB {
+	return replicaDB{dialect: sqldialect.Postgres(), open: func(t *testing.T) *sql.DB { return cqrsynctesting.OpenPostgres(t) }, timestamp: "TIMESTAMPTZ"}
+}
+
+func convergenceMySQL() replicaDB {
+	return replicaDB{dialect: sqldialect.MySQL(), open: func(t *testing.T) *sql.DB { return cqrsynctesting.OpenMySQL(t) }, timestamp: "DATETIME(6)"}
+}
+
 func TestConvergencePostgres(t *testing.T) {
 	t.Parallel()
-	runConvergence(t, replicaDB{dialect: sqldialect.Postgres(), open: func(t *testing.T) *sql.DB { return cqrsynctesting.OpenPostgres(t) }, timestamp: "TIMESTAMPTZ"})
+	runConvergence(t, convergencePostgres(), 10, false)
 }
 
 func TestConvergenceMySQL(t *testing.T) {
 	t.Parallel()
-	runConvergence(t, replicaDB{dialect: sqldialect.MySQL(), open: func(t *testing.T) *sql.DB { return cqrsynctesting.OpenMySQL(t) }, timestamp: "DATETIME(6)"})
+	runConvergence(t, convergenceMySQL(), 10, false)
 }
 
-func runConvergence(t *testing.T, rdb replicaDB) {
-	for _, seed := range convergenceSeeds(t) {
+// TestConvergenceSyncPostgres and TestConvergenceSyncMySQL run the
+// workload while SyncQuery (what `cqrsync sync` runs) re-sends every row
+// over and over: a SYNC read before a change may be delivered after it,
+// and must not leave the replica behind the master.
+func TestConvergenceSyncPostgres(t *testing.T) {
+	t.Parallel()
+	runConvergence(t, convergencePostgres(), 3, true)
+}
+
+func TestConvergenceSyncMySQL(t *testing.T) {
+	t.Parallel()
+	runConvergence(t, convergenceMySQL(), 3, true)
+}
+
+// runConvergence runs the workload with runs seeds (see convergenceSeeds),
+// with SyncQuery passes alongside the writers when syncing.
+func runConvergence(t *testing.T, rdb replicaDB, runs int, syncing bool) {
+	for _, seed := range convergenceSeeds(t, runs) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			// Sequential: the runs share two cores with everything else.
-			convergeOnce(t, rdb, seed)
+			convergeOnce(t, rdb, seed, syncing)
 		})
 	}
 }
 
 // convergeOnce runs one seeded workload: several writers create, update,
-// delete and re-create rows on a master; the relay publishes through a
-// broker that duplicates and reorders; two consumers compete for the
-// queue, connections are cut and one consumer is replaced midway. When all
-// is drained, the replica must equal the master, row by row.
-func convergeOnce(t *testing.T, rdb replicaDB, seed uint64) {
+// delete and re-create rows on a master (and, when syncing, SyncQuery
+// re-sends every row in a loop until the writers are done); the relay
+// publishes through a broker that duplicates and reorders; two consumers
+// compete for the queue, connections are cut and one consumer is replaced
+// midway. When all is drained, the replica must equal the master, row by
+// row.
+func convergeOnce(t *testing.T, rdb replicaDB, seed uint64, syncing bool) {
 	ctx := t.Context()
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -129,7 +156,7 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64) {
 	// The workload: writers on a shared key space of 40 ids.
 	const writers, opsPerWriter, keys = 4, 75, 40
 	var wg sync.WaitGroup
-	errs := make(chan error, writers)
+	errs := make(chan error, writers+1)
 	halfway := make(chan struct{})
 	var once sync.Once
 	var done sync.WaitGroup
@@ -152,6 +179,28 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64) {
 			}
 		}()
 	}
+	writing := make(chan struct{})
+	var syncer sync.WaitGroup
+	if syncing {
+		// No last pass after the writers: it would repair what an
+		// earlier SYNC broke.
+		syncer.Go(func() {
+			for passes := 0; ; passes++ {
+				select {
+				case <-writing:
+					if passes == 0 {
+						errs <- errors.New("the writers finished before one SyncQuery pass")
+					}
+					return
+				default:
+				}
+				if _, err := master.SyncQuery(ctx, sqldialect.FromSQL(masterDB), "item", &cqrsync.SyncOpts{BatchSize: 7}); err != nil {
+					errs <- fmt.Errorf("SyncQuery: %w", err)
+					return
+				}
+			}
+		})
+	}
 	// Midway: cut every connection, stop one consumer and start another.
 	<-halfway
 	broker.CutConnections()
@@ -160,6 +209,8 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64) {
 	}
 	c3 := newConsumer(2, 13)
 	wg.Wait()
+	close(writing)
+	syncer.Wait()
 	close(errs)
 	for err := range errs {
 		fail("workload: %v", err)

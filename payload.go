@@ -20,8 +20,9 @@ const (
 	SignalSave SignalType = "SAVE"
 	// SignalDelete deletes the row, whatever its revision.
 	SignalDelete SignalType = "DELETE"
-	// SignalSync resends the current state; replicas apply it even when its
-	// revision is not newer.
+	// SignalSync resends the current state; cqrsync replicas apply it when
+	// its revision is not older than theirs (django-cqrs replicas apply it
+	// whatever the revision: see Replica).
 	SignalSync SignalType = "SYNC"
 )
 

@@ -90,7 +90,7 @@ type ReplicaConfig struct {
 	// Dialect is the replica database's SQL dialect. Required.
 	Dialect sqldialect.Dialect
 	// Logger receives the apply log: stale and duplicate events at debug,
-	// revision gaps and SYNC downgrades at warn. Default slog.Default().
+	// revision gaps at warn. Default slog.Default().
 	Logger *slog.Logger
 	// TombstoneRetention is how long deleted keys are remembered, so that a
 	// late SAVE cannot bring them back. Default DefaultTombstoneRetention.
@@ -110,15 +110,32 @@ type ReplicaConfig struct {
 //     cqrs_revision is higher than the stored one: an equal revision is a
 //     duplicate and an older one is stale; both are dropped. A revision more
 //     than one above the stored one is applied and logged as lost packages.
-//   - SYNC writes the row whatever the stored revision (a downgrade is
-//     logged).
+//   - SYNC creates a missing row and writes an existing one when its
+//     revision is not lower than the stored one: at the stored revision it
+//     repairs content that drifted, which is what a sync is for. A SYNC
+//     older than the stored row is stale and dropped, like a SAVE. This
+//     deviates from django-cqrs, which applies any SYNC: `cqrsync sync` (and
+//     [Master.SyncQuery]) reads rows without locking them while writers
+//     change them, so a SYNC read before a change can arrive after the
+//     change's SAVE, and applying it would leave the row stale until its
+//     next change. To force a replica back to an older state, change the
+//     master and sync from it: a master always sends its current revision.
 //   - DELETE removes the row unless the stored row is newer than the delete
-//     (its revision is not lower: a re-created key), and records a tombstone
-//     with the delete's revision and cqrs_updated.
+//     (its revision is not lower: a re-created key) or the key's tombstone
+//     is as new as the delete (revision and cqrs_updated: the DELETE was
+//     delivered again, and the row is a django-cqrs re-creation, see
+//     below), and records a tombstone with the delete's revision and
+//     cqrs_updated.
 //   - A SAVE or SYNC whose revision is not higher than the key's tombstone
 //     and whose cqrs_updated is not later is dropped: a late event cannot
-//     resurrect a deleted row. (A master that re-creates a deleted key
-//     restarts at revision 0 with a later cqrs_updated; that SAVE passes.)
+//     resurrect a deleted row.
+//   - Re-created keys: a django-cqrs master restarts a re-created key at
+//     cqrs_revision 0, so its SAVE is not newer than the tombstone; its
+//     cqrs_updated, strictly later than the DELETE's (kept in the
+//     tombstone), marks it as a re-creation, and it is applied. An event
+//     from before the delete (an older cqrs_updated) stays dropped. A
+//     cqrsync master instead continues a re-created key's revisions after
+//     the delete's, so its events pass on their revision alone.
 //   - Tombstones are purged after TombstoneRetention.
 //
 // Methods are safe for concurrent use.
@@ -198,9 +215,9 @@ type Outcome int
 const (
 	OutcomeCreated    Outcome = iota + 1 // a SAVE or SYNC created the row
 	OutcomeUpdated                       // a newer SAVE updated the row
-	OutcomeSynced                        // a SYNC overwrote the row
+	OutcomeSynced                        // a SYNC at or above the stored revision wrote the row
 	OutcomeDuplicate                     // a SAVE with the stored revision: dropped
-	OutcomeStale                         // a SAVE older than the row: dropped
+	OutcomeStale                         // a SAVE or SYNC older than the row: dropped
 	OutcomeTombstoned                    // a SAVE or SYNC older than the key's delete: dropped
 	OutcomeDeleted                       // a DELETE removed the row
 	OutcomeNoop                          // a DELETE found no row, or a newer one
@@ -407,27 +424,36 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 	if err != nil {
 		return 0, err
 	}
-	var out Outcome
-	switch {
-	case n == 0 && (!exists || p.SignalType == SignalSync):
-		out = OutcomeTombstoned
-	case n == 0 && rev == stored:
-		out = OutcomeDuplicate
-	case n == 0:
-		out = OutcomeStale
-	case !exists:
-		out = OutcomeCreated
-	case p.SignalType == SignalSync:
-		out = OutcomeSynced
-	default:
-		out = OutcomeUpdated
-	}
+	out := saveOutcome(p.SignalType == SignalSync, n > 0, exists, rev, stored)
 	r.logOutcome(ctx, p, pk, rev, stored, out)
 	return out, nil
 }
 
+// saveOutcome names what a guarded write of a SAVE (or a SYNC) did, from
+// whether it wrote the row, whether a row was stored before and its
+// revision: for logs and counters only, since the guards in SQL decide the
+// write. A dropped event older than the stored row is stale; one at the
+// stored revision a duplicate (a SYNC there is written unless a tombstone
+// stops it); any other drop is the tombstone's.
+func saveOutcome(sync, written, existed bool, rev, stored int64) Outcome {
+	switch {
+	case !written && existed && rev < stored:
+		return OutcomeStale
+	case !written && existed && rev == stored && !sync:
+		return OutcomeDuplicate
+	case !written:
+		return OutcomeTombstoned
+	case !existed:
+		return OutcomeCreated
+	case sync:
+		return OutcomeSynced
+	default:
+		return OutcomeUpdated
+	}
+}
+
 // logOutcome logs what applying a SAVE or SYNC did: drops at debug, revision
-// gaps and SYNC downgrades at warn.
+// gaps at warn.
 func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, stored int64, out Outcome) {
 	log := r.cfg.Logger
 	attrs := func(extra ...slog.Attr) []slog.Attr {
@@ -441,10 +467,6 @@ func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, store
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: duplicate event, dropped", attrs()...)
 	case OutcomeStale:
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: wrong sync order: stale event dropped", attrs(slog.Int64("stored_revision", stored))...)
-	case OutcomeSynced:
-		if rev < stored {
-			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: SYNC downgraded the row's revision", attrs(slog.Int64("stored_revision", stored))...)
-		}
 	case OutcomeUpdated:
 		if lost := rev - stored - 1; lost > 0 {
 			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: lost packages: revision gap", attrs(slog.Int64("stored_revision", stored), slog.Int64("lost", lost))...)

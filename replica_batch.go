@@ -181,21 +181,7 @@ func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []
 	}
 	for i, row := range g.rows {
 		st := res[i].StoredRevision
-		var out Outcome
-		switch {
-		case !res[i].Written && res[i].Existed && !g.force && row.rev == st:
-			out = OutcomeDuplicate
-		case !res[i].Written && res[i].Existed && !g.force:
-			out = OutcomeStale
-		case !res[i].Written:
-			out = OutcomeTombstoned
-		case !res[i].Existed:
-			out = OutcomeCreated
-		case g.force:
-			out = OutcomeSynced
-		default:
-			out = OutcomeUpdated
-		}
+		out := saveOutcome(g.force, res[i].Written, res[i].Existed, row.rev, st)
 		outs[g.idx[i]] = out
 		r.logOutcome(ctx, ps[g.idx[i]], row.pk, row.rev, st, out)
 	}

@@ -3,10 +3,13 @@ package cqrsync_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -45,6 +48,15 @@ type rulesBundle struct {
 	replica *cqrsync.Replica
 	logs    *syncBuffer
 	t0      time.Time
+	// batched applies each event with ApplyBatch (a batch of one) instead
+	// of Apply.
+	batched bool
+}
+
+// bothPaths names the rule tests that also run through ApplyBatch.
+var bothPaths = map[string]bool{
+	"SyncOlderThanRowIsStale": true, "SyncAtStoredRevisionRepairsContent": true, "SyncNewerApplies": true,
+	"SyncAtTombstoneIsDropped": true, "SyncOlderThanTombstoneIsDropped": true, "DjangoReCreatedKeyIsApplied": true,
 }
 
 func setupRules(t *testing.T, rdb replicaDB, models ...*cqrsync.ReplicaModel) *rulesBundle {
@@ -105,12 +117,85 @@ func (b *rulesBundle) apply(t *testing.T, p *cqrsync.Payload) (cqrsync.Outcome, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := b.replica.Apply(t.Context(), sqldialect.FromSQL(tx), p)
+	var out cqrsync.Outcome
+	if b.batched {
+		var outs []cqrsync.Outcome
+		outs, err = b.replica.ApplyBatch(t.Context(), sqldialect.FromSQL(tx), []*cqrsync.Payload{p})
+		out = outs[0]
+	} else {
+		out, err = b.replica.Apply(t.Context(), sqldialect.FromSQL(tx), p)
+	}
 	if err != nil {
 		_ = tx.Rollback()
 		return out, err
 	}
 	return out, tx.Commit()
+}
+
+// djangoEvent is the body of the first message of a django-cqrs capture,
+// as a payload for model item, key 1: django-cqrs's own payload, with its
+// revision and cqrs_updated.
+func djangoEvent(t *testing.T, vector, name string) *cqrsync.Payload {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(cqrsynctesting.VectorsDir(t), vector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var capture struct {
+		Messages []struct {
+			Body string `json:"body"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(data, &capture); err != nil || len(capture.Messages) == 0 {
+		t.Fatalf("%s: %v (%d messages)", vector, err, len(capture.Messages))
+	}
+	p, err := cqrsync.DecodePayload([]byte(capture.Messages[0].Body), time.Time{})
+	if err != nil {
+		t.Fatalf("%s: %v", vector, err)
+	}
+	p.CQRSID, p.InstancePK, p.Expires = "item", int64(1), time.Time{}
+	p.InstanceData.Set("id", int64(1))
+	if p.SignalType != cqrsync.SignalDelete {
+		p.InstanceData.Set("name", name)
+	}
+	return p
+}
+
+// runDjangoReCreate replays what a django-cqrs master sends when it
+// creates a row (revision 0), updates it (1), deletes it (2, at T1) and
+// creates the key again: django-cqrs restarts it at revision 0, at T2 >
+// T1. The replica must hold the re-created row; a late SAVE or SYNC from
+// before the delete (revision 1, before T1) stays dropped.
+func runDjangoReCreate(t *testing.T, b *rulesBundle) {
+	create := djangoEvent(t, "basic_create_full.json", "created")
+	update := djangoEvent(t, "basic_update.json", "updated")
+	del := djangoEvent(t, "basic_delete.json", "")
+	t1, err := del.Updated()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recreate := djangoEvent(t, "basic_create_full.json", "recreated")
+	recreate.InstanceData.Set("cqrs_updated", cqrsync.FormatDateTime(t1.Add(5*time.Second))) // T2 = T1 + 5 s
+	for _, want := range []struct {
+		p    *cqrsync.Payload
+		want int64
+	}{{create, 0}, {update, 1}, {del, 2}} {
+		if rev, err := want.p.Revision(); err != nil || rev != want.want {
+			t.Fatalf("%s from the capture has revision %d, %v; want %d", want.p.SignalType, rev, err, want.want)
+		}
+	}
+	b.mustApply(t, create, cqrsync.OutcomeCreated)
+	b.mustApply(t, update, cqrsync.OutcomeUpdated)
+	b.mustApply(t, del, cqrsync.OutcomeDeleted)
+	b.mustApply(t, recreate, cqrsync.OutcomeCreated)
+	b.wantRow(t, 1, "recreated", 0)
+	b.mustApply(t, del, cqrsync.OutcomeNoop) // redelivered: must not delete the new row
+	b.wantRow(t, 1, "recreated", 0)
+	b.mustApply(t, update, cqrsync.OutcomeTombstoned) // redelivered late
+	staleSync := djangoEvent(t, "basic_update.json", "stale sync")
+	staleSync.SignalType = cqrsync.SignalSync
+	b.mustApply(t, staleSync, cqrsync.OutcomeTombstoned)
+	b.wantRow(t, 1, "recreated", 0)
 }
 
 func (b *rulesBundle) mustApply(t *testing.T, p *cqrsync.Payload, want cqrsync.Outcome) {
@@ -187,13 +272,37 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 				t.Fatalf("no lost-packages warning with lost=3 in:\n%s", b.logs.String())
 			}
 		}},
-		{"SyncOverwritesNewerRowAndLogsDowngrade", func(t *testing.T, b *rulesBundle) {
+		{"SyncOlderThanRowIsStale", func(t *testing.T, b *rulesBundle) {
+			// A SYNC read before a change and delivered after it.
 			b.mustApply(t, b.event(save, 1, 5, 5, "new"), cqrsync.OutcomeCreated)
-			b.mustApply(t, b.event(sync, 1, 2, 2, "synced"), cqrsync.OutcomeSynced)
-			b.wantRow(t, 1, "synced", 2)
-			if !strings.Contains(b.logs.String(), "SYNC downgraded") {
-				t.Fatal("no downgrade warning logged")
+			b.mustApply(t, b.event(sync, 1, 2, 2, "synced"), cqrsync.OutcomeStale)
+			b.wantRow(t, 1, "new", 5)
+			if !strings.Contains(b.logs.String(), "stale event dropped") {
+				t.Fatalf("no stale-event log in:\n%s", b.logs.String())
 			}
+		}},
+		{"SyncAtStoredRevisionRepairsContent", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 3, 3, "drifted"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(sync, 1, 3, 3, "repaired"), cqrsync.OutcomeSynced)
+			b.wantRow(t, 1, "repaired", 3)
+			b.mustApply(t, b.event(sync, 1, 3, 3, "repaired"), cqrsync.OutcomeSynced) // unchanged content
+			b.wantRow(t, 1, "repaired", 3)
+		}},
+		{"SyncNewerApplies", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 1, 1, "old"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(sync, 1, 4, 4, "synced"), cqrsync.OutcomeSynced)
+			b.wantRow(t, 1, "synced", 4)
+			b.mustApply(t, b.event(sync, 2, 0, 0, "created"), cqrsync.OutcomeCreated)
+			b.wantRow(t, 2, "created", 0)
+		}},
+		{"SyncAtTombstoneIsDropped", func(t *testing.T, b *rulesBundle) {
+			b.mustApply(t, b.event(save, 1, 2, 2, "a"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeDeleted)
+			b.mustApply(t, b.event(sync, 1, 3, 3, "late"), cqrsync.OutcomeTombstoned)
+			b.wantNoRow(t, 1)
+		}},
+		{"DjangoReCreatedKeyIsApplied", func(t *testing.T, b *rulesBundle) {
+			runDjangoReCreate(t, b)
 		}},
 		{"DeleteRemovesRowAndLeavesTombstone", func(t *testing.T, b *rulesBundle) {
 			b.mustApply(t, b.event(save, 1, 0, 0, "a"), cqrsync.OutcomeCreated)
@@ -284,6 +393,14 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			t.Parallel()
 			tc.run(t, setupRules(t, rdb))
 		})
+		if bothPaths[tc.name] {
+			t.Run(tc.name+"/batched", func(t *testing.T) {
+				t.Parallel()
+				b := setupRules(t, rdb)
+				b.batched = true
+				tc.run(t, b)
+			})
+		}
 	}
 	t.Run("ModelFlags", func(t *testing.T) {
 		t.Parallel()

@@ -85,10 +85,10 @@ type Dialect interface {
 	DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error)
 
 	// Upsert writes one replica row, guarded: it inserts the row, or updates
-	// it only when params.Force is set or the stored cqrs_revision is lower
-	// than the incoming one; either way it writes nothing when a tombstone
-	// for the key is not older (see [UpsertParams]). It returns 1 when the
-	// row was written, 0 when the guard dropped it.
+	// it only when the stored cqrs_revision is lower than the incoming one
+	// (not higher, with params.Force); either way it writes nothing when a
+	// tombstone for the key is not older (see [UpsertParams]). It returns 1
+	// when the row was written, 0 when a guard dropped it.
 	Upsert(ctx context.Context, ex Executor, params *UpsertParams) (int64, error)
 	// LockKeys serialises transactions that apply events for the same keys,
 	// across consumer processes, until the transaction ends. Call it first in
@@ -107,11 +107,14 @@ type Dialect interface {
 	// (one round trip per chunk); elsewhere from two reads before it.
 	UpsertBatch(ctx context.Context, ex Executor, params *UpsertBatchParams) ([]UpsertResult, error)
 	// DeleteGuarded deletes one replica row unless the stored row is newer
-	// than the delete (cqrs_revision >= params.Revision), and records or
-	// raises the tombstone in the same call. It returns the rows deleted.
+	// than the delete (cqrs_revision >= params.Revision) or a tombstone of
+	// the key is not older than the delete (revision and updated time both
+	// as high: the DELETE was delivered again, and a row there now is a
+	// re-creation), and records or raises the tombstone in the same call.
+	// It returns the rows deleted.
 	DeleteGuarded(ctx context.Context, ex Executor, params *DeleteGuardedParams) (int64, error)
 	// DeleteGuardedBatch is DeleteGuarded for many rows, no key twice: it
-	// deletes each row unless the stored one is newer than its delete,
+	// deletes each row unless its guards keep it (as in DeleteGuarded),
 	// records or raises every key's tombstone, and returns, aligned with
 	// params.PKs, whether each row was deleted. PostgreSQL runs two
 	// statements for the whole batch; the others two per row.
@@ -261,7 +264,9 @@ type UpsertParams struct {
 	Values  []any
 	// Revision is the incoming cqrs_revision.
 	Revision int64
-	// Force overwrites a newer stored row (a SYNC).
+	// Force marks a SYNC: it also overwrites a stored row of the same
+	// revision (repairing drifted content). A stored row with a higher
+	// revision is kept, SYNC or not.
 	Force bool
 	// CQRSID, Key and Updated identify the event for the tombstone guard:
 	// the row is not written when a tombstone for (CQRSID, Key) has a
@@ -284,7 +289,8 @@ type UpsertBatchParams struct {
 	Types []string
 	// Rows holds one value per column for each row.
 	Rows [][]any
-	// Force overwrites newer stored rows (SYNCs).
+	// Force marks SYNCs, as in UpsertParams: they also overwrite stored
+	// rows of the same revision.
 	Force bool
 	// CQRSID, and per row Keys, Revisions and Updated, drive the tombstone
 	// guard and the revision guard, as in UpsertParams.
@@ -297,8 +303,8 @@ type UpsertBatchParams struct {
 // UpsertResult is what UpsertBatch found and did for one row.
 type UpsertResult struct {
 	// Written is true when the row was inserted or updated; false when a
-	// guard dropped it (a tombstone not older than the row, or, without
-	// Force, a stored revision not lower than the incoming one).
+	// guard dropped it (a tombstone not older than the row, or a stored
+	// revision not lower than the incoming one; with Force, higher).
 	Written bool
 	// Existed is true when a row with the key was stored before the
 	// statement, and StoredRevision is then its cqrs_revision.

@@ -219,7 +219,7 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 
 // mysqlUpsertConflict is the MySQL form of Upsert's conflict clause:
 // ON DUPLICATE KEY UPDATE, each column guarded by IF(stored revision <
-// incoming revision, new, old), unless forced.
+// incoming revision, new, old), or <= when forced (a SYNC).
 //
 // MySQL applies the assignments left to right, and a later one sees the
 // columns the earlier ones changed. The guard reads cqrs_revision, so
@@ -231,15 +231,16 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 // every IF kept the old value. A guarded update always changes the row,
 // since its revision is higher, so "same values, higher revision" is 1 and
 // a duplicate or stale event is 0. (With the driver's clientFoundRows=true
-// a kept row would count 1: do not set it.) A forced write of a row equal
-// to the stored one also counts 0; mysqlForcedNoChange sorts that out.
+// a kept row would count 1: do not set it.) A forced write at the stored
+// revision of a row equal to the stored one also counts 0, as does a stale
+// forced write; mysqlForcedNoChange sorts them out.
 //
 // VALUES(col) is the incoming value; MySQL 8.0.20 deprecates it in favour
 // of a row alias that MariaDB does not support, and both still accept it.
 func mysqlUpsertConflict(d *standard, table, pk string, cols []string, force bool) string {
 	const revName = "cqrs_revision"
 	rev := d.QuoteIdent(revName)
-	guard := fmt.Sprintf("%s.%s < VALUES(%s)", d.QuoteIdent(table), rev, rev)
+	guard := fmt.Sprintf("%s.%s %s VALUES(%s)", d.QuoteIdent(table), rev, revisionGuard(force), rev)
 	ordered := make([]string, 0, len(cols))
 	for _, c := range cols {
 		if c != pk && c != revName {
@@ -258,43 +259,59 @@ func mysqlUpsertConflict(d *standard, table, pk string, cols []string, force boo
 		// The stored column is qualified with the table: in INSERT ...
 		// SELECT the source rows have columns of the same names.
 		q, stored := d.QuoteIdent(c), d.QuoteIdent(table)+"."+d.QuoteIdent(c)
-		if force {
-			fmt.Fprintf(&b, "%s = VALUES(%s)", stored, q)
-		} else {
-			fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
-		}
+		fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
 	}
 	return b.String()
 }
 
-// mysqlForcedNoChange tells apart the two reasons a forced Upsert changes no
+// mysqlForcedNoChange tells apart the reasons a forced Upsert changes no
 // row on MySQL, which counts only rows it changed: the tombstone guard kept
-// the row out (0), or the stored row already equals the incoming one (1,
-// written, as the other dialects report it; a SYNC of unchanged data is the
-// common case). It re-asks the INSERT's tombstone question with a locking
-// read, so it sees the latest committed tombstone as the INSERT did, not an
-// older snapshot of the caller's transaction.
-func mysqlForcedNoChange(ctx context.Context, ex Executor, p *UpsertParams) (int64, error) {
-	rows, err := ex.Query(ctx, "SELECT COUNT(*) FROM cqrs_tombstones "+
-		"WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
-		p.CQRSID, p.Key, p.Revision, micros(p.Updated))
-	if err != nil {
-		return 0, fmt.Errorf("sqldialect: upsert %s: tombstone check: %w", p.Table, err)
+// the row out (0), the stored row is newer (0, stale), or the stored row at
+// the incoming revision already equals the incoming one (1, written, as the
+// other dialects report it; a SYNC of unchanged data is the common case).
+// It re-asks the INSERT's questions with locking reads, so it sees the
+// latest committed tombstone and row as the INSERT did, not an older
+// snapshot of the caller's transaction.
+func mysqlForcedNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
+	pkAt := slices.Index(p.Columns, p.PKColumn)
+	if pkAt < 0 {
+		return 0, fmt.Errorf("sqldialect: upsert %s: the columns %v lack the primary key %q: add it", p.Table, p.Columns, p.PKColumn)
 	}
-	defer rows.Close()
-	var blocked int64
-	if rows.Next() {
-		if err := rows.Scan(&blocked); err != nil {
-			return 0, fmt.Errorf("sqldialect: upsert %s: tombstone check: %w", p.Table, err)
+	for _, check := range []struct {
+		q    string
+		args []any
+	}{
+		{"SELECT COUNT(*) FROM cqrs_tombstones WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
+			[]any{p.CQRSID, p.Key, p.Revision, micros(p.Updated)}},
+		{fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE %s = ? AND %s > ? LOCK IN SHARE MODE",
+			d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.QuoteIdent("cqrs_revision")),
+			[]any{p.Values[pkAt], p.Revision}},
+	} {
+		n, err := mysqlCount(ctx, ex, check.q, check.args...)
+		if err != nil {
+			return 0, fmt.Errorf("sqldialect: upsert %s: guard check: %w", p.Table, err)
+		}
+		if n > 0 {
+			return 0, nil
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("sqldialect: upsert %s: tombstone check: %w", p.Table, err)
-	}
-	if blocked > 0 {
-		return 0, nil
-	}
 	return 1, nil
+}
+
+// mysqlCount runs a SELECT COUNT(*).
+func mysqlCount(ctx context.Context, ex Executor, q string, args ...any) (int64, error) {
+	rows, err := ex.Query(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var n int64
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, err
+		}
+	}
+	return n, rows.Err()
 }
 
 // mysqlTombstoneConflict keeps the newest delete of a key, as

@@ -229,15 +229,16 @@ func TestMySQLUpsertAffectedRows(t *testing.T) {
 		{"same revision, other values (duplicate)", "b", 2, false, 0, "a", 2},
 		{"older revision", "c", 1, false, 0, "a", 2},
 		{"newer revision, other values", "d", 3, false, 1, "d", 3},
-		{"sync of an older revision", "e", 2, true, 1, "e", 2},
-		{"sync of an identical row", "e", 2, true, 1, "e", 2},
-		{"sync of an identical row older than a tombstone", "e", 2, true, 0, "e", 2},
+		{"sync of an older revision (stale)", "e", 2, true, 0, "d", 3},
+		{"sync of the stored revision, other values", "e", 3, true, 1, "e", 3},
+		{"sync of an identical row", "e", 3, true, 1, "e", 3},
+		{"sync of an identical row older than a tombstone", "e", 3, true, 0, "e", 3},
 	}
 	for _, s := range steps {
 		if s.desc == "sync of an identical row older than a tombstone" {
 			// A master recorded a later delete of the key (its row here
 			// came back through a re-create).
-			if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "1", Revision: 3, Updated: t0.Add(time.Second), At: t0}}); err != nil {
+			if err := b.d.RecordTombstones(b.ctx, b.ex, []sqldialect.Tombstone{{CQRSID: "item", Key: "1", Revision: 4, Updated: t0.Add(time.Second), At: t0}}); err != nil {
 				t.Fatalf("RecordTombstones: %v", err)
 			}
 		}

@@ -67,7 +67,8 @@ func sqliteClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOu
 }
 
 // onConflictUpsert is the PostgreSQL/SQLite conflict clause of Upsert: update
-// every column but the key, guarded by the revision unless forced.
+// every column but the key, guarded by the revision: the stored one must be
+// lower than the incoming one, or (force, a SYNC) not higher.
 func onConflictUpsert(d *standard, table, pk string, cols []string, force bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ON CONFLICT (%s) DO UPDATE SET ", d.QuoteIdent(pk))
@@ -82,10 +83,8 @@ func onConflictUpsert(d *standard, table, pk string, cols []string, force bool) 
 		first = false
 		fmt.Fprintf(&b, "%s = excluded.%s", d.QuoteIdent(c), d.QuoteIdent(c))
 	}
-	if !force {
-		rev := d.QuoteIdent("cqrs_revision")
-		fmt.Fprintf(&b, " WHERE %s.%s < excluded.%s", d.QuoteIdent(table), rev, rev)
-	}
+	rev := d.QuoteIdent("cqrs_revision")
+	fmt.Fprintf(&b, " WHERE %s.%s %s excluded.%s", d.QuoteIdent(table), rev, revisionGuard(force), rev)
 	return b.String()
 }
 

@@ -151,6 +151,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
 	t.Run("DeleteGuardedBatch", func(t *testing.T) { t.Parallel(); testDeleteBatch(t, h) })
 	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
+	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h) })
 }
 
 func testMigrate(t *testing.T, h *Harness) {
@@ -483,13 +484,23 @@ func testUpsert(t *testing.T, h *Harness) {
 		{"newer updates", 3, false, 1, "newer updates", 3, 3},
 		{"equal is a duplicate", 3, false, 0, "newer updates", 3, 3},
 		{"older is stale", 2, false, 0, "newer updates", 3, 2},
-		{"sync overwrites a newer row", 1, true, 1, "sync overwrites a newer row", 1, 1},
-		{"sync of an equal row rewrites it", 1, true, 1, "sync of an equal row rewrites it", 1, 1},
+		// A SYNC older than the stored row must not downgrade it (cqrsync
+		// sync on a live table: the SYNC read before a change may arrive
+		// after it); one at the stored revision repairs the content; a
+		// newer one applies.
+		{"older sync is stale", 2, true, 0, "newer updates", 3, 2},
+		{"sync at the stored revision repairs the content", 3, true, 1, "sync at the stored revision repairs the content", 3, 3},
+		{"sync of an identical row", 3, true, 1, "sync at the stored revision repairs the content", 3, 3},
+		{"newer sync applies", 4, true, 1, "newer sync applies", 4, 4},
 	}
 	// Each step runs on the row the previous step left: the order is the
 	// scenario.
 	for _, c := range cases {
-		n := b.upsert(t, 1, c.name, c.rev, t0.Add(c.updatedAt), c.force)
+		name := c.name
+		if c.name == "sync of an identical row" {
+			name = c.wantName
+		}
+		n := b.upsert(t, 1, name, c.rev, t0.Add(c.updatedAt), c.force)
 		if n != c.wantN {
 			t.Fatalf("%s: Upsert wrote %d rows, want %d", c.name, n, c.wantN)
 		}
@@ -566,8 +577,10 @@ func testDelete(t *testing.T, h *Harness) {
 		}
 		b.wantGone(t, 1)
 	}
-	if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), false); n != 0 {
-		t.Fatalf("SAVE at the tombstone's revision wrote %d rows, want 0", n)
+	for _, force := range []bool{false, true} {
+		if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), force); n != 0 {
+			t.Fatalf("SAVE/SYNC (force=%v) at the tombstone's revision and time wrote %d rows, want 0", force, n)
+		}
 	}
 	// A re-create after the delete (a master that restarts at revision 0,
 	// with a later cqrs_updated) passes.
@@ -593,14 +606,7 @@ func testDelete(t *testing.T, h *Harness) {
 
 func testUpsertBatch(t *testing.T, h *Harness) {
 	b := setup(t, h)
-	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
-	if err != nil {
-		t.Fatal(err)
-	}
-	types := map[string]string{}
-	for _, c := range cols {
-		types[c.Name] = c.DeclaredType
-	}
+	types := b.columnTypes(t)
 	batch := func(force bool, rows ...[]any) []sqldialect.UpsertResult {
 		t.Helper()
 		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
@@ -657,12 +663,19 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	b.want(t, 4, "d1", 1)
 	b.wantGone(t, 5)
 	b.want(t, 6, "f0", 0)
-	res = batch(true, []any{int64(3), "c-synced", int64(1), 7}, []any{int64(5), "e-sync-late", int64(2), 2})
+	// SYNCs: older than the stored row, dropped; at the stored revision,
+	// written (a repair); newer, written; older than a tombstone, dropped.
+	res = batch(true, []any{int64(3), "c-sync-old", int64(1), 7}, []any{int64(1), "a-repaired", int64(2), 2},
+		[]any{int64(4), "d-sync-new", int64(2), 8}, []any{int64(5), "e-sync-late", int64(2), 2})
 	wantResults(res,
-		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: false, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 2},
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 1},
 		sqldialect.UpsertResult{Written: false},
 	)
-	b.want(t, 3, "c-synced", 1)
+	b.want(t, 3, "c5", 5)
+	b.want(t, 1, "a-repaired", 2)
+	b.want(t, 4, "d-sync-new", 2)
 	b.wantGone(t, 5)
 
 	// Enough rows to need several statements.
@@ -679,5 +692,114 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	var count int
 	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3005 {
 		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3005", count, err)
+	}
+}
+
+// columnTypes maps the test table's columns to their declared types.
+func (b *bundle) columnTypes(t *testing.T) map[string]string {
+	t.Helper()
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{}
+	for _, c := range cols {
+		types[c.Name] = c.DeclaredType
+	}
+	return types
+}
+
+// upsertOne writes one row as Upsert does (batched false) or as a
+// one-row UpsertBatch (batched true), and reports whether it was written.
+func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, rev int64, updated time.Time, force bool) bool {
+	t.Helper()
+	if !batched {
+		return b.upsert(t, id, name, rev, updated, force) == 1
+	}
+	types := b.columnTypes(t)
+	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
+		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+		Rows:    [][]any{{id, name, rev, updated}}, Keys: []string{fmt.Sprint(id)},
+		Revisions: []int64{rev}, Updated: []time.Time{updated}}
+	for _, c := range p.Columns {
+		p.Types = append(p.Types, types[c])
+	}
+	res, err := b.d.UpsertBatch(b.ctx, b.ex, p)
+	if err != nil || len(res) != 1 {
+		t.Fatalf("UpsertBatch(%d, %q, rev %d, force %v) = %+v, %v", id, name, rev, force, res, err)
+	}
+	return res[0].Written
+}
+
+// deleteOne deletes one row as DeleteGuarded does (batched false) or as a
+// one-row DeleteGuardedBatch (batched true), and reports whether it did.
+func (b *bundle) deleteOne(t *testing.T, batched bool, id, rev int64, updated time.Time) bool {
+	t.Helper()
+	if !batched {
+		return b.delete(t, id, rev, updated) == 1
+	}
+	deleted, err := b.d.DeleteGuardedBatch(b.ctx, b.ex, &sqldialect.DeleteGuardedBatchParams{
+		Table: "item", PKColumn: "id", PKType: b.columnTypes(t)["id"], CQRSID: "item", Now: time.Now(),
+		PKs: []any{id}, Keys: []string{fmt.Sprint(id)}, Revisions: []int64{rev}, Updated: []time.Time{updated},
+	})
+	if err != nil || len(deleted) != 1 {
+		t.Fatalf("DeleteGuardedBatch(%d, rev %d) = %v, %v", id, rev, deleted, err)
+	}
+	return deleted[0]
+}
+
+// testReCreatedKey replays what a django-cqrs master sends for a key it
+// creates, updates, deletes and creates again: django-cqrs restarts the
+// re-created key at revision 0, with a later cqrs_updated than the
+// DELETE's. The re-creation must be applied over the tombstone; events
+// from before the delete (older cqrs_updated) stay dropped. Single and
+// batched writes alike.
+func testReCreatedKey(t *testing.T, h *Harness) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			b := setup(t, h)
+			tc := t0                      // create
+			tu := t0.Add(time.Second)     // update
+			t1 := t0.Add(2 * time.Second) // delete
+			t2 := t0.Add(3 * time.Second) // re-create
+			t3 := t0.Add(4 * time.Second) // update of the re-created row
+			step := func(desc string, got, want bool) {
+				t.Helper()
+				if got != want {
+					t.Fatalf("%s: written %v, want %v", desc, got, want)
+				}
+			}
+			step("create rev 0", b.upsertOne(t, batched, 1, "created", 0, tc, false), true)
+			step("update rev 1", b.upsertOne(t, batched, 1, "updated", 1, tu, false), true)
+			if n := b.delete(t, 1, 2, t1); n != 1 {
+				t.Fatalf("DELETE rev 2 deleted %d rows, want 1", n)
+			}
+			step("re-create rev 0 after the delete", b.upsertOne(t, batched, 1, "recreated", 0, t2, false), true)
+			b.want(t, 1, "recreated", 0)
+			step("DELETE rev 2 redelivered", b.deleteOne(t, batched, 1, 2, t1), false)
+			b.want(t, 1, "recreated", 0)
+			step("stale SAVE rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, false), false)
+			step("stale SYNC rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, true), false)
+			b.want(t, 1, "recreated", 0)
+			step("update rev 1 of the re-created row", b.upsertOne(t, batched, 1, "again", 1, t3, false), true)
+			b.want(t, 1, "again", 1)
+
+			// The re-creation has the revision of the first creation: only
+			// cqrs_updated tells the two apart.
+			step("create rev 0 of key 2", b.upsertOne(t, batched, 2, "created", 0, tc, false), true)
+			if n := b.delete(t, 2, 1, t1); n != 1 {
+				t.Fatalf("DELETE rev 1 of key 2 deleted %d rows, want 1", n)
+			}
+			step("stale SAVE rev 0 of key 2", b.upsertOne(t, batched, 2, "stale", 0, tc, false), false)
+			b.wantGone(t, 2)
+			step("re-create rev 0 of key 2", b.upsertOne(t, batched, 2, "recreated", 0, t2, false), true)
+			b.want(t, 2, "recreated", 0)
+			step("DELETE rev 1 of key 2 redelivered", b.deleteOne(t, batched, 2, 1, t1), false)
+			b.want(t, 2, "recreated", 0)
+			// A later DELETE of the re-created row, at a revision below
+			// the tombstone's, still deletes it.
+			step("DELETE rev 1 of the re-created key 2", b.deleteOne(t, batched, 2, 1, t3), true)
+			b.wantGone(t, 2)
+		})
 	}
 }
