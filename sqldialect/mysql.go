@@ -23,6 +23,12 @@ import (
 // transaction; call it on a pool, since under REPEATABLE READ its locks
 // last until the transaction ends. cqrsync's own tables use utf8mb4_bin, so
 // keys compare byte for byte, whatever the server's default collation.
+//
+// Upsert and UpsertBatch write replica rows in strict mode on MariaDB
+// (STRICT_TRANS_TABLES is added to the session's sql_mode for those
+// statements only), so a value that does not fit its column fails with
+// an error naming the column rather than being cut. On MySQL they use the
+// session's sql_mode: keep it strict (MySQL's default).
 func MySQL() Dialect {
 	return &standard{
 		name:              "mysql",
