@@ -23,6 +23,12 @@ import (
 // transaction; call it on a pool, since under REPEATABLE READ its locks
 // last until the transaction ends. cqrsync's own tables use utf8mb4_bin, so
 // keys compare byte for byte, whatever the server's default collation.
+//
+// Upsert and UpsertBatch write replica rows in strict mode on MariaDB
+// (STRICT_TRANS_TABLES is added to the session's sql_mode for those
+// statements only), so a value that does not fit its column fails with
+// an error naming the column rather than being cut. On MySQL they use the
+// session's sql_mode: keep it strict (MySQL's default).
 func MySQL() Dialect {
 	return &standard{
 		name:              "mysql",
@@ -36,6 +42,8 @@ func MySQL() Dialect {
 		forUpdate:         "FOR UPDATE",
 		castText:          mysqlCastText,
 		valuesSource:      mysqlValuesSource,
+		storeValue:        mysqlStoreValue,
+		writePrefix:       mysqlStrictWrite,
 		outboxByIDs:       mysqlOutboxByIDs,
 		forcedNoChange:    mysqlForcedNoChange,
 	}
@@ -329,9 +337,54 @@ const mysqlTombstoneConflict = `ON DUPLICATE KEY UPDATE
 		VALUES(revision), revision),
 	updated_us = GREATEST(updated_us, VALUES(updated_us))`
 
+// mysqlStrictWrite prefixes the statements that write replica rows: MariaDB
+// runs each with STRICT_TRANS_TABLES added to the session's sql_mode, so a
+// value that does not fit its column (too long, out of range, not valid in
+// the column's character set) fails the statement with an error naming the
+// column, as in PostgreSQL, instead of being cut or replaced with a
+// warning nobody reads. A replica must equal its master, and a failed event
+// is retried and then dead-lettered with the reason. The session's own
+// mode is otherwise kept. MySQL reads the /*M! … */ comment as a comment:
+// there the session's mode applies (strict by default since 5.7).
+const mysqlStrictWrite = "/*M! SET STATEMENT sql_mode = CONCAT(@@sql_mode, ',STRICT_TRANS_TABLES') FOR */ "
+
+// mysqlLengthPrefixed reports whether a declared column type is one of the
+// TEXT and BLOB types, which store their length in a prefix of 1 to 4
+// bytes.
+func mysqlLengthPrefixed(typ string) bool {
+	switch typ {
+	case "tinytext", "text", "mediumtext", "longtext", "tinyblob", "blob", "mediumblob", "longblob":
+		return true
+	}
+	return false
+}
+
+// mysqlStoreValue makes UpsertBatch store a TEXT or BLOB column from an
+// expression rather than from the bare column of its derived table.
+// MariaDB (10.11) copies a derived table's column into a TEXT or BLOB
+// column field to field, without checking the length: a value longer than
+// the column is cut to its length modulo the type's limit plus one (256
+// bytes for TINYTEXT, 65,536 for TEXT: 70,000 bytes become 4,464), with no
+// error and no warning, whatever the sql_mode. An expression is stored
+// like a parameter, checked against the column's size.
+func mysqlStoreValue(expr, typ string) string {
+	if mysqlLengthPrefixed(typ) {
+		return "CONCAT(" + expr + ")"
+	}
+	return expr
+}
+
+// mysqlBinary reports whether a declared column type holds byte strings.
+func mysqlBinary(typ string) bool {
+	return strings.HasPrefix(typ, "binary") || strings.HasPrefix(typ, "varbinary") || strings.HasSuffix(typ, "blob")
+}
+
 // mysqlValuesSource builds the rows as a UNION ALL of SELECTs (MariaDB has
-// no VALUES table constructor with column names).
-func mysqlValuesSource(d *standard, n int, names, _ []string, first int) string {
+// no VALUES table constructor with column names). A placeholder for a
+// binary column is cast to BINARY: the derived table would otherwise type
+// it as text in the connection's character set, and bytes that are not
+// valid there would be stored as '?'.
+func mysqlValuesSource(d *standard, n int, names, types []string, first int) string {
 	var b strings.Builder
 	b.WriteByte('(')
 	for r := range n {
@@ -343,7 +396,11 @@ func mysqlValuesSource(d *standard, n int, names, _ []string, first int) string 
 			if c > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(d.placeholder(first + r*len(names) + c))
+			if mysqlBinary(types[c]) {
+				b.WriteString("CAST(" + d.placeholder(first+r*len(names)+c) + " AS BINARY)")
+			} else {
+				b.WriteString(d.placeholder(first + r*len(names) + c))
+			}
 			if r == 0 {
 				b.WriteString(" AS " + d.QuoteIdent(name))
 			}

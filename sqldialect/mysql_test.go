@@ -21,10 +21,28 @@ import (
 
 var _ sqldialect.Dialect = sqldialect.MySQL()
 
+// The byte limits of MariaDB's TEXT and BLOB types, for the LongValues test.
+var (
+	mysqlTextTypes = []sqldialecttest.SizedType{
+		{Type: "TINYTEXT", MaxBytes: 255}, {Type: "TEXT", MaxBytes: 65535}, {Type: "MEDIUMTEXT", MaxBytes: 1<<24 - 1},
+	}
+	mysqlBinaryTypes = []sqldialecttest.SizedType{
+		{Type: "TINYBLOB", MaxBytes: 255}, {Type: "BLOB", MaxBytes: 65535}, {Type: "MEDIUMBLOB", MaxBytes: 1<<24 - 1},
+		{Type: "VARBINARY(300)", MaxBytes: 300},
+	}
+)
+
 // newMySQLDB creates an empty database cqrsynctest_<random> on the server
 // testenv.MySQLURL names, returns a handle on it (parseTime=true, loc UTC)
 // and drops it when the test ends.
 func newMySQLDB(t *testing.T) *sql.DB {
+	t.Helper()
+	return newMySQLDBWith(t, nil)
+}
+
+// newMySQLDBWith is newMySQLDB with extra DSN parameters (session
+// variables such as sql_mode).
+func newMySQLDBWith(t *testing.T, params map[string]string) *sql.DB {
 	t.Helper()
 	cfg, err := mysql.ParseDSN(testenv.MySQLURL(t))
 	if err != nil {
@@ -55,6 +73,12 @@ func newMySQLDB(t *testing.T) *sql.DB {
 	cfg.DBName = name
 	cfg.ParseTime = true
 	cfg.Loc = time.UTC
+	for k, v := range params {
+		if cfg.Params == nil {
+			cfg.Params = map[string]string{}
+		}
+		cfg.Params[k] = v
+	}
 	db, err := sql.Open("mysql", cfg.FormatDSN())
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +89,35 @@ func newMySQLDB(t *testing.T) *sql.DB {
 
 func TestMySQL(t *testing.T) {
 	t.Parallel()
-	sqldialecttest.Run(t, &sqldialecttest.Harness{
+	sqldialecttest.Run(t, mysqlHarness(newMySQLDB))
+}
+
+// mysqlHarness is the conformance suite's harness for databases newDB
+// opens.
+func mysqlHarness(newDB func(t *testing.T) *sql.DB) *sqldialecttest.Harness {
+	return &sqldialecttest.Harness{
 		Dialect:       sqldialect.MySQL(),
-		NewDB:         newMySQLDB,
+		NewDB:         newDB,
 		TimestampType: "DATETIME(6)",
-	})
+		TextTypes:     mysqlTextTypes,
+		BinaryTypes:   mysqlBinaryTypes,
+	}
+}
+
+// TestMySQLLongValuesNonStrictSession runs the LongValues conformance test
+// in a session without strict mode (an empty sql_mode), as a user's may
+// be: a value too long for its column still fails rather than being cut.
+func TestMySQLLongValuesNonStrictSession(t *testing.T) {
+	t.Parallel()
+	sqldialecttest.RunLongValues(t, mysqlHarness(func(t *testing.T) *sql.DB {
+		t.Helper()
+		db := newMySQLDBWith(t, map[string]string{"sql_mode": "''"})
+		var mode string
+		if err := db.QueryRowContext(t.Context(), "SELECT @@SESSION.sql_mode").Scan(&mode); err != nil || mode != "" {
+			t.Fatalf("session sql_mode = %q, %v; want it empty", mode, err)
+		}
+		return db
+	}))
 }
 
 // mysqlBundle is what one MySQL-specific test works with: a migrated,

@@ -26,6 +26,7 @@ func TestPostgres(t *testing.T) {
 		Dialect:       sqldialect.Postgres(),
 		NewDB:         func(t *testing.T) *sql.DB { t.Helper(); return openPG(t, newPGSchema(t)) },
 		TimestampType: "TIMESTAMPTZ",
+		BinaryTypes:   []sqldialecttest.SizedType{{Type: "BYTEA"}},
 	})
 }
 

@@ -25,5 +25,6 @@ func TestSQLite(t *testing.T) {
 			return db
 		},
 		TimestampType: "DATETIME",
+		BinaryTypes:   []sqldialecttest.SizedType{{Type: "BLOB"}},
 	})
 }

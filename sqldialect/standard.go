@@ -53,6 +53,13 @@ type standard struct {
 	// given columns (aliased as names, all of them readable as v.<name>),
 	// with placeholders from first.
 	valuesSource func(d *standard, n int, names, types []string, first int) string
+	// storeValue, when set, renders what UpsertBatch's INSERT … SELECT
+	// stores in a column of declared type typ from the source column expr
+	// (v.<name>); nil stores expr itself.
+	storeValue func(expr, typ string) string
+	// writePrefix starts the statements of Upsert and UpsertBatch that
+	// write replica rows (MySQL: make them strict, see mysqlStrictWrite).
+	writePrefix string
 	// unnestBatch makes UpsertBatch send one array per column and read the
 	// rows back with unnest (PostgreSQL): a handful of parameters instead of
 	// rows × columns, several times faster to plan and bind.
@@ -493,7 +500,7 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 		cols[i] = d.QuoteIdent(c)
 	}
 	n := len(p.Values)
-	q := fmt.Sprintf("INSERT INTO %s (%s) SELECT %s%s WHERE NOT EXISTS ("+
+	q := d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s%s WHERE NOT EXISTS ("+
 		"SELECT 1 FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s AND revision >= %s AND updated_us >= %s) %s",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.fromDual,
 		d.placeholder(n+1), d.placeholder(n+2), d.placeholder(n+3), d.placeholder(n+4),
@@ -651,6 +658,9 @@ func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
 	for i, c := range p.Columns {
 		cols[i] = d.QuoteIdent(c)
 		sel[i] = "v." + cols[i]
+		if d.storeValue != nil {
+			sel[i] = d.storeValue(sel[i], p.Types[i])
+		}
 	}
 	guard := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s)",
 		d.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
@@ -659,7 +669,7 @@ func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
 			d.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
 		guard = "tomb.hit IS NULL"
 	}
-	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s %s",
+	return d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s %s",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), src, guard,
 		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
 }

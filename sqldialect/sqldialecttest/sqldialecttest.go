@@ -4,10 +4,14 @@
 package sqldialecttest
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,6 +28,20 @@ type Harness struct {
 	// TimestampType is the column type the suite uses for cqrs_updated
 	// (e.g. "TIMESTAMP", "DATETIME(6)", "TIMESTAMPTZ"). Default "TIMESTAMP".
 	TimestampType string
+	// TextTypes are the column types the LongValues test stores long
+	// strings in, each with the most bytes a value may have. Default: TEXT
+	// without a limit.
+	TextTypes []SizedType
+	// BinaryTypes are the column types the LongValues test stores byte
+	// strings ([]byte values) in; none by default.
+	BinaryTypes []SizedType
+}
+
+// SizedType is a column type and the most bytes a value of it may have; 0
+// means no limit the suite reaches (it writes values of up to 1 MiB).
+type SizedType struct {
+	Type     string
+	MaxBytes int
 }
 
 // bundle is what one test works with.
@@ -152,6 +170,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("DeleteGuardedBatch", func(t *testing.T) { t.Parallel(); testDeleteBatch(t, h) })
 	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
 	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h) })
+	t.Run("LongValues", func(t *testing.T) { t.Parallel(); RunLongValues(t, h) })
 }
 
 func testMigrate(t *testing.T, h *Harness) {
@@ -604,9 +623,23 @@ func testDelete(t *testing.T, h *Harness) {
 	}
 }
 
+// columnTypes maps the columns of table to their declared types.
+func (b *bundle) columnTypes(t *testing.T, table string) map[string]string {
+	t.Helper()
+	cols, err := b.d.TableColumns(b.ctx, b.ex, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{}
+	for _, c := range cols {
+		types[c.Name] = c.DeclaredType
+	}
+	return types
+}
+
 func testUpsertBatch(t *testing.T, h *Harness) {
 	b := setup(t, h)
-	types := b.columnTypes(t)
+	types := b.columnTypes(t, "item")
 	batch := func(force bool, rows ...[]any) []sqldialect.UpsertResult {
 		t.Helper()
 		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
@@ -695,20 +728,6 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	}
 }
 
-// columnTypes maps the test table's columns to their declared types.
-func (b *bundle) columnTypes(t *testing.T) map[string]string {
-	t.Helper()
-	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
-	if err != nil {
-		t.Fatal(err)
-	}
-	types := map[string]string{}
-	for _, c := range cols {
-		types[c.Name] = c.DeclaredType
-	}
-	return types
-}
-
 // upsertOne writes one row as Upsert does (batched false) or as a
 // one-row UpsertBatch (batched true), and reports whether it was written.
 func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, rev int64, updated time.Time, force bool) bool {
@@ -716,7 +735,7 @@ func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, re
 	if !batched {
 		return b.upsert(t, id, name, rev, updated, force) == 1
 	}
-	types := b.columnTypes(t)
+	types := b.columnTypes(t, "item")
 	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
 		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
 		Rows:    [][]any{{id, name, rev, updated}}, Keys: []string{fmt.Sprint(id)},
@@ -739,7 +758,7 @@ func (b *bundle) deleteOne(t *testing.T, batched bool, id, rev int64, updated ti
 		return b.delete(t, id, rev, updated) == 1
 	}
 	deleted, err := b.d.DeleteGuardedBatch(b.ctx, b.ex, &sqldialect.DeleteGuardedBatchParams{
-		Table: "item", PKColumn: "id", PKType: b.columnTypes(t)["id"], CQRSID: "item", Now: time.Now(),
+		Table: "item", PKColumn: "id", PKType: b.columnTypes(t, "item")["id"], CQRSID: "item", Now: time.Now(),
 		PKs: []any{id}, Keys: []string{fmt.Sprint(id)}, Revisions: []int64{rev}, Updated: []time.Time{updated},
 	})
 	if err != nil || len(deleted) != 1 {
@@ -801,5 +820,144 @@ func testReCreatedKey(t *testing.T, h *Harness) {
 			step("DELETE rev 1 of the re-created key 2", b.deleteOne(t, batched, 2, 1, t3), true)
 			b.wantGone(t, 2)
 		})
+	}
+}
+
+// RunLongValues is the suite's LongValues test alone, for a dialect to run
+// again under other session settings (a MariaDB session without strict
+// mode, for example). It writes values around the byte limits of
+// h.TextTypes and h.BinaryTypes (65,535, 65,536, 70,000 bytes, 1 MiB, and
+// each type's own limit; ASCII and 4-byte UTF-8), with Upsert and with
+// UpsertBatch (a new key and an existing one, each between short rows of
+// the same statement). A value that fits must be stored byte for byte; one
+// that does not must fail the statement with an error naming the column,
+// and write nothing.
+func RunLongValues(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	textTypes := h.TextTypes
+	if len(textTypes) == 0 {
+		textTypes = []SizedType{{Type: "TEXT"}}
+	}
+	type column struct {
+		name   string
+		max    int
+		binary bool
+	}
+	var cols []column
+	defs := []string{b.d.QuoteIdent("id") + " BIGINT NOT NULL PRIMARY KEY"}
+	for i, st := range append(slices.Clone(textTypes), h.BinaryTypes...) {
+		c := column{name: fmt.Sprintf("v%d", i), max: st.MaxBytes, binary: i >= len(textTypes)}
+		cols = append(cols, c)
+		defs = append(defs, b.d.QuoteIdent(c.name)+" "+st.Type+" NULL")
+	}
+	ts := cmp.Or(h.TimestampType, "TIMESTAMP")
+	defs = append(defs, b.d.QuoteIdent("cqrs_revision")+" INTEGER NOT NULL DEFAULT 0", b.d.QuoteIdent("cqrs_updated")+" "+ts+" NULL")
+	b.exec(t, "CREATE TABLE "+b.d.QuoteIdent("longv")+" ("+strings.Join(defs, ", ")+")")
+	typeOf := b.columnTypes(t, "longv")
+	// stored reads the column of row id: nil when the row is missing.
+	stored := func(col string, id int64) []byte {
+		t.Helper()
+		var v []byte
+		err := b.db.QueryRowContext(b.ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s", b.d.QuoteIdent(col),
+			b.d.QuoteIdent("longv"), b.d.QuoteIdent("id"), b.d.Placeholder(1)), id).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			t.Fatalf("read %s of row %d: %v", col, id, err)
+		}
+		if v == nil {
+			v = []byte{}
+		}
+		return v
+	}
+	batch := func(col string, ids []int64, revs []int64, vals []any) error {
+		p := &sqldialect.UpsertBatchParams{Table: "longv", PKColumn: "id", CQRSID: "longv",
+			Columns: []string{"id", col, "cqrs_revision", "cqrs_updated"}}
+		for _, c := range p.Columns {
+			p.Types = append(p.Types, typeOf[c])
+		}
+		for i, id := range ids {
+			p.Rows = append(p.Rows, []any{id, vals[i], revs[i], t0})
+			p.Keys = append(p.Keys, fmt.Sprint(id))
+			p.Revisions = append(p.Revisions, revs[i])
+			p.Updated = append(p.Updated, t0)
+		}
+		_, err := b.d.UpsertBatch(b.ctx, b.ex, p)
+		return err
+	}
+	single := func(col string, id int64, v any) error {
+		_, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
+			Table: "longv", PKColumn: "id", Columns: []string{"id", col, "cqrs_revision", "cqrs_updated"},
+			Values: []any{id, v, int64(0), t0}, CQRSID: "longv", Key: fmt.Sprint(id), Updated: t0,
+		})
+		return err
+	}
+	nextID := int64(0)
+	for _, c := range cols {
+		sizes := []int{65535, 65536, 70000, 1 << 20}
+		if c.max > 0 && c.max < 1<<20 && !slices.Contains(sizes, c.max) {
+			sizes = append(sizes, c.max, c.max+1)
+		}
+		kinds := []string{"ascii", "emoji"}
+		if c.binary {
+			kinds = []string{"bytes"}
+		}
+		for _, n := range sizes {
+			for _, kind := range kinds {
+				var v any
+				var want []byte
+				switch kind {
+				case "ascii":
+					v = strings.Repeat("a", n)
+				case "emoji": // 4-byte UTF-8: n bytes in about n/4 characters
+					v = strings.Repeat("a", n%4) + strings.Repeat("\U0001F600", n/4)
+				case "bytes":
+					v = bytes.Repeat([]byte{0xff, 0x00, 0x80, 'a'}, n/4+1)[:n]
+				}
+				if s, ok := v.(string); ok {
+					want = []byte(s)
+				} else {
+					want = v.([]byte)
+				}
+				fits := c.max == 0 || n <= c.max
+				what := fmt.Sprintf("%s: %d bytes (%s) in %s %s", c.name, n, kind, typeOf[c.name], map[bool]string{true: "(fits)", false: "(too long)"}[fits])
+				short := "s"
+				var shortV any = short
+				if c.binary {
+					shortV = []byte(short)
+				}
+				// check compares row id after a write of v that returned err;
+				// before is the row's value until then (nil: no row).
+				check := func(path string, err error, id int64, before []byte) {
+					t.Helper()
+					got := stored(c.name, id)
+					switch {
+					case fits && err != nil:
+						t.Errorf("%s, %s: %v", what, path, err)
+					case fits && !bytes.Equal(got, want):
+						t.Errorf("%s, %s: stored %d bytes, want the %d bytes written, byte for byte", what, path, len(got), len(want))
+					case !fits && err == nil:
+						t.Errorf("%s, %s: no error; stored %d bytes", what, path, len(got))
+					case !fits && !strings.Contains(err.Error(), c.name):
+						t.Errorf("%s, %s: error %q does not name the column %s", what, path, err, c.name)
+					case !fits && !bytes.Equal(got, before):
+						t.Errorf("%s, %s: failed, but the row changed from %d to %d bytes", what, path, len(before), len(got))
+					}
+				}
+				nextID += 10
+				id := nextID
+				check("Upsert", single(c.name, id, v), id, nil)
+				// A new key between two short rows.
+				err := batch(c.name, []int64{id + 1, id + 2, id + 3}, []int64{0, 0, 0}, []any{shortV, v, shortV})
+				check("UpsertBatch, new row", err, id+2, nil)
+				// An existing key (stored short) updated between two new rows.
+				if err := batch(c.name, []int64{id + 4}, []int64{0}, []any{shortV}); err != nil {
+					t.Fatalf("%s: UpsertBatch of a short value: %v", what, err)
+				}
+				err = batch(c.name, []int64{id + 5, id + 4, id + 6}, []int64{0, 1, 0}, []any{shortV, v, shortV})
+				check("UpsertBatch, updated row", err, id+4, []byte(short))
+			}
+		}
 	}
 }
