@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/cqrsync/cqrsync"
@@ -18,8 +19,9 @@ import (
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
-// options returns the command tree's options: a --config flag, and a setup
-// that builds the App from that file and the environment.
+// options returns the command tree's options: a --config flag, a setup
+// that builds the App from that file and the environment, and the commands
+// only this binary has (demo, bench).
 func options() *cli.Options {
 	path := cmp.Or(os.Getenv(config.EnvConfig), config.DefaultFile)
 	return &cli.Options{
@@ -32,6 +34,7 @@ func options() *cli.Options {
 			explicit := os.Getenv(config.EnvConfig) != "" || path != config.DefaultFile
 			return setup(ctx, path, explicit, req)
 		},
+		Commands: func() []*cobra.Command { return []*cobra.Command{newDemoCommand(), newBenchCommand()} },
 	}
 }
 
