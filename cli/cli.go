@@ -304,7 +304,7 @@ func newLogger(w io.Writer, level string, verbose bool) *slog.Logger {
 // the command ends.
 func (st *state) run(cmd *cobra.Command, needs Needs, check func(app *App) error, fn func(s *session) error) error {
 	name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
-	s, err := st.open(cmd.Context(), name, needs, check)
+	s, err := st.open(cmd.Context(), name, cmd.Flags(), needs, check)
 	if err != nil {
 		return err
 	}
