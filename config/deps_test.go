@@ -2,11 +2,14 @@ package config_test
 
 import (
 	"errors"
+	"io"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/config"
 )
 
@@ -74,5 +77,27 @@ func TestURLWithoutDriverNamesTheImport(t *testing.T) {
 	}
 	if _, err := config.OpenDB("mariadb://u:hunter2@db/app"); !errors.Is(err, config.ErrNoDriver) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("OpenDB: %v; want ErrNoDriver naming %s", err, want)
+	}
+}
+
+// TestCLIConfigFlagPerRun checks that --config applies to its own run
+// only: one CLI options value serves several runs (tests, a service
+// running commands in turn).
+func TestCLIConfigFlagPerRun(t *testing.T) {
+	t.Parallel()
+	opts := config.CLI(&config.CLIOpts{Getenv: func(string) string { return "" }})
+	run := func(args ...string) string {
+		var errOut strings.Builder
+		if code := cli.Run(t.Context(), &cli.Env{Out: io.Discard, Err: &errOut}, opts, args); code != cli.ExitUsage {
+			t.Fatalf("%v: exit %d, want %d: %s", args, code, cli.ExitUsage, errOut.String())
+		}
+		return errOut.String()
+	}
+	missing := filepath.Join(t.TempDir(), "other.yaml")
+	if got := run("--config", missing, "migrate"); !strings.Contains(got, "config file "+missing+" does not exist") {
+		t.Fatalf("--config %s: %s", missing, got)
+	}
+	if got := run("migrate"); !strings.Contains(got, "database.url: required by migrate") {
+		t.Fatalf("the next run without --config: %s", got)
 	}
 }
