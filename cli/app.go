@@ -22,7 +22,7 @@ import (
 
 // App is what the commands work on: the service's database, its registered
 // models, its broker and its replica queue. [Options.Setup] builds it, from
-// a configuration file (cmd/cqrsync) or from a service's own Go
+// a configuration file (package config's CLI) or from a service's own Go
 // registrations (a binary that mounts this command tree).
 type App struct {
 	// DB is the service's database. Required by every command that reads or
