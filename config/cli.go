@@ -55,8 +55,10 @@ func CLI(opts *CLIOpts) *cli.Options {
 		},
 		Setup: func(ctx context.Context, req *cli.SetupRequest) (*cli.App, error) {
 			path := cmp.Or(o.Getenv(EnvConfig), DefaultFile)
-			if f := req.Flags.Lookup("config"); f != nil {
-				path = f.Value.String()
+			if req.Flags != nil {
+				if f := req.Flags.Lookup("config"); f != nil {
+					path = f.Value.String()
+				}
 			}
 			// A file named on purpose must exist; the default one may be
 			// missing when the environment gives everything.
