@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -20,7 +22,7 @@ import (
 
 // App is what the commands work on: the service's database, its registered
 // models, its broker and its replica queue. [Options.Setup] builds it, from
-// a configuration file (cmd/cqrsync) or from a service's own Go
+// a configuration file (package config's CLI) or from a service's own Go
 // registrations (a binary that mounts this command tree).
 type App struct {
 	// DB is the service's database. Required by every command that reads or
@@ -131,6 +133,10 @@ type SetupRequest struct {
 	// Logger is the commands' logger (stderr, at the level of --log-level):
 	// pass it to what the setup creates.
 	Logger *slog.Logger
+	// Flags are the command's parsed flags, with the root's persistent
+	// ones (those of Options.Flags), so that a setup reads its own flags
+	// from the tree that runs (Lookup("config")).
+	Flags *pflag.FlagSet
 }
 
 // session is one command's run: its context, output and App.
@@ -159,12 +165,12 @@ const connectTimeout = 15 * time.Second
 // command needs, runs check (validation against the registered models,
 // before any connection), then pings the database. The returned session is
 // closed with close.
-func (st *state) open(ctx context.Context, name string, needs Needs, check func(app *App) error) (*session, error) {
+func (st *state) open(ctx context.Context, name string, flags *pflag.FlagSet, needs Needs, check func(app *App) error) (*session, error) {
 	log := st.logger()
 	if st.opts == nil || st.opts.Setup == nil {
 		return nil, UsageError{Err: fmt.Errorf("%s: this command tree has no setup: pass cli.Options.Setup (see the cli package docs)", name)}
 	}
-	app, err := st.opts.Setup(ctx, &SetupRequest{Command: name, Needs: needs, Logger: log})
+	app, err := st.opts.Setup(ctx, &SetupRequest{Command: name, Needs: needs, Logger: log, Flags: flags})
 	if err != nil {
 		return nil, err
 	}

@@ -1,8 +1,11 @@
 // Package cli is the cqrsync command tree: django-cqrs's management
 // commands (consume, bulk dump and load, sync, the diff and repair
-// pipelines, dead letters) plus the relay, the outbox status and the demo.
+// pipelines, dead letters) plus migrate, the relay and the outbox status.
 //
-// cmd/cqrsync runs it with models declared in a configuration file. A
+// cmd/cqrsync runs it with models declared in a configuration file, and
+// adds its demo and bench commands through [Options.Commands], so that a
+// program mounting the tree links neither them nor the SQLite and MySQL
+// drivers they use. A
 // service can mount the same tree into its own binary, with the models it
 // registers in Go (custom serializers, handlers, filters):
 //
@@ -70,11 +73,17 @@ type Options struct {
 	// command run, after the command's flags were checked and before it
 	// connects to anything; req says what the command needs. Return a
 	// UsageError for problems of configuration (exit code 2). Nil: only the
-	// demo works.
+	// commands of Commands work; the others say that the tree has no setup.
 	Setup func(ctx context.Context, req *SetupRequest) (*App, error)
 	// Flags, when set, adds persistent flags to the root command, e.g. the
 	// binary's --config.
 	Flags func(fs *pflag.FlagSet)
+	// Commands, when set, returns commands to add to the tree (cmd/cqrsync
+	// adds demo and bench). It is called each time a tree is built, so it
+	// must return new commands every time. Their RunE may return a
+	// UsageError (exit code 2); [Logger] gives them the tree's logger and
+	// cmd.OutOrStdout / cmd.ErrOrStderr its Env's streams.
+	Commands func() []*cobra.Command
 }
 
 // UsageError marks an error in how a command was called or configured: bad
@@ -102,8 +111,8 @@ type state struct {
 	secrets  []string
 }
 
-// NewRootCommand returns the cqrsync command tree. opts may be nil (only
-// the demo then works).
+// NewRootCommand returns the cqrsync command tree. opts may be nil: the
+// commands then say that the tree has no setup.
 func NewRootCommand(env *Env, opts *Options) *cobra.Command {
 	root, _ := newRoot(env, opts)
 	return root
@@ -146,7 +155,6 @@ command failed, 2 it was called or configured wrongly.`,
 		return UsageError{Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", st.logLevel)}
 	}
 	root.AddCommand(
-		newDemoCommand(st),
 		newConsumeCommand(st),
 		newRelayCommand(st),
 		newOutboxCommand(st),
@@ -162,7 +170,9 @@ command failed, 2 it was called or configured wrongly.`,
 		newDeletedSyncReplicaCommand(st),
 		newDeadLettersCommand(st),
 	)
-	root.AddCommand(newBenchCommand(env))
+	if opts != nil && opts.Commands != nil {
+		root.AddCommand(opts.Commands()...)
+	}
 	return root, st
 }
 
@@ -255,26 +265,46 @@ func isCobraUsage(err error) bool {
 
 // logger returns the commands' logger: text on stderr at the chosen level.
 func (st *state) logger() *slog.Logger {
-	level := slog.LevelWarn
-	switch strings.ToLower(st.logLevel) {
+	return newLogger(st.env.Err, st.logLevel, st.verbose)
+}
+
+// Logger returns the logger of the tree cmd belongs to: text on its stderr
+// (cmd.ErrOrStderr) at the level of --log-level, or debug with --verbose.
+// Commands added through [Options.Commands] use it to log like the others.
+func Logger(cmd *cobra.Command) *slog.Logger {
+	level, verbose := "warn", false
+	if f := cmd.Flag("log-level"); f != nil {
+		level = f.Value.String()
+	}
+	if f := cmd.Flag("verbose"); f != nil {
+		verbose = f.Value.String() == "true"
+	}
+	return newLogger(cmd.ErrOrStderr(), level, verbose)
+}
+
+// newLogger returns a text logger on w at level ("debug", "info", "warn"
+// or "error"; warn otherwise), or debug when verbose.
+func newLogger(w io.Writer, level string, verbose bool) *slog.Logger {
+	l := slog.LevelWarn
+	switch strings.ToLower(level) {
 	case "debug":
-		level = slog.LevelDebug
+		l = slog.LevelDebug
 	case "info":
-		level = slog.LevelInfo
+		l = slog.LevelInfo
 	case "error":
-		level = slog.LevelError
+		l = slog.LevelError
 	}
-	if st.verbose {
-		level = slog.LevelDebug
+	if verbose {
+		l = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(st.env.Err, &slog.HandlerOptions{Level: level}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
 // run opens a session for a command, runs fn and closes the session when
 // the command ends.
 func (st *state) run(cmd *cobra.Command, needs Needs, check func(app *App) error, fn func(s *session) error) error {
 	name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
-	s, err := st.open(cmd.Context(), name, needs, check)
+	s, err := st.open(cmd.Context(), name, cmd.Flags(), needs, check)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,10 @@
 // Package dburl turns the database URLs of cqrsync's configuration into a
 // database/sql driver name, a DSN and the matching SQL dialect.
 //
-// Three schemes are understood:
+// A kind of URL is understood once its driver package registered it, so
+// that a program links only the database drivers it uses: config/postgres,
+// config/mysql and config/sqlite, imported for their side effect. Three
+// kinds exist:
 //
 //	postgres://user:password@host:5432/db?sslmode=disable   (also postgresql://)
 //	mysql://user:password@host:3306/db?tls=true              (MariaDB or MySQL)
@@ -24,14 +27,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/url"
 	"os"
 	"strings"
-
-	"github.com/go-sql-driver/mysql"
-	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
-	_ "modernc.org/sqlite"             // driver "sqlite"
+	"sync"
 
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
@@ -67,6 +66,44 @@ var ErrBadURL = errors.New("bad database URL")
 // not exist (and that the URL does not ask to create with mode=rwc).
 var ErrNoFile = errors.New("database file does not exist")
 
+// ErrNoDriver is wrapped by Parse's error for a known scheme whose driver
+// package the program does not import.
+var ErrNoDriver = errors.New("database driver not imported")
+
+// Kind is one kind of database URL, registered by its driver package.
+type Kind struct {
+	// Name is "postgres", "mysql" or "sqlite": the driver package's name
+	// under config/.
+	Name string
+	// Schemes are the URL schemes it parses, lower case.
+	Schemes []string
+	// Parse parses a URL of one of Schemes. It does not connect.
+	Parse func(raw string) (*DB, error)
+}
+
+// kindOf names the kind, and so the driver package, of every known
+// scheme, for the message when its package is not imported.
+var kindOf = map[string]string{
+	"postgres": "postgres", "postgresql": "postgres",
+	"mysql": "mysql", "mariadb": "mysql",
+	"sqlite": "sqlite", "sqlite3": "sqlite", "file": "sqlite",
+}
+
+var (
+	kindsMu sync.RWMutex
+	kinds   = map[string]*Kind{} // by scheme
+)
+
+// Register makes Parse and Open understand k's schemes. Driver packages
+// call it from init.
+func Register(k *Kind) {
+	kindsMu.Lock()
+	defer kindsMu.Unlock()
+	for _, s := range k.Schemes {
+		kinds[s] = k
+	}
+}
+
 // Parse parses a database URL. It does not connect.
 func Parse(raw string) (*DB, error) {
 	raw = strings.TrimSpace(raw)
@@ -77,13 +114,15 @@ func Parse(raw string) (*DB, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: no scheme: use postgres://, mysql:// or sqlite:", ErrBadURL)
 	}
-	switch strings.ToLower(scheme) {
-	case "postgres", "postgresql":
-		return parsePostgres(raw)
-	case "mysql", "mariadb":
-		return parseMySQL(raw)
-	case "sqlite", "sqlite3", "file":
-		return parseSQLite(raw)
+	scheme = strings.ToLower(scheme)
+	kindsMu.RLock()
+	k := kinds[scheme]
+	kindsMu.RUnlock()
+	if k != nil {
+		return k.Parse(raw)
+	}
+	if name, known := kindOf[scheme]; known {
+		return nil, fmt.Errorf("%w: %s: URLs need the %s driver: add import _ \"github.com/cqrsync/cqrsync/config/%s\" to the program", ErrNoDriver, scheme, name, name)
 	}
 	return nil, fmt.Errorf("%w: unknown scheme %q: use postgres://, mysql:// or sqlite:", ErrBadURL, scheme)
 }
@@ -108,9 +147,9 @@ func Open(raw string) (*sql.DB, *DB, error) {
 	return db, u, nil
 }
 
-// parseURL parses a URL without letting the error quote it (it may hold a
+// ParseURL parses a URL without letting the error quote it (it may hold a
 // password).
-func parseURL(raw string) (*url.URL, error) {
+func ParseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a valid URL (details withheld because it may contain a password); "+
@@ -119,7 +158,8 @@ func parseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-func password(u *url.URL) string {
+// Password returns u's password, "" if none.
+func Password(u *url.URL) string {
 	if u.User == nil {
 		return ""
 	}
@@ -127,8 +167,9 @@ func password(u *url.URL) string {
 	return p
 }
 
-func parsePostgres(raw string) (*DB, error) {
-	u, err := parseURL(raw)
+// ParsePostgres parses a postgres:// URL for the pgx driver ("pgx").
+func ParsePostgres(raw string) (*DB, error) {
+	u, err := ParseURL(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -137,54 +178,12 @@ func parsePostgres(raw string) (*DB, error) {
 	}
 	return &DB{
 		Kind: "postgres", Driver: "pgx", DSN: raw, Dialect: sqldialect.Postgres(),
-		Redacted: u.Redacted(), Password: password(u), ListenConnString: raw,
+		Redacted: u.Redacted(), Password: Password(u), ListenConnString: raw,
 	}, nil
 }
 
-func parseMySQL(raw string) (*DB, error) {
-	u, err := parseURL(raw)
-	if err != nil {
-		return nil, err
-	}
-	cfg := mysql.NewConfig()
-	if u.User != nil {
-		cfg.User = u.User.Username()
-		cfg.Passwd = password(u)
-	}
-	cfg.Net = "tcp"
-	host := u.Hostname()
-	if host == "" {
-		return nil, fmt.Errorf("%w: %s has no host: use mysql://user:password@host:3306/db", ErrBadURL, u.Redacted())
-	}
-	port := u.Port()
-	if port == "" {
-		port = "3306"
-	}
-	cfg.Addr = net.JoinHostPort(host, port)
-	cfg.DBName = strings.TrimPrefix(u.Path, "/")
-	if cfg.DBName == "" || strings.Contains(cfg.DBName, "/") {
-		return nil, fmt.Errorf("%w: %s names no database: use mysql://user:password@host:3306/db", ErrBadURL, u.Redacted())
-	}
-	cfg.ParseTime = true
-	q := u.Query()
-	if !q.Has("time_zone") {
-		q.Set("time_zone", "'+00:00'")
-	}
-	// Let the driver parse the parameters, so every one it knows works and
-	// unknown ones become session variables, as in a DSN.
-	dsn := cfg.FormatDSN()
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	dsn += sep + q.Encode()
-	if _, err := mysql.ParseDSN(dsn); err != nil {
-		return nil, fmt.Errorf("%w: %s: bad parameter (details withheld because they may contain a password)", ErrBadURL, u.Redacted())
-	}
-	return &DB{Kind: "mysql", Driver: "mysql", DSN: dsn, Dialect: sqldialect.MySQL(), Redacted: u.Redacted(), Password: cfg.Passwd}, nil
-}
-
-func parseSQLite(raw string) (*DB, error) {
+// ParseSQLite parses a sqlite: URL for modernc.org/sqlite ("sqlite").
+func ParseSQLite(raw string) (*DB, error) {
 	_, rest, _ := strings.Cut(raw, ":")
 	var path, query string
 	path, query, _ = strings.Cut(rest, "?")

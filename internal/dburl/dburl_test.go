@@ -8,6 +8,9 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	_ "github.com/cqrsync/cqrsync/config/mysql"
+	_ "github.com/cqrsync/cqrsync/config/postgres"
+	_ "github.com/cqrsync/cqrsync/config/sqlite"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/internal/dburl"
 	"github.com/cqrsync/cqrsync/internal/testenv"

@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"errors"
@@ -7,10 +7,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/demo"
 )
 
-func newDemoCommand(st *state) *cobra.Command {
+// newDemoCommand returns the demo command: a master and a replica on
+// embedded SQLite and the in-memory broker.
+func newDemoCommand() *cobra.Command {
 	var opts demo.Options
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -28,10 +31,10 @@ It needs no configuration, and exits 0 only if the replica equals the master.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Changes < 1 || opts.Writers < 1 || opts.Workers < 1 {
-				return UsageError{Err: errors.New("--changes, --writers and --workers must be at least 1")}
+				return cli.UsageError{Err: errors.New("--changes, --writers and --workers must be at least 1")}
 			}
-			opts.Logger = st.logger()
-			res, err := demo.Run(cmd.Context(), opts, st.env.Out)
+			opts.Logger = cli.Logger(cmd)
+			res, err := demo.Run(cmd.Context(), opts, cmd.OutOrStdout())
 			if errors.Is(err, demo.ErrDiverged) {
 				return fmt.Errorf("%w (seed %d)", err, res.Seed)
 			}

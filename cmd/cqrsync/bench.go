@@ -1,17 +1,18 @@
-package cli
+package main
 
 import (
 	"errors"
-	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/bench"
 )
 
-func newBenchCommand(env *Env) *cobra.Command {
+// newBenchCommand returns the bench command: a full pipeline on real
+// servers, measured next to their raw limits.
+func newBenchCommand() *cobra.Command {
 	var (
 		opts     bench.Options
 		mix      string
@@ -83,24 +84,24 @@ are missed are reported, not turned into a failure.`,
 			}
 			m, err := bench.ParseMix(mix)
 			if err != nil {
-				return UsageError{Err: err}
+				return cli.UsageError{Err: err}
 			}
 			opts.Mix = m
-			opts.Logger = benchLogger(cmd, env)
+			opts.Logger = cli.Logger(cmd)
 			if !quiet {
-				opts.Progress = env.Err
+				opts.Progress = cmd.ErrOrStderr()
 			}
 			checked := opts.WithDefaults()
 			if err := checked.Validate(); err != nil {
-				return UsageError{Err: err}
+				return cli.UsageError{Err: err}
 			}
 			rep, err := bench.Run(cmd.Context(), opts)
 			if rep != nil && (err == nil || errors.Is(err, bench.ErrDiverged)) {
 				var werr error
 				if asJSON {
-					werr = rep.WriteJSON(env.Out)
+					werr = rep.WriteJSON(cmd.OutOrStdout())
 				} else {
-					werr = rep.WriteTable(env.Out)
+					werr = rep.WriteTable(cmd.OutOrStdout())
 				}
 				if werr != nil && err == nil {
 					err = werr
@@ -139,24 +140,4 @@ are missed are reported, not turned into a failure.`,
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
 	return cmd
-}
-
-// benchLogger logs the library's messages to stderr at the root command's
-// --log-level (or --verbose), warnings by default.
-func benchLogger(cmd *cobra.Command, env *Env) *slog.Logger {
-	level := slog.LevelWarn
-	if fl := cmd.Flag("log-level"); fl != nil {
-		switch strings.ToLower(fl.Value.String()) {
-		case "debug":
-			level = slog.LevelDebug
-		case "info":
-			level = slog.LevelInfo
-		case "error":
-			level = slog.LevelError
-		}
-	}
-	if fl := cmd.Flag("verbose"); fl != nil && fl.Value.String() == "true" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(env.Err, &slog.HandlerOptions{Level: level}))
 }

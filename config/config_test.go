@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
-	"github.com/cqrsync/cqrsync/internal/config"
+	"github.com/cqrsync/cqrsync/config"
+	_ "github.com/cqrsync/cqrsync/config/postgres" // the example's URL
+	_ "github.com/cqrsync/cqrsync/config/postgres" // the example's URL
 )
 
 // exampleFile is the example configuration committed at the repository root.
 func exampleFile(t *testing.T) string {
 	t.Helper()
-	path, err := filepath.Abs(filepath.Join("..", "..", "cqrsync.example.yaml"))
+	path, err := filepath.Abs(filepath.Join("..", "cqrsync.example.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,33 @@
-// Package config reads the configuration file of the cqrsync binary: the
+// Package config reads cqrsync's configuration file (cqrsync.yaml): the
 // service's database and broker, its replica queue, and the master and
-// replica models it registers, declared instead of written in Go.
+// replica models it registers, declared instead of written in Go. The
+// cqrsync binary runs on it; a service of its own runs on it too, and adds
+// the models that YAML cannot say (handlers, serializers) in Go:
+//
+//	import (
+//		"github.com/cqrsync/cqrsync/cli"
+//		"github.com/cqrsync/cqrsync/config"
+//		_ "github.com/cqrsync/cqrsync/config/postgres" // the drivers of the URLs it opens
+//	)
+//
+//	os.Exit(cli.Main(config.CLI(&config.CLIOpts{
+//		Replicas: []*cqrsync.ReplicaModel{{CQRSID: "invoice", NoDBOperations: true, OnSave: onInvoice, OnDelete: onInvoiceGone}},
+//	})))
+//
+// or, without the command tree, [Load], [Config.OpenDB], [Config.NewMaster]
+// and [Config.NewReplica].
+//
+// # Database URLs
+//
+// A database URL is opened by its driver package, imported for its side
+// effect, so that a program links only the drivers it uses:
+//
+//	postgres://user:password@host:5432/db?sslmode=disable   config/postgres (pgx)
+//	mysql://user:password@host:3306/db                      config/mysql (MariaDB, MySQL)
+//	sqlite:///absolute/path/app.db  sqlite:relative/app.db  config/sqlite (modernc.org/sqlite)
+//
+// A URL whose package is not imported is a configuration problem that
+// names the import to add.
 //
 // # Format
 //
@@ -24,14 +51,16 @@
 //	CQRSYNC_TRANSPORT_URL   transport.url
 //	CQRSYNC_QUEUE           queue
 //
-// (CQRSYNC_CONFIG names the file itself; the binary reads it.)
+// (CQRSYNC_CONFIG names the file itself; [CLI] reads it.)
 package config
 
 import (
 	"cmp"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"maps"
 	"net/url"
 	"os"
@@ -42,6 +71,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/dburl"
+	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
 // Environment variables that override the file.
@@ -83,7 +113,8 @@ type Config struct {
 
 // Database is the database section.
 type Database struct {
-	// URL is postgres://, mysql:// or sqlite: (see package dburl).
+	// URL is postgres://, mysql:// or sqlite: (see "Database URLs" in the
+	// package documentation).
 	URL string
 	// MaxOpenConns bounds the connection pool, open and idle alike; 0 means
 	// what the command needs, at least 10 (consume: workers + 1).
@@ -351,6 +382,55 @@ func (c *Config) Passwords() []string {
 		}
 	}
 	return out
+}
+
+// fileName names the file in messages.
+func (c *Config) fileName() string { return cmp.Or(c.File, "the configuration file") }
+
+// NewMaster returns a Master with the file's master settings and models
+// and the extra ones registered in Go (models with a Serializer, say),
+// for a database of the given dialect; logger may be nil. It reports every
+// model's problems at once (nil Master then). Set Notify on the returned
+// Master's config by building it yourself from MasterConfig and
+// MasterModels when the relay runs in the same process.
+func (c *Config) NewMaster(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.MasterModel) (*cqrsync.Master[*sql.Tx], error) {
+	mc := c.MasterConfig()
+	mc.Dialect, mc.Logger = dialect, logger
+	master, err := cqrsync.NewMaster(&mc)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerAll(master.Register, append(c.MasterModels(), extra...)); err != nil {
+		return nil, err
+	}
+	return master, nil
+}
+
+// NewReplica returns a Replica with the file's replica settings and models
+// and the extra ones registered in Go (custom handlers,
+// no-DB-operations models...), for a database of the given dialect;
+// logger may be nil. It reports every model's problems at once (nil
+// Replica then).
+func (c *Config) NewReplica(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.ReplicaModel) (*cqrsync.Replica, error) {
+	rc := c.ReplicaConfig()
+	rc.Dialect, rc.Logger = dialect, logger
+	replica, err := cqrsync.NewReplica(&rc)
+	if err != nil {
+		return nil, err
+	}
+	if err := registerAll(replica.Register, append(c.ReplicaModels(), extra...)); err != nil {
+		return nil, err
+	}
+	return replica, nil
+}
+
+// registerAll registers every model and reports every problem at once.
+func registerAll[M any](register func(M) error, models []M) error {
+	var errs []error
+	for _, m := range models {
+		errs = append(errs, register(m))
+	}
+	return errors.Join(errs...)
 }
 
 // MasterConfig returns the master-wide settings as a cqrsync.MasterConfig
