@@ -1,0 +1,140 @@
+package cqrsync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/transport"
+)
+
+// publishAll publishes SAVEs of djpeer_basic in one go.
+func (b *consumerBundle) publishAll(t *testing.T, bodies ...string) {
+	t.Helper()
+	msgs := make([]transport.Message, len(bodies))
+	for i, body := range bodies {
+		msgs[i] = transport.Message{CQRSID: "djpeer_basic", Body: []byte(body)}
+	}
+	if err := b.pub.Publish(t.Context(), msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deadLetterReasons returns the reason of every dead letter, by instance_pk.
+func (b *consumerBundle) deadLetterReasons(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	_, err := b.broker.ScanDeadLetters(t.Context(), transport.DeadLetterQueue(b.queue), func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+		p, err := cqrsync.DecodePayload(m.Body, time.Time{})
+		if err != nil {
+			return transport.DeadLetterKeep, err
+		}
+		out[fmt.Sprint(p.InstancePK)] = m.Headers[cqrsync.HeaderDeadLetterReason]
+		return transport.DeadLetterKeep, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestConsumerQueryTimeoutGoesToDeadLetters: an event whose statement
+// outlasts its model's QueryTimeout (here: blocked by a row lock another
+// transaction holds) is the event's failure, not the database's: it goes
+// through the retry policy to the dead letters, and the events behind it on
+// the same worker are applied meanwhile.
+func TestConsumerQueryTimeoutGoesToDeadLetters(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenPostgres(t, `CREATE TABLE djpeer_basic (id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
+		cqrs_updated TIMESTAMPTZ NOT NULL, int_field INTEGER NOT NULL, char_field TEXT NOT NULL, bool_field BOOLEAN NOT NULL)`)
+	now := time.Now()
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO djpeer_basic VALUES (1, 0, $1, 0, 'c', false)`, now); err != nil {
+		t.Fatal(err)
+	}
+	// Another transaction holds row 1 until the test ends.
+	locker, err := db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Rollback() //nolint:errcheck // releases the lock
+	if _, err := locker.ExecContext(t.Context(), `SELECT 1 FROM djpeer_basic WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 10, noStart: true, db: db, dialect: sqldialect.Postgres(), model: &cqrsync.ReplicaModel{
+		CQRSID: "djpeer_basic", Table: "djpeer_basic", QueryTimeout: 200 * time.Millisecond,
+		Retry: &cqrsync.RetryPolicy{MaxRetries: 1, Delay: func(int) time.Duration { return time.Millisecond }},
+	}})
+	b.publishAll(t, saveBody("SAVE", 1, 1, 1, now), saveBody("SAVE", 2, 0, 2, now), saveBody("SAVE", 3, 0, 3, now))
+	b.start(t)
+	waitFor(t, 30*time.Second, func() bool { return b.broker.QueueLen(b.queue) == 0 }, "the queue to drain (stats %+v)", b.consumer.Stats())
+	var n int
+	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM djpeer_basic WHERE id IN (2, 3)`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("rows 2 and 3 applied = %d (%v), want both: the events behind a timed-out one must not wait for it", n, err)
+	}
+	if st := b.consumer.Stats(); st.Retried != 1 || st.DeadLettered != 1 {
+		t.Fatalf("stats %+v, want 1 retry and 1 dead letter", st)
+	}
+	reasons := b.deadLetterReasons(t)
+	if r := reasons["1"]; !strings.Contains(r, "QueryTimeout") {
+		t.Fatalf("dead letters %v: want event 1 with a reason naming its QueryTimeout", reasons)
+	}
+}
+
+// TestConsumerHandlerErrorsGoToDeadLetters: a custom handler's own errors
+// are the event's failures whatever their words: one that says "deadlock"
+// and one that is context.DeadlineExceeded go through the retry policy to
+// the dead letters; the event after them is handled.
+func TestConsumerHandlerErrorsGoToDeadLetters(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t)
+	var mu sync.Mutex
+	var handled []any
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 10, noStart: true, db: db, dialect: sqldialect.SQLite(), model: &cqrsync.ReplicaModel{
+		CQRSID: "djpeer_basic", NoDBOperations: true,
+		OnSave: func(_ context.Context, _ sqldialect.Executor, e *cqrsync.ReplicaEvent) error {
+			switch fmt.Sprint(e.PK) {
+			case "1":
+				return errors.New("deadlock detected in my code")
+			case "2":
+				return context.DeadlineExceeded
+			case "3":
+				return io.ErrUnexpectedEOF // reading the handler's own input
+			}
+			mu.Lock()
+			handled = append(handled, e.PK)
+			mu.Unlock()
+			return nil
+		},
+		OnDelete: func(context.Context, sqldialect.Executor, *cqrsync.ReplicaEvent) error { return nil },
+		Retry:    &cqrsync.RetryPolicy{MaxRetries: 2, Delay: func(int) time.Duration { return time.Millisecond }},
+	}})
+	now := time.Now()
+	b.publishAll(t, saveBody("SAVE", 1, 0, 1, now), saveBody("SAVE", 2, 0, 2, now), saveBody("SAVE", 3, 0, 3, now), saveBody("SAVE", 4, 0, 4, now))
+	b.start(t)
+	waitFor(t, 30*time.Second, func() bool { return b.broker.QueueLen(b.queue) == 0 }, "the queue to drain (stats %+v)", b.consumer.Stats())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 1 || fmt.Sprint(handled[0]) != "4" {
+		t.Fatalf("handled %v, want only event 4", handled)
+	}
+	if st := b.consumer.Stats(); st.Retried != 6 || st.DeadLettered != 3 {
+		t.Fatalf("stats %+v, want 6 retries (2 each) and 3 dead letters", st)
+	}
+	reasons := b.deadLetterReasons(t)
+	for pk, want := range map[string]string{"1": "deadlock detected in my code", "2": "context deadline exceeded", "3": "unexpected EOF"} {
+		if !strings.Contains(reasons[pk], want) {
+			t.Errorf("dead letter of event %s: reason %q, want it to say %q", pk, reasons[pk], want)
+		}
+	}
+	if strings.Contains(b.logs.String(), "database unavailable") {
+		t.Error("a handler's error was logged as the database being unavailable")
+	}
+}
