@@ -395,3 +395,83 @@ func (p *Payload) Updated() (time.Time, error) {
 func (p *Payload) Expired(now time.Time) bool {
 	return !p.Expires.IsZero() && !p.Expires.After(now)
 }
+
+// RestampExpires returns body with its expires moved to publish time, as
+// django-cqrs sets it when it publishes: now plus the message TTL, cut to
+// whole seconds. body is an event as a [Master] captured it at capturedAt
+// (the outbox row's CreatedAt), whose expires is capturedAt's whole second
+// plus the TTL (see [MasterConfig.MessageTTL]); the TTL is read back from
+// the two. Every other byte of body is kept. A body whose expires is null
+// (never expires), missing, or not a datetime later than capturedAt, and a
+// body that is not a JSON object, is returned as it is: the relay publishes
+// what it cannot read unchanged.
+//
+// The result is appended to dst[:0].
+func RestampExpires(dst, body []byte, capturedAt, now time.Time) []byte {
+	start, end, ok := topLevelValue(body, "expires")
+	if !ok || end-start < 2 || body[start] != '"' {
+		return append(dst[:0], body...)
+	}
+	captured, err := ParseDateTime(string(body[start+1 : end-1]))
+	if err != nil {
+		return append(dst[:0], body...)
+	}
+	ttl := captured.Sub(capturedAt.Truncate(time.Second))
+	if ttl <= 0 {
+		return append(dst[:0], body...)
+	}
+	dst = append(dst[:0], body[:start]...)
+	dst = append(dst, '"')
+	dst = dtAppendExpires(dst, now.Add(ttl))
+	dst = append(dst, '"')
+	return append(dst, body[end:]...)
+}
+
+// topLevelValue finds the value of key in the JSON object data (its last
+// occurrence, as decoding keeps the last value) and returns its byte span.
+func topLevelValue(data []byte, key string) (start, end int, ok bool) {
+	d := &jsonDecoder{data: data, src: string(data)}
+	d.skipSpace()
+	if d.pos >= len(data) || data[d.pos] != '{' {
+		return 0, 0, false
+	}
+	d.pos++
+	d.depth++
+	d.skipSpace()
+	if d.pos < len(data) && data[d.pos] == '}' {
+		return 0, 0, false
+	}
+	for d.pos < len(data) && data[d.pos] == '"' {
+		k, err := d.string()
+		if err != nil {
+			return 0, 0, false
+		}
+		d.skipSpace()
+		if d.pos >= len(data) || data[d.pos] != ':' {
+			return 0, 0, false
+		}
+		d.pos++
+		d.skipSpace()
+		s := d.pos
+		if _, err := d.value(); err != nil {
+			return 0, 0, false
+		}
+		if k == key {
+			start, end, ok = s, d.pos, true
+		}
+		d.skipSpace()
+		if d.pos >= len(data) {
+			return 0, 0, false
+		}
+		switch data[d.pos] {
+		case ',':
+			d.pos++
+			d.skipSpace()
+		case '}':
+			return start, end, ok
+		default:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}

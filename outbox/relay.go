@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -81,7 +82,9 @@ func (c *Config) validate() error {
 }
 
 // Relay moves committed events from the outbox to the broker: it claims a
-// batch in ID order, publishes it, and deletes the rows only after the
+// batch in ID order, sets each event's expires to publish time plus its
+// message TTL (as django-cqrs does; see cqrsync.RestampExpires), publishes
+// it, and deletes the rows only after the
 // publisher confirmed them. If the broker is down it keeps the rows, backs
 // off and tries again, so an event is never lost; it may be sent twice (if
 // the process dies between confirm and delete), which replicas drop by
@@ -206,9 +209,13 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
+	// django-cqrs sets expires when it publishes: an event held here
+	// through a broker outage must not arrive expired.
+	publishAt := r.cfg.Now()
 	msgs := make([]transport.Message, len(rows))
 	for i, row := range rows {
-		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: row.Body}
+		body := cqrsync.RestampExpires(nil, row.Body, row.CreatedAt, publishAt)
+		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: body}
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	perr := r.cfg.Publisher.Publish(pctx, msgs)
