@@ -74,7 +74,7 @@ type RetryDeadLettersOpts struct {
 	// Filter selects the dead letters to retry. Nil selects all.
 	Filter *DeadLetterFilter
 	// MessageTTL is the fresh validity given to retried events that had an
-	// expiry. Default DefaultMessageTTL.
+	// expiry. Default DefaultMessageTTL; a negative value is refused.
 	MessageTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -101,6 +101,9 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 	now := opts.Now
 	if now == nil {
 		now = time.Now
+	}
+	if opts.MessageTTL < 0 {
+		return 0, fmt.Errorf("cqrsync: RetryDeadLettersOpts.MessageTTL is negative (%v): use a positive TTL, or 0 for the default %v", opts.MessageTTL, DefaultMessageTTL)
 	}
 	ttl := cmp.Or(opts.MessageTTL, DefaultMessageTTL)
 	var undecodable int

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -169,4 +170,23 @@ func lockConflict(err error) bool {
 	}
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && (me.Number == 1205 || me.Number == 1213)
+}
+
+// namedDuration is a configuration duration, for negativeDurations.
+type namedDuration struct {
+	field string
+	d     time.Duration
+	zero  string // what 0 means, for the fix
+}
+
+// negativeDurations returns an error for each negative duration of a
+// configuration, naming the field and the fix.
+func negativeDurations(config string, ds []namedDuration) []error {
+	var errs []error
+	for _, d := range ds {
+		if d.d < 0 {
+			errs = append(errs, fmt.Errorf("cqrsync: %s.%s is negative (%v): use a positive duration, or %s", config, d.field, d.d, d.zero))
+		}
+	}
+	return errs
 }

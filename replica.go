@@ -95,7 +95,8 @@ type ReplicaConfig struct {
 	// revision gaps and SYNC downgrades at warn. Default slog.Default().
 	Logger *slog.Logger
 	// TombstoneRetention is how long deleted keys are remembered, so that a
-	// late SAVE cannot bring them back. Default DefaultTombstoneRetention.
+	// late SAVE cannot bring them back. Default DefaultTombstoneRetention; a
+	// negative value is refused.
 	TombstoneRetention time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -141,6 +142,11 @@ func NewReplica(cfg *ReplicaConfig) (*Replica, error) {
 	if c.Dialect == nil {
 		return nil, errors.New("cqrsync: ReplicaConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
 	}
+	if err := errors.Join(negativeDurations("ReplicaConfig", []namedDuration{
+		{"TombstoneRetention", c.TombstoneRetention, "0 for the default 7 days"},
+	})...); err != nil {
+		return nil, err
+	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.TombstoneRetention = cmp.Or(c.TombstoneRetention, DefaultTombstoneRetention)
 	if c.Now == nil {
@@ -166,6 +172,9 @@ func (r *Replica) Register(model *ReplicaModel) error {
 	case !rm.NoDBOperations && rm.Table == "":
 		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q: Table is empty (or set NoDBOperations with handlers)", rm.CQRSID))
 	}
+	errs = append(errs, negativeDurations(fmt.Sprintf("ReplicaModel{CQRSID: %q}", rm.CQRSID), []namedDuration{
+		{"QueryTimeout", rm.QueryTimeout, "0 for no timeout"},
+	})...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.models[rm.CQRSID]; dup {

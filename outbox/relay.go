@@ -32,7 +32,8 @@ type Config struct {
 	PollInterval time.Duration
 	// Lease is how long claimed events stay reserved for this relay; a relay
 	// that dies holding them leaves them to the others after this long.
-	// Default 30 s; it must exceed the publish timeout.
+	// Default 30 s; it must exceed the publish timeout. Every duration of
+	// Config must be positive, or 0 for its default; negatives are refused.
 	Lease time.Duration
 	// PublishTimeout bounds one batch publish. Default 10 s.
 	PublishTimeout time.Duration
@@ -72,8 +73,19 @@ func (c *Config) validate() error {
 	if c.Publisher == nil {
 		errs = append(errs, errors.New("outbox: Config.Publisher is nil: set a transport publisher"))
 	}
-	if c.BatchSize < 0 || c.PollInterval < 0 || c.Lease < 0 || c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
-		errs = append(errs, errors.New("outbox: Config has a negative size or duration, or MaxBackoff < MinBackoff"))
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("outbox: Config.BatchSize is negative (%d): use a positive size, or 0 for the default 500", c.BatchSize))
+	}
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+	}{{"PollInterval", c.PollInterval}, {"Lease", c.Lease}, {"PublishTimeout", c.PublishTimeout}, {"MinBackoff", c.MinBackoff}, {"MaxBackoff", c.MaxBackoff}} {
+		if d.d < 0 {
+			errs = append(errs, fmt.Errorf("outbox: Config.%s is negative (%v): use a positive duration, or 0 for the default", d.field, d.d))
+		}
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, fmt.Errorf("outbox: Config.MaxBackoff (%v) is below MinBackoff (%v): raise MaxBackoff", c.MaxBackoff, c.MinBackoff))
 	}
 	if c.Lease <= c.PublishTimeout {
 		errs = append(errs, fmt.Errorf("outbox: Config.Lease (%v) must exceed PublishTimeout (%v), or two relays could send the same batch", c.Lease, c.PublishTimeout))
