@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/internal/backoff"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -168,7 +169,7 @@ func (c *ConsumerConfig) validate() error {
 		}
 		for _, id := range c.CQRSIDs {
 			if _, ok := c.Replica.Model(id); !ok {
-				errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.CQRSIDs: %w %q", ErrUnknownModel, id))
+				errs = append(errs, errtext.Errorf("cqrsync: ConsumerConfig.CQRSIDs: %w %q", ErrUnknownModel, id))
 			}
 		}
 	}

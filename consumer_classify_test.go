@@ -7,8 +7,11 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
@@ -136,5 +139,33 @@ func TestConsumerHandlerErrorsGoToDeadLetters(t *testing.T) {
 	}
 	if strings.Contains(b.logs.String(), "database unavailable") {
 		t.Error("a handler's error was logged as the database being unavailable")
+	}
+}
+
+// TestConsumerLogsDeadlockAsDeadlock: a deadlock in the replica database is
+// retried like an outage (the worker pauses, no retry or dead letter is
+// spent), and logged as what it is, not as the database being unavailable.
+func TestConsumerLogsDeadlockAsDeadlock(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 10, noStart: true, db: cqrsynctesting.OpenSQLite(t), dialect: sqldialect.SQLite(), model: &cqrsync.ReplicaModel{
+		CQRSID: "djpeer_basic", NoDBOperations: true,
+		OnSave: func(context.Context, sqldialect.Executor, *cqrsync.ReplicaEvent) error {
+			if calls.Add(1) == 1 {
+				return &mysql.MySQLError{Number: 1213, SQLState: [5]byte{'4', '0', '0', '0', '1'}, Message: "Deadlock found when trying to get lock; try restarting transaction"}
+			}
+			return nil
+		},
+		OnDelete: func(context.Context, sqldialect.Executor, *cqrsync.ReplicaEvent) error { return nil },
+	}})
+	b.publishAll(t, saveBody("SAVE", 1, 0, 1, time.Now()))
+	b.start(t)
+	waitFor(t, 30*time.Second, func() bool { return b.broker.QueueLen(b.queue) == 0 }, "the queue to drain")
+	if st := b.consumer.Stats(); st.Applied != 1 || st.Retried != 0 || st.DeadLettered != 0 {
+		t.Fatalf("stats %+v, want the event applied on the second try, with no retry or dead letter spent", st)
+	}
+	logs := b.logs.String()
+	if !strings.Contains(logs, "retrying the batch after a deadlock") || strings.Contains(logs, "database unavailable") {
+		t.Fatalf("logs do not call the deadlock a deadlock:\n%s", logs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -61,7 +62,7 @@ func DumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, 
 			return transport.DeadLetterKeep, nil
 		}
 		if _, err := w.Write(append(append([]byte(nil), m.Body...), '\n')); err != nil {
-			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: dump dead letters: %w", err)
+			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: dump dead letters: %w", err)
 		}
 		n++
 		return transport.DeadLetterKeep, nil
@@ -130,12 +131,12 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 			return transport.DeadLetterKeep, err
 		}
 		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body}}); err != nil {
-			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
+			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
 		}
 		return transport.DeadLetterRemove, nil
 	})
 	if err == nil && undecodable > 0 {
-		err = fmt.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, ErrMalformedPayload)
+		err = errtext.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, ErrMalformedPayload)
 	}
 	return removed, err
 }

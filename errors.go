@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -38,11 +40,14 @@ type ModelError struct {
 	Err error
 }
 
+// Error reads "cqrsync: <cqrs_id> pk <pk>: <cause>", with "cqrsync: " once:
+// the cause (often a sentinel error such as ErrUnknownModel, which reads
+// "cqrsync: unknown cqrs_id" on its own) is quoted without it.
 func (e *ModelError) Error() string {
 	if e.PK == nil {
-		return fmt.Sprintf("cqrsync: %s: %v", e.CQRSID, e.Err)
+		return fmt.Sprintf("cqrsync: %s: %s", e.CQRSID, errtext.Cause(e.Err))
 	}
-	return fmt.Sprintf("cqrsync: %s pk %v: %v", e.CQRSID, e.PK, e.Err)
+	return fmt.Sprintf("cqrsync: %s pk %v: %s", e.CQRSID, e.PK, errtext.Cause(e.Err))
 }
 
 // Unwrap returns the cause.

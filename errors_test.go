@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
 func TestIsRetryable(t *testing.T) {
@@ -137,5 +139,47 @@ func TestIsRetryableMariaDBDeadlock(t *testing.T) {
 	}
 	if !cqrsync.IsRetryable(deadlock) {
 		t.Fatalf("IsRetryable(%v) = false, want true", deadlock)
+	}
+}
+
+// TestErrorMessagesReadOnce: an error about an event says "cqrsync:" once,
+// however many of the package's errors its chain holds.
+func TestErrorMessagesReadOnce(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE acc (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
+		cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`)
+	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "acc", Table: "acc"}); err != nil {
+		t.Fatal(err)
+	}
+	apply := func(body string) error {
+		p, err := cqrsync.DecodePayload([]byte(body), time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = replica.Apply(t.Context(), sqldialect.FromSQL(db), p)
+		return err
+	}
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unknown model", apply(`{"signal_type":"SAVE","cqrs_id":"nope","instance_data":{"id":1},"instance_pk":1}`),
+			"cqrsync: nope pk 1: unknown cqrs_id: this replica has not registered it"},
+		{"missing fields", apply(`{"signal_type":"SAVE","cqrs_id":"acc","instance_data":{"id":1,"cqrs_revision":0,"cqrs_updated":"2026-01-01 00:00:00+00:00"},"instance_pk":1}`),
+			"cqrsync: acc pk 1: required fields missing: table acc needs [name]"},
+		{"malformed field", apply(`{"signal_type":"SAVE","cqrs_id":"acc","instance_data":{"id":1,"cqrs_revision":"x"},"instance_pk":1}`),
+			"cqrsync: acc pk 1: malformed payload: key "},
+		{"model error in a model error", &cqrsync.ModelError{CQRSID: "a", Err: &cqrsync.ModelError{CQRSID: "b", Err: cqrsync.ErrRowNotFound}},
+			"cqrsync: a: b: row not found"},
+	}
+	for _, c := range cases {
+		if c.err == nil || !strings.HasPrefix(c.err.Error(), c.want) || strings.Count(c.err.Error(), "cqrsync:") != 1 {
+			t.Errorf("%s: error %v, want it to begin %q and say \"cqrsync:\" once", c.name, c.err, c.want)
+		}
 	}
 }

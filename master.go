@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -311,7 +312,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		row = append(row, masterRow{pk: o[pkIndex].Value, all: o})
 	})
 	if err != nil {
-		return fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+		return errtext.Errorf("cqrsync: read %s: %w", mm.Table, err)
 	}
 	if len(row) != 1 {
 		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))
@@ -872,7 +873,7 @@ func (m *Master[TTx]) collectRows(mm *MasterModel, ti *tableInfo, pks []any, que
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+			return nil, errtext.Errorf("cqrsync: read %s: %w", mm.Table, err)
 		}
 	}
 	out := make([]masterRow, 0, len(pks))

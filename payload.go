@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // SignalType is the kind of event a payload carries (its signal_type).
@@ -79,15 +81,15 @@ func (p *Payload) AppendJSON(dst []byte) ([]byte, error) {
 	dst = jsonAppendString(dst, p.CQRSID)
 	dst = append(dst, `,"instance_data":`...)
 	if dst, err = jsonAppendObject(dst, p.InstanceData, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload instance_data: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload instance_data: %w", err)
 	}
 	dst = append(dst, `,"previous_data":`...)
 	if dst, err = jsonAppendObject(dst, p.PreviousData, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload previous_data: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload previous_data: %w", err)
 	}
 	dst = append(dst, `,"instance_pk":`...)
 	if dst, err = jsonAppendValue(dst, p.InstancePK, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload instance_pk: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload instance_pk: %w", err)
 	}
 	dst = append(dst, `,"correlation_id":`...)
 	if p.CorrelationID == "" {
@@ -107,7 +109,7 @@ func (p *Payload) AppendJSON(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, `,"meta":`...)
 	if dst, err = jsonAppendObject(dst, p.Meta, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload meta: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload meta: %w", err)
 	}
 	return append(dst, '}'), nil
 }
@@ -160,7 +162,7 @@ func (e *PayloadError) Error() string {
 		var se *SyntaxError
 		if !errors.As(e.Err, &se) { // a SyntaxError is already in Reason
 			b.WriteString(": ")
-			b.WriteString(strings.TrimPrefix(e.Err.Error(), "cqrsync: "))
+			b.WriteString(errtext.Cause(e.Err))
 		}
 	}
 	return b.String()

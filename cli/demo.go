@@ -2,12 +2,12 @@ package cli
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync/internal/demo"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 func newDemoCommand(st *state) *cobra.Command {
@@ -33,7 +33,7 @@ It needs no configuration, and exits 0 only if the replica equals the master.`,
 			opts.Logger = st.logger()
 			res, err := demo.Run(cmd.Context(), opts, st.env.Out)
 			if errors.Is(err, demo.ErrDiverged) {
-				return fmt.Errorf("%w (seed %d)", err, res.Seed)
+				return errtext.Errorf("%w (seed %d)", err, res.Seed)
 			}
 			return err
 		},

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/config"
 	"github.com/cqrsync/cqrsync/internal/dburl"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -46,7 +46,7 @@ func setup(_ context.Context, path string, explicit bool, req *cli.SetupRequest)
 	var missing []error
 	need := func(ok bool, key, env string) {
 		if !ok {
-			missing = append(missing, fmt.Errorf("%s: required by %s: set it in %s or %s", key, req.Command, file, env))
+			missing = append(missing, errtext.Errorf("%s: required by %s: set it in %s or %s", key, req.Command, file, env))
 		}
 	}
 	needsDB := req.Needs.DB || req.Needs.Master || req.Needs.Replica
@@ -54,10 +54,10 @@ func setup(_ context.Context, path string, explicit bool, req *cli.SetupRequest)
 	need(!req.Needs.Transport || cfg.Transport.URL != "", "transport.url", config.EnvTransportURL)
 	need(!req.Needs.Queue || cfg.Queue != "", "queue", config.EnvQueue)
 	if req.Needs.Master && len(cfg.Masters) == 0 {
-		missing = append(missing, fmt.Errorf("masters: %s needs master models: declare them in %s", req.Command, file))
+		missing = append(missing, errtext.Errorf("masters: %s needs master models: declare them in %s", req.Command, file))
 	}
 	if req.Needs.Replica && len(cfg.Replicas) == 0 {
-		missing = append(missing, fmt.Errorf("replicas: %s needs replica models: declare them in %s", req.Command, file))
+		missing = append(missing, errtext.Errorf("replicas: %s needs replica models: declare them in %s", req.Command, file))
 	}
 	if err := problems(missing); err != nil {
 		return nil, cli.UsageError{Err: err}
@@ -75,10 +75,10 @@ func setup(_ context.Context, path string, explicit bool, req *cli.SetupRequest)
 	if cfg.Database.URL != "" {
 		db, u, err := dburl.Open(cfg.Database.URL)
 		if errors.Is(err, dburl.ErrNoFile) {
-			return nil, fmt.Errorf("database unreachable: %w", err)
+			return nil, errtext.Errorf("database unreachable: %w", err)
 		}
 		if err != nil {
-			return nil, cli.UsageError{Err: fmt.Errorf("%s: %w", cfg.DatabaseSource(), err)}
+			return nil, cli.UsageError{Err: errtext.Errorf("%s: %w", cfg.DatabaseSource(), err)}
 		}
 		db.SetMaxOpenConns(cmp.Or(cfg.Database.MaxOpenConns, 10))
 		app.DB, app.Dialect, app.ListenConnString = db, u.Dialect, u.ListenConnString
@@ -116,7 +116,7 @@ func problems(errs []error) error {
 	case 1:
 		return errors.New(lines[0])
 	}
-	return fmt.Errorf("%d problems:\n  %s", len(lines), strings.Join(lines, "\n  "))
+	return errtext.Errorf("%d problems:\n  %s", len(lines), strings.Join(lines, "\n  "))
 }
 
 // register creates the Master and the Replica with the declared models.
