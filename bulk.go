@@ -229,7 +229,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			}
 			outs, err := r.ApplyBatch(ctx, ex, ps)
 			if err != nil {
-				if IsRetryable(err) || !reportBad {
+				if IsRetryable(err) || ctx.Err() != nil || !reportBad {
 					return false, err
 				}
 				bad(entries[0].line, err) // reportBad applies one line at a time
@@ -252,8 +252,8 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			return true, nil
 		}
 		if _, err := apply(batch, false); err != nil {
-			if IsRetryable(err) {
-				return err
+			if IsRetryable(err) || ctx.Err() != nil {
+				return err // the database's failure or the caller's deadline, not the lines'
 			}
 			for _, e := range batch {
 				if _, err := apply([]entry{e}, true); err != nil {

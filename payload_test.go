@@ -443,7 +443,7 @@ func TestPayloadAppendJSONErrors(t *testing.T) {
 		p       Payload
 		wantErr string
 	}{
-		{"bad instance_data", Payload{InstanceData: Object{{"t", time.Now()}}}, "instance_data: cqrsync: encoding JSON: unsupported Go type time.Time"},
+		{"bad instance_data", Payload{InstanceData: Object{{"t", time.Now()}}}, "instance_data: encoding JSON: unsupported Go type time.Time"},
 		{"bad previous_data", Payload{PreviousData: Object{{"f", 1.0 / zero()}}}, "previous_data"},
 		{"bad pk", Payload{InstancePK: struct{}{}}, "instance_pk"},
 		{"bad meta", Payload{Meta: Object{{"x", json.Number("x")}}}, "meta"},
