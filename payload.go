@@ -1,6 +1,7 @@
 package cqrsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -410,7 +411,10 @@ func (p *Payload) Expired(now time.Time) bool {
 //
 // The result is appended to dst[:0].
 func RestampExpires(dst, body []byte, capturedAt, now time.Time) []byte {
-	start, end, ok := topLevelValue(body, "expires")
+	start, end, ok := expiresBeforeEmptyMeta(body)
+	if !ok {
+		start, end, ok = topLevelValue(body, "expires")
+	}
 	if !ok || end-start < 2 || body[start] != '"' {
 		return append(dst[:0], body...)
 	}
@@ -427,6 +431,23 @@ func RestampExpires(dst, body []byte, capturedAt, now time.Time) []byte {
 	dst = dtAppendExpires(dst, now.Add(ttl))
 	dst = append(dst, '"')
 	return append(dst, body[end:]...)
+}
+
+// expiresBeforeEmptyMeta finds the expires value of a body that ends as
+// AppendJSON writes it with an empty meta, without scanning the body: its
+// last bytes are then the top-level members expires (a quoted datetime in
+// FormatExpires's layout) and meta, since a quote inside a JSON string is
+// escaped and cannot end one of these runs.
+func expiresBeforeEmptyMeta(body []byte) (start, end int, ok bool) {
+	const tail = `","meta":{}}`
+	const key = `,"expires":"`
+	const value = len("2006-01-02T15:04:05+00:00")
+	end = len(body) - len(tail) + 1 // after the closing quote
+	start = end - value - 2
+	if start < len(key)-1 || !bytes.HasSuffix(body, []byte(tail)) || string(body[start-len(key)+1:start+1]) != key {
+		return 0, 0, false
+	}
+	return start, end, true
 }
 
 // topLevelValue finds the value of key in the JSON object data (its last
