@@ -2,6 +2,7 @@ package cqrsync_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -56,28 +57,56 @@ func (b *consumerBundle) deadLetterReasons(t *testing.T) map[string]string {
 // the same worker are applied meanwhile.
 func TestConsumerQueryTimeoutGoesToDeadLetters(t *testing.T) {
 	t.Parallel()
-	db := cqrsynctesting.OpenPostgres(t, `CREATE TABLE djpeer_basic (id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
-		cqrs_updated TIMESTAMPTZ NOT NULL, int_field INTEGER NOT NULL, char_field TEXT NOT NULL, bool_field BOOLEAN NOT NULL)`)
+	t.Run("PostgreSQL", func(t *testing.T) {
+		t.Parallel()
+		db := cqrsynctesting.OpenPostgres(t, `CREATE TABLE djpeer_basic (id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
+			cqrs_updated TIMESTAMPTZ NOT NULL, int_field INTEGER NOT NULL, char_field TEXT NOT NULL, bool_field BOOLEAN NOT NULL)`)
+		runQueryTimeout(t, db, sqldialect.Postgres(), nil)
+	})
+	// On MariaDB the slow statement is a handler's SLEEP: a statement cut
+	// by a timeout there is not stopped on the server (go-sql-driver only
+	// drops the connection), so one blocked on a row lock keeps waiting,
+	// with its own locks, until innodb_lock_wait_timeout.
+	t.Run("MariaDB", func(t *testing.T) {
+		t.Parallel()
+		db := cqrsynctesting.OpenMySQL(t, `CREATE TABLE djpeer_basic (id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
+			cqrs_updated DATETIME(6) NOT NULL, int_field INTEGER NOT NULL, char_field TEXT NOT NULL, bool_field BOOLEAN NOT NULL) ENGINE=InnoDB`)
+		runQueryTimeout(t, db, sqldialect.MySQL(), func(ctx context.Context, ex sqldialect.Executor, e *cqrsync.ReplicaEvent) error {
+			if fmt.Sprint(e.PK) != "1" {
+				return nil
+			}
+			_, err := ex.Exec(ctx, "SELECT SLEEP(2)")
+			return err
+		})
+	})
+}
+
+// runQueryTimeout applies a SAVE of row 1 that outlasts its QueryTimeout
+// (blocked by a row lock, or in onSave when set) and SAVEs of rows 2 and 3
+// behind it.
+func runQueryTimeout(t *testing.T, db *sql.DB, d sqldialect.Dialect, onSave func(context.Context, sqldialect.Executor, *cqrsync.ReplicaEvent) error) {
 	now := time.Now()
-	if _, err := db.ExecContext(t.Context(), `INSERT INTO djpeer_basic VALUES (1, 0, $1, 0, 'c', false)`, now); err != nil {
+	if _, err := db.ExecContext(t.Context(), `INSERT INTO djpeer_basic VALUES (1, 0, '2026-01-01 00:00:00', 0, 'c', false)`); err != nil {
 		t.Fatal(err)
 	}
-	// Another transaction holds row 1 until the test ends.
-	locker, err := db.BeginTx(t.Context(), nil)
-	if err != nil {
-		t.Fatal(err)
+	if onSave == nil {
+		// Another transaction holds row 1 until the test ends.
+		locker, err := db.BeginTx(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer locker.Rollback() //nolint:errcheck // releases the lock
+		if _, err := locker.ExecContext(t.Context(), `SELECT 1 FROM djpeer_basic WHERE id = 1 FOR UPDATE`); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer locker.Rollback() //nolint:errcheck // releases the lock
-	if _, err := locker.ExecContext(t.Context(), `SELECT 1 FROM djpeer_basic WHERE id = 1 FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
-	b := setupConsumer(t, consumerOpts{workers: 1, batch: 10, noStart: true, db: db, dialect: sqldialect.Postgres(), model: &cqrsync.ReplicaModel{
-		CQRSID: "djpeer_basic", Table: "djpeer_basic", QueryTimeout: 200 * time.Millisecond,
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 10, noStart: true, db: db, dialect: d, model: &cqrsync.ReplicaModel{
+		CQRSID: "djpeer_basic", Table: "djpeer_basic", QueryTimeout: 200 * time.Millisecond, OnSave: onSave,
 		Retry: &cqrsync.RetryPolicy{MaxRetries: 1, Delay: func(int) time.Duration { return time.Millisecond }},
 	}})
 	b.publishAll(t, saveBody("SAVE", 1, 1, 1, now), saveBody("SAVE", 2, 0, 2, now), saveBody("SAVE", 3, 0, 3, now))
 	b.start(t)
-	waitFor(t, 30*time.Second, func() bool { return b.broker.QueueLen(b.queue) == 0 }, "the queue to drain (stats %+v)", b.consumer.Stats())
+	waitFor(t, 30*time.Second, func() bool { return b.broker.QueueLen(b.queue) == 0 }, "the queue to drain")
 	var n int
 	if err := db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM djpeer_basic WHERE id IN (2, 3)`).Scan(&n); err != nil || n != 2 {
 		t.Fatalf("rows 2 and 3 applied = %d (%v), want both: the events behind a timed-out one must not wait for it", n, err)
