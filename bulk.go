@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -111,7 +112,7 @@ func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, 
 			page = append(page, masterRow{pk: o[pkIndex].Value, all: o})
 			lastKey = raw[pkIndex]
 		}); err != nil {
-			return fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+			return errtext.Errorf("cqrsync: read %s: %w", mm.Table, err)
 		}
 		if len(page) == 0 {
 			return nil
@@ -185,7 +186,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 	res := &LoadResult{}
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
-			return res, fmt.Errorf("cqrsync: load: %w", err)
+			return res, errtext.Errorf("cqrsync: load: %w", err)
 		}
 		return res, fmt.Errorf("%w: the input is empty; its first line must be the CQRS ID", ErrBadDump)
 	}
@@ -199,7 +200,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 	}
 	// A missing table or column would fail every line: say it once.
 	if _, err := r.tables.get(ctx, sqldialect.FromSQL(db), rm.Table, rm.Types); err != nil {
-		return res, fmt.Errorf("cqrsync: load: %w", err)
+		return res, errtext.Errorf("cqrsync: load: %w", err)
 	}
 	now := r.cfg.Now()
 	clear := opts.Clear
@@ -230,7 +231,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			ex := sqldialect.FromSQL(tx)
 			if clear {
 				if _, err := ex.Exec(ctx, "DELETE FROM "+r.cfg.Dialect.QuoteIdent(rm.Table)); err != nil {
-					return false, fmt.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
+					return false, errtext.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
 				}
 			}
 			ps := make([]*Payload, len(entries))
@@ -239,7 +240,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			}
 			outs, err := r.ApplyBatch(ctx, ex, ps)
 			if err != nil {
-				if IsRetryable(err) || !reportBad || errors.Is(err, ErrSchema) {
+				if IsRetryable(err) || ctx.Err() != nil || !reportBad || errors.Is(err, ErrSchema) {
 					return false, err
 				}
 				bad(entries[0].line, err) // reportBad applies one line at a time
@@ -262,8 +263,8 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 			return true, nil
 		}
 		if _, err := apply(batch, false); err != nil {
-			if IsRetryable(err) || errors.Is(err, ErrSchema) {
-				return err
+			if IsRetryable(err) || ctx.Err() != nil || errors.Is(err, ErrSchema) {
+				return err // the database's failure or the caller's deadline, not the lines'
 			}
 			for _, e := range batch {
 				if _, err := apply([]entry{e}, true); err != nil {
@@ -298,15 +299,15 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 		batch = append(batch, entry{line: lineNo, p: &Payload{SignalType: SignalSave, CQRSID: res.CQRSID, InstanceData: data, InstancePK: pk, Expires: now.Add(time.Hour)}})
 		if len(batch) >= batchSize {
 			if err := flush(); err != nil {
-				return res, fmt.Errorf("cqrsync: load stopped after %d committed lines: %w", res.Committed, err)
+				return res, errtext.Errorf("cqrsync: load stopped after %d committed lines: %w", res.Committed, err)
 			}
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return res, fmt.Errorf("cqrsync: load: reading line %d: %w (the %d lines before were committed)", lineNo+1, err, res.Committed)
+		return res, errtext.Errorf("cqrsync: load: reading line %d: %w (the %d lines before were committed)", lineNo+1, err, res.Committed)
 	}
 	if err := flush(); err != nil {
-		return res, fmt.Errorf("cqrsync: load stopped after %d committed lines: %w", res.Committed, err)
+		return res, errtext.Errorf("cqrsync: load stopped after %d committed lines: %w", res.Committed, err)
 	}
 	return res, nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/internal/backoff"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -89,7 +90,8 @@ type ConsumerConfig struct {
 	// "dead_letter_<Queue>".
 	DeadLetterQueue string
 	// DeadLetterTTL is how long the broker keeps a dead letter. Default
-	// DefaultDeadLetterTTL (10 days); NoExpiry keeps it forever.
+	// DefaultDeadLetterTTL (10 days); NoExpiry keeps it forever; other
+	// negative values are refused.
 	DeadLetterTTL time.Duration
 	// Workers is the number of events applied in parallel (django-cqrs's
 	// cqrs_consume -w). Events for one (cqrs_id, pk) always go to the same
@@ -102,7 +104,8 @@ type ConsumerConfig struct {
 	// BatchSize are at hand, before applying what it has. Zero (the
 	// default) applies at once: lowest latency. A wait of a millisecond or
 	// two trades that much latency for bigger batches (fewer commits) when
-	// events trickle in faster than one per wait.
+	// events trickle in faster than one per wait. A negative value is
+	// refused.
 	BatchWait time.Duration
 	// Prefetch is the most unacknowledged events the transport hands out.
 	// Default max(1001, 2 × Workers × BatchSize).
@@ -117,10 +120,11 @@ type ConsumerConfig struct {
 	// the window to the events behind a burst of failures. Default
 	// DefaultMaxDelayed per worker, at most Prefetch/2.
 	MaxDelayed int
-	// PurgeInterval is how often expired tombstones are purged. Default 1 h.
+	// PurgeInterval is how often expired tombstones are purged. Default 1 h;
+	// a negative value is refused.
 	PurgeInterval time.Duration
 	// ShutdownTimeout bounds the work done after Stop: finishing the batches
-	// in hand. Default 30 s.
+	// in hand. Default 30 s; a negative value is refused.
 	ShutdownTimeout time.Duration
 	// Logger receives the consumer's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -169,15 +173,23 @@ func (c *ConsumerConfig) validate() error {
 		}
 		for _, id := range c.CQRSIDs {
 			if _, ok := c.Replica.Model(id); !ok {
-				errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.CQRSIDs: %w %q", ErrUnknownModel, id))
+				errs = append(errs, errtext.Errorf("cqrsync: ConsumerConfig.CQRSIDs: %w %q", ErrUnknownModel, id))
 			}
 		}
 	}
-	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 || c.BatchWait < 0 {
-		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, BatchWait, Prefetch and MaxDelayed must not be negative"))
+	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 {
+		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, Prefetch and MaxDelayed must not be negative: use 0 for the defaults"))
 	} else if c.MaxDelayed > c.Prefetch/2 {
-		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.MaxDelayed %d is more than half of Prefetch %d: events waiting for a retry would fill the window the other events need; lower MaxDelayed or raise Prefetch", c.MaxDelayed, c.Prefetch))
+		errs = append(errs, errtext.Errorf("cqrsync: ConsumerConfig.MaxDelayed %d is more than half of Prefetch %d: events waiting for a retry would fill the window the other events need; lower MaxDelayed or raise Prefetch", c.MaxDelayed, c.Prefetch))
 	}
+	if c.DeadLetterTTL < 0 && c.DeadLetterTTL != NoExpiry {
+		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.DeadLetterTTL is %v: use a positive TTL, 0 for the default %v or NoExpiry to keep dead letters forever", c.DeadLetterTTL, DefaultDeadLetterTTL))
+	}
+	errs = append(errs, negativeDurations("ConsumerConfig", []namedDuration{
+		{"BatchWait", c.BatchWait, "0 applies at once"},
+		{"PurgeInterval", c.PurgeInterval, "0 for the default 1h"},
+		{"ShutdownTimeout", c.ShutdownTimeout, "0 for the default 30s"},
+	})...)
 	return errors.Join(errs...)
 }
 

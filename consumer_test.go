@@ -49,6 +49,10 @@ type consumerOpts struct {
 	chaos          *memory.Chaos
 	noStart        bool
 	config         func(*cqrsync.ConsumerConfig) // adjusts the consumer's config
+	// db, dialect and model replace the SQLite replica of djpeer_basic.
+	db      *sql.DB
+	dialect sqldialect.Dialect
+	model   *cqrsync.ReplicaModel
 }
 
 func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
@@ -60,18 +64,25 @@ func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
 			t.Logf("consumer logs (last 3000 bytes):\n%s", logs[max(0, len(logs)-3000):])
 		}
 	})
-	b.db = cqrsynctesting.OpenSQLite(t, replicaBasicDDL)
+	dialect, model := o.dialect, o.model
+	b.db = o.db
+	if b.db == nil {
+		b.db, dialect = cqrsynctesting.OpenSQLite(t, replicaBasicDDL), sqldialect.SQLite()
+	}
+	if model == nil {
+		model = &cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}}
+	}
 	b.broker = memory.NewBroker(&memory.Config{Chaos: o.chaos})
 	b.pub = b.broker.Publisher()
 	if err := b.broker.DeclareQueue(b.queue, "djpeer_basic"); err != nil {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite(), Logger: logger})
+	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dialect, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}}); err != nil {
+	if err := replica.Register(model); err != nil {
 		t.Fatal(err)
 	}
 	retry := o.retry

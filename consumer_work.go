@@ -98,8 +98,8 @@ func (c *Consumer) process(ctx, workCtx context.Context, batch []item, sched *sc
 		c.ack(workCtx, batch)
 		return
 	}
-	if IsRetryable(err) {
-		return // stopping while the database is down: the queue keeps the batch
+	if IsRetryable(err) || workCtx.Err() != nil {
+		return // stopping while the database is down, or cut short: the queue keeps the batch
 	}
 	if len(batch) > 1 {
 		c.cfg.Logger.DebugContext(ctx, "cqrsync: batch failed, applying its events one by one", slog.Int("events", len(batch)), slog.Any("error", err))
@@ -110,7 +110,7 @@ func (c *Consumer) process(ctx, workCtx context.Context, batch []item, sched *sc
 		switch {
 		case err == nil:
 			c.ack(workCtx, one)
-		case IsRetryable(err):
+		case IsRetryable(err) || workCtx.Err() != nil:
 			return
 		default:
 			c.fail(ctx, batch[i], err, sched)
@@ -129,7 +129,11 @@ func (c *Consumer) retryInfra(ctx, workCtx context.Context, fn func() error) err
 			return err
 		}
 		wait := retry.Next()
-		c.cfg.Logger.WarnContext(ctx, "cqrsync: replica database unavailable, retrying the batch", slog.Any("error", err), slog.Duration("retry_in", wait))
+		msg := "cqrsync: replica database unavailable, retrying the batch"
+		if lockConflict(err) {
+			msg = "cqrsync: retrying the batch after a deadlock or lock wait timeout in the replica database"
+		}
+		c.cfg.Logger.WarnContext(ctx, msg, slog.Any("error", err), slog.Duration("retry_in", wait))
 		if !backoff.Sleep(ctx, wait) {
 			return err
 		}
@@ -146,12 +150,10 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	}
 	var applied, dropped int64
 	started := false
-	var applyErr error
 	err := pgxexec.RunTx(ctx, c.cfg.DB, func(ex sqldialect.Executor) error {
 		started = true
 		outs, err := c.cfg.Replica.ApplyBatch(ctx, ex, ps)
 		if err != nil {
-			applyErr = err
 			return err
 		}
 		for _, out := range outs {
@@ -166,11 +168,11 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	switch {
 	case err == nil:
 	case !started: // no connection: the database is down
-		return infraError{fmt.Errorf("cqrsync: %w", err)}
-	case applyErr != nil:
-		return err // the batch's own error, with any rollback failure
+		return infraError{err}
 	default:
-		return fmt.Errorf("cqrsync: %w", err)
+		// The batch's own error with any rollback failure, or the commit's
+		// (IsRetryable tells the database's failures by their type).
+		return err
 	}
 	c.applied.Add(applied)
 	c.dropped.Add(dropped)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -113,7 +114,7 @@ func dumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, 
 			return transport.DeadLetterKeep, nil
 		}
 		if err := write(m); err != nil {
-			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: dump dead letters: %w", err)
+			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: dump dead letters: %w", err)
 		}
 		n++
 		return transport.DeadLetterKeep, nil
@@ -126,7 +127,7 @@ type RetryDeadLettersOpts struct {
 	// Filter selects the dead letters to retry. Nil selects all.
 	Filter *DeadLetterFilter
 	// MessageTTL is the fresh validity given to retried events that had an
-	// expiry. Default DefaultMessageTTL.
+	// expiry. Default DefaultMessageTTL; a negative value is refused.
 	MessageTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -154,6 +155,9 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 	if now == nil {
 		now = time.Now
 	}
+	if opts.MessageTTL < 0 {
+		return 0, fmt.Errorf("cqrsync: RetryDeadLettersOpts.MessageTTL is negative (%v): use a positive TTL, or 0 for the default %v", opts.MessageTTL, DefaultMessageTTL)
+	}
 	ttl := cmp.Or(opts.MessageTTL, DefaultMessageTTL)
 	var undecodable int
 	i := 0
@@ -179,12 +183,12 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 			return transport.DeadLetterKeep, err
 		}
 		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body}}); err != nil {
-			return transport.DeadLetterKeep, fmt.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
+			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
 		}
 		return transport.DeadLetterRemove, nil
 	})
 	if err == nil && undecodable > 0 {
-		err = fmt.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, ErrMalformedPayload)
+		err = errtext.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, ErrMalformedPayload)
 	}
 	return removed, err
 }

@@ -8,6 +8,13 @@ import (
 	"io"
 	"net"
 	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cqrsync/cqrsync/internal/dberr"
+
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // Sentinel errors callers branch on with errors.Is.
@@ -34,11 +41,14 @@ type ModelError struct {
 	Err error
 }
 
+// Error reads "cqrsync: <cqrs_id> pk <pk>: <cause>", with "cqrsync: " once:
+// the cause (often a sentinel error such as ErrUnknownModel, which reads
+// "cqrsync: unknown cqrs_id" on its own) is quoted without it.
 func (e *ModelError) Error() string {
 	if e.PK == nil {
-		return fmt.Sprintf("cqrsync: %s: %v", e.CQRSID, e.Err)
+		return fmt.Sprintf("cqrsync: %s: %s", e.CQRSID, errtext.Cause(e.Err))
 	}
-	return fmt.Sprintf("cqrsync: %s pk %v: %v", e.CQRSID, e.PK, e.Err)
+	return fmt.Sprintf("cqrsync: %s pk %v: %s", e.CQRSID, e.PK, errtext.Cause(e.Err))
 }
 
 // Unwrap returns the cause.
@@ -52,35 +62,68 @@ func (e infraError) Error() string   { return e.err.Error() }
 func (e infraError) Unwrap() error   { return e.err }
 func (e infraError) Retryable() bool { return true }
 
-// IsRetryable reports whether err is a transient failure of the
-// infrastructure (a dropped connection, a busy or locked database, a
-// deadlock, a timeout) that the same work can overcome by trying again
-// later, as opposed to a problem with the event itself (bad data, a
-// constraint violation) that needs the retry policy and, in the end, the
-// dead-letter queue. It is the one classifier the consumer and the relay use.
+// eventError marks a failure that belongs to the event, whatever it wraps:
+// its model's QueryTimeout ran out, or its custom handler failed for a
+// reason other than the replica database. It goes through the retry
+// policy to the dead letters.
+type eventError struct{ err error }
+
+func (e eventError) Error() string   { return e.err.Error() }
+func (e eventError) Unwrap() error   { return e.err }
+func (e eventError) Retryable() bool { return false }
+
+// IsRetryable reports whether err is a transient failure of the replica or
+// master database (a dropped connection, a server shutting down, too many
+// connections, a deadlock or lock wait timeout) that the same work
+// overcomes by trying again later, as opposed to a problem with the event
+// itself (bad data, a constraint violation, its model's QueryTimeout, a
+// custom handler's own error) that needs the retry policy and, in the end,
+// the dead-letter queue.
+//
+// It decides by the error's type, never by its words: a failure marked
+// where it happened (a transaction that could not begin), the drivers'
+// typed errors (a PostgreSQL SQLSTATE, a MySQL/MariaDB error number, an
+// SQLite busy code, driver.ErrBadConn, a connection closed under pgx or
+// go-sql-driver), and network errors. A context's deadline or cancellation
+// is not retryable by itself.
 func IsRetryable(err error) bool {
 	if err == nil {
 		return false
-	}
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
 	}
 	var r interface{ Retryable() bool }
 	if errors.As(err, &r) {
 		return r.Retryable()
 	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false // a deadline of the caller's: not the database's failure
+	}
+	if databaseFailure(err) {
+		return true
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return true // a connection dropped mid-message
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
+}
+
+// databaseFailure reports whether err is a database driver's typed error
+// that says the database or the connection failed, not the statement.
+func databaseFailure(err error) bool {
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, pgconn.ErrConnClosed) || dberr.MySQLInvalidConn(err) {
+		return true
+	}
 	var st interface{ SQLState() string } // pgx's *pgconn.PgError, lib/pq's *pq.Error
 	if errors.As(err, &st) && retryableSQLState(st.SQLState()) {
 		return true
 	}
-	// Drivers report these as plain errors; their texts are stable.
-	msg := strings.ToLower(err.Error())
-	for _, s := range retryableTexts {
-		if strings.Contains(msg, s) {
+	if n, ok := dberr.MySQLNumber(err); ok {
+		return retryableMySQLError(n)
+	}
+	var se interface{ Code() int } // modernc.org/sqlite's *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
 			return true
 		}
 	}
@@ -100,23 +143,55 @@ func retryableSQLState(code string) bool {
 	return strings.HasPrefix(code, "08")
 }
 
-var retryableTexts = []string{
-	"database is locked",       // SQLite SQLITE_BUSY
-	"database table is locked", // SQLite SQLITE_LOCKED
-	"connection refused",
-	"failed to connect", // pgx
-	"conn closed",       // pgx: the connection broke earlier
-	"unexpected eof",    // a connection dropped mid-message
-	"connection reset",
-	"broken pipe",
-	"bad connection",
-	"deadlock",             // PostgreSQL 40P01, MySQL 1213
-	"could not serialize",  // PostgreSQL 40001
-	"lock wait timeout",    // MySQL 1205
-	"too many connections", // PostgreSQL 53300, MySQL 1040
-	"the database system is starting up",
-	"the database system is shutting down",
-	"server closed the connection",
-	"invalid connection", // go-sql-driver/mysql
-	"driver: bad connection",
+// retryableMySQLError reports whether a MySQL/MariaDB error number says the
+// server or the connection failed, or the transaction lost a lock race
+// that another attempt resolves.
+func retryableMySQLError(n uint16) bool {
+	switch n {
+	case 1040, // ER_CON_COUNT_ERROR: too many connections
+		1053, // ER_SERVER_SHUTDOWN
+		1205, // ER_LOCK_WAIT_TIMEOUT
+		1213, // ER_LOCK_DEADLOCK
+		1927, // ER_CONNECTION_KILLED (MariaDB)
+		2002, // CR_CONNECTION_ERROR
+		2003, // CR_CONN_HOST_ERROR
+		2006, // CR_SERVER_GONE_ERROR
+		2013: // CR_SERVER_LOST
+		return true
+	}
+	return false
+}
+
+// lockConflict reports whether err is a deadlock, a serialization failure
+// or a lock wait timeout: the database works, and the transaction lost a
+// race with another one.
+func lockConflict(err error) bool {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		switch st.SQLState() {
+		case "40001", "40P01":
+			return true
+		}
+	}
+	n, ok := dberr.MySQLNumber(err)
+	return ok && (n == 1205 || n == 1213)
+}
+
+// namedDuration is a configuration duration, for negativeDurations.
+type namedDuration struct {
+	field string
+	d     time.Duration
+	zero  string // what 0 means, for the fix
+}
+
+// negativeDurations returns an error for each negative duration of a
+// configuration, naming the field and the fix.
+func negativeDurations(config string, ds []namedDuration) []error {
+	var errs []error
+	for _, d := range ds {
+		if d.d < 0 {
+			errs = append(errs, fmt.Errorf("cqrsync: %s.%s is negative (%v): use a positive duration, or %s", config, d.field, d.d, d.zero))
+		}
+	}
+	return errs
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // Object is a JSON object that keeps the order of its keys, as Python dicts
@@ -298,7 +300,7 @@ func jsonAppendValue(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		d, err := DecodeJSON(v)
 		if err != nil {
-			return dst, fmt.Errorf("cqrsync: encoding JSON: invalid json.RawMessage: %w", err)
+			return dst, errtext.Errorf("cqrsync: encoding JSON: invalid json.RawMessage: %w", err)
 		}
 		return jsonAppendValue(dst, d, depth)
 	default:

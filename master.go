@@ -13,12 +13,29 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
 // NoExpiry, as a MessageTTL, publishes events that never expire
 // ("expires": null), like django-cqrs's CQRS_MESSAGE_TTL = None.
 const NoExpiry time.Duration = -1
+
+// checkMessageTTL refuses a message TTL the relay cannot carry to publish
+// time: a negative one other than NoExpiry, or one with a fraction of a
+// second (expires has whole seconds, and the relay reads the TTL back from
+// it).
+func checkMessageTTL(field string, ttl time.Duration) error {
+	switch {
+	case ttl == 0 || ttl == NoExpiry:
+		return nil
+	case ttl < 0:
+		return fmt.Errorf("cqrsync: %s is %v: set a positive TTL, 0 for the default or NoExpiry for events that never expire", field, ttl)
+	case ttl%time.Second != 0:
+		return fmt.Errorf("cqrsync: %s is %v: set whole seconds (expires has no fractions, as django-cqrs's CQRS_MESSAGE_TTL)", field, ttl)
+	}
+	return nil
+}
 
 // MasterModel registers a master table under a CQRS ID. Its rows are
 // published as events whenever a capture call names them.
@@ -61,7 +78,7 @@ type MasterModel struct {
 	// get_cqrs_meta); it overrides MasterConfig.Meta. Nil results send {}.
 	Meta MetaFunc
 	// MessageTTL overrides MasterConfig.MessageTTL for this model: 0 keeps
-	// the master's, NoExpiry never expires.
+	// the master's, NoExpiry never expires; whole seconds.
 	MessageTTL time.Duration
 	// TrackedFields are the columns whose previous values are sent in
 	// previous_data (django-cqrs's CQRS_TRACKED_FIELDS): on create, every
@@ -97,8 +114,10 @@ type MasterConfig struct {
 	Dialect sqldialect.Dialect
 	// Logger receives debug logs of captured events. Default slog.Default().
 	Logger *slog.Logger
-	// MessageTTL is how long an event stays valid after capture ("expires").
-	// Default DefaultMessageTTL (one day, as django-cqrs); NoExpiry never.
+	// MessageTTL is how long an event stays valid after it is published
+	// ("expires", set by the relay at publish time as django-cqrs does), in
+	// whole seconds. Default DefaultMessageTTL (one day, as django-cqrs);
+	// NoExpiry never. Other negative values are refused.
 	MessageTTL time.Duration
 	// Meta is the default meta function of models without their own
 	// (django-cqrs's settings-level meta_function). Nil sends {}.
@@ -155,6 +174,9 @@ func NewMasterFor[TTx any](cfg *MasterConfig, adapt func(TTx) sqldialect.Executo
 	if c.Dialect == nil {
 		return nil, errors.New("cqrsync: MasterConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
 	}
+	if err := checkMessageTTL("MasterConfig.MessageTTL", c.MessageTTL); err != nil {
+		return nil, err
+	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.MessageTTL = cmp.Or(c.MessageTTL, DefaultMessageTTL)
 	if c.Now == nil {
@@ -177,6 +199,9 @@ func (m *Master[TTx]) Register(model *MasterModel) error {
 	}
 	if mm.Table == "" {
 		errs = append(errs, fmt.Errorf("cqrsync: MasterModel %q: Table is empty", mm.CQRSID))
+	}
+	if err := checkMessageTTL(fmt.Sprintf("MasterModel %q: MessageTTL", mm.CQRSID), mm.MessageTTL); err != nil {
+		errs = append(errs, err)
 	}
 	if mm.Fields != nil {
 		if !slices.Contains(mm.Fields, mm.PK) {
@@ -319,7 +344,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		row = append(row, masterRow{pk: o[pkIndex].Value, all: o})
 	})
 	if err != nil {
-		return fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+		return errtext.Errorf("cqrsync: read %s: %w", mm.Table, err)
 	}
 	if len(row) != 1 {
 		return fmt.Errorf("cqrsync: Insert into %s: read back %d rows, want 1", mm.Table, len(row))
@@ -887,7 +912,7 @@ func (m *Master[TTx]) collectRows(mm *MasterModel, ti *tableInfo, pks []any, que
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("cqrsync: read %s: %w", mm.Table, err)
+			return nil, errtext.Errorf("cqrsync: read %s: %w", mm.Table, err)
 		}
 	}
 	out := make([]masterRow, 0, len(pks))

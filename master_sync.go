@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -80,7 +81,7 @@ func (m *Master[TTx]) SyncQuery(ctx context.Context, ex sqldialect.Executor, cqr
 			lastKey = raw[pkIndex]
 		})
 		if err != nil {
-			return done, fmt.Errorf("cqrsync: sync %s: %w", cqrsID, err)
+			return done, errtext.Errorf("cqrsync: sync %s: %w", cqrsID, err)
 		}
 		if len(page) == 0 {
 			return done, nil
@@ -106,7 +107,7 @@ func countRows(ctx context.Context, ex sqldialect.Executor, d sqldialect.Dialect
 	}
 	rows, err := ex.Query(ctx, q, args...)
 	if err != nil {
-		return 0, fmt.Errorf("cqrsync: count %s: %w", table, err)
+		return 0, errtext.Errorf("cqrsync: count %s: %w", table, err)
 	}
 	defer rows.Close()
 	var n int64

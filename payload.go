@@ -1,6 +1,7 @@
 package cqrsync
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // SignalType is the kind of event a payload carries (its signal_type).
@@ -80,15 +83,15 @@ func (p *Payload) AppendJSON(dst []byte) ([]byte, error) {
 	dst = jsonAppendString(dst, p.CQRSID)
 	dst = append(dst, `,"instance_data":`...)
 	if dst, err = jsonAppendObject(dst, p.InstanceData, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload instance_data: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload instance_data: %w", err)
 	}
 	dst = append(dst, `,"previous_data":`...)
 	if dst, err = jsonAppendObject(dst, p.PreviousData, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload previous_data: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload previous_data: %w", err)
 	}
 	dst = append(dst, `,"instance_pk":`...)
 	if dst, err = jsonAppendValue(dst, p.InstancePK, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload instance_pk: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload instance_pk: %w", err)
 	}
 	dst = append(dst, `,"correlation_id":`...)
 	if p.CorrelationID == "" {
@@ -108,7 +111,7 @@ func (p *Payload) AppendJSON(dst []byte) ([]byte, error) {
 	}
 	dst = append(dst, `,"meta":`...)
 	if dst, err = jsonAppendObject(dst, p.Meta, 1); err != nil {
-		return dst, fmt.Errorf("cqrsync: encoding payload meta: %w", err)
+		return dst, errtext.Errorf("cqrsync: encoding payload meta: %w", err)
 	}
 	return append(dst, '}'), nil
 }
@@ -161,7 +164,7 @@ func (e *PayloadError) Error() string {
 		var se *SyntaxError
 		if !errors.As(e.Err, &se) { // a SyntaxError is already in Reason
 			b.WriteString(": ")
-			b.WriteString(strings.TrimPrefix(e.Err.Error(), "cqrsync: "))
+			b.WriteString(errtext.Cause(e.Err))
 		}
 	}
 	return b.String()
@@ -395,4 +398,104 @@ func (p *Payload) Updated() (time.Time, error) {
 // and not later than now (as django-cqrs decides).
 func (p *Payload) Expired(now time.Time) bool {
 	return !p.Expires.IsZero() && !p.Expires.After(now)
+}
+
+// RestampExpires returns body with its expires moved to publish time, as
+// django-cqrs sets it when it publishes: now plus the message TTL, cut to
+// whole seconds. body is an event as a [Master] captured it at capturedAt
+// (the outbox row's CreatedAt), whose expires is capturedAt's whole second
+// plus the TTL (see [MasterConfig.MessageTTL]); the TTL is read back from
+// the two. Every other byte of body is kept. A body whose expires is null
+// (never expires), missing, or not a datetime later than capturedAt, and a
+// body that is not a JSON object, is returned as it is: the relay publishes
+// what it cannot read unchanged.
+//
+// The result is appended to dst[:0].
+func RestampExpires(dst, body []byte, capturedAt, now time.Time) []byte {
+	start, end, ok := expiresBeforeEmptyMeta(body)
+	if !ok {
+		start, end, ok = topLevelValue(body, "expires")
+	}
+	if !ok || end-start < 2 || body[start] != '"' {
+		return append(dst[:0], body...)
+	}
+	captured, err := ParseDateTime(string(body[start+1 : end-1]))
+	if err != nil {
+		return append(dst[:0], body...)
+	}
+	ttl := captured.Sub(capturedAt.Truncate(time.Second))
+	if ttl <= 0 {
+		return append(dst[:0], body...)
+	}
+	dst = append(dst[:0], body[:start]...)
+	dst = append(dst, '"')
+	dst = dtAppendExpires(dst, now.Add(ttl))
+	dst = append(dst, '"')
+	return append(dst, body[end:]...)
+}
+
+// expiresBeforeEmptyMeta finds the expires value of a body that ends as
+// AppendJSON writes it with an empty meta, without scanning the body: its
+// last bytes are then the top-level members expires (a quoted datetime in
+// FormatExpires's layout) and meta, since a quote inside a JSON string is
+// escaped and cannot end one of these runs.
+func expiresBeforeEmptyMeta(body []byte) (start, end int, ok bool) {
+	const tail = `","meta":{}}`
+	const key = `,"expires":"`
+	const value = len("2006-01-02T15:04:05+00:00")
+	end = len(body) - len(tail) + 1 // after the closing quote
+	start = end - value - 2
+	if start < len(key)-1 || !bytes.HasSuffix(body, []byte(tail)) || string(body[start-len(key)+1:start+1]) != key {
+		return 0, 0, false
+	}
+	return start, end, true
+}
+
+// topLevelValue finds the value of key in the JSON object data (its last
+// occurrence, as decoding keeps the last value) and returns its byte span.
+func topLevelValue(data []byte, key string) (start, end int, ok bool) {
+	d := &jsonDecoder{data: data, src: string(data)}
+	d.skipSpace()
+	if d.pos >= len(data) || data[d.pos] != '{' {
+		return 0, 0, false
+	}
+	d.pos++
+	d.depth++
+	d.skipSpace()
+	if d.pos < len(data) && data[d.pos] == '}' {
+		return 0, 0, false
+	}
+	for d.pos < len(data) && data[d.pos] == '"' {
+		k, err := d.string()
+		if err != nil {
+			return 0, 0, false
+		}
+		d.skipSpace()
+		if d.pos >= len(data) || data[d.pos] != ':' {
+			return 0, 0, false
+		}
+		d.pos++
+		d.skipSpace()
+		s := d.pos
+		if _, err := d.value(); err != nil {
+			return 0, 0, false
+		}
+		if k == key {
+			start, end, ok = s, d.pos, true
+		}
+		d.skipSpace()
+		if d.pos >= len(data) {
+			return 0, 0, false
+		}
+		switch data[d.pos] {
+		case ',':
+			d.pos++
+			d.skipSpace()
+		case '}':
+			return start, end, ok
+		default:
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
 }

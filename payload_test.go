@@ -443,7 +443,7 @@ func TestPayloadAppendJSONErrors(t *testing.T) {
 		p       Payload
 		wantErr string
 	}{
-		{"bad instance_data", Payload{InstanceData: Object{{"t", time.Now()}}}, "instance_data: cqrsync: encoding JSON: unsupported Go type time.Time"},
+		{"bad instance_data", Payload{InstanceData: Object{{"t", time.Now()}}}, "instance_data: encoding JSON: unsupported Go type time.Time"},
 		{"bad previous_data", Payload{PreviousData: Object{{"f", 1.0 / zero()}}}, "previous_data"},
 		{"bad pk", Payload{InstancePK: struct{}{}}, "instance_pk"},
 		{"bad meta", Payload{Meta: Object{{"x", json.Number("x")}}}, "meta"},
@@ -656,5 +656,32 @@ func BenchmarkEncodePayload(b *testing.B) {
 	}
 	if !slices.Equal(buf, []byte(basicCreateFullBody)) {
 		b.Fatalf("encoded %s", buf)
+	}
+}
+
+func TestRestampExpires(t *testing.T) {
+	t.Parallel()
+	captured := time.Date(2026, 5, 1, 12, 0, 0, 700_000_000, time.UTC)
+	now := captured.Add(time.Hour + 500*time.Millisecond)
+	cases := []struct{ name, body, want string }{
+		{"TTL kept, moved to publish time",
+			`{"signal_type":"SAVE","cqrs_id":"a","instance_data":{"id":1},"previous_data":null,"instance_pk":1,"correlation_id":null,"retries":0,"expires":"2026-05-01T12:00:02+00:00","meta":{}}`,
+			`{"signal_type":"SAVE","cqrs_id":"a","instance_data":{"id":1},"previous_data":null,"instance_pk":1,"correlation_id":null,"retries":0,"expires":"2026-05-01T13:00:03+00:00","meta":{}}`},
+		{"nested expires keys untouched",
+			`{"instance_data":{"expires":"2026-05-01T12:00:02+00:00","retries":0},"expires":"2026-05-02T12:00:00+00:00","meta":{"expires":"x","a":{"expires":1}}}`,
+			`{"instance_data":{"expires":"2026-05-01T12:00:02+00:00","retries":0},"expires":"2026-05-02T13:00:01+00:00","meta":{"expires":"x","a":{"expires":1}}}`},
+		{"never expires", `{"instance_pk":1,"expires":null,"meta":{}}`, `{"instance_pk":1,"expires":null,"meta":{}}`},
+		{"no expires", `{"instance_pk":1}`, `{"instance_pk":1}`},
+		{"not JSON", `event 1`, `event 1`},
+		{"expires not after capture", `{"expires":"2026-05-01T11:00:00+00:00"}`, `{"expires":"2026-05-01T11:00:00+00:00"}`},
+		{"not a datetime", `{"expires":"soon"}`, `{"expires":"soon"}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			if got := RestampExpires(nil, []byte(c.body), captured, now); string(got) != c.want {
+				t.Fatalf("RestampExpires\n got %s\nwant %s", got, c.want)
+			}
+		})
 	}
 }

@@ -60,7 +60,11 @@ type ReplicaModel struct {
 	// CQRS_SELECT_FOR_UPDATE), serialising handlers that read then write
 	// across consumer processes. The guarded write needs no lock.
 	SelectForUpdate bool
-	// QueryTimeout bounds the database work of one event; 0 means none.
+	// QueryTimeout bounds the database work of one event (its statements
+	// and handlers); 0 means none, and a negative value is refused. An
+	// event that outlasts it has failed, like one with bad data: the retry
+	// policy retries it and then moves it to the dead letters, and the
+	// events behind it go on.
 	QueryTimeout time.Duration
 	// Retry overrides the consumer's retry policy for this model.
 	Retry *RetryPolicy
@@ -93,7 +97,8 @@ type ReplicaConfig struct {
 	// revision gaps at warn. Default slog.Default().
 	Logger *slog.Logger
 	// TombstoneRetention is how long deleted keys are remembered, so that a
-	// late SAVE cannot bring them back. Default DefaultTombstoneRetention.
+	// late SAVE cannot bring them back. Default DefaultTombstoneRetention; a
+	// negative value is refused.
 	TombstoneRetention time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -156,6 +161,11 @@ func NewReplica(cfg *ReplicaConfig) (*Replica, error) {
 	if c.Dialect == nil {
 		return nil, errors.New("cqrsync: ReplicaConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
 	}
+	if err := errors.Join(negativeDurations("ReplicaConfig", []namedDuration{
+		{"TombstoneRetention", c.TombstoneRetention, "0 for the default 7 days"},
+	})...); err != nil {
+		return nil, err
+	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.TombstoneRetention = cmp.Or(c.TombstoneRetention, DefaultTombstoneRetention)
 	if c.Now == nil {
@@ -181,6 +191,9 @@ func (r *Replica) Register(model *ReplicaModel) error {
 	case !rm.NoDBOperations && rm.Table == "":
 		errs = append(errs, fmt.Errorf("cqrsync: ReplicaModel %q: Table is empty (or set NoDBOperations with handlers)", rm.CQRSID))
 	}
+	errs = append(errs, negativeDurations(fmt.Sprintf("ReplicaModel{CQRSID: %q}", rm.CQRSID), []namedDuration{
+		{"QueryTimeout", rm.QueryTimeout, "0 for no timeout"},
+	})...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.models[rm.CQRSID]; dup {
@@ -242,7 +255,9 @@ func (o Outcome) Applied() bool {
 // Apply applies one event through ex, typically a transaction the caller
 // commits. Errors wrap ErrUnknownModel, ErrUnknownSignal, ErrMissingFields
 // or ErrMalformedPayload for problems with the event itself, and the
-// database's error otherwise (see IsRetryable).
+// database's error otherwise (see IsRetryable). An error after the model's
+// QueryTimeout ran out, and a custom handler's error other than the
+// database driver's, are the event's: IsRetryable reports false for them.
 func (r *Replica) Apply(ctx context.Context, ex sqldialect.Executor, p *Payload) (Outcome, error) {
 	rm, ok := r.Model(p.CQRSID)
 	if !ok {
@@ -255,10 +270,26 @@ func (r *Replica) Apply(ctx context.Context, ex sqldialect.Executor, p *Payload)
 		return OutcomeIgnored, nil
 	}
 	if rm.QueryTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rm.QueryTimeout)
+		tctx, cancel := context.WithTimeout(ctx, rm.QueryTimeout)
 		defer cancel()
+		out, err := r.apply(tctx, ex, rm, p)
+		if err != nil && ctx.Err() == nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+			// The event's own deadline, not the database's failure: the
+			// retry policy and then the dead letters deal with it.
+			var me *ModelError
+			if errors.As(err, &me) {
+				err = me.Err
+			}
+			return 0, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: eventError{
+				fmt.Errorf("the model's QueryTimeout (%v) ran out; raise it if the work needs longer: %w", rm.QueryTimeout, err)}}
+		}
+		return out, err
 	}
+	return r.apply(ctx, ex, rm, p)
+}
+
+// apply is Apply within the model's QueryTimeout.
+func (r *Replica) apply(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, p *Payload) (Outcome, error) {
 	if rm.NoDBOperations {
 		return r.applyHandlers(ctx, ex, rm, p)
 	}
@@ -311,7 +342,15 @@ func (r *Replica) callHandler(ctx context.Context, ex sqldialect.Executor, rm *R
 		e.Meta = p.Meta
 	}
 	if err := fn(ctx, ex, e); err != nil {
-		return false, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("handler: %w", err)}
+		err = fmt.Errorf("handler: %w", err)
+		if !databaseFailure(err) {
+			// The handler's own failure, whatever its words or type (a
+			// deadline of its own, a web service down): the retry policy
+			// and then the dead letters deal with it. Only the replica
+			// database's typed errors pause the worker.
+			err = eventError{err}
+		}
+		return false, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: err}
 	}
 	return true, nil
 }

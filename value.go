@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // ValueType says how a column's values are written on the wire and bound to
@@ -161,7 +163,7 @@ type valueError struct {
 func (e *valueError) Error() string {
 	msg := "cqrsync: converting " + valDescribe(e.v) + " to " + e.t.String() + " for " + e.dir + ": " + e.reason
 	if e.err != nil {
-		msg += ": " + strings.TrimPrefix(e.err.Error(), "cqrsync: ")
+		msg += ": " + errtext.Cause(e.err)
 	}
 	return msg
 }

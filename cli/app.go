@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/dberr"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
@@ -168,14 +169,14 @@ const connectTimeout = 15 * time.Second
 func (st *state) open(ctx context.Context, name string, flags *pflag.FlagSet, needs Needs, check func(app *App) error) (*session, error) {
 	log := st.logger()
 	if st.opts == nil || st.opts.Setup == nil {
-		return nil, UsageError{Err: fmt.Errorf("%s: this command tree has no setup: pass cli.Options.Setup (see the cli package docs)", name)}
+		return nil, UsageError{Err: errtext.Errorf("%s: this command tree has no setup: pass cli.Options.Setup (see the cli package docs)", name)}
 	}
 	app, err := st.opts.Setup(ctx, &SetupRequest{Command: name, Needs: needs, Logger: log, Flags: flags})
 	if err != nil {
 		return nil, err
 	}
 	if app == nil {
-		return nil, fmt.Errorf("%s: the setup returned no App", name)
+		return nil, errtext.Errorf("%s: the setup returned no App", name)
 	}
 	s := &session{ctx: ctx, env: st.env, st: st, app: app, log: log, name: name}
 	st.sessions = append(st.sessions, s)
@@ -197,7 +198,7 @@ func (st *state) open(ctx context.Context, name string, flags *pflag.FlagSet, ne
 		missing = append(missing, "a broker")
 	}
 	if len(missing) > 0 {
-		return s, UsageError{Err: fmt.Errorf("%s needs %s, and the setup has none", name, strings.Join(missing, " and "))}
+		return s, UsageError{Err: errtext.Errorf("%s needs %s, and the setup has none", name, strings.Join(missing, " and "))}
 	}
 	if check != nil {
 		if err := check(app); err != nil {
@@ -209,10 +210,31 @@ func (st *state) open(ctx context.Context, name string, flags *pflag.FlagSet, ne
 		err := app.DB.PingContext(pctx)
 		cancel()
 		if err != nil {
-			return s, fmt.Errorf("database unreachable: %w", err)
+			if refusedConnection(err) {
+				return s, UsageError{Err: errtext.Errorf("the database refused the connection: %w: check the user, password and database name in the database URL", err)}
+			}
+			return s, errtext.Errorf("database unreachable: %w", err)
 		}
 	}
 	return s, nil
+}
+
+// refusedConnection reports whether the database answered and refused the
+// connection: bad credentials, no access, no such database. That is a
+// configuration error, not an outage: waiting does not help.
+func refusedConnection(err error) bool {
+	var st interface{ SQLState() string } // PostgreSQL
+	if errors.As(err, &st) {
+		code := st.SQLState()
+		return strings.HasPrefix(code, "28") || code == "3D000" // invalid authorization; no such database
+	}
+	if n, ok := dberr.MySQLNumber(err); ok {
+		switch n {
+		case 1044, 1045, 1049, 1698: // database access denied, access denied, unknown database, access denied without password
+			return true
+		}
+	}
+	return false
 }
 
 // transport connects to the broker (once per session).
@@ -224,7 +246,7 @@ func (s *session) transport() (*Transport, error) {
 	defer cancel()
 	tr, err := s.app.OpenTransport(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("broker unreachable: %w", err)
+		return nil, errtext.Errorf("broker unreachable: %w", err)
 	}
 	s.tr = tr
 	return tr, nil
@@ -247,7 +269,7 @@ func checkModel(side, cqrsID string, models []string) error {
 	if slices.Contains(models, cqrsID) {
 		return nil
 	}
-	return UsageError{Err: fmt.Errorf("--cqrs-id %q is not a %s model here (registered: %s)", cqrsID, side, strings.Join(models, ", "))}
+	return UsageError{Err: errtext.Errorf("--cqrs-id %q is not a %s model here (registered: %s)", cqrsID, side, strings.Join(models, ", "))}
 }
 
 // checkFilter checks a --filter's syntax before anything connects: a JSON
@@ -258,7 +280,7 @@ func checkFilter(text string) error {
 	}
 	v, err := cqrsync.DecodeJSON([]byte(text))
 	if err != nil {
-		return UsageError{Err: fmt.Errorf("--filter is not JSON: %v; want an object like {\"id__in\": [1, 2]}", err)}
+		return UsageError{Err: errtext.Errorf("--filter is not JSON: %v; want an object like {\"id__in\": [1, 2]}", err)}
 	}
 	if _, ok := v.(cqrsync.Object); !ok {
 		return UsageError{Err: errors.New(`--filter must be a JSON object like {"id__in": [1, 2]}`)}
@@ -270,7 +292,7 @@ func checkFilter(text string) error {
 // word.
 func checkQueue(flag, q string) error {
 	if q != "" && strings.ContainsAny(q, ".*# \t\r\n") {
-		return UsageError{Err: fmt.Errorf("%s %q is not a queue name: no '.', '*', '#' or spaces", flag, q)}
+		return UsageError{Err: errtext.Errorf("%s %q is not a queue name: no '.', '*', '#' or spaces", flag, q)}
 	}
 	return nil
 }
@@ -278,7 +300,7 @@ func checkQueue(flag, q string) error {
 // checkBatch returns a usage error for a batch size below 1.
 func checkBatch(n int) error {
 	if n < 1 {
-		return UsageError{Err: fmt.Errorf("--batch must be at least 1, got %d", n)}
+		return UsageError{Err: errtext.Errorf("--batch must be at least 1, got %d", n)}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 func newBulkDumpCommand(st *state) *cobra.Command {
@@ -56,7 +57,7 @@ rows saved and processed) goes to stderr.`,
 			}
 			if output != "-" {
 				if _, err := os.Stat(output); err == nil && !force {
-					return UsageError{Err: fmt.Errorf("output file %s exists: pass --force to overwrite it", output)}
+					return UsageError{Err: errtext.Errorf("output file %s exists: pass --force to overwrite it", output)}
 				}
 			}
 			check := func(app *App) error { return checkModel("master", cqrsID, app.Master.Models()) }
@@ -95,7 +96,7 @@ func dumpToFile(s *session, cqrsID, path string, force bool, opts *cqrsync.DumpO
 	dir, base := filepath.Split(path)
 	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
 	if err != nil {
-		return 0, 0, fmt.Errorf("output file: %w", err)
+		return 0, 0, errtext.Errorf("output file: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -108,17 +109,17 @@ func dumpToFile(s *session, cqrsID, path string, force bool, opts *cqrsync.DumpO
 		return written, processed, err
 	}
 	if err = tmp.Sync(); err != nil {
-		return written, processed, fmt.Errorf("output file: %w", err)
+		return written, processed, errtext.Errorf("output file: %w", err)
 	}
 	if err = tmp.Close(); err != nil {
-		return written, processed, fmt.Errorf("output file: %w", err)
+		return written, processed, errtext.Errorf("output file: %w", err)
 	}
 	if _, serr := os.Stat(path); serr == nil && !force {
-		err = fmt.Errorf("output file %s appeared during the dump: pass --force to overwrite it", path)
+		err = errtext.Errorf("output file %s appeared during the dump: pass --force to overwrite it", path)
 		return written, processed, err
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
-		return written, processed, fmt.Errorf("output file: %w", err)
+		return written, processed, errtext.Errorf("output file: %w", err)
 	}
 	return written, processed, nil
 }
@@ -166,15 +167,15 @@ of the table first, in the first batch's transaction (only when given:
 			br := bufio.NewReaderSize(in, 64<<10)
 			header, err := br.ReadString('\n')
 			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("reading %s: %w", inputName(input), err)
+				return errtext.Errorf("reading %s: %w", inputName(input), err)
 			}
 			cqrsID := strings.TrimSpace(header)
 			if cqrsID == "" {
-				return fmt.Errorf("%w: %s is empty; its first line must be the CQRS ID", cqrsync.ErrBadDump, inputName(input))
+				return errtext.Errorf("%w: %s is empty; its first line must be the CQRS ID", cqrsync.ErrBadDump, inputName(input))
 			}
 			check := func(app *App) error {
 				if _, ok := app.Replica.Model(cqrsID); !ok {
-					return fmt.Errorf("%w: %s is a dump of %q, which is not a replica model here (registered: %s)",
+					return errtext.Errorf("%w: %s is a dump of %q, which is not a replica model here (registered: %s)",
 						cqrsync.ErrBadDump, inputName(input), truncate(cqrsID, 80), strings.Join(app.Replica.Models(), ", "))
 				}
 				return nil
@@ -182,7 +183,7 @@ of the table first, in the first batch's transaction (only when given:
 			return st.run(cmd, Needs{DB: true, Replica: true}, check, func(s *session) error {
 				counted := &countingReader{r: io.MultiReader(strings.NewReader(header), br)}
 				bad := func(line int, err error) {
-					fmt.Fprintf(s.env.Err, "line %d: skipped: %s\n", line, strings.ReplaceAll(err.Error(), "cqrsync: ", ""))
+					fmt.Fprintf(s.env.Err, "line %d: skipped: %s\n", line, errtext.Cause(err))
 				}
 				if dryRun {
 					return dryRunLoad(s, counted, cqrsID, clear, bad)
@@ -207,7 +208,7 @@ of the table first, in the first batch's transaction (only when given:
 					fmt.Fprintf(s.env.Err, "%d instance(s) unchanged (the replica holds them as new or newer).\n", res.Unchanged)
 				}
 				if res.Skipped > 0 {
-					return fmt.Errorf("%d bad line(s) skipped (listed above); the other %d line(s) were applied", res.Skipped, res.Lines-res.Skipped)
+					return errtext.Errorf("%d bad line(s) skipped (listed above); the other %d line(s) were applied", res.Skipped, res.Lines-res.Skipped)
 				}
 				return nil
 			})
@@ -267,14 +268,14 @@ func dryRunLoad(s *session, in io.Reader, cqrsID string, clear bool, bad func(in
 					err = errors.New("not a JSON object")
 				}
 				skipped++
-				bad(lineNo, fmt.Errorf("%w: %v", cqrsync.ErrMalformedPayload, err))
+				bad(lineNo, errtext.Errorf("%w: %v", cqrsync.ErrMalformedPayload, err))
 				continue
 			}
 			pk, _ := obj.Get(pkField)
 			rev, _ := obj.Get(cqrsync.RevisionField)
 			if pk == nil || rev == nil {
 				skipped++
-				bad(lineNo, fmt.Errorf("%w: no %s or %s", cqrsync.ErrMissingFields, pkField, cqrsync.RevisionField))
+				bad(lineNo, errtext.Errorf("%w: no %s or %s", cqrsync.ErrMissingFields, pkField, cqrsync.RevisionField))
 				continue
 			}
 			pairs = append(pairs, []any{pk, rev})
@@ -324,9 +325,9 @@ func openInput(stdin io.Reader, name string) (r io.Reader, size int64, closeFn f
 	f, err := os.Open(name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, 0, nil, fmt.Errorf("input file %s does not exist", name)
+			return nil, 0, nil, errtext.Errorf("input file %s does not exist", name)
 		}
-		return nil, 0, nil, fmt.Errorf("input file: %w", err)
+		return nil, 0, nil, errtext.Errorf("input file: %w", err)
 	}
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
 		size = fi.Size()

@@ -45,6 +45,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // Exit codes that scripts can rely on.
@@ -152,7 +153,7 @@ command failed, 2 it was called or configured wrongly.`,
 		case "debug", "info", "warn", "warning", "error":
 			return nil
 		}
-		return UsageError{Err: fmt.Errorf("--log-level %q: use debug, info, warn or error", st.logLevel)}
+		return UsageError{Err: errtext.Errorf("--log-level %q: use debug, info, warn or error", st.logLevel)}
 	}
 	root.AddCommand(
 		newConsumeCommand(st),
@@ -210,15 +211,15 @@ func Run(ctx context.Context, env *Env, opts *Options, args []string) int {
 	return code
 }
 
-// errorLine formats err for stderr: prefixed with the command's name, the
-// library's own "cqrsync: " prefixes dropped, secrets scrubbed, and on one
-// line unless it is a usage error that lists several problems.
+// errorLine formats err for stderr: prefixed with the command's name (Run
+// prints "cqrsync: " before it, so the error's own leading "cqrsync: " is
+// dropped, see internal/errtext), secrets scrubbed, and on one line unless
+// it is a usage error that lists several problems.
 func errorLine(cmd *cobra.Command, err error, multiline bool, secrets []string) string {
-	msg := err.Error()
+	msg := errtext.Cause(err)
 	if errors.Is(err, context.Canceled) {
 		msg = "interrupted: " + msg
 	}
-	msg = strings.ReplaceAll(msg, "cqrsync: ", "")
 	for _, s := range secrets {
 		if len(s) >= 3 {
 			msg = strings.ReplaceAll(msg, s, "xxxxx")

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 func newConsumeCommand(st *state) *cobra.Command {
@@ -42,10 +43,10 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if batchWait < 0 {
-				return UsageError{Err: fmt.Errorf("--batch-wait must not be negative, got %v", batchWait)}
+				return UsageError{Err: errtext.Errorf("--batch-wait must not be negative, got %v", batchWait)}
 			}
 			if cmd.Flags().Changed("workers") && workers < 1 {
-				return UsageError{Err: fmt.Errorf("--workers must be at least 1, got %d", workers)}
+				return UsageError{Err: errtext.Errorf("--workers must be at least 1, got %d", workers)}
 			}
 			if cmd.Flags().Changed("batch") {
 				if err := checkBatch(batch); err != nil {

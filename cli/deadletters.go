@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // deadLetterFlags select dead letters.
@@ -36,13 +37,13 @@ func (d *deadLetterFlags) filter() (*cqrsync.DeadLetterFilter, error) {
 	if d.olderThan != "" {
 		age, err := parseDuration(d.olderThan)
 		if err != nil || age <= 0 {
-			return nil, UsageError{Err: fmt.Errorf("--older-than %q: want a duration like 30m, 12h or 7d", d.olderThan)}
+			return nil, UsageError{Err: errtext.Errorf("--older-than %q: want a duration like 30m, 12h or 7d", d.olderThan)}
 		}
 		f.OlderThan = age
 	}
 	for _, id := range d.cqrsIDs {
 		if id == "" || strings.ContainsAny(id, ".*# ") {
-			return nil, UsageError{Err: fmt.Errorf("--cqrs-id %q is not a CQRS ID", id)}
+			return nil, UsageError{Err: errtext.Errorf("--cqrs-id %q is not a CQRS ID", id)}
 		}
 	}
 	return f, checkQueue("--queue", d.queue)
@@ -238,7 +239,7 @@ func parseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
+			return 0, errtext.Errorf("invalid duration %q", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // The diff and repair pipeline, in django-cqrs's stream formats:
@@ -147,7 +148,7 @@ counts the keys.` + pipelineHelp,
 			}
 			check := func(app *App) error {
 				if err := checkModel("master", cqrsID, app.Master.Models()); err != nil {
-					return fmt.Errorf("%w: the stream is about %q, which is not a master model here (registered: %s)",
+					return errtext.Errorf("%w: the stream is about %q, which is not a master model here (registered: %s)",
 						cqrsync.ErrBadDiffStream, cqrsID, strings.Join(app.Master.Models(), ", "))
 				}
 				return nil
@@ -180,13 +181,13 @@ counts the keys.` + pipelineHelp,
 					}
 					synced, processed, err := s.app.Master.DiffSync(s.ctx, s.ex(), strings.NewReader(header+"\n"+line+"\n"))
 					if err != nil {
-						return fmt.Errorf("line %d: %w", lineNo, err)
+						return errtext.Errorf("line %d: %w", lineNo, err)
 					}
 					total += synced
 					fmt.Fprintf(s.env.Out, "Done!\n%d instance(s) synced.\n%d instance(s) processed.\n", synced, processed)
 				}
 				if err := sc.Err(); err != nil {
-					return fmt.Errorf("reading %s: %w", inputName(input), err)
+					return errtext.Errorf("reading %s: %w", inputName(input), err)
 				}
 				if dryRun || total == 0 {
 					return nil
@@ -298,7 +299,7 @@ delete and deletes nothing.` + pipelineHelp,
 			}
 			check := func(app *App) error {
 				if _, ok := app.Replica.Model(cqrsID); !ok {
-					return fmt.Errorf("%w: the stream is about %q, which is not a replica model here (registered: %s)",
+					return errtext.Errorf("%w: the stream is about %q, which is not a replica model here (registered: %s)",
 						cqrsync.ErrBadDiffStream, cqrsID, strings.Join(app.Replica.Models(), ", "))
 				}
 				return nil
@@ -342,14 +343,14 @@ func newStreamScanner(in io.Reader) *bufio.Scanner {
 func readHeader(sc *bufio.Scanner, input string) (header, cqrsID, queue string, err error) {
 	if !sc.Scan() {
 		if err := sc.Err(); err != nil {
-			return "", "", "", fmt.Errorf("reading %s: %w", inputName(input), err)
+			return "", "", "", errtext.Errorf("reading %s: %w", inputName(input), err)
 		}
-		return "", "", "", fmt.Errorf("%w: %s is empty; its first line must be \"<cqrs_id>,<datetime>\"", cqrsync.ErrBadDiffStream, inputName(input))
+		return "", "", "", errtext.Errorf("%w: %s is empty; its first line must be \"<cqrs_id>,<datetime>\"", cqrsync.ErrBadDiffStream, inputName(input))
 	}
 	header = strings.TrimRight(sc.Text(), "\r")
 	parts := strings.Split(header, ",")
 	if len(parts) < 2 || parts[0] == "" {
-		return "", "", "", fmt.Errorf("%w: first line %q is not \"<cqrs_id>,<datetime>\"", cqrsync.ErrBadDiffStream, truncate(header, 80))
+		return "", "", "", errtext.Errorf("%w: first line %q is not \"<cqrs_id>,<datetime>\"", cqrsync.ErrBadDiffStream, truncate(header, 80))
 	}
 	if len(parts) > 2 {
 		queue = parts[len(parts)-1]
@@ -362,7 +363,7 @@ func keyList(line string, lineNo int) ([]any, error) {
 	v, err := cqrsync.DecodeJSON([]byte(line))
 	keys, ok := v.([]any)
 	if err != nil || !ok {
-		return nil, fmt.Errorf("%w: line %d is not a JSON list of keys", cqrsync.ErrBadDiffStream, lineNo)
+		return nil, errtext.Errorf("%w: line %d is not a JSON list of keys", cqrsync.ErrBadDiffStream, lineNo)
 	}
 	return keys, nil
 }

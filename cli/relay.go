@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pglisten"
 )
@@ -47,7 +48,7 @@ it runs, and the count of events it published when it stops.`,
 				}
 			}
 			if cmd.Flags().Changed("poll-interval") && poll <= 0 {
-				return UsageError{Err: fmt.Errorf("--poll-interval must be positive, got %v", poll)}
+				return UsageError{Err: errtext.Errorf("--poll-interval must be positive, got %v", poll)}
 			}
 			return st.run(cmd, Needs{DB: true, Transport: true}, nil, func(s *session) error {
 				sc := s.schemaCheck()
@@ -129,7 +130,7 @@ func newOutboxCommand(st *state) *cobra.Command {
 		Example: "  cqrsync outbox status --json",
 		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return UsageError{Err: fmt.Errorf("name a subcommand: status")}
+			return UsageError{Err: errtext.Errorf("name a subcommand: status")}
 		},
 	}
 	var asJSON bool
@@ -202,7 +203,7 @@ are yours to create; they need the columns cqrs_revision and cqrs_updated.`,
 			if printSQL {
 				return st.run(cmd, Needs{}, func(app *App) error {
 					if app.Dialect == nil {
-						return UsageError{Err: fmt.Errorf("migrate --print needs the database's dialect, and the setup has none")}
+						return UsageError{Err: errtext.Errorf("migrate --print needs the database's dialect, and the setup has none")}
 					}
 					return nil
 				}, func(s *session) error {

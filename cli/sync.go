@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
 )
 
@@ -29,7 +30,7 @@ func (w *waitFlags) add(cmd *cobra.Command) {
 
 func (w *waitFlags) check() error {
 	if w.timeout <= 0 {
-		return UsageError{Err: fmt.Errorf("--timeout must be positive, got %v", w.timeout)}
+		return UsageError{Err: errtext.Errorf("--timeout must be positive, got %v", w.timeout)}
 	}
 	return nil
 }
@@ -106,7 +107,7 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 				n, err := s.app.Master.SyncQuery(s.ctx, s.ex(), cqrsID, &cqrsync.SyncOpts{Filter: filter, Queue: queue, BatchSize: batch, Progress: p.update})
 				if err != nil {
 					if n > 0 {
-						return fmt.Errorf("%w (the SYNCs of the first %d rows are in the outbox and will be sent)", err, n)
+						return errtext.Errorf("%w (the SYNCs of the first %d rows are in the outbox and will be sent)", err, n)
 					}
 					return err
 				}
@@ -151,16 +152,16 @@ func drain(s *session, tr *Transport, since time.Time, timeout time.Duration) (i
 		sctx, scancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
 		defer scancel()
 		if st, err := s.app.Dialect.OutboxStats(sctx, s.ex()); err == nil {
-			return fmt.Errorf("sending the events: %w; %d event(s) are still in the outbox, a relay will send them (cqrsync relay)", cause, st.Rows)
+			return errtext.Errorf("sending the events: %w; %d event(s) are still in the outbox, a relay will send them (cqrsync relay)", cause, st.Rows)
 		}
-		return fmt.Errorf("sending the events: %w; they are still in the outbox, a relay will send them (cqrsync relay)", cause)
+		return errtext.Errorf("sending the events: %w; they are still in the outbox, a relay will send them (cqrsync relay)", cause)
 	}
 	var backoff time.Duration
 	fail := func(err error) error {
 		backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 		s.log.Warn("cqrsync: sending the outbox failed, retrying", slog.Any("error", err), slog.Duration("retry_in", backoff))
 		if !sleepCtx(ctx, backoff) {
-			return left(fmt.Errorf("%w (last error: %v)", context.Cause(ctx), err))
+			return left(errtext.Errorf("%w (last error: %v)", context.Cause(ctx), err))
 		}
 		return nil
 	}

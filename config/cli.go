@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/cli"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -80,7 +80,7 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	var missing []error
 	need := func(ok bool, key, env string) {
 		if !ok {
-			missing = append(missing, fmt.Errorf("%s: required by %s: set it in %s or %s", key, req.Command, file, env))
+			missing = append(missing, errtext.Errorf("%s: required by %s: set it in %s or %s", key, req.Command, file, env))
 		}
 	}
 	needsDB := req.Needs.DB || req.Needs.Master || req.Needs.Replica
@@ -88,10 +88,10 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	need(!req.Needs.Transport || cfg.Transport.URL != "" || o.OpenTransport != nil, "transport.url", EnvTransportURL)
 	need(!req.Needs.Queue || cfg.Queue != "", "queue", EnvQueue)
 	if req.Needs.Master && len(cfg.Masters)+len(o.Masters) == 0 {
-		missing = append(missing, fmt.Errorf("masters: %s needs master models: declare them in %s", req.Command, file))
+		missing = append(missing, errtext.Errorf("masters: %s needs master models: declare them in %s", req.Command, file))
 	}
 	if req.Needs.Replica && len(cfg.Replicas)+len(o.Replicas) == 0 {
-		missing = append(missing, fmt.Errorf("replicas: %s needs replica models: declare them in %s", req.Command, file))
+		missing = append(missing, errtext.Errorf("replicas: %s needs replica models: declare them in %s", req.Command, file))
 	}
 	if err := problems(missing); err != nil {
 		return nil, cli.UsageError{Err: err}
@@ -109,7 +109,7 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	if cfg.Database.URL != "" {
 		db, err := cfg.OpenDB()
 		if errors.Is(err, ErrNoDatabaseFile) {
-			return nil, fmt.Errorf("database unreachable: %w", errors.Unwrap(err))
+			return nil, errtext.Errorf("database unreachable: %w", errors.Unwrap(err))
 		}
 		if err != nil {
 			return nil, cli.UsageError{Err: err}
@@ -170,7 +170,7 @@ func problems(errs []error) error {
 	case 1:
 		return errors.New(lines[0])
 	}
-	return fmt.Errorf("%d problems:\n  %s", len(lines), strings.Join(lines, "\n  "))
+	return errtext.Errorf("%d problems:\n  %s", len(lines), strings.Join(lines, "\n  "))
 }
 
 // register creates the App's Master and Replica with the file's models and

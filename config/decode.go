@@ -331,8 +331,12 @@ func (d *decoder) duration(n *yaml.Node, p string, dst *time.Duration) {
 		return
 	}
 	t, err := ParseDuration(v)
-	if err != nil || t < 0 {
+	if err != nil {
 		d.add(p, n, "want a duration like 500ms, 30s, 1h or 7d, got %q", v)
+		return
+	}
+	if t < 0 {
+		d.add(p, n, "is negative (%q): want a duration like 500ms, 30s, 1h or 7d, or 0 for the default", v)
 		return
 	}
 	*dst = t

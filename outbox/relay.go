@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -31,7 +32,8 @@ type Config struct {
 	PollInterval time.Duration
 	// Lease is how long claimed events stay reserved for this relay; a relay
 	// that dies holding them leaves them to the others after this long.
-	// Default 30 s; it must exceed the publish timeout.
+	// Default 30 s; it must exceed the publish timeout. Every duration of
+	// Config must be positive, or 0 for its default; negatives are refused.
 	Lease time.Duration
 	// PublishTimeout bounds one batch publish. Default 10 s.
 	PublishTimeout time.Duration
@@ -71,8 +73,19 @@ func (c *Config) validate() error {
 	if c.Publisher == nil {
 		errs = append(errs, errors.New("outbox: Config.Publisher is nil: set a transport publisher"))
 	}
-	if c.BatchSize < 0 || c.PollInterval < 0 || c.Lease < 0 || c.MinBackoff < 0 || c.MaxBackoff < c.MinBackoff {
-		errs = append(errs, errors.New("outbox: Config has a negative size or duration, or MaxBackoff < MinBackoff"))
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("outbox: Config.BatchSize is negative (%d): use a positive size, or 0 for the default 500", c.BatchSize))
+	}
+	for _, d := range []struct {
+		field string
+		d     time.Duration
+	}{{"PollInterval", c.PollInterval}, {"Lease", c.Lease}, {"PublishTimeout", c.PublishTimeout}, {"MinBackoff", c.MinBackoff}, {"MaxBackoff", c.MaxBackoff}} {
+		if d.d < 0 {
+			errs = append(errs, fmt.Errorf("outbox: Config.%s is negative (%v): use a positive duration, or 0 for the default", d.field, d.d))
+		}
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		errs = append(errs, fmt.Errorf("outbox: Config.MaxBackoff (%v) is below MinBackoff (%v): raise MaxBackoff", c.MaxBackoff, c.MinBackoff))
 	}
 	if c.Lease <= c.PublishTimeout {
 		errs = append(errs, fmt.Errorf("outbox: Config.Lease (%v) must exceed PublishTimeout (%v), or two relays could send the same batch", c.Lease, c.PublishTimeout))
@@ -81,7 +94,9 @@ func (c *Config) validate() error {
 }
 
 // Relay moves committed events from the outbox to the broker: it claims a
-// batch in ID order, publishes it, and deletes the rows only after the
+// batch in ID order, sets each event's expires to publish time plus its
+// message TTL (as django-cqrs does; see cqrsync.RestampExpires), publishes
+// it, and deletes the rows only after the
 // publisher confirmed them. If the broker is down it keeps the rows, backs
 // off and tries again, so an event is never lost; it may be sent twice (if
 // the process dies between confirm and delete), which replicas drop by
@@ -206,9 +221,13 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
+	// django-cqrs sets expires when it publishes: an event held here
+	// through a broker outage must not arrive expired.
+	publishAt := r.cfg.Now()
 	msgs := make([]transport.Message, len(rows))
 	for i, row := range rows {
-		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: row.Body}
+		body := cqrsync.RestampExpires(nil, row.Body, row.CreatedAt, publishAt)
+		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: body}
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	perr := r.cfg.Publisher.Publish(pctx, msgs)

@@ -4,12 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/go-sql-driver/mysql"
+
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -89,6 +93,20 @@ func TestFailures(t *testing.T) {
 	app := newService(t, good)
 	app.run(t, "", "migrate").ok(t)
 
+	// Real servers that refuse the connection: a wrong password, a missing
+	// database. These are configuration errors (exit 2), not outages.
+	mycfg, err := mysql.ParseDSN(testenv.MySQLURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mariaDenied := fmt.Sprintf("CQRSYNC_DATABASE_URL=mysql://%s:hunter2@%s/%s", mycfg.User, mycfg.Addr, mycfg.DBName)
+	pgu, err := url.Parse(testenv.PostgresURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgu.Path = "/cqrsync_no_such_database"
+	pgMissing := "CQRSYNC_DATABASE_URL=" + pgu.String()
+
 	cases := []struct {
 		name   string
 		config string // "" keeps the good one
@@ -115,6 +133,10 @@ func TestFailures(t *testing.T) {
 			args: []string{"outbox", "status"}, code: 1, want: "outbox status: database unreachable: "},
 		{name: "mariadb unreachable", env: []string{"CQRSYNC_DATABASE_URL=mysql://app:hunter2@127.0.0.1:1/app"},
 			args: []string{"bulk-dump", "-c", "account"}, code: 1, want: "bulk-dump: database unreachable: dial tcp 127.0.0.1:1"},
+		{name: "mariadb access denied", env: []string{mariaDenied}, args: []string{"bulk-dump", "-c", "account"}, code: 2,
+			want: "bulk-dump: the database refused the connection: Error 1045 (28000): Access denied for user"},
+		{name: "postgres database missing", env: []string{pgMissing}, args: []string{"outbox", "status"}, code: 2,
+			want: `outbox status: the database refused the connection: `},
 		{name: "broker unreachable", env: []string{"CQRSYNC_TRANSPORT_URL=amqp://guest:hunter2@127.0.0.1:1/", "CQRSYNC_QUEUE=q"},
 			args: []string{"dead-letters", "dump"}, code: 1, want: "dead-letters dump: broker unreachable: rabbitmq: connect to amqp://guest:xxxxx@127.0.0.1:1/"},
 		{name: "sync with the broker down", env: []string{"CQRSYNC_TRANSPORT_URL=amqp://guest:hunter2@127.0.0.1:1/"},

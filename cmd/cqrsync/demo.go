@@ -2,13 +2,13 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/demo"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
 // newDemoCommand returns the demo command: a master and a replica on
@@ -36,7 +36,7 @@ It needs no configuration, and exits 0 only if the replica equals the master.`,
 			opts.Logger = cli.Logger(cmd)
 			res, err := demo.Run(cmd.Context(), opts, cmd.OutOrStdout())
 			if errors.Is(err, demo.ErrDiverged) {
-				return fmt.Errorf("%w (seed %d)", err, res.Seed)
+				return errtext.Errorf("%w (seed %d)", err, res.Seed)
 			}
 			return err
 		},

@@ -78,6 +78,9 @@ func (r result) fails(t *testing.T, code int, want string) {
 	if r.code != code || !strings.Contains(r.errOut, want) || strings.Count(strings.TrimSpace(r.errOut), "\n") != 0 {
 		t.Fatalf("cqrsync %s: exit %d, stderr %q; want exit %d and one line naming %q", strings.Join(r.args, " "), r.code, r.errOut, code, want)
 	}
+	if n := strings.Count(r.errOut, "cqrsync:"); n > 1 {
+		t.Fatalf("cqrsync %s: stderr %q says \"cqrsync:\" %d times, want once", strings.Join(r.args, " "), r.errOut, n)
+	}
 	if strings.Contains(r.errOut+r.out, "hunter2") {
 		t.Fatalf("cqrsync %s printed a password: %q", strings.Join(r.args, " "), r.errOut)
 	}

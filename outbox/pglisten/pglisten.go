@@ -50,7 +50,7 @@ type Config struct {
 	// Channel overrides the channel. Default Channel.
 	Channel string
 	// MinBackoff and MaxBackoff bound the wait before reconnecting.
-	// Defaults 100 ms and 10 s.
+	// Defaults 100 ms and 10 s; negatives are refused.
 	MinBackoff, MaxBackoff time.Duration
 	// Logger receives connection failures. Default slog.Default().
 	Logger *slog.Logger
@@ -120,6 +120,9 @@ func Uninstall(ctx context.Context, conn Execer) error {
 func Run(ctx context.Context, cfg *Config) error {
 	if cfg == nil || cfg.ConnString == "" || cfg.OnNotify == nil {
 		return errors.New("pglisten: Config.ConnString and OnNotify are required")
+	}
+	if cfg.MinBackoff < 0 || cfg.MaxBackoff < 0 || (cfg.MaxBackoff > 0 && cfg.MaxBackoff < cfg.MinBackoff) {
+		return fmt.Errorf("pglisten: Config.MinBackoff (%v) and MaxBackoff (%v): use 0 <= MinBackoff <= MaxBackoff, or 0 for the defaults 100ms and 10s", cfg.MinBackoff, cfg.MaxBackoff)
 	}
 	connCfg, err := pgx.ParseConfig(cfg.ConnString)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
 	"github.com/cqrsync/cqrsync/transport/transporttest"
@@ -22,26 +23,9 @@ func TestMain(m *testing.M) {
 
 var _ transport.DeadLetters = (*memory.Broker)(nil)
 
-// fakeClock is an injectable clock for expiration tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock is an injectable clock for expiration tests.
+func newFakeClock() *cqrsynctesting.Clock {
+	return cqrsynctesting.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // newTransport opens a fresh broker for one conformance test.
@@ -95,7 +79,7 @@ func BenchmarkTransport(b *testing.B) {
 type testBundle struct {
 	ctx    context.Context
 	broker *memory.Broker
-	clock  *fakeClock
+	clock  *cqrsynctesting.Clock
 	pub    transport.Publisher
 	sub    transport.Subscriber
 	id     string // CQRS ID
