@@ -22,6 +22,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -108,7 +109,7 @@ func (b *consumerBundle) start(t *testing.T) {
 
 func (b *consumerBundle) publish(t *testing.T, routingKey string, body string) {
 	t.Helper()
-	id, q := transport.ParseRoutingKey(routingKey)
+	id, q := amqptopology.ParseRoutingKey(routingKey)
 	if err := b.pub.Publish(t.Context(), []transport.Message{{CQRSID: id, Queue: q, Body: []byte(body)}}); err != nil {
 		t.Fatal(err)
 	}

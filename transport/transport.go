@@ -11,24 +11,24 @@ import (
 // Message is one event as a transport sees it: opaque bytes and the routing
 // facts needed to deliver them. Transports never look inside Body.
 type Message struct {
-	// CQRSID is the model the event is about. It is the routing key of a
-	// broadcast (every queue bound to CQRSID receives the message).
+	// CQRSID is the model the event is about. A broadcast (Queue empty)
+	// reaches every queue subscribed to CQRSID.
 	CQRSID string
 
-	// Queue, when not empty, sends the message to that one queue only, through
-	// the direct route cqrs.<Queue>.<CQRSID> (a SYNC aimed at one replica, a
-	// replica's own retry, a dead letter). Empty means broadcast.
+	// Queue, when not empty, sends the message to that one queue only, if
+	// it is subscribed to CQRSID (a SYNC aimed at one replica, a replica's
+	// own retry, a dead letter). Empty means broadcast. How a transport
+	// addresses one queue is its own business (RabbitMQ's routing key
+	// cqrs.<queue>.<cqrs_id> is in transport/amqptopology).
 	Queue string
 
 	// IntoQueue, with Queue set, puts the message into the queue named Queue
-	// itself, whatever that queue is bound to, instead of routing it by
-	// cqrs.<Queue>.<CQRSID>: while the queue exists the message cannot be
-	// unroutable. Consumers use it for dead letters, whose event may carry a
-	// cqrs_id nothing binds the dead-letter queue to (a queue bound to more
-	// models than its replica registers). Receivers see CQRSID and Queue as
-	// for a routed message. RabbitMQ publishes it through the default
-	// exchange under the queue's name, with the CQRS ID in the
-	// HeaderCQRSID header.
+	// itself, whatever that queue is subscribed to: while the queue exists
+	// the message cannot be unroutable. Consumers use it for dead letters,
+	// whose event may carry a cqrs_id the dead-letter queue is not bound to
+	// (a queue bound to more models than its replica registers). Receivers
+	// see CQRSID and Queue as for a routed message. A transport without
+	// Capabilities.DirectToQueue routes it as if IntoQueue were false.
 	IntoQueue bool
 
 	// Body is the encoded payload. Transports deliver it byte for byte.
@@ -42,45 +42,6 @@ type Message struct {
 	// that long in a queue (django-cqrs sets it on dead letters only).
 	// Transports that cannot expire messages ignore it.
 	Expiration time.Duration
-}
-
-// HeaderCQRSID is the header in which a transport that cannot tell the
-// CQRS ID of an IntoQueue message from its routing key carries it. Receivers
-// remove it from Headers and set Message.CQRSID from it.
-const HeaderCQRSID = "x-cqrsync-cqrs-id"
-
-// RoutingKey returns the key the message is published under, as django-cqrs
-// spells it: the CQRS ID for a broadcast, cqrs.<queue>.<cqrs_id> for a
-// message aimed at one queue, and the queue's own name for an IntoQueue
-// message.
-func (m *Message) RoutingKey() string {
-	if m.Queue == "" {
-		return m.CQRSID
-	}
-	if m.IntoQueue {
-		return m.Queue
-	}
-	return DirectRoutingKey(m.Queue, m.CQRSID)
-}
-
-// DirectRoutingKey returns the routing key that reaches only queue for
-// cqrsID: "cqrs.<queue>.<cqrs_id>".
-func DirectRoutingKey(queue, cqrsID string) string {
-	return "cqrs." + queue + "." + cqrsID
-}
-
-// ParseRoutingKey splits a routing key into the CQRS ID and, for a direct
-// route, the target queue. It is the inverse of [Message.RoutingKey].
-func ParseRoutingKey(key string) (cqrsID, queue string) {
-	rest, ok := strings.CutPrefix(key, "cqrs.")
-	if !ok {
-		return key, ""
-	}
-	q, id, ok := strings.Cut(rest, ".")
-	if !ok {
-		return key, ""
-	}
-	return id, q
 }
 
 // DeadLetterQueue returns the default dead-letter queue name of a replica

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // Errors the memory transport returns besides [transport.ErrClosed].
@@ -378,8 +379,8 @@ func (b *Broker) declareLocked(queue, dlq string, cqrsIDs []string) *queue {
 	d := b.queueLocked(dlq)
 	for _, id := range cqrsIDs {
 		b.bindLocked(id, q)
-		b.bindLocked(transport.DirectRoutingKey(queue, id), q)
-		b.bindLocked(transport.DirectRoutingKey(dlq, id), d)
+		b.bindLocked(amqptopology.DirectRoutingKey(queue, id), q)
+		b.bindLocked(amqptopology.DirectRoutingKey(dlq, id), d)
 	}
 	return q
 }

@@ -30,7 +30,7 @@
 //
 // # Messages
 //
-// A message is published under [transport.Message.RoutingKey] with
+// A message is published under [amqptopology.RoutingKey] with
 // content_type "text/plain", delivery_mode 2 (persistent) and no other
 // property, except the expiration (in milliseconds) when the message has an
 // Expiration (the consumer sets its dead letters' to 10 days by default:
@@ -41,7 +41,7 @@
 // A message with [transport.Message.IntoQueue] set (cqrsync's consumer sends
 // its dead letters so) goes through the default exchange under its queue's
 // name instead, so it reaches the queue whatever the queue is bound to, with
-// its CQRS ID in the [transport.HeaderCQRSID] header; on receipt CQRSID comes
+// its CQRS ID in the [amqptopology.HeaderCQRSID] header; on receipt CQRSID comes
 // from that header and Queue from the routing key.
 //
 // # Publishing
