@@ -534,6 +534,11 @@ func TestConsumerBatchWait(t *testing.T) {
 // closes entered, then waits until its context ends.
 type unreachableSubscriber struct{ entered chan struct{} }
 
+// Capabilities declares what RabbitMQ would.
+func (unreachableSubscriber) Capabilities() transport.Capabilities {
+	return memory.NewBroker(nil).Capabilities()
+}
+
 func (u unreachableSubscriber) Subscribe(ctx context.Context, _ *transport.SubscribeParams) (transport.Subscription, error) {
 	close(u.entered)
 	<-ctx.Done()

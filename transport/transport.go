@@ -70,8 +70,11 @@ type Publisher interface {
 
 // Subscriber opens subscriptions on replica queues. Close ends every
 // subscription it opened (their deliveries channels close), and Subscribe
-// returns ErrClosed afterwards.
+// returns ErrClosed afterwards. All its methods are safe for concurrent use.
 type Subscriber interface {
+	// Capabilities declares what the transport behind this subscriber can
+	// do; consumers consult it instead of probing.
+	Capable
 	// Subscribe declares the queue (and its dead-letter queue) if needed,
 	// binds it to every CQRS ID in params.CQRSIDs (broadcast and direct
 	// routes), and starts delivering. The subscription ends when ctx is done
@@ -151,6 +154,8 @@ type Subscription interface {
 	// Nack settles deliveries as not processed. With requeue the broker
 	// delivers them again (to this or another consumer); without, it drops
 	// them (callers republish to a retry or dead-letter route first).
+	// Nack with requeue returns an error wrapping ErrNotSupported, settling
+	// nothing, unless the transport declares Capabilities.NackRequeue.
 	Nack(ctx context.Context, requeue bool, ids ...uint64) error
 	// Err returns why the deliveries channel closed: nil after Close or a
 	// cancelled context, otherwise the transport failure.
@@ -189,7 +194,73 @@ func (e *PublishError) Unwrap() error { return e.Err }
 // subscription.
 var ErrClosed = errors.New("transport: closed")
 
-// DeadLetterAction is what a [DeadLetters.ScanDeadLetters] callback decides
+// ErrNotSupported is returned (wrapped) by an operation that the transport
+// declares, in its [Capabilities], it cannot do. Callers check the declared
+// capabilities first; the error only backs the declaration up.
+var ErrNotSupported = errors.New("transport: not supported by this transport (see its Capabilities)")
+
+// Capabilities declares what a transport can do. Each transport returns the
+// same value from every Capabilities method it has (subscriber, dead-letter
+// tools), for its whole life. The conformance suite
+// (transport/transporttest) tests every declared capability and checks that
+// the operations of an undeclared one return [ErrNotSupported].
+type Capabilities struct {
+	// PerQueueOrder: messages published to one queue in one Publish call,
+	// and in successive Publish calls from one goroutine, whether broadcast
+	// or aimed at the queue, are delivered in that order when nothing is
+	// nacked or redelivered.
+	PerQueueOrder bool
+
+	// Durable: a queue declared by a Subscribe keeps the messages routed to
+	// it while no subscription is open, and delivers them to the next one.
+	Durable bool
+
+	// Expiration: the transport drops a message whose
+	// [Message.Expiration] passed while it waited in a queue. Without it,
+	// Expiration is ignored.
+	Expiration bool
+
+	// Prefetch: a subscription never has more than
+	// [SubscribeParams.Prefetch] unsettled deliveries outstanding.
+	Prefetch bool
+
+	// ReportsUnroutable: Publish reports a message that no queue is bound to
+	// receive in [PublishError.Unroutable], after accepting the batch's
+	// other messages. Without it such a message is dropped silently and
+	// Publish returns nil. Either way it reaches no queue.
+	ReportsUnroutable bool
+
+	// DirectToQueue: a [Message.IntoQueue] message reaches its queue
+	// whatever that queue is subscribed to. Without it, IntoQueue is
+	// ignored and the message is routed by CQRSID and Queue.
+	DirectToQueue bool
+
+	// NackRequeue: [Subscription.Nack] with requeue returns one delivery to
+	// its queue, to be delivered again, while the deliveries after it go on
+	// (a per-message requeue, as RabbitMQ's basic.nack). A log-based
+	// transport, which can only rewind a partition, does not declare it.
+	NackRequeue bool
+
+	// DeadLetterBrowse: the transport's [DeadLetterBrowser] lists the
+	// messages in a dead-letter queue without removing them.
+	DeadLetterBrowse bool
+
+	// DeadLetterRemove: the transport's [DeadLetterRemover] removes
+	// individual dead letters and purges dead-letter queues. A transport
+	// that keeps dead letters on an append-only log browses and
+	// re-publishes them but does not declare it.
+	DeadLetterRemove bool
+}
+
+// Capable is implemented by everything that declares a transport's
+// capabilities: every [Subscriber] and [DeadLetterBrowser].
+type Capable interface {
+	// Capabilities returns what the transport can do. It is safe for
+	// concurrent use, cheap, and returns the same value every time.
+	Capabilities() Capabilities
+}
+
+// DeadLetterAction is what a [DeadLetterRemover.ScanDeadLetters] callback decides
 // for one dead letter.
 type DeadLetterAction int
 
@@ -202,15 +273,52 @@ const (
 	DeadLetterRemove
 )
 
-// DeadLetters inspects and empties dead-letter queues. Transports that keep
-// dead letters implement it beside Publisher and Subscriber.
-type DeadLetters interface {
+// DeadLetterBrowser lists dead letters without removing them. Transports
+// that keep dead letters implement it beside Publisher and Subscriber; its
+// methods are safe for concurrent use.
+type DeadLetterBrowser interface {
+	Capable
+	// BrowseDeadLetters calls fn once for each message that is in the
+	// dead-letter queue dlq when the browse starts, oldest first, and removes
+	// none of them; messages that arrive meanwhile are not visited. It stops
+	// at the first error from fn and returns it wrapped. Browsing settles
+	// nothing: a message a consumer of dlq holds unacknowledged may be
+	// skipped. It returns an
+	// error wrapping ErrNotSupported unless the transport declares
+	// Capabilities.DeadLetterBrowse.
+	BrowseDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *Message) error) error
+}
+
+// DeadLetterRemover removes dead letters. Its methods return an error
+// wrapping ErrNotSupported, removing nothing, unless the transport declares
+// Capabilities.DeadLetterRemove; they are safe for concurrent use.
+type DeadLetterRemover interface {
 	// ScanDeadLetters calls fn once for each message that is in the
 	// dead-letter queue dlq when the scan starts, oldest first, and applies
 	// the action fn returns. It stops at the first error from fn (that
 	// message and the rest stay) and returns how many messages were removed.
-	// Messages that arrive during the scan are not visited.
+	// Messages that arrive during the scan are not visited. Removal is
+	// at-least-once: a message whose removal the broker did not record
+	// before a connection loss stays.
 	ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *Message) (DeadLetterAction, error)) (removed int, err error)
-	// PurgeDeadLetters removes every message from dlq and returns how many.
+	// PurgeDeadLetters removes every message from dlq that no consumer
+	// holds unacknowledged, and returns how many.
 	PurgeDeadLetters(ctx context.Context, dlq string) (int, error)
+}
+
+// DeadLetters is a transport's dead-letter tools: browsing always, removal
+// where the transport declares Capabilities.DeadLetterRemove (otherwise the
+// DeadLetterRemover methods return ErrNotSupported).
+type DeadLetters interface {
+	DeadLetterBrowser
+	DeadLetterRemover
+}
+
+// KeepAll adapts a browse callback to a [DeadLetterRemover.ScanDeadLetters]
+// callback that keeps every message: a transport whose removal scan can
+// also browse implements BrowseDeadLetters with it.
+func KeepAll(fn func(ctx context.Context, m *Message) error) func(ctx context.Context, m *Message) (DeadLetterAction, error) {
+	return func(ctx context.Context, m *Message) (DeadLetterAction, error) {
+		return DeadLetterKeep, fn(ctx, m)
+	}
 }

@@ -191,6 +191,25 @@ var (
 	_ transport.Subscription = (*subscription)(nil)
 )
 
+// Capabilities declares what the broker can do, as RabbitMQ does except
+// that an unroutable message is dropped, not reported: per-queue order
+// (unless Config.Chaos duplicates or reorders), durable queues (for the
+// broker's life), expiration on the broker's clock, prefetch windows,
+// IntoQueue, per-message requeue, and browsing and removing dead letters.
+// It has no delayed redelivery. Safe for concurrent use.
+func (b *Broker) Capabilities() transport.Capabilities {
+	return transport.Capabilities{
+		PerQueueOrder:    b.chaos == nil,
+		Durable:          true,
+		Expiration:       true,
+		Prefetch:         true,
+		DirectToQueue:    true,
+		NackRequeue:      true,
+		DeadLetterBrowse: true,
+		DeadLetterRemove: true,
+	}
+}
+
 // Publisher returns a new publisher on the broker. Each publisher can be
 // closed independently; closing it does not affect the broker.
 func (b *Broker) Publisher() transport.Publisher { return &publisher{b: b} }
@@ -283,7 +302,15 @@ func (b *Broker) CutConnections() int {
 	return len(cut)
 }
 
-// ScanDeadLetters implements [transport.DeadLetters]. It visits the messages
+// BrowseDeadLetters implements [transport.DeadLetterBrowser]: it is
+// ScanDeadLetters keeping every message, so it visits what that visits. fn
+// runs with no broker lock held.
+func (b *Broker) BrowseDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *transport.Message) error) error {
+	_, err := b.ScanDeadLetters(ctx, dlq, transport.KeepAll(fn))
+	return err
+}
+
+// ScanDeadLetters implements [transport.DeadLetterRemover]. It visits the messages
 // ready in dlq when the scan starts, in queue order; messages a consumer of
 // dlq holds unacknowledged, or that expired, are not visited. fn runs with no
 // broker lock held, so it may publish to the broker. The returned error wraps
@@ -340,7 +367,7 @@ func (b *Broker) ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx co
 	return removed, nil
 }
 
-// PurgeDeadLetters implements [transport.DeadLetters]. Like RabbitMQ's
+// PurgeDeadLetters implements [transport.DeadLetterRemover]. Like RabbitMQ's
 // queue.purge it removes the ready messages of dlq (not those a consumer
 // holds unacknowledged) and returns how many, not counting expired ones. The
 // error wraps [ErrQueueNotFound] for an undeclared queue.

@@ -59,13 +59,7 @@ func newTransport(tb testing.TB) transporttest.Transport {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	transporttest.Run(t, transporttest.Features{
-		PerQueueOrder: true,
-		Durable:       true,
-		DeadLetters:   true,
-		Expiration:    true,
-		Prefetch:      true,
-	}, newTransport)
+	transporttest.Run(t, transporttest.Options{}, newTransport)
 }
 
 // TestConformanceSharedBroker runs the suite with every test on one broker,
@@ -75,9 +69,7 @@ func TestConformanceSharedBroker(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
 	broker := memory.NewBroker(&memory.Config{Now: clock.Now})
-	transporttest.Run(t, transporttest.Features{
-		PerQueueOrder: true, Durable: true, DeadLetters: true, Expiration: true, Prefetch: true,
-	}, func(testing.TB) transporttest.Transport {
+	transporttest.Run(t, transporttest.Options{}, func(testing.TB) transporttest.Transport {
 		return transporttest.Transport{
 			Publisher:    broker.Publisher(),
 			Subscriber:   broker.Subscriber(),

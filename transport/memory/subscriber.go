@@ -15,6 +15,9 @@ type subscriber struct {
 	subs   map[*subscription]struct{} // open subscriptions; under b.mu
 }
 
+// Capabilities returns the broker's [Broker.Capabilities].
+func (s *subscriber) Capabilities() transport.Capabilities { return s.b.Capabilities() }
+
 // Subscribe declares params.Queue and its dead-letter queue, binds them for
 // every CQRS ID (see [Broker.DeclareQueue]) and starts delivering, sharing the
 // queue round-robin with the other subscriptions on it. It fails if params

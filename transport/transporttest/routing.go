@@ -175,7 +175,7 @@ func testBodyBytes(t *testing.T, b *bundle) {
 
 // testUnroutable: a message for a CQRS ID no queue is bound to, or for a
 // direct route to an undeclared queue, reaches no queue; Publish drops it
-// silently or reports it, as Features.ReportsUnroutable declares; the rest
+// silently or reports it, as Capabilities.ReportsUnroutable declares; the rest
 // of the batch is delivered.
 func testUnroutable(t *testing.T, b *bundle) {
 	id, q := b.name("m"), b.name("q")

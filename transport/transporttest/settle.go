@@ -38,6 +38,7 @@ func testNackRequeue(t *testing.T, b *bundle) {
 		t.Error("first delivery marked Redelivered")
 	}
 	if err := s.Nack(b.ctx, true, d.ID); err != nil {
+		declared(t, "NackRequeue", "Nack(requeue)", err)
 		t.Fatalf("Nack(requeue): %v", err)
 	}
 	again := b.receiveOne(t, s)
