@@ -159,6 +159,11 @@ func (c *ConsumerConfig) validate() error {
 	}
 	if c.Subscriber == nil || c.Publisher == nil {
 		errs = append(errs, errors.New("cqrsync: ConsumerConfig.Subscriber and Publisher are required: pass a transport's"))
+	} else if caps := c.Subscriber.Capabilities(); !caps.NackRequeue || !caps.DirectToQueue {
+		// Nack with requeue returns an event whose retry or dead-letter
+		// publish failed; IntoQueue reaches the dead-letter queue for any
+		// cqrs_id.
+		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.Subscriber: the consumer needs Capabilities.NackRequeue and Capabilities.DirectToQueue, and this transport declares %+v: %w; use a transport that has both (rabbitmq, memory)", caps, transport.ErrNotSupported))
 	}
 	if !validName(c.Queue) {
 		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.Queue %q: set the replica service's queue name (no '.', '*', '#')", c.Queue))
@@ -209,7 +214,8 @@ type ConsumerStats struct {
 // one whose cqrs_id nothing binds there still gets there; if the broker
 // refuses it, the event goes back to the queue a second later, on a timer
 // of its own, while the consumer goes on. A failure never stops the
-// consumer.
+// consumer. The transport must declare Capabilities.NackRequeue and
+// DirectToQueue; NewConsumer refuses one that does not.
 type Consumer struct {
 	cfg    ConsumerConfig
 	runner startstop.Runner

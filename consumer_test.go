@@ -418,6 +418,33 @@ func TestConsumerConfigErrors(t *testing.T) {
 	}
 }
 
+// logSubscriber declares what a log-based broker (Kafka) would: no
+// per-message requeue, no putting a message into a queue by its name.
+type logSubscriber struct{ transport.Subscriber }
+
+func (logSubscriber) Capabilities() transport.Capabilities {
+	c := memory.NewBroker(nil).Capabilities()
+	c.NackRequeue, c.DirectToQueue = false, false
+	return c
+}
+
+// TestConsumerConfigChecksCapabilities: the consumer reads what it needs of
+// the transport from its declared capabilities, at NewConsumer, instead of
+// finding out on the first failed event.
+func TestConsumerConfigChecksCapabilities(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker(nil)
+	_, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "q", Subscriber: logSubscriber{broker.Subscriber()}, Publisher: broker.Publisher()})
+	for _, want := range []string{"Capabilities.NackRequeue", "Capabilities.DirectToQueue"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewConsumer error %v does not mention %q", err, want)
+		}
+	}
+	if !errors.Is(err, transport.ErrNotSupported) {
+		t.Errorf("NewConsumer error %v does not wrap transport.ErrNotSupported", err)
+	}
+}
+
 // TestConsumerPausesWhileDatabaseIsDown: the replica database goes away
 // (its connections are cut and refused); the consumer keeps the events,
 // waits, and applies them all once the database is back, dead-lettering
