@@ -64,7 +64,11 @@ func DeadLetterQueue(queue string) string { return "dead_letter_" + queue }
 // does not retain msgs, their bodies or headers after it returns: callers
 // may reuse them.
 type Publisher interface {
+	// Publish sends msgs; see the interface's documentation.
 	Publish(ctx context.Context, msgs []Message) error
+	// Close makes later Publish calls fail with ErrClosed. Publish calls
+	// in progress either finish or fail; Close is idempotent and safe for
+	// concurrent use.
 	Close() error
 }
 
@@ -80,6 +84,8 @@ type Subscriber interface {
 	// routes), and starts delivering. The subscription ends when ctx is done
 	// or Close is called.
 	Subscribe(ctx context.Context, params *SubscribeParams) (Subscription, error)
+	// Close ends every subscription this subscriber opened; their
+	// unsettled deliveries go back to their queues. It is idempotent.
 	Close() error
 }
 
