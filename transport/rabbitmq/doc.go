@@ -93,7 +93,15 @@
 // [Transport.ScanDeadLetters] visits the messages present in a dead-letter
 // queue when it starts, with basic.get on a dedicated channel: kept messages
 // are requeued in place once the scan ends, removed ones are acknowledged.
+// [Transport.BrowseDeadLetters] is that scan keeping every message.
 // [Transport.PurgeDeadLetters] purges the queue.
+//
+// # Capabilities
+//
+// [Transport.Capabilities] declares everything [transport.Capabilities]
+// lists, unroutable reports included. The retry delay stays in the
+// consumer's memory, as in django-cqrs: RabbitMQ has no delayed
+// redelivery without plugins.
 //
 // # Interoperating with django-cqrs
 //
