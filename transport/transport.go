@@ -140,6 +140,13 @@ type Delivery struct {
 	// Redelivered is true when the transport delivered this message before
 	// and it was not acknowledged.
 	Redelivered bool
+	// Attempt is how many times the transport has delivered this message,
+	// this delivery included (1 for the first), when it counts them; 0 when
+	// it does not. A transport that declares Capabilities.DelayedRedelivery
+	// counts them, so that a consumer can tell how often an event was
+	// retried by Subscription.NackDelay, whose redelivery carries the same
+	// body.
+	Attempt int
 }
 
 // Subscription is a stream of deliveries from one queue.
@@ -163,6 +170,15 @@ type Subscription interface {
 	// Nack with requeue returns an error wrapping ErrNotSupported, settling
 	// nothing, unless the transport declares Capabilities.NackRequeue.
 	Nack(ctx context.Context, requeue bool, ids ...uint64) error
+	// NackDelay settles deliveries as not processed and has the broker
+	// deliver them again, to this or another subscription, no sooner than
+	// delay from now, marked Redelivered, with the same body. Meanwhile
+	// they count against no prefetch window and the messages behind them
+	// are delivered. A delay of 0 or less is Nack with requeue. It returns
+	// an error wrapping ErrNotSupported, settling nothing, unless the
+	// transport declares Capabilities.DelayedRedelivery; other errors as
+	// for Ack.
+	NackDelay(ctx context.Context, delay time.Duration, ids ...uint64) error
 	// Err returns why the deliveries channel closed: nil after Close or a
 	// cancelled context, otherwise the transport failure.
 	Err() error
@@ -246,6 +262,13 @@ type Capabilities struct {
 	// (a per-message requeue, as RabbitMQ's basic.nack). A log-based
 	// transport, which can only rewind a partition, does not declare it.
 	NackRequeue bool
+
+	// DelayedRedelivery: [Subscription.NackDelay] returns deliveries to
+	// their queue after a delay kept by the broker, and deliveries carry
+	// their [Delivery.Attempt]. A consumer then waits for a retry on the
+	// broker instead of holding the event in its own memory (and prefetch
+	// window). RabbitMQ has no delayed redelivery without plugins.
+	DelayedRedelivery bool
 
 	// DeadLetterBrowse: the transport's [DeadLetterBrowser] lists the
 	// messages in a dead-letter queue without removing them.

@@ -56,6 +56,13 @@ type Config struct {
 	// every publish succeeds.
 	FailPublish func(m *transport.Message) error
 
+	// DelayedRedelivery makes the broker declare
+	// Capabilities.DelayedRedelivery and honour Subscription.NackDelay.
+	// Default false: like RabbitMQ, which has no delayed redelivery, so
+	// that the demo and the tests run the consumer's in-memory retry delay
+	// unless they ask for the broker's.
+	DelayedRedelivery bool
+
 	// Chaos, when not nil, duplicates and reorders messages as they are
 	// enqueued. Default nil: every queue is exactly FIFO, nothing is
 	// duplicated.
@@ -149,6 +156,8 @@ type Broker struct {
 	failPublish func(m *transport.Message) error
 	chaos       *Chaos
 
+	delayedRedelivery bool
+
 	mu       sync.Mutex
 	rng      *rand.Rand                 // chaos decisions; under mu
 	seq      uint64                     // last entry sequence number; under mu
@@ -171,9 +180,11 @@ func NewBroker(cfg *Config) *Broker {
 		now:         c.Now,
 		failPublish: c.FailPublish,
 		chaos:       c.Chaos,
-		queues:      make(map[string]*queue),
-		bindings:    make(map[string][]*queue),
-		subs:        make(map[*subscription]struct{}),
+
+		delayedRedelivery: c.DelayedRedelivery,
+		queues:            make(map[string]*queue),
+		bindings:          make(map[string][]*queue),
+		subs:              make(map[*subscription]struct{}),
 	}
 	if c.Chaos != nil {
 		b.rng = rand.New(rand.NewPCG(uint64(c.Chaos.Seed), 0x63717273796e63)) //nolint:gosec // test chaos, not security
@@ -196,17 +207,19 @@ var (
 // (unless Config.Chaos duplicates or reorders), durable queues (for the
 // broker's life), expiration on the broker's clock, prefetch windows,
 // IntoQueue, per-message requeue, and browsing and removing dead letters.
-// It has no delayed redelivery. Safe for concurrent use.
+// Delayed redelivery only with Config.DelayedRedelivery. Safe for
+// concurrent use.
 func (b *Broker) Capabilities() transport.Capabilities {
 	return transport.Capabilities{
-		PerQueueOrder:    b.chaos == nil,
-		Durable:          true,
-		Expiration:       true,
-		Prefetch:         true,
-		DirectToQueue:    true,
-		NackRequeue:      true,
-		DeadLetterBrowse: true,
-		DeadLetterRemove: true,
+		DelayedRedelivery: b.delayedRedelivery,
+		PerQueueOrder:     b.chaos == nil,
+		Durable:           true,
+		Expiration:        true,
+		Prefetch:          true,
+		DirectToQueue:     true,
+		NackRequeue:       true,
+		DeadLetterBrowse:  true,
+		DeadLetterRemove:  true,
 	}
 }
 
@@ -273,7 +286,7 @@ func (b *Broker) QueueLen(queue string) int {
 		return 0
 	}
 	q.dropExpiredHead(b)
-	return q.readyN + q.unacked
+	return q.readyN + q.unacked + q.delayed
 }
 
 // CutConnections simulates a broker restart or a dropped network for
@@ -348,7 +361,7 @@ func (b *Broker) ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx co
 		if !live {
 			continue // taken by a consumer of the dead-letter queue meanwhile
 		}
-		m := e.delivery(0, false).Message
+		m := e.delivery(0, false, 0).Message
 		action, err := fn(ctx, &m)
 		if err != nil {
 			return removed, fmt.Errorf("memory: scan dead letters of %q: %w", dlq, err)
@@ -478,6 +491,29 @@ func (b *Broker) requeueLocked(q *queue, es []*entry) {
 	q.ready.pushFront(es)
 	q.readyN += len(es)
 	q.unacked -= len(es)
+}
+
+// delayLocked takes unsettled entries off q's books until delay has passed
+// (real time), then puts them at the end of q's ready list, marked
+// redelivered, and dispatches.
+func (b *Broker) delayLocked(q *queue, es []*entry, delay time.Duration) {
+	q.unacked -= len(es)
+	q.delayed += len(es)
+	for _, e := range es {
+		e.state = stateDelayed
+	}
+	time.AfterFunc(delay, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		q.delayed -= len(es)
+		for _, e := range es {
+			e.state = stateReady
+			e.redelivered = true
+			q.ready.pushBack(e)
+		}
+		q.readyN += len(es)
+		b.dispatchLocked(q)
+	})
 }
 
 // dispatchLocked hands ready messages of q to its consumers in round-robin

@@ -64,11 +64,13 @@ func TestConformance(t *testing.T) {
 
 // TestConformanceSharedBroker runs the suite with every test on one broker,
 // as it runs against a shared real broker: the tests must not see each
-// other's messages.
+// other's messages. This broker also delays redeliveries
+// (Config.DelayedRedelivery), so the suite tests that capability here and
+// its absence in TestConformance.
 func TestConformanceSharedBroker(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	broker := memory.NewBroker(&memory.Config{Now: clock.Now})
+	broker := memory.NewBroker(&memory.Config{Now: clock.Now, DelayedRedelivery: true})
 	transporttest.Run(t, transporttest.Options{}, func(testing.TB) transporttest.Transport {
 		return transporttest.Transport{
 			Publisher:    broker.Publisher(),

@@ -13,7 +13,7 @@ import (
 // nothing, so that callers may trust the declaration.
 func testNotSupported(t *testing.T, b *bundle) {
 	c := b.f.Capabilities
-	if c.NackRequeue && (c.DeadLetterRemove || b.tr.DeadLetters == nil) && (c.DeadLetterBrowse || b.tr.DeadLetters == nil) {
+	if c.NackRequeue && c.DelayedRedelivery && (c.DeadLetterRemove || b.tr.DeadLetters == nil) && (c.DeadLetterBrowse || b.tr.DeadLetters == nil) {
 		t.Skip("the transport declares every capability that has an operation")
 	}
 	id, q := b.name("m"), b.name("q")
@@ -35,6 +35,14 @@ func testNotSupported(t *testing.T, b *bundle) {
 		// The delivery was not settled by the refused nack: ack it.
 		if err := s.Ack(ctx, d.ID); err != nil {
 			t.Errorf("Ack after a refused Nack(requeue): %v; the refused nack must settle nothing", err)
+		}
+	}
+	if !c.DelayedRedelivery {
+		b.publish(t, msg(id, "not delayed"))
+		d := b.receiveOne(t, s)
+		notSupported("DelayedRedelivery", "NackDelay", s.NackDelay(ctx, b.f.QuietPeriod, d.ID))
+		if err := s.Ack(ctx, d.ID); err != nil {
+			t.Errorf("Ack after a refused NackDelay: %v; the refused nack must settle nothing", err)
 		}
 	}
 	dl := b.tr.DeadLetters

@@ -110,6 +110,7 @@ func tests() []test {
 		{name: "AckRemoves", run: testAckRemoves},
 		{name: "NackRequeue", needs: needCap("NackRequeue", func(c transport.Capabilities) bool { return c.NackRequeue }), run: testNackRequeue},
 		{name: "NackDrop", run: testNackDrop},
+		{name: "DelayedRedelivery", needs: needCap("DelayedRedelivery", func(c transport.Capabilities) bool { return c.DelayedRedelivery }), run: testDelayedRedelivery},
 		{name: "CloseRedelivers", run: testCloseRedelivers},
 		{name: "ContextCancelRedelivers", run: testContextCancelRedelivers},
 		{name: "Prefetch", needs: needCap("Prefetch", func(c transport.Capabilities) bool { return c.Prefetch }), run: testPrefetch},
