@@ -207,7 +207,10 @@ type ConsumerStats struct {
 // time, so the others go through and only the event at fault follows the
 // retry policy: it is published again to the queue after a delay with
 // retries+1 (the delivery is acknowledged only after that publish), and once
-// the retries are spent it goes to the dead-letter queue. Malformed bodies,
+// the retries are spent it goes to the dead-letter queue. On a transport
+// that declares Capabilities.DelayedRedelivery the broker keeps the delay
+// instead (Subscription.NackDelay), and the retries are counted from the
+// delivery's Attempt. Malformed bodies,
 // unknown models and expired events go to the dead-letter queue at once,
 // with the reason in the HeaderDeadLetterReason header. Dead letters go
 // into the dead-letter queue by its name (transport.Message.IntoQueue), so
@@ -224,6 +227,8 @@ type Consumer struct {
 	received, applied, dropped, retried, deadLettered atomic.Int64
 
 	laterNacks nackTimers // events whose dead-letter publish failed
+
+	caps transport.Capabilities // the Subscriber's
 }
 
 // NewConsumer returns a consumer; Start runs it.
@@ -235,7 +240,7 @@ func NewConsumer(cfg *ConsumerConfig) (*Consumer, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: c, seed: maphash.MakeSeed()}, nil
+	return &Consumer{cfg: c, seed: maphash.MakeSeed(), caps: c.Subscriber.Capabilities()}, nil
 }
 
 // Start subscribes and consumes in the background until ctx ends or Stop is

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ type consumerOpts struct {
 	workers, batch int
 	retry          cqrsync.RetryPolicy
 	chaos          *memory.Chaos
+	delayed        bool // the broker delays redeliveries (memory.Config.DelayedRedelivery)
 	noStart        bool
 	config         func(*cqrsync.ConsumerConfig) // adjusts the consumer's config
 }
@@ -62,7 +64,7 @@ func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
 		}
 	})
 	b.db = cqrsynctesting.OpenSQLite(t, replicaBasicDDL)
-	b.broker = memory.NewBroker(&memory.Config{Chaos: o.chaos})
+	b.broker = memory.NewBroker(&memory.Config{Chaos: o.chaos, DelayedRedelivery: o.delayed})
 	b.pub = b.broker.Publisher()
 	if err := b.broker.DeclareQueue(b.queue, "djpeer_basic"); err != nil {
 		t.Fatal(err)
@@ -442,6 +444,62 @@ func TestConsumerConfigChecksCapabilities(t *testing.T) {
 	}
 	if !errors.Is(err, transport.ErrNotSupported) {
 		t.Errorf("NewConsumer error %v does not wrap transport.ErrNotSupported", err)
+	}
+}
+
+// nackDelayCounter counts the NackDelay calls on its subscriptions.
+type nackDelayCounter struct {
+	transport.Subscriber
+	n *atomic.Int64
+}
+
+func (c nackDelayCounter) Subscribe(ctx context.Context, p *transport.SubscribeParams) (transport.Subscription, error) {
+	s, err := c.Subscriber.Subscribe(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return nackDelaySubscription{s, c.n}, nil
+}
+
+type nackDelaySubscription struct {
+	transport.Subscription
+	n *atomic.Int64
+}
+
+func (s nackDelaySubscription) NackDelay(ctx context.Context, delay time.Duration, ids ...uint64) error {
+	s.n.Add(1)
+	return s.Subscription.NackDelay(ctx, delay, ids...)
+}
+
+// TestConsumerRetriesOnTheBrokerWhenItCanDelay: on a transport that
+// declares DelayedRedelivery, a failed event waits for its retry on the
+// broker (NackDelay), not in the consumer, and its retries are counted
+// from the deliveries, so it is dead-lettered after MaxRetries with the
+// count in its body, as with the in-memory delay.
+func TestConsumerRetriesOnTheBrokerWhenItCanDelay(t *testing.T) {
+	t.Parallel()
+	var nacks atomic.Int64
+	b := setupConsumer(t, consumerOpts{
+		delayed: true,
+		retry:   cqrsync.RetryPolicy{MaxRetries: 2},
+		config: func(c *cqrsync.ConsumerConfig) {
+			c.Subscriber = nackDelayCounter{c.Subscriber, &nacks}
+		},
+	})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	dlq := transport.DeadLetterQueue(b.queue)
+	waitFor(t, 10*time.Second, func() bool { return b.broker.QueueLen(dlq) == 1 }, "the event to be dead-lettered")
+	b.settle(t)
+	if n, st := nacks.Load(), b.consumer.Stats(); n != 2 || st.Retried != 2 {
+		t.Fatalf("NackDelay called %d times, Retried %d; want 2 and 2", n, st.Retried)
+	}
+	var bodies []string
+	_ = b.broker.BrowseDeadLetters(t.Context(), dlq, func(_ context.Context, m *transport.Message) error {
+		bodies = append(bodies, string(m.Body))
+		return nil
+	})
+	if len(bodies) != 1 || !strings.Contains(bodies[0], `"retries":2`) {
+		t.Fatalf("dead letters %q, want one with \"retries\":2", bodies)
 	}
 }
 
