@@ -163,6 +163,11 @@ func (c *ConsumerConfig) validate() error {
 	}
 	if c.Subscriber == nil || c.Publisher == nil {
 		errs = append(errs, errors.New("cqrsync: ConsumerConfig.Subscriber and Publisher are required: pass a transport's"))
+	} else if caps := c.Subscriber.Capabilities(); !caps.NackRequeue || !caps.DirectToQueue {
+		// Nack with requeue returns an event whose retry or dead-letter
+		// publish failed; IntoQueue reaches the dead-letter queue for any
+		// cqrs_id.
+		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.Subscriber: the consumer needs Capabilities.NackRequeue and Capabilities.DirectToQueue, and this transport declares %+v: %w; use a transport that has both (rabbitmq, memory)", caps, transport.ErrNotSupported))
 	}
 	if !validName(c.Queue) {
 		errs = append(errs, fmt.Errorf("cqrsync: ConsumerConfig.Queue %q: set the replica service's queue name (no '.', '*', '#')", c.Queue))
@@ -214,14 +219,18 @@ type ConsumerStats struct {
 // time, so the others go through and only the event at fault follows the
 // retry policy: it is published again to the queue after a delay with
 // retries+1 (the delivery is acknowledged only after that publish), and once
-// the retries are spent it goes to the dead-letter queue. Malformed bodies,
+// the retries are spent it goes to the dead-letter queue. On a transport
+// that declares Capabilities.DelayedRedelivery the broker keeps the delay
+// instead (Subscription.NackDelay), and the retries are counted from the
+// delivery's Attempt. Malformed bodies,
 // unknown models and expired events go to the dead-letter queue at once,
 // with the reason in the HeaderDeadLetterReason header. Dead letters go
 // into the dead-letter queue by its name (transport.Message.IntoQueue), so
 // one whose cqrs_id nothing binds there still gets there; if the broker
 // refuses it, the event goes back to the queue a second later, on a timer
 // of its own, while the consumer goes on. A failure never stops the
-// consumer.
+// consumer. The transport must declare Capabilities.NackRequeue and
+// DirectToQueue; NewConsumer refuses one that does not.
 type Consumer struct {
 	cfg    ConsumerConfig
 	runner startstop.Runner
@@ -230,6 +239,8 @@ type Consumer struct {
 	received, applied, dropped, retried, deadLettered atomic.Int64
 
 	laterNacks nackTimers // events whose dead-letter publish failed
+
+	caps transport.Capabilities // the Subscriber's
 }
 
 // NewConsumer returns a consumer; Start runs it.
@@ -241,7 +252,7 @@ func NewConsumer(cfg *ConsumerConfig) (*Consumer, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: c, seed: maphash.MakeSeed()}, nil
+	return &Consumer{cfg: c, seed: maphash.MakeSeed(), caps: c.Subscriber.Capabilities()}, nil
 }
 
 // Start subscribes and consumes in the background until ctx ends or Stop is

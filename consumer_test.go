@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -47,6 +49,7 @@ type consumerOpts struct {
 	workers, batch int
 	retry          cqrsync.RetryPolicy
 	chaos          *memory.Chaos
+	delayed        bool // the broker delays redeliveries (memory.Config.DelayedRedelivery)
 	noStart        bool
 	config         func(*cqrsync.ConsumerConfig) // adjusts the consumer's config
 	// db, dialect and model replace the SQLite replica of djpeer_basic.
@@ -72,7 +75,7 @@ func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
 	if model == nil {
 		model = &cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}}
 	}
-	b.broker = memory.NewBroker(&memory.Config{Chaos: o.chaos})
+	b.broker = memory.NewBroker(&memory.Config{Chaos: o.chaos, DelayedRedelivery: o.delayed})
 	b.pub = b.broker.Publisher()
 	if err := b.broker.DeclareQueue(b.queue, "djpeer_basic"); err != nil {
 		t.Fatal(err)
@@ -119,7 +122,7 @@ func (b *consumerBundle) start(t *testing.T) {
 
 func (b *consumerBundle) publish(t *testing.T, routingKey string, body string) {
 	t.Helper()
-	id, q := transport.ParseRoutingKey(routingKey)
+	id, q := amqptopology.ParseRoutingKey(routingKey)
 	if err := b.pub.Publish(t.Context(), []transport.Message{{CQRSID: id, Queue: q, Body: []byte(body)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -445,6 +448,89 @@ func TestConsumerConfigErrors(t *testing.T) {
 	}
 }
 
+// logSubscriber declares what a log-based broker (Kafka) would: no
+// per-message requeue, no putting a message into a queue by its name.
+type logSubscriber struct{ transport.Subscriber }
+
+func (logSubscriber) Capabilities() transport.Capabilities {
+	c := memory.NewBroker(nil).Capabilities()
+	c.NackRequeue, c.DirectToQueue = false, false
+	return c
+}
+
+// TestConsumerConfigChecksCapabilities: the consumer reads what it needs of
+// the transport from its declared capabilities, at NewConsumer, instead of
+// finding out on the first failed event.
+func TestConsumerConfigChecksCapabilities(t *testing.T) {
+	t.Parallel()
+	broker := memory.NewBroker(nil)
+	_, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "q", Subscriber: logSubscriber{broker.Subscriber()}, Publisher: broker.Publisher()})
+	for _, want := range []string{"Capabilities.NackRequeue", "Capabilities.DirectToQueue"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewConsumer error %v does not mention %q", err, want)
+		}
+	}
+	if !errors.Is(err, transport.ErrNotSupported) {
+		t.Errorf("NewConsumer error %v does not wrap transport.ErrNotSupported", err)
+	}
+}
+
+// nackDelayCounter counts the NackDelay calls on its subscriptions.
+type nackDelayCounter struct {
+	transport.Subscriber
+	n *atomic.Int64
+}
+
+func (c nackDelayCounter) Subscribe(ctx context.Context, p *transport.SubscribeParams) (transport.Subscription, error) {
+	s, err := c.Subscriber.Subscribe(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return nackDelaySubscription{s, c.n}, nil
+}
+
+type nackDelaySubscription struct {
+	transport.Subscription
+	n *atomic.Int64
+}
+
+func (s nackDelaySubscription) NackDelay(ctx context.Context, delay time.Duration, ids ...uint64) error {
+	s.n.Add(1)
+	return s.Subscription.NackDelay(ctx, delay, ids...)
+}
+
+// TestConsumerRetriesOnTheBrokerWhenItCanDelay: on a transport that
+// declares DelayedRedelivery, a failed event waits for its retry on the
+// broker (NackDelay), not in the consumer, and its retries are counted
+// from the deliveries, so it is dead-lettered after MaxRetries with the
+// count in its body, as with the in-memory delay.
+func TestConsumerRetriesOnTheBrokerWhenItCanDelay(t *testing.T) {
+	t.Parallel()
+	var nacks atomic.Int64
+	b := setupConsumer(t, consumerOpts{
+		delayed: true,
+		retry:   cqrsync.RetryPolicy{MaxRetries: 2},
+		config: func(c *cqrsync.ConsumerConfig) {
+			c.Subscriber = nackDelayCounter{c.Subscriber, &nacks}
+		},
+	})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	dlq := transport.DeadLetterQueue(b.queue)
+	waitFor(t, 10*time.Second, func() bool { return b.broker.QueueLen(dlq) == 1 }, "the event to be dead-lettered")
+	b.settle(t)
+	if n, st := nacks.Load(), b.consumer.Stats(); n != 2 || st.Retried != 2 {
+		t.Fatalf("NackDelay called %d times, Retried %d; want 2 and 2", n, st.Retried)
+	}
+	var bodies []string
+	_ = b.broker.BrowseDeadLetters(t.Context(), dlq, func(_ context.Context, m *transport.Message) error {
+		bodies = append(bodies, string(m.Body))
+		return nil
+	})
+	if len(bodies) != 1 || !strings.Contains(bodies[0], `"retries":2`) {
+		t.Fatalf("dead letters %q, want one with \"retries\":2", bodies)
+	}
+}
+
 // TestConsumerPausesWhileDatabaseIsDown: the replica database goes away
 // (its connections are cut and refused); the consumer keeps the events,
 // waits, and applies them all once the database is back, dead-lettering
@@ -560,6 +646,11 @@ func TestConsumerBatchWait(t *testing.T) {
 // unreachableSubscriber is a broker that cannot be reached: Subscribe
 // closes entered, then waits until its context ends.
 type unreachableSubscriber struct{ entered chan struct{} }
+
+// Capabilities declares what RabbitMQ would.
+func (unreachableSubscriber) Capabilities() transport.Capabilities {
+	return memory.NewBroker(nil).Capabilities()
+}
 
 func (u unreachableSubscriber) Subscribe(ctx context.Context, _ *transport.SubscribeParams) (transport.Subscription, error) {
 	close(u.entered)

@@ -25,6 +25,11 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 		return it, false
 	}
 	p.Queue = d.Queue
+	if c.caps.DelayedRedelivery && d.Attempt > 1 {
+		// Retried by NackDelay: the body still says how often it was
+		// retried before; the broker counts the rest.
+		p.Retries += d.Attempt - 1
+	}
 	it.p = p
 	if _, ok := c.cfg.Replica.Model(p.CQRSID); !ok {
 		c.deadLetter(ctx, it, &ModelError{CQRSID: p.CQRSID, PK: p.InstancePK, Err: fmt.Errorf("%w: this replica has not registered it", ErrUnknownModel)})
@@ -204,7 +209,11 @@ func (c *Consumer) fail(ctx context.Context, it item, err error, sched *schedule
 		slog.Int("retries", it.p.Retries), slog.Any("error", err)}
 	if it.p.Retries < pol.MaxRetries && (pol.ShouldRetry == nil || pol.ShouldRetry(err)) {
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: event failed, will retry", attrs...)
-		sched.add(it, c.cfg.Now().Add(pol.Delay(it.p.Retries+1)), err)
+		delay := pol.Delay(it.p.Retries + 1)
+		if c.caps.DelayedRedelivery && c.nackDelay(ctx, it, delay) {
+			return
+		}
+		sched.add(it, c.cfg.Now().Add(delay), err)
 		return
 	}
 	c.cfg.Logger.ErrorContext(ctx, "cqrsync: event failed, moving it to the dead-letter queue", attrs...)
@@ -318,6 +327,20 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// nackDelay hands the retry delay of it to the broker, which delivers the
+// event again after delay (Capabilities.DelayedRedelivery), and reports
+// whether it did; if not, the caller keeps the delay in memory.
+func (c *Consumer) nackDelay(ctx context.Context, it item, delay time.Duration) bool {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := it.sub.NackDelay(pctx, delay, it.d.ID); err != nil {
+		c.cfg.Logger.WarnContext(ctx, "cqrsync: the broker did not take the retry delay; waiting in memory instead", slog.Any("error", err))
+		return false
+	}
+	c.retried.Add(1)
+	return true
 }
 
 // requeue publishes the event again to this replica's own queue with

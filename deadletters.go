@@ -53,7 +53,7 @@ func (f *DeadLetterFilter) match(m *transport.Message) bool {
 // DumpDeadLetters writes the body of every selected dead letter in dlq to
 // w, one per line (django-cqrs's cqrs_dead_letters dump), and leaves them
 // in the queue. It returns how many it wrote.
-func DumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
+func DumpDeadLetters(ctx context.Context, dl transport.DeadLetterBrowser, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
 	return dumpDeadLetters(ctx, dl, dlq, filter, func(m *transport.Message) error {
 		_, err := w.Write(append(append([]byte(nil), m.Body...), '\n'))
 		return err
@@ -80,7 +80,7 @@ type DeadLetterLine struct {
 // JSON object per line, a [DeadLetterLine]: cqrs_id, reason,
 // dead_lettered_at and body. It leaves them in the queue and returns how
 // many it wrote.
-func DumpDeadLettersJSONL(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
+func DumpDeadLettersJSONL(ctx context.Context, dl transport.DeadLetterBrowser, dlq string, filter *DeadLetterFilter, w io.Writer) (int, error) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	header := func(m *transport.Message, k string) *string {
@@ -104,22 +104,32 @@ func DumpDeadLettersJSONL(ctx context.Context, dl transport.DeadLetters, dlq str
 
 // dumpDeadLetters calls write for every selected dead letter in dlq, leaving
 // them in the queue, and returns how many it wrote.
-func dumpDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter, write func(m *transport.Message) error) (int, error) {
+func dumpDeadLetters(ctx context.Context, dl transport.DeadLetterBrowser, dlq string, filter *DeadLetterFilter, write func(m *transport.Message) error) (int, error) {
 	if filter == nil {
 		filter = &DeadLetterFilter{}
 	}
 	n := 0
-	_, err := dl.ScanDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
+	err := dl.BrowseDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) error {
 		if !filter.match(m) {
-			return transport.DeadLetterKeep, nil
+			return nil
 		}
 		if err := write(m); err != nil {
-			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: dump dead letters: %w", err)
+			return errtext.Errorf("cqrsync: dump dead letters: %w", err)
 		}
 		n++
-		return transport.DeadLetterKeep, nil
+		return nil
 	})
 	return n, err
+}
+
+// canRemoveDeadLetters returns an error wrapping transport.ErrNotSupported
+// when dl's transport declares it cannot remove dead letters, saying what
+// the caller can do instead.
+func canRemoveDeadLetters(dl transport.DeadLetters, op, dlq string) error {
+	if dl.Capabilities().DeadLetterRemove {
+		return nil
+	}
+	return fmt.Errorf("cqrsync: %s dead letters of %s: %w: this transport cannot remove a dead letter (it keeps them on an append-only log); dump them and re-publish the events with the transport's own tools, or let its retention expire them", op, dlq, transport.ErrNotSupported)
 }
 
 // RetryDeadLettersOpts configures RetryDeadLetters.
@@ -142,8 +152,13 @@ type RetryDeadLettersOpts struct {
 // unless it was null. Each message is removed from the dead-letter queue only
 // after the publisher confirmed its copy, so a failure midway loses nothing.
 // Dead letters that do not decode stay where they are and are counted in the
-// returned error. It returns how many were retried.
+// returned error. It returns how many were retried. On a transport that
+// does not declare Capabilities.DeadLetterRemove it does nothing and returns
+// an error wrapping transport.ErrNotSupported.
 func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transport.Publisher, queue, dlq string, opts *RetryDeadLettersOpts) (int, error) {
+	if err := canRemoveDeadLetters(dl, "retry", dlq); err != nil {
+		return 0, err
+	}
 	if opts == nil {
 		opts = &RetryDeadLettersOpts{}
 	}
@@ -194,8 +209,13 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 }
 
 // PurgeDeadLetters removes the selected dead letters of dlq and returns how
-// many. With a nil or empty filter it empties the queue at once.
+// many. With a nil or empty filter it empties the queue at once. On a
+// transport that does not declare Capabilities.DeadLetterRemove it removes
+// nothing and returns an error wrapping transport.ErrNotSupported.
 func PurgeDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, filter *DeadLetterFilter) (int, error) {
+	if err := canRemoveDeadLetters(dl, "purge", dlq); err != nil {
+		return 0, err
+	}
 	if filter == nil || (len(filter.CQRSIDs) == 0 && filter.OlderThan <= 0) {
 		return dl.PurgeDeadLetters(ctx, dlq)
 	}

@@ -3,6 +3,7 @@ package cqrsync_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,57 @@ func TestConsumerDelayQueueIsBounded(t *testing.T) {
 	}
 	if st := b.consumer.Stats(); st.Retried != 1 {
 		t.Fatalf("stats = %+v, want 1 retry", st)
+	}
+}
+
+// appendOnlyDeadLetters is a transport's dead-letter tools on an
+// append-only log: it browses but declares, and enforces, that it cannot
+// remove one letter.
+type appendOnlyDeadLetters struct {
+	transport.DeadLetters
+	t *testing.T
+}
+
+func (a appendOnlyDeadLetters) Capabilities() transport.Capabilities {
+	c := a.DeadLetters.Capabilities()
+	c.DeadLetterRemove = false
+	return c
+}
+
+func (a appendOnlyDeadLetters) ScanDeadLetters(context.Context, string, func(context.Context, *transport.Message) (transport.DeadLetterAction, error)) (int, error) {
+	a.t.Error("ScanDeadLetters called on a transport that declares it cannot remove dead letters")
+	return 0, transport.ErrNotSupported
+}
+
+func (a appendOnlyDeadLetters) PurgeDeadLetters(context.Context, string) (int, error) {
+	a.t.Error("PurgeDeadLetters called on a transport that declares it cannot remove dead letters")
+	return 0, transport.ErrNotSupported
+}
+
+// TestDeadLettersBrowseOnlyTransport: dump browses (no removal needed);
+// retry and purge consult the declared capabilities and refuse with
+// ErrNotSupported before they publish or remove anything.
+func TestDeadLettersBrowseOnlyTransport(t *testing.T) {
+	t.Parallel()
+	b, dlq := deadLetterBundle(t)
+	if err := b.consumer.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	dl := appendOnlyDeadLetters{DeadLetters: b.broker, t: t}
+	var out bytes.Buffer
+	if n, err := cqrsync.DumpDeadLettersJSONL(t.Context(), dl, dlq, nil, &out); err != nil || n != 3 {
+		t.Fatalf("dump = %d, %v; want 3 through BrowseDeadLetters", n, err)
+	}
+	n, err := cqrsync.RetryDeadLetters(t.Context(), dl, b.pub, b.queue, dlq, nil)
+	if n != 0 || !errors.Is(err, transport.ErrNotSupported) {
+		t.Fatalf("retry = %d, %v; want 0 and ErrNotSupported", n, err)
+	}
+	for _, f := range []*cqrsync.DeadLetterFilter{nil, {CQRSIDs: []string{"djpeer_basic"}}} {
+		if n, err := cqrsync.PurgeDeadLetters(t.Context(), dl, dlq, f); n != 0 || !errors.Is(err, transport.ErrNotSupported) {
+			t.Fatalf("purge(%+v) = %d, %v; want 0 and ErrNotSupported", f, n, err)
+		}
+	}
+	if q, d := b.broker.QueueLen(b.queue), b.broker.QueueLen(dlq); q != 0 || d != 3 {
+		t.Fatalf("queue %d, dead letters %d; want 0 and 3 (nothing re-published or removed)", q, d)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // The models behind the django-cqrs vectors (shared/interop/README.md §12),
@@ -175,7 +176,7 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string) 
 	defer tx.Rollback() //nolint:errcheck // test cleanup
 	insertRow(t, tx, want.CQRSID, row)
 
-	_, queue := transport.ParseRoutingKey(routingKey)
+	_, queue := amqptopology.ParseRoutingKey(routingKey)
 	switch {
 	case want.SignalType == cqrsync.SignalDelete:
 		err = master.Delete(ctx, tx, want.CQRSID, pk)
@@ -213,7 +214,7 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string) 
 		t.Fatal(err)
 	}
 	msg := transport.Message{CQRSID: events[0].CQRSID, Queue: events[0].Queue}
-	return string(out), msg.RoutingKey()
+	return string(out), amqptopology.RoutingKey(&msg)
 }
 
 // insertRow inserts row's fields into table, converting wire values to

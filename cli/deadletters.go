@@ -81,7 +81,7 @@ func deadLetterSession(st *state, cmd *cobra.Command, d *deadLetterFlags, fn fun
 		if err != nil {
 			return err
 		}
-		if tr.DeadLetters == nil {
+		if tr.DeadLetters == nil || !tr.DeadLetters.Capabilities().DeadLetterBrowse {
 			return errors.New("this broker's transport does not keep dead letters")
 		}
 		return fn(s, tr, queue, dlq)

@@ -11,24 +11,24 @@ import (
 // Message is one event as a transport sees it: opaque bytes and the routing
 // facts needed to deliver them. Transports never look inside Body.
 type Message struct {
-	// CQRSID is the model the event is about. It is the routing key of a
-	// broadcast (every queue bound to CQRSID receives the message).
+	// CQRSID is the model the event is about. A broadcast (Queue empty)
+	// reaches every queue subscribed to CQRSID.
 	CQRSID string
 
-	// Queue, when not empty, sends the message to that one queue only, through
-	// the direct route cqrs.<Queue>.<CQRSID> (a SYNC aimed at one replica, a
-	// replica's own retry, a dead letter). Empty means broadcast.
+	// Queue, when not empty, sends the message to that one queue only, if
+	// it is subscribed to CQRSID (a SYNC aimed at one replica, a replica's
+	// own retry, a dead letter). Empty means broadcast. How a transport
+	// addresses one queue is its own business (RabbitMQ's routing key
+	// cqrs.<queue>.<cqrs_id> is in transport/amqptopology).
 	Queue string
 
 	// IntoQueue, with Queue set, puts the message into the queue named Queue
-	// itself, whatever that queue is bound to, instead of routing it by
-	// cqrs.<Queue>.<CQRSID>: while the queue exists the message cannot be
-	// unroutable. Consumers use it for dead letters, whose event may carry a
-	// cqrs_id nothing binds the dead-letter queue to (a queue bound to more
-	// models than its replica registers). Receivers see CQRSID and Queue as
-	// for a routed message. RabbitMQ publishes it through the default
-	// exchange under the queue's name, with the CQRS ID in the
-	// HeaderCQRSID header.
+	// itself, whatever that queue is subscribed to: while the queue exists
+	// the message cannot be unroutable. Consumers use it for dead letters,
+	// whose event may carry a cqrs_id the dead-letter queue is not bound to
+	// (a queue bound to more models than its replica registers). Receivers
+	// see CQRSID and Queue as for a routed message. A transport without
+	// Capabilities.DirectToQueue routes it as if IntoQueue were false.
 	IntoQueue bool
 
 	// Body is the encoded payload. Transports deliver it byte for byte.
@@ -42,45 +42,6 @@ type Message struct {
 	// that long in a queue (django-cqrs sets it on dead letters only).
 	// Transports that cannot expire messages ignore it.
 	Expiration time.Duration
-}
-
-// HeaderCQRSID is the header in which a transport that cannot tell the
-// CQRS ID of an IntoQueue message from its routing key carries it. Receivers
-// remove it from Headers and set Message.CQRSID from it.
-const HeaderCQRSID = "x-cqrsync-cqrs-id"
-
-// RoutingKey returns the key the message is published under, as django-cqrs
-// spells it: the CQRS ID for a broadcast, cqrs.<queue>.<cqrs_id> for a
-// message aimed at one queue, and the queue's own name for an IntoQueue
-// message.
-func (m *Message) RoutingKey() string {
-	if m.Queue == "" {
-		return m.CQRSID
-	}
-	if m.IntoQueue {
-		return m.Queue
-	}
-	return DirectRoutingKey(m.Queue, m.CQRSID)
-}
-
-// DirectRoutingKey returns the routing key that reaches only queue for
-// cqrsID: "cqrs.<queue>.<cqrs_id>".
-func DirectRoutingKey(queue, cqrsID string) string {
-	return "cqrs." + queue + "." + cqrsID
-}
-
-// ParseRoutingKey splits a routing key into the CQRS ID and, for a direct
-// route, the target queue. It is the inverse of [Message.RoutingKey].
-func ParseRoutingKey(key string) (cqrsID, queue string) {
-	rest, ok := strings.CutPrefix(key, "cqrs.")
-	if !ok {
-		return key, ""
-	}
-	q, id, ok := strings.Cut(rest, ".")
-	if !ok {
-		return key, ""
-	}
-	return id, q
 }
 
 // DeadLetterQueue returns the default dead-letter queue name of a replica
@@ -103,19 +64,28 @@ func DeadLetterQueue(queue string) string { return "dead_letter_" + queue }
 // does not retain msgs, their bodies or headers after it returns: callers
 // may reuse them.
 type Publisher interface {
+	// Publish sends msgs; see the interface's documentation.
 	Publish(ctx context.Context, msgs []Message) error
+	// Close makes later Publish calls fail with ErrClosed. Publish calls
+	// in progress either finish or fail; Close is idempotent and safe for
+	// concurrent use.
 	Close() error
 }
 
 // Subscriber opens subscriptions on replica queues. Close ends every
 // subscription it opened (their deliveries channels close), and Subscribe
-// returns ErrClosed afterwards.
+// returns ErrClosed afterwards. All its methods are safe for concurrent use.
 type Subscriber interface {
+	// Capabilities declares what the transport behind this subscriber can
+	// do; consumers consult it instead of probing.
+	Capable
 	// Subscribe declares the queue (and its dead-letter queue) if needed,
 	// binds it to every CQRS ID in params.CQRSIDs (broadcast and direct
 	// routes), and starts delivering. The subscription ends when ctx is done
 	// or Close is called.
 	Subscribe(ctx context.Context, params *SubscribeParams) (Subscription, error)
+	// Close ends every subscription this subscriber opened; their
+	// unsettled deliveries go back to their queues. It is idempotent.
 	Close() error
 }
 
@@ -170,6 +140,13 @@ type Delivery struct {
 	// Redelivered is true when the transport delivered this message before
 	// and it was not acknowledged.
 	Redelivered bool
+	// Attempt is how many times the transport has delivered this message,
+	// this delivery included (1 for the first), when it counts them; 0 when
+	// it does not. A transport that declares Capabilities.DelayedRedelivery
+	// counts them, so that a consumer can tell how often an event was
+	// retried by Subscription.NackDelay, whose redelivery carries the same
+	// body.
+	Attempt int
 }
 
 // Subscription is a stream of deliveries from one queue.
@@ -190,7 +167,18 @@ type Subscription interface {
 	// Nack settles deliveries as not processed. With requeue the broker
 	// delivers them again (to this or another consumer); without, it drops
 	// them (callers republish to a retry or dead-letter route first).
+	// Nack with requeue returns an error wrapping ErrNotSupported, settling
+	// nothing, unless the transport declares Capabilities.NackRequeue.
 	Nack(ctx context.Context, requeue bool, ids ...uint64) error
+	// NackDelay settles deliveries as not processed and has the broker
+	// deliver them again, to this or another subscription, no sooner than
+	// delay from now, marked Redelivered, with the same body. Meanwhile
+	// they count against no prefetch window and the messages behind them
+	// are delivered. A delay of 0 or less is Nack with requeue. It returns
+	// an error wrapping ErrNotSupported, settling nothing, unless the
+	// transport declares Capabilities.DelayedRedelivery; other errors as
+	// for Ack.
+	NackDelay(ctx context.Context, delay time.Duration, ids ...uint64) error
 	// Err returns why the deliveries channel closed: nil after Close or a
 	// cancelled context, otherwise the transport failure.
 	Err() error
@@ -228,7 +216,80 @@ func (e *PublishError) Unwrap() error { return e.Err }
 // subscription.
 var ErrClosed = errors.New("transport: closed")
 
-// DeadLetterAction is what a [DeadLetters.ScanDeadLetters] callback decides
+// ErrNotSupported is returned (wrapped) by an operation that the transport
+// declares, in its [Capabilities], it cannot do. Callers check the declared
+// capabilities first; the error only backs the declaration up.
+var ErrNotSupported = errors.New("transport: not supported by this transport (see its Capabilities)")
+
+// Capabilities declares what a transport can do. Each transport returns the
+// same value from every Capabilities method it has (subscriber, dead-letter
+// tools), for its whole life. The conformance suite
+// (transport/transporttest) tests every declared capability and checks that
+// the operations of an undeclared one return [ErrNotSupported].
+type Capabilities struct {
+	// PerQueueOrder: messages published to one queue in one Publish call,
+	// and in successive Publish calls from one goroutine, whether broadcast
+	// or aimed at the queue, are delivered in that order when nothing is
+	// nacked or redelivered.
+	PerQueueOrder bool
+
+	// Durable: a queue declared by a Subscribe keeps the messages routed to
+	// it while no subscription is open, and delivers them to the next one.
+	Durable bool
+
+	// Expiration: the transport drops a message whose
+	// [Message.Expiration] passed while it waited in a queue. Without it,
+	// Expiration is ignored.
+	Expiration bool
+
+	// Prefetch: a subscription never has more than
+	// [SubscribeParams.Prefetch] unsettled deliveries outstanding.
+	Prefetch bool
+
+	// ReportsUnroutable: Publish reports a message that no queue is bound to
+	// receive in [PublishError.Unroutable], after accepting the batch's
+	// other messages. Without it such a message is dropped silently and
+	// Publish returns nil. Either way it reaches no queue.
+	ReportsUnroutable bool
+
+	// DirectToQueue: a [Message.IntoQueue] message reaches its queue
+	// whatever that queue is subscribed to. Without it, IntoQueue is
+	// ignored and the message is routed by CQRSID and Queue.
+	DirectToQueue bool
+
+	// NackRequeue: [Subscription.Nack] with requeue returns one delivery to
+	// its queue, to be delivered again, while the deliveries after it go on
+	// (a per-message requeue, as RabbitMQ's basic.nack). A log-based
+	// transport, which can only rewind a partition, does not declare it.
+	NackRequeue bool
+
+	// DelayedRedelivery: [Subscription.NackDelay] returns deliveries to
+	// their queue after a delay kept by the broker, and deliveries carry
+	// their [Delivery.Attempt]. A consumer then waits for a retry on the
+	// broker instead of holding the event in its own memory (and prefetch
+	// window). RabbitMQ has no delayed redelivery without plugins.
+	DelayedRedelivery bool
+
+	// DeadLetterBrowse: the transport's [DeadLetterBrowser] lists the
+	// messages in a dead-letter queue without removing them.
+	DeadLetterBrowse bool
+
+	// DeadLetterRemove: the transport's [DeadLetterRemover] removes
+	// individual dead letters and purges dead-letter queues. A transport
+	// that keeps dead letters on an append-only log browses and
+	// re-publishes them but does not declare it.
+	DeadLetterRemove bool
+}
+
+// Capable is implemented by everything that declares a transport's
+// capabilities: every [Subscriber] and [DeadLetterBrowser].
+type Capable interface {
+	// Capabilities returns what the transport can do. It is safe for
+	// concurrent use, cheap, and returns the same value every time.
+	Capabilities() Capabilities
+}
+
+// DeadLetterAction is what a [DeadLetterRemover.ScanDeadLetters] callback decides
 // for one dead letter.
 type DeadLetterAction int
 
@@ -241,15 +302,52 @@ const (
 	DeadLetterRemove
 )
 
-// DeadLetters inspects and empties dead-letter queues. Transports that keep
-// dead letters implement it beside Publisher and Subscriber.
-type DeadLetters interface {
+// DeadLetterBrowser lists dead letters without removing them. Transports
+// that keep dead letters implement it beside Publisher and Subscriber; its
+// methods are safe for concurrent use.
+type DeadLetterBrowser interface {
+	Capable
+	// BrowseDeadLetters calls fn once for each message that is in the
+	// dead-letter queue dlq when the browse starts, oldest first, and removes
+	// none of them; messages that arrive meanwhile are not visited. It stops
+	// at the first error from fn and returns it wrapped. Browsing settles
+	// nothing: a message a consumer of dlq holds unacknowledged may be
+	// skipped. It returns an
+	// error wrapping ErrNotSupported unless the transport declares
+	// Capabilities.DeadLetterBrowse.
+	BrowseDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *Message) error) error
+}
+
+// DeadLetterRemover removes dead letters. Its methods return an error
+// wrapping ErrNotSupported, removing nothing, unless the transport declares
+// Capabilities.DeadLetterRemove; they are safe for concurrent use.
+type DeadLetterRemover interface {
 	// ScanDeadLetters calls fn once for each message that is in the
 	// dead-letter queue dlq when the scan starts, oldest first, and applies
 	// the action fn returns. It stops at the first error from fn (that
 	// message and the rest stay) and returns how many messages were removed.
-	// Messages that arrive during the scan are not visited.
+	// Messages that arrive during the scan are not visited. Removal is
+	// at-least-once: a message whose removal the broker did not record
+	// before a connection loss stays.
 	ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *Message) (DeadLetterAction, error)) (removed int, err error)
-	// PurgeDeadLetters removes every message from dlq and returns how many.
+	// PurgeDeadLetters removes every message from dlq that no consumer
+	// holds unacknowledged, and returns how many.
 	PurgeDeadLetters(ctx context.Context, dlq string) (int, error)
+}
+
+// DeadLetters is a transport's dead-letter tools: browsing always, removal
+// where the transport declares Capabilities.DeadLetterRemove (otherwise the
+// DeadLetterRemover methods return ErrNotSupported).
+type DeadLetters interface {
+	DeadLetterBrowser
+	DeadLetterRemover
+}
+
+// KeepAll adapts a browse callback to a [DeadLetterRemover.ScanDeadLetters]
+// callback that keeps every message: a transport whose removal scan can
+// also browse implements BrowseDeadLetters with it.
+func KeepAll(fn func(ctx context.Context, m *Message) error) func(ctx context.Context, m *Message) (DeadLetterAction, error) {
+	return func(ctx context.Context, m *Message) (DeadLetterAction, error) {
+		return DeadLetterKeep, fn(ctx, m)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // Errors the memory transport returns besides [transport.ErrClosed].
@@ -54,6 +55,13 @@ type Config struct {
 	// safe for concurrent use when several goroutines publish. Default nil:
 	// every publish succeeds.
 	FailPublish func(m *transport.Message) error
+
+	// DelayedRedelivery makes the broker declare
+	// Capabilities.DelayedRedelivery and honour Subscription.NackDelay.
+	// Default false: like RabbitMQ, which has no delayed redelivery, so
+	// that the demo and the tests run the consumer's in-memory retry delay
+	// unless they ask for the broker's.
+	DelayedRedelivery bool
 
 	// Chaos, when not nil, duplicates and reorders messages as they are
 	// enqueued. Default nil: every queue is exactly FIFO, nothing is
@@ -148,6 +156,8 @@ type Broker struct {
 	failPublish func(m *transport.Message) error
 	chaos       *Chaos
 
+	delayedRedelivery bool
+
 	mu       sync.Mutex
 	rng      *rand.Rand                 // chaos decisions; under mu
 	seq      uint64                     // last entry sequence number; under mu
@@ -170,9 +180,11 @@ func NewBroker(cfg *Config) *Broker {
 		now:         c.Now,
 		failPublish: c.FailPublish,
 		chaos:       c.Chaos,
-		queues:      make(map[string]*queue),
-		bindings:    make(map[string][]*queue),
-		subs:        make(map[*subscription]struct{}),
+
+		delayedRedelivery: c.DelayedRedelivery,
+		queues:            make(map[string]*queue),
+		bindings:          make(map[string][]*queue),
+		subs:              make(map[*subscription]struct{}),
 	}
 	if c.Chaos != nil {
 		b.rng = rand.New(rand.NewPCG(uint64(c.Chaos.Seed), 0x63717273796e63)) //nolint:gosec // test chaos, not security
@@ -189,6 +201,27 @@ var (
 	_ transport.Subscriber   = (*subscriber)(nil)
 	_ transport.Subscription = (*subscription)(nil)
 )
+
+// Capabilities declares what the broker can do, as RabbitMQ does except
+// that an unroutable message is dropped, not reported: per-queue order
+// (unless Config.Chaos duplicates or reorders), durable queues (for the
+// broker's life), expiration on the broker's clock, prefetch windows,
+// IntoQueue, per-message requeue, and browsing and removing dead letters.
+// Delayed redelivery only with Config.DelayedRedelivery. Safe for
+// concurrent use.
+func (b *Broker) Capabilities() transport.Capabilities {
+	return transport.Capabilities{
+		DelayedRedelivery: b.delayedRedelivery,
+		PerQueueOrder:     b.chaos == nil,
+		Durable:           true,
+		Expiration:        true,
+		Prefetch:          true,
+		DirectToQueue:     true,
+		NackRequeue:       true,
+		DeadLetterBrowse:  true,
+		DeadLetterRemove:  true,
+	}
+}
 
 // Publisher returns a new publisher on the broker. Each publisher can be
 // closed independently; closing it does not affect the broker.
@@ -253,7 +286,7 @@ func (b *Broker) QueueLen(queue string) int {
 		return 0
 	}
 	q.dropExpiredHead(b)
-	return q.readyN + q.unacked
+	return q.readyN + q.unacked + q.delayed
 }
 
 // CutConnections simulates a broker restart or a dropped network for
@@ -282,7 +315,15 @@ func (b *Broker) CutConnections() int {
 	return len(cut)
 }
 
-// ScanDeadLetters implements [transport.DeadLetters]. It visits the messages
+// BrowseDeadLetters implements [transport.DeadLetterBrowser]: it is
+// ScanDeadLetters keeping every message, so it visits what that visits. fn
+// runs with no broker lock held.
+func (b *Broker) BrowseDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *transport.Message) error) error {
+	_, err := b.ScanDeadLetters(ctx, dlq, transport.KeepAll(fn))
+	return err
+}
+
+// ScanDeadLetters implements [transport.DeadLetterRemover]. It visits the messages
 // ready in dlq when the scan starts, in queue order; messages a consumer of
 // dlq holds unacknowledged, or that expired, are not visited. fn runs with no
 // broker lock held, so it may publish to the broker. The returned error wraps
@@ -320,7 +361,7 @@ func (b *Broker) ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx co
 		if !live {
 			continue // taken by a consumer of the dead-letter queue meanwhile
 		}
-		m := e.delivery(0, false).Message
+		m := e.delivery(0, false, 0).Message
 		action, err := fn(ctx, &m)
 		if err != nil {
 			return removed, fmt.Errorf("memory: scan dead letters of %q: %w", dlq, err)
@@ -339,7 +380,7 @@ func (b *Broker) ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx co
 	return removed, nil
 }
 
-// PurgeDeadLetters implements [transport.DeadLetters]. Like RabbitMQ's
+// PurgeDeadLetters implements [transport.DeadLetterRemover]. Like RabbitMQ's
 // queue.purge it removes the ready messages of dlq (not those a consumer
 // holds unacknowledged) and returns how many, not counting expired ones. The
 // error wraps [ErrQueueNotFound] for an undeclared queue.
@@ -378,8 +419,8 @@ func (b *Broker) declareLocked(queue, dlq string, cqrsIDs []string) *queue {
 	d := b.queueLocked(dlq)
 	for _, id := range cqrsIDs {
 		b.bindLocked(id, q)
-		b.bindLocked(transport.DirectRoutingKey(queue, id), q)
-		b.bindLocked(transport.DirectRoutingKey(dlq, id), d)
+		b.bindLocked(amqptopology.DirectRoutingKey(queue, id), q)
+		b.bindLocked(amqptopology.DirectRoutingKey(dlq, id), d)
 	}
 	return q
 }
@@ -450,6 +491,29 @@ func (b *Broker) requeueLocked(q *queue, es []*entry) {
 	q.ready.pushFront(es)
 	q.readyN += len(es)
 	q.unacked -= len(es)
+}
+
+// delayLocked takes unsettled entries off q's books until delay has passed
+// (real time), then puts them at the end of q's ready list, marked
+// redelivered, and dispatches.
+func (b *Broker) delayLocked(q *queue, es []*entry, delay time.Duration) {
+	q.unacked -= len(es)
+	q.delayed += len(es)
+	for _, e := range es {
+		e.state = stateDelayed
+	}
+	time.AfterFunc(delay, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		q.delayed -= len(es)
+		for _, e := range es {
+			e.state = stateReady
+			e.redelivered = true
+			q.ready.pushBack(e)
+		}
+		q.readyN += len(es)
+		b.dispatchLocked(q)
+	})
 }
 
 // dispatchLocked hands ready messages of q to its consumers in round-robin

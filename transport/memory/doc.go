@@ -21,7 +21,7 @@
 //	<queue>     <- cqrs.<queue>.<cqrs_id>   (direct: SYNC to one queue, retries)
 //	<dlq>       <- cqrs.<dlq>.<cqrs_id>     (dead letters)
 //
-// Publish routes each message by [transport.Message.RoutingKey] to every
+// Publish routes each message by [amqptopology.RoutingKey] to every
 // bound queue; an IntoQueue message goes to its declared queue whatever
 // that is bound to, as through RabbitMQ's default exchange. A message that
 // matches no binding (or names no declared queue) is dropped without error,

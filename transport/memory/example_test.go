@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -40,7 +41,7 @@ func Example() {
 
 	for range 2 {
 		d := <-s.Deliveries()
-		fmt.Printf("%s %s redelivered=%v\n", d.RoutingKey(), d.Body, d.Redelivered)
+		fmt.Printf("%s %s redelivered=%v\n", amqptopology.RoutingKey(&d.Message), d.Body, d.Redelivered)
 		if err := s.Ack(ctx, d.ID); err != nil {
 			panic(err)
 		}
@@ -94,7 +95,7 @@ func ExampleBroker_ScanDeadLetters() {
 	})
 
 	removed, err := broker.ScanDeadLetters(ctx, dlq, func(ctx context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
-		fmt.Printf("retrying %s from %s\n", m.Body, m.RoutingKey())
+		fmt.Printf("retrying %s from %s\n", m.Body, amqptopology.RoutingKey(m))
 		retry := *m
 		retry.Queue = "billing_replica"
 		if err := pub.Publish(ctx, []transport.Message{retry}); err != nil {

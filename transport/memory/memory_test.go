@@ -43,25 +43,19 @@ func newTransport(tb testing.TB) transporttest.Transport {
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	transporttest.Run(t, transporttest.Features{
-		PerQueueOrder: true,
-		Durable:       true,
-		DeadLetters:   true,
-		Expiration:    true,
-		Prefetch:      true,
-	}, newTransport)
+	transporttest.Run(t, transporttest.Options{}, newTransport)
 }
 
 // TestConformanceSharedBroker runs the suite with every test on one broker,
 // as it runs against a shared real broker: the tests must not see each
-// other's messages.
+// other's messages. This broker also delays redeliveries
+// (Config.DelayedRedelivery), so the suite tests that capability here and
+// its absence in TestConformance.
 func TestConformanceSharedBroker(t *testing.T) {
 	t.Parallel()
 	clock := newFakeClock()
-	broker := memory.NewBroker(&memory.Config{Now: clock.Now})
-	transporttest.Run(t, transporttest.Features{
-		PerQueueOrder: true, Durable: true, DeadLetters: true, Expiration: true, Prefetch: true,
-	}, func(testing.TB) transporttest.Transport {
+	broker := memory.NewBroker(&memory.Config{Now: clock.Now, DelayedRedelivery: true})
+	transporttest.Run(t, transporttest.Options{}, func(testing.TB) transporttest.Transport {
 		return transporttest.Transport{
 			Publisher:    broker.Publisher(),
 			Subscriber:   broker.Subscriber(),

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // publisher is the broker's [transport.Publisher].
@@ -66,7 +67,7 @@ func (p *publisher) Publish(ctx context.Context, msgs []transport.Message) error
 	touched := b.touched[:0]
 	for i := range copies {
 		m := &copies[i]
-		key := m.RoutingKey()
+		key := amqptopology.RoutingKey(m)
 		qs := b.bindings[key]
 		if m.IntoQueue && m.Queue != "" {
 			qs = nil

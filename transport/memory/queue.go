@@ -18,6 +18,9 @@ const (
 	// dead-letter queue. A gone entry may still sit in a ready list (removal
 	// from the middle is lazy); it is skipped there and never comes back.
 	stateGone
+	// stateDelayed: nacked with a delay (Config.DelayedRedelivery); in no
+	// list until its timer puts it back at the end of the ready list.
+	stateDelayed
 )
 
 // entry is one message in one queue. A message routed to several queues has
@@ -27,6 +30,7 @@ type entry struct {
 	seq         uint64            // broker-wide enqueue order, to put requeued messages back in order
 	enqueued    time.Time         // set only when msg.Expiration > 0
 	redelivered bool
+	attempts    int // deliveries so far, for transport.Delivery.Attempt
 	state       entryState
 }
 
@@ -40,12 +44,13 @@ func (e *entry) expired(now time.Time) bool {
 // another queue's copy.
 //
 // It reads only e.msg, which never changes after the entry is created, so it
-// runs without the broker lock; redelivered is captured under the lock.
-func (e *entry) delivery(id uint64, redelivered bool) transport.Delivery {
+// runs without the broker lock; redelivered and attempt are captured under
+// the lock.
+func (e *entry) delivery(id uint64, redelivered bool, attempt int) transport.Delivery {
 	m := e.msg
 	m.Body = append([]byte(nil), e.msg.Body...)
 	m.Headers = cloneHeaders(e.msg.Headers)
-	return transport.Delivery{Message: m, ID: id, Redelivered: redelivered}
+	return transport.Delivery{Message: m, ID: id, Redelivered: redelivered, Attempt: attempt}
 }
 
 func cloneHeaders(h map[string]string) map[string]string {
@@ -65,6 +70,7 @@ type queue struct {
 	ready     deque
 	readyN    int // entries in ready that are not gone
 	unacked   int // entries handed to subscriptions and not settled
+	delayed   int // entries nacked with a delay, waiting for their timer
 	consumers []*subscription
 	rr        int  // next consumer in round-robin order
 	touched   bool // in Broker.touched during a publish

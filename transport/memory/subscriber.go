@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -14,6 +15,9 @@ type subscriber struct {
 	closed bool                       // under b.mu
 	subs   map[*subscription]struct{} // open subscriptions; under b.mu
 }
+
+// Capabilities returns the broker's [Broker.Capabilities].
+func (s *subscriber) Capabilities() transport.Capabilities { return s.b.Capabilities() }
 
 // Subscribe declares params.Queue and its dead-letter queue, binds them for
 // every CQRS ID (see [Broker.DeclareQueue]) and starts delivering, sharing the
@@ -95,6 +99,7 @@ type pendingDelivery struct {
 	e           *entry
 	id          uint64
 	redelivered bool
+	attempt     int
 }
 
 // subscription is one consumer on one queue. The broker dispatches messages
@@ -123,10 +128,11 @@ type subscription struct {
 // deliverLocked hands e to s.
 func (s *subscription) deliverLocked(e *entry) {
 	e.state = stateUnacked
+	e.attempts++
 	s.q.unacked++
 	s.nextID++
 	s.unacked[s.nextID] = e
-	s.pending = append(s.pending, pendingDelivery{e: e, id: s.nextID, redelivered: e.redelivered})
+	s.pending = append(s.pending, pendingDelivery{e: e, id: s.nextID, redelivered: e.redelivered, attempt: e.attempts})
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -186,7 +192,7 @@ func (s *subscription) loop() {
 			}
 		}
 		for _, p := range batch {
-			d := p.e.delivery(p.id, p.redelivered)
+			d := p.e.delivery(p.id, p.redelivered, p.attempt)
 			select {
 			case s.out <- d:
 			case <-s.done:
@@ -207,17 +213,32 @@ func (s *subscription) Deliveries() <-chan transport.Delivery { return s.out }
 // subscription ended it returns [transport.ErrClosed] (the deliveries were
 // requeued).
 func (s *subscription) Ack(ctx context.Context, ids ...uint64) error {
-	return s.settle(ctx, "ack", false, ids)
+	return s.settle(ctx, "ack", false, 0, ids)
 }
 
 // Nack settles deliveries as not processed. With requeue they go back to the
 // front of the queue, in their original order, marked redelivered; without,
 // they are dropped. Errors as for Ack.
 func (s *subscription) Nack(ctx context.Context, requeue bool, ids ...uint64) error {
-	return s.settle(ctx, "nack", requeue, ids)
+	return s.settle(ctx, "nack", requeue, 0, ids)
 }
 
-func (s *subscription) settle(ctx context.Context, op string, requeue bool, ids []uint64) error {
+// NackDelay settles deliveries as not processed; delay later, on a timer of
+// real time (not Config.Now), each goes back to the end of its queue,
+// marked redelivered, and is dispatched. Meanwhile it counts in QueueLen
+// but against no prefetch window. Without Config.DelayedRedelivery it
+// returns an error wrapping [transport.ErrNotSupported] and settles nothing.
+// A delay of 0 or less is Nack with requeue. Errors otherwise as for Ack.
+func (s *subscription) NackDelay(ctx context.Context, delay time.Duration, ids ...uint64) error {
+	if !s.b.delayedRedelivery {
+		return fmt.Errorf("memory: nack with a delay: %w (set Config.DelayedRedelivery)", transport.ErrNotSupported)
+	}
+	return s.settle(ctx, "nack with a delay", true, delay, ids)
+}
+
+// settle acks (not requeue), drops (requeue false, op "nack"), requeues
+// (requeue, delay <= 0) or delays (requeue, delay > 0) the deliveries ids.
+func (s *subscription) settle(ctx context.Context, op string, requeue bool, delay time.Duration, ids []uint64) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memory: %s: %w", op, context.Cause(ctx))
 	}
@@ -245,7 +266,10 @@ func (s *subscription) settle(ctx context.Context, op string, requeue bool, ids 
 		e.state = stateGone
 		s.q.unacked--
 	}
-	if len(back) > 0 {
+	switch {
+	case len(back) > 0 && delay > 0:
+		b.delayLocked(s.q, back, delay)
+	case len(back) > 0:
 		b.requeueLocked(s.q, back)
 	}
 	if len(unknown) < len(ids) {

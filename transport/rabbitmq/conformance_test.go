@@ -13,15 +13,7 @@ import (
 // so that CutConnections cuts that transport's connections only.
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	transporttest.Run(t, transporttest.Features{
-		PerQueueOrder: true,
-		Durable:       true,
-		DeadLetters:   true,
-		Expiration:    true,
-		Prefetch:      true,
-		// mandatory=true: the broker returns what it cannot route.
-		ReportsUnroutable: true,
-	}, newConformanceTransport)
+	transporttest.Run(t, transporttest.Options{}, newConformanceTransport)
 }
 
 func newConformanceTransport(tb testing.TB) transporttest.Transport {

@@ -10,6 +10,32 @@ import (
 	"github.com/cqrsync/cqrsync/transport"
 )
 
+// Capabilities declares what RabbitMQ (with django-cqrs's topology, no
+// plugins) can do: everything in [transport.Capabilities]. Unroutable
+// messages are reported (mandatory publishing). Safe for concurrent use.
+func (t *Transport) Capabilities() transport.Capabilities {
+	return transport.Capabilities{
+		PerQueueOrder:     true,
+		Durable:           true,
+		Expiration:        true,
+		Prefetch:          true,
+		ReportsUnroutable: true,
+		DirectToQueue:     true,
+		NackRequeue:       true,
+		DeadLetterBrowse:  true,
+		DeadLetterRemove:  true,
+	}
+}
+
+// BrowseDeadLetters implements [transport.DeadLetterBrowser]: it is
+// ScanDeadLetters keeping every message, so each one it visits stays
+// unacknowledged until the browse ends and is then requeued in its place.
+// A queue that does not exist holds no dead letters (nil).
+func (t *Transport) BrowseDeadLetters(ctx context.Context, dlq string, fn func(ctx context.Context, m *transport.Message) error) error {
+	_, err := t.ScanDeadLetters(ctx, dlq, transport.KeepAll(fn))
+	return err
+}
+
 // ScanDeadLetters calls fn for each message that is in the dead-letter queue
 // dlq when the scan starts, oldest first, on a dedicated channel of the
 // subscribing connection. It fetches them one at a time with basic.get,

@@ -30,7 +30,7 @@
 //
 // # Messages
 //
-// A message is published under [transport.Message.RoutingKey] with
+// A message is published under [amqptopology.RoutingKey] with
 // content_type "text/plain", delivery_mode 2 (persistent) and no other
 // property, except the expiration (in milliseconds) when the message has an
 // Expiration (the consumer sets its dead letters' to 10 days by default:
@@ -41,7 +41,7 @@
 // A message with [transport.Message.IntoQueue] set (cqrsync's consumer sends
 // its dead letters so) goes through the default exchange under its queue's
 // name instead, so it reaches the queue whatever the queue is bound to, with
-// its CQRS ID in the [transport.HeaderCQRSID] header; on receipt CQRSID comes
+// its CQRS ID in the [amqptopology.HeaderCQRSID] header; on receipt CQRSID comes
 // from that header and Queue from the routing key.
 //
 // # Publishing
@@ -93,7 +93,15 @@
 // [Transport.ScanDeadLetters] visits the messages present in a dead-letter
 // queue when it starts, with basic.get on a dedicated channel: kept messages
 // are requeued in place once the scan ends, removed ones are acknowledged.
+// [Transport.BrowseDeadLetters] is that scan keeping every message.
 // [Transport.PurgeDeadLetters] purges the queue.
+//
+// # Capabilities
+//
+// [Transport.Capabilities] declares everything [transport.Capabilities]
+// lists, unroutable reports included. The retry delay stays in the
+// consumer's memory, as in django-cqrs: RabbitMQ has no delayed
+// redelivery without plugins.
 //
 // # Interoperating with django-cqrs
 //

@@ -17,6 +17,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // vectorsDir finds the django-cqrs vectors (testdata/interop/vectors).
@@ -96,9 +97,9 @@ func TestInteropMessages(t *testing.T) {
 	msgs := make([]transport.Message, len(vectors))
 	deadLetters := 0
 	for i, v := range vectors {
-		id, q := transport.ParseRoutingKey(v.routingKey)
+		id, q := amqptopology.ParseRoutingKey(v.routingKey)
 		msgs[i] = transport.Message{CQRSID: id, Queue: q, Body: []byte(v.body)}
-		if got := msgs[i].RoutingKey(); got != v.routingKey {
+		if got := amqptopology.RoutingKey(&msgs[i]); got != v.routingKey {
 			t.Fatalf("%s: routing key %q parsed and rebuilt as %q", v.where, v.routingKey, got)
 		}
 		if strings.HasPrefix(q, "dead_letter_") {

@@ -11,6 +11,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // pubChannel is a confirm-mode channel of the publishing connection, used by
@@ -161,9 +162,9 @@ func (p *channelPool) close() {
 }
 
 // Publish sends msgs to the exchange, each under its
-// [transport.Message.RoutingKey] (an IntoQueue message to the default
+// [amqptopology.RoutingKey] (an IntoQueue message to the default
 // exchange, under its queue's name, with the CQRS ID in the
-// [transport.HeaderCQRSID] header), as persistent text/plain messages with
+// [amqptopology.HeaderCQRSID] header), as persistent text/plain messages with
 // mandatory=true, and returns nil once the broker has confirmed every one of
 // them (confirmed means enqueued on every bound queue, and written to disk
 // for durable queues).
@@ -238,7 +239,7 @@ func (b *batch) run(ctx context.Context) (reusable bool) {
 		if m.IntoQueue && m.Queue != "" {
 			ex = "" // the default exchange: routed by queue name, whatever the bindings
 		}
-		dc, err := b.pc.ch.PublishWithDeferredConfirmWithContext(ctx, ex, m.RoutingKey(), true, false, b.t.publishing(m))
+		dc, err := b.pc.ch.PublishWithDeferredConfirmWithContext(ctx, ex, amqptopology.RoutingKey(m), true, false, b.t.publishing(m))
 		if err != nil {
 			cause := err
 			if ctx.Err() == nil {
@@ -328,7 +329,7 @@ func (b *batch) matchReturn(r *amqp.Return) {
 	}
 	for i := b.lastReturned + 1; i < len(b.msgs); i++ {
 		m := &b.msgs[i]
-		if bytes.Equal(m.Body, r.Body) && m.RoutingKey() == r.RoutingKey {
+		if bytes.Equal(m.Body, r.Body) && amqptopology.RoutingKey(m) == r.RoutingKey {
 			b.returned[i] = true
 			b.lastReturned = i
 			return
@@ -351,14 +352,14 @@ func (b *batch) result() error {
 	drop := b.t.cfg.DropUnroutable
 	for i, err := range b.failed {
 		if b.returned != nil && b.returned[i] && err == nil && drop {
-			b.t.cfg.Logger.Debug("rabbitmq: unroutable message dropped", slog.String("routing_key", b.msgs[i].RoutingKey()))
+			b.t.cfg.Logger.Debug("rabbitmq: unroutable message dropped", slog.String("routing_key", amqptopology.RoutingKey(&b.msgs[i])))
 			continue
 		}
 		if b.returned != nil && b.returned[i] && err == nil {
 			// Accepted by the broker, routed nowhere: sending it again
 			// cannot help, so it is not a failure.
 			unroutableIdx = append(unroutableIdx, i)
-			if k := b.msgs[i].RoutingKey(); !slices.Contains(unroutable, k) {
+			if k := amqptopology.RoutingKey(&b.msgs[i]); !slices.Contains(unroutable, k) {
 				unroutable = append(unroutable, k)
 			}
 			continue

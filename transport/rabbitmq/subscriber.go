@@ -359,6 +359,14 @@ func (s *subscription) Nack(ctx context.Context, requeue bool, ids ...uint64) er
 	})
 }
 
+// NackDelay returns an error wrapping [transport.ErrNotSupported] and settles
+// nothing: RabbitMQ cannot delay a redelivery without plugins, so the
+// consumer keeps the retry delay in its own memory, as django-cqrs does
+// (Capabilities.DelayedRedelivery is false).
+func (s *subscription) NackDelay(_ context.Context, _ time.Duration, _ ...uint64) error {
+	return fmt.Errorf("rabbitmq: nack with a delay: %w", transport.ErrNotSupported)
+}
+
 // settle checks ids and passes the current session's live tags among them
 // (sorted, distinct) to send, whose error means the channel is gone. With
 // requeuedOK, IDs that the broker requeued are settled as asked (a nack with

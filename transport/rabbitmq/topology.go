@@ -6,6 +6,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
 // The broker objects, declared with exactly django-cqrs's parameters: a
@@ -44,8 +45,8 @@ func bindings(p *transport.SubscribeParams) []binding {
 	for _, id := range p.CQRSIDs {
 		out = append(out,
 			binding{p.Queue, id},
-			binding{p.Queue, transport.DirectRoutingKey(p.Queue, id)},
-			binding{p.DeadLetterQueue, transport.DirectRoutingKey(p.DeadLetterQueue, id)},
+			binding{p.Queue, amqptopology.DirectRoutingKey(p.Queue, id)},
+			binding{p.DeadLetterQueue, amqptopology.DirectRoutingKey(p.DeadLetterQueue, id)},
 		)
 	}
 	return out
@@ -92,7 +93,7 @@ func (t *Transport) publishing(m *transport.Message) amqp.Publishing {
 		if m.IntoQueue {
 			// The routing key is the queue's name: the receiver needs the
 			// CQRS ID from somewhere else.
-			p.Headers[transport.HeaderCQRSID] = m.CQRSID
+			p.Headers[amqptopology.HeaderCQRSID] = m.CQRSID
 		}
 	}
 	return p
@@ -101,11 +102,11 @@ func (t *Transport) publishing(m *transport.Message) amqp.Publishing {
 // message converts a received AMQP message (consumed or fetched) to a
 // transport.Message. CQRSID and Queue come from the routing key, or, for a
 // message put into its queue through the default exchange (IntoQueue), from
-// the queue name and the transport.HeaderCQRSID header, which is not kept in
+// the queue name and the amqptopology.HeaderCQRSID header, which is not kept in
 // Headers. Expiration is left zero: the broker does not say how much of it
 // is left.
 func message(d *amqp.Delivery) transport.Message {
-	id, q := transport.ParseRoutingKey(d.RoutingKey)
+	id, q := amqptopology.ParseRoutingKey(d.RoutingKey)
 	m := transport.Message{CQRSID: id, Queue: q, Body: d.Body}
 	for k, v := range d.Headers {
 		var s string
@@ -117,7 +118,7 @@ func message(d *amqp.Delivery) transport.Message {
 		default:
 			s = fmt.Sprint(v)
 		}
-		if k == transport.HeaderCQRSID && d.Exchange == "" {
+		if k == amqptopology.HeaderCQRSID && d.Exchange == "" {
 			m.CQRSID, m.Queue, m.IntoQueue = s, d.RoutingKey, true
 			continue
 		}

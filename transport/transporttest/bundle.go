@@ -14,7 +14,7 @@ import (
 
 // bundle is what one test works with.
 type bundle struct {
-	f   Features
+	f   suite
 	tr  Transport
 	ctx context.Context // t.Context(): ends the test's subscriptions when it returns
 	id  string
@@ -23,14 +23,20 @@ type bundle struct {
 	queues map[string]bool // declared, for Transport.DeleteQueue
 }
 
-func setup(t *testing.T, f Features, newTransport func(tb testing.TB) Transport) *bundle {
+func setup(t *testing.T, o Options, newTransport func(tb testing.TB) Transport) *bundle {
 	t.Helper()
 	tr := newTransport(t)
 	if tr.Publisher == nil || tr.Subscriber == nil {
 		t.Fatal("transporttest: newTransport returned a Transport without Publisher or Subscriber")
 	}
-	if f.DeadLetters && tr.DeadLetters == nil {
-		t.Fatal("transporttest: Features.DeadLetters is set but Transport.DeadLetters is nil")
+	f := suite{Capabilities: tr.Subscriber.Capabilities(), Options: o}
+	if f.DeadLetterBrowse && tr.DeadLetters == nil {
+		t.Fatal("transporttest: the transport declares Capabilities.DeadLetterBrowse but Transport.DeadLetters is nil")
+	}
+	if tr.DeadLetters != nil {
+		if c := tr.DeadLetters.Capabilities(); c != f.Capabilities {
+			t.Fatalf("transporttest: DeadLetters.Capabilities() = %+v differs from Subscriber.Capabilities() = %+v: a transport declares one set", c, f.Capabilities)
+		}
 	}
 	b := &bundle{f: f, tr: tr, ctx: t.Context(), id: NewTestID(), queues: make(map[string]bool)}
 	// Cleanups run last-in first-out: close first, then delete the queues.
@@ -136,6 +142,15 @@ func msg(cqrsID, body string) transport.Message {
 // direct returns a message for cqrsID aimed at queue only.
 func direct(queue, cqrsID, body string) transport.Message {
 	return transport.Message{CQRSID: cqrsID, Queue: queue, Body: []byte(body)}
+}
+
+// declared fails the test if err says the transport cannot do what it
+// declares in its capabilities.
+func declared(t *testing.T, capability, op string, err error) {
+	t.Helper()
+	if errors.Is(err, transport.ErrNotSupported) {
+		t.Fatalf("the transport declares Capabilities.%s but %s returned ErrNotSupported: %v", capability, op, err)
+	}
 }
 
 // receive waits for n deliveries.

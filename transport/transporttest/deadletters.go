@@ -20,7 +20,34 @@ func (b *bundle) scan(t *testing.T, dlq string, fn func(m *transport.Message) (t
 		visited = append(visited, string(m.Body))
 		return fn(m)
 	})
+	declared(t, "DeadLetterRemove", "ScanDeadLetters", err)
 	return visited, removed, err
+}
+
+// browse runs BrowseDeadLetters and returns the messages visited.
+func (b *bundle) browse(t *testing.T, dlq string) []transport.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, b.f.Timeout)
+	defer cancel()
+	var got []transport.Message
+	err := b.tr.DeadLetters.BrowseDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) error {
+		got = append(got, *m)
+		return nil
+	})
+	if err != nil {
+		declared(t, "DeadLetterBrowse", "BrowseDeadLetters", err)
+		t.Fatalf("BrowseDeadLetters(%q): %v", dlq, err)
+	}
+	return got
+}
+
+// messageBodies returns the bodies of ms as strings.
+func messageBodies(ms []transport.Message) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = string(m.Body)
+	}
+	return out
 }
 
 func (b *bundle) purge(t *testing.T, dlq string) int {
@@ -29,6 +56,7 @@ func (b *bundle) purge(t *testing.T, dlq string) int {
 	defer cancel()
 	n, err := b.tr.DeadLetters.PurgeDeadLetters(ctx, dlq)
 	if err != nil {
+		declared(t, "DeadLetterRemove", "PurgeDeadLetters", err)
 		t.Fatalf("PurgeDeadLetters(%q): %v", dlq, err)
 	}
 	return n
@@ -141,13 +169,10 @@ func testDeadLetterQueueName(t *testing.T, b *bundle) {
 	b.subscribe(t, p)
 
 	b.publish(t, direct(dlq, id, "dead-0"), direct(dlq, id, "dead-1"))
-	visited, removed, err := b.scan(t, dlq, func(*transport.Message) (transport.DeadLetterAction, error) {
-		return transport.DeadLetterKeep, nil
-	})
-	if err != nil || removed != 0 {
-		t.Fatalf("scan: removed %d, error %v", removed, err)
+	b.checkOrderOrSet(t, "browse visited", messageBodies(b.browse(t, dlq)), []string{"dead-0", "dead-1"})
+	if !b.f.DeadLetterRemove {
+		return
 	}
-	b.checkOrderOrSet(t, "scan visited", visited, []string{"dead-0", "dead-1"})
 	if n := b.purge(t, dlq); n != 2 {
 		t.Fatalf("PurgeDeadLetters removed %d, want 2", n)
 	}
@@ -180,14 +205,7 @@ func testIntoQueue(t *testing.T, b *bundle) {
 	b.publish(t, msg(id, "marker"))
 	b.expectOnly(t, s, "marker") // the dead letter did not reach the replica queue
 
-	var got []transport.Message
-	_, _, err := b.scan(t, dlq, func(m *transport.Message) (transport.DeadLetterAction, error) {
-		got = append(got, *m)
-		return transport.DeadLetterKeep, nil
-	})
-	if err != nil {
-		t.Fatalf("scan: %v", err)
-	}
+	got := b.browse(t, dlq)
 	if len(got) != 1 {
 		t.Fatalf("dead-letter queue holds %d messages, want the IntoQueue one", len(got))
 	}
@@ -195,4 +213,43 @@ func testIntoQueue(t *testing.T, b *bundle) {
 	if string(m.Body) != "dead-unbound" || m.CQRSID != other || m.Queue != dlq || m.Headers["x-reason"] != "unknown model" || len(m.Headers) != 1 {
 		t.Fatalf("dead letter %q: CQRSID %q Queue %q Headers %v; want %q, %q, %q, {x-reason: unknown model}", m.Body, m.CQRSID, m.Queue, m.Headers, "dead-unbound", other, dlq)
 	}
+}
+
+// testDeadLetterBrowse: browsing visits the dead letters oldest first, with
+// their CQRS ID, queue and headers, stops at the callback's error, and
+// removes nothing: a second browse sees them all again.
+func testDeadLetterBrowse(t *testing.T, b *bundle) {
+	id, q := b.name("m"), b.name("q")
+	dlq := transport.DeadLetterQueue(q)
+	b.subscribe(t, params(q, id))
+
+	want := []string{"dead-0", "dead-1", "dead-2"}
+	msgs := make([]transport.Message, len(want))
+	for i, w := range want {
+		msgs[i] = direct(dlq, id, w)
+		msgs[i].Headers = map[string]string{"x-reason": w}
+	}
+	b.publish(t, msgs...)
+	for round := range 2 {
+		got := b.browse(t, dlq)
+		b.checkOrderOrSet(t, fmt.Sprintf("browse %d visited", round+1), messageBodies(got), want)
+		for _, m := range got {
+			if m.CQRSID != id || m.Queue != dlq || m.Headers["x-reason"] != string(m.Body) {
+				t.Fatalf("browsed dead letter %q: CQRSID %q Queue %q Headers %v; want %q, %q, {x-reason: %s}", m.Body, m.CQRSID, m.Queue, m.Headers, id, dlq, m.Body)
+			}
+		}
+	}
+
+	errStop := errors.New("stop here")
+	ctx, cancel := context.WithTimeout(b.ctx, b.f.Timeout)
+	defer cancel()
+	visited := 0
+	err := b.tr.DeadLetters.BrowseDeadLetters(ctx, dlq, func(context.Context, *transport.Message) error {
+		visited++
+		return errStop
+	})
+	if !errors.Is(err, errStop) || visited != 1 {
+		t.Fatalf("browse stopped by its callback: visited %d, error %v; want 1 and one wrapping the callback's error", visited, err)
+	}
+	b.checkOrderOrSet(t, "browse after the stopped one visited", messageBodies(b.browse(t, dlq)), want)
 }

@@ -96,8 +96,8 @@ func testDeliveryFields(t *testing.T, b *bundle) {
 	if !ok {
 		t.Fatalf("broadcast message missing; got %s", bodies(got))
 	}
-	if br.CQRSID != a || br.Queue != "" || br.RoutingKey() != a {
-		t.Errorf("broadcast delivery: CQRSID %q Queue %q RoutingKey %q; want %q, \"\", %q", br.CQRSID, br.Queue, br.RoutingKey(), a, a)
+	if br.CQRSID != a || br.Queue != "" || br.IntoQueue {
+		t.Errorf("broadcast delivery: CQRSID %q Queue %q IntoQueue %v; want %q, \"\", false", br.CQRSID, br.Queue, br.IntoQueue, a)
 	}
 	if !sameHeaders(br.Headers, headers) {
 		t.Errorf("broadcast delivery headers %q, want %q", br.Headers, headers)
@@ -110,8 +110,8 @@ func testDeliveryFields(t *testing.T, b *bundle) {
 	if !ok {
 		t.Fatalf("direct message missing; got %s", bodies(got))
 	}
-	if wantKey := transport.DirectRoutingKey(q, c); dr.CQRSID != c || dr.Queue != q || dr.RoutingKey() != wantKey {
-		t.Errorf("direct delivery: CQRSID %q Queue %q RoutingKey %q; want %q, %q, %q", dr.CQRSID, dr.Queue, dr.RoutingKey(), c, q, wantKey)
+	if dr.CQRSID != c || dr.Queue != q || dr.IntoQueue {
+		t.Errorf("direct delivery: CQRSID %q Queue %q IntoQueue %v; want %q, %q, false", dr.CQRSID, dr.Queue, dr.IntoQueue, c, q)
 	}
 	if len(dr.Headers) != 0 {
 		t.Errorf("direct delivery has headers %q, none were published", dr.Headers)
@@ -175,7 +175,7 @@ func testBodyBytes(t *testing.T, b *bundle) {
 
 // testUnroutable: a message for a CQRS ID no queue is bound to, or for a
 // direct route to an undeclared queue, reaches no queue; Publish drops it
-// silently or reports it, as Features.ReportsUnroutable declares; the rest
+// silently or reports it, as Capabilities.ReportsUnroutable declares; the rest
 // of the batch is delivered.
 func testUnroutable(t *testing.T, b *bundle) {
 	id, q := b.name("m"), b.name("q")

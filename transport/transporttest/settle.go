@@ -38,6 +38,7 @@ func testNackRequeue(t *testing.T, b *bundle) {
 		t.Error("first delivery marked Redelivered")
 	}
 	if err := s.Nack(b.ctx, true, d.ID); err != nil {
+		declared(t, "NackRequeue", "Nack(requeue)", err)
 		t.Fatalf("Nack(requeue): %v", err)
 	}
 	again := b.receiveOne(t, s)
@@ -216,4 +217,37 @@ func testCompetingSubscriptions(t *testing.T, b *bundle) {
 		t.Fatal(err)
 	}
 	t.Logf("subscription 1 got %d messages, subscription 2 got %d", per[0], per[1])
+}
+
+// testDelayedRedelivery: NackDelay settles a delivery; the message behind
+// it is delivered at once, and the nacked one comes back no sooner than the
+// delay, marked redelivered, with the same body and its Attempt counted.
+func testDelayedRedelivery(t *testing.T, b *bundle) {
+	id, q := b.name("m"), b.name("q")
+	s := b.subscribe(t, params(q, id))
+	b.publish(t, msg(id, "delayed"))
+	d := b.receiveOne(t, s)
+	if d.Attempt != 1 {
+		t.Fatalf("first delivery has Attempt %d, want 1: a transport that declares DelayedRedelivery counts deliveries", d.Attempt)
+	}
+	delay := b.f.QuietPeriod
+	start := time.Now()
+	if err := s.NackDelay(b.ctx, delay, d.ID); err != nil {
+		declared(t, "DelayedRedelivery", "NackDelay", err)
+		t.Fatalf("NackDelay: %v", err)
+	}
+	b.publish(t, msg(id, "next"))
+	next := b.receiveOne(t, s)
+	if string(next.Body) != "next" {
+		t.Fatalf("after NackDelay got %s first, want \"next\": the delayed message must not hold up the queue", short(next.Body))
+	}
+	b.ack(t, s, next)
+	again := b.receiveOne(t, s)
+	if elapsed := time.Since(start); elapsed < delay {
+		t.Fatalf("the delayed message came back after %v, before its delay of %v", elapsed, delay)
+	}
+	if string(again.Body) != "delayed" || !again.Redelivered || again.Attempt != 2 {
+		t.Fatalf("redelivery %s: Redelivered %v Attempt %d; want \"delayed\", true, 2", short(again.Body), again.Redelivered, again.Attempt)
+	}
+	b.ack(t, s, again)
 }

@@ -10,42 +10,9 @@ import (
 	"github.com/cqrsync/cqrsync/transport"
 )
 
-// Features declares what the transport under test can do. The suite skips,
-// with the reason, the tests of capabilities a transport does not declare;
-// it never probes for them.
-type Features struct {
-	// PerQueueOrder: messages published to one queue in one Publish call,
-	// and in successive Publish calls from one goroutine, whether by
-	// broadcast or direct route, are delivered in that order when nothing is
-	// nacked or redelivered. Without it the suite checks sets, not sequences,
-	// and uses QuietPeriod to check absences.
-	PerQueueOrder bool
-
-	// Durable: a queue declared by a Subscribe keeps the messages routed to
-	// it while no subscription is open, and delivers them to the next one.
-	Durable bool
-
-	// DeadLetters: Transport.DeadLetters is set and implements
-	// [transport.DeadLetters] on the dead-letter queues Subscribe declares.
-	DeadLetters bool
-
-	// Expiration: the transport drops a message whose
-	// [transport.Message.Expiration] passed while it waited in a queue. The
-	// test also needs Durable.
-	Expiration bool
-
-	// Prefetch: a subscription never has more than
-	// [transport.SubscribeParams.Prefetch] unsettled deliveries outstanding.
-	Prefetch bool
-
-	// ReportsUnroutable: Publish reports a message that no queue is bound to
-	// receive in [transport.PublishError.Unroutable] (RabbitMQ with
-	// mandatory=true), after accepting the batch's other messages.
-	// Without it, such a message is dropped silently and Publish returns
-	// nil, as a broker does without mandatory. Either way it reaches no
-	// queue.
-	ReportsUnroutable bool
-
+// Options are the suite's own knobs. What the transport can do is not here:
+// the suite reads it from the transport's [transport.Capabilities].
+type Options struct {
 	// Timeout bounds every wait for something that must happen (a delivery,
 	// a closed channel, a reconnection). Tests do not wait that long when the
 	// transport works. Default 10s.
@@ -58,14 +25,21 @@ type Features struct {
 	QuietPeriod time.Duration
 }
 
-func (f Features) withDefaults() Features {
-	if f.Timeout <= 0 {
-		f.Timeout = 10 * time.Second
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
 	}
-	if f.QuietPeriod <= 0 {
-		f.QuietPeriod = 200 * time.Millisecond
+	if o.QuietPeriod <= 0 {
+		o.QuietPeriod = 200 * time.Millisecond
 	}
-	return f
+	return o
+}
+
+// suite is what one test knows of the transport under test: its declared
+// capabilities and the suite's options.
+type suite struct {
+	transport.Capabilities
+	Options
 }
 
 // Transport is one instance of the transport under test, opened for one test
@@ -79,7 +53,8 @@ type Transport struct {
 	// Subscriber subscribes on the same broker. Required.
 	Subscriber transport.Subscriber
 	// DeadLetters manages the dead-letter queues of the same broker.
-	// Required when Features.DeadLetters is set, otherwise ignored.
+	// Required when the capabilities declare DeadLetterBrowse; when set, it
+	// must declare the same capabilities as Subscriber.
 	DeadLetters transport.DeadLetters
 
 	// CutConnections, if not nil, cuts every connection this Transport holds,
@@ -131,19 +106,22 @@ func tests() []test {
 		{name: "BodyBytes", run: testBodyBytes},
 		{name: "Unroutable", run: testUnroutable},
 		{name: "ConcurrentPublishers", run: testConcurrentPublishers},
-		{name: "PerQueueOrder", needs: needFeature("PerQueueOrder", func(f Features) bool { return f.PerQueueOrder }), run: testPerQueueOrder},
+		{name: "PerQueueOrder", needs: needCap("PerQueueOrder", func(c transport.Capabilities) bool { return c.PerQueueOrder }), run: testPerQueueOrder},
 		{name: "AckRemoves", run: testAckRemoves},
-		{name: "NackRequeue", run: testNackRequeue},
+		{name: "NackRequeue", needs: needCap("NackRequeue", func(c transport.Capabilities) bool { return c.NackRequeue }), run: testNackRequeue},
 		{name: "NackDrop", run: testNackDrop},
+		{name: "DelayedRedelivery", needs: needCap("DelayedRedelivery", func(c transport.Capabilities) bool { return c.DelayedRedelivery }), run: testDelayedRedelivery},
 		{name: "CloseRedelivers", run: testCloseRedelivers},
 		{name: "ContextCancelRedelivers", run: testContextCancelRedelivers},
-		{name: "Prefetch", needs: needFeature("Prefetch", func(f Features) bool { return f.Prefetch }), run: testPrefetch},
+		{name: "Prefetch", needs: needCap("Prefetch", func(c transport.Capabilities) bool { return c.Prefetch }), run: testPrefetch},
 		{name: "CompetingSubscriptions", run: testCompetingSubscriptions},
-		{name: "Durable", needs: needFeature("Durable", func(f Features) bool { return f.Durable }), run: testDurable},
-		{name: "Expiration", needs: needFeature("Expiration and Durable", func(f Features) bool { return f.Expiration && f.Durable }), run: testExpiration},
-		{name: "DeadLetters", needs: needFeature("DeadLetters", func(f Features) bool { return f.DeadLetters }), run: testDeadLetters},
-		{name: "DeadLetterQueueName", needs: needFeature("DeadLetters", func(f Features) bool { return f.DeadLetters }), run: testDeadLetterQueueName},
-		{name: "IntoQueue", needs: needFeature("DeadLetters", func(f Features) bool { return f.DeadLetters }), run: testIntoQueue},
+		{name: "Durable", needs: needCap("Durable", func(c transport.Capabilities) bool { return c.Durable }), run: testDurable},
+		{name: "Expiration", needs: needCap("Expiration and Durable", func(c transport.Capabilities) bool { return c.Expiration && c.Durable }), run: testExpiration},
+		{name: "DeadLetterBrowse", needs: needCap("DeadLetterBrowse", func(c transport.Capabilities) bool { return c.DeadLetterBrowse }), run: testDeadLetterBrowse},
+		{name: "DeadLetters", needs: needCap("DeadLetterBrowse and DeadLetterRemove", func(c transport.Capabilities) bool { return c.DeadLetterBrowse && c.DeadLetterRemove }), run: testDeadLetters},
+		{name: "DeadLetterQueueName", needs: needCap("DeadLetterBrowse", func(c transport.Capabilities) bool { return c.DeadLetterBrowse }), run: testDeadLetterQueueName},
+		{name: "IntoQueue", needs: needCap("DirectToQueue and DeadLetterBrowse", func(c transport.Capabilities) bool { return c.DirectToQueue && c.DeadLetterBrowse }), run: testIntoQueue},
+		{name: "NotSupported", run: testNotSupported},
 		{name: "PublisherClose", run: testPublisherClose},
 		{name: "SubscriberClose", run: testSubscriberClose},
 		{name: "SubscribeValidates", run: testSubscribeValidates},
@@ -151,12 +129,12 @@ func tests() []test {
 	}
 }
 
-func needFeature(name string, has func(Features) bool) func(b *bundle) string {
+func needCap(name string, has func(transport.Capabilities) bool) func(b *bundle) string {
 	return func(b *bundle) string {
-		if has(b.f) {
+		if has(b.f.Capabilities) {
 			return ""
 		}
-		return "the transport does not declare Features." + name
+		return "the transport does not declare Capabilities." + name
 	}
 }
 
@@ -169,13 +147,17 @@ func needCut(b *bundle) string {
 
 // Run runs the conformance suite as parallel subtests of t. newTransport
 // opens a fresh [Transport] for each subtest; see Transport for what it must
-// provide and clean up.
-func Run(t *testing.T, features Features, newTransport func(tb testing.TB) Transport) {
-	f := features.withDefaults()
+// provide and clean up. The suite tests every capability the transport
+// declares in its Capabilities (a test failing, or an operation returning
+// [transport.ErrNotSupported], fails the suite), skips with the reason the
+// tests of capabilities it does not declare, and checks that the
+// operations of those return ErrNotSupported.
+func Run(t *testing.T, opts Options, newTransport func(tb testing.TB) Transport) {
+	o := opts.withDefaults()
 	for _, tc := range tests() {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b := setup(t, f, newTransport)
+			b := setup(t, o, newTransport)
 			if tc.needs != nil {
 				if reason := tc.needs(b); reason != "" {
 					t.Skip(reason)
