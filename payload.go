@@ -23,9 +23,10 @@ const (
 	SignalSave SignalType = "SAVE"
 	// SignalDelete deletes the row, whatever its revision.
 	SignalDelete SignalType = "DELETE"
-	// SignalSync resends the current state; cqrsync replicas apply it when
-	// its revision is not older than theirs (django-cqrs replicas apply it
-	// whatever the revision: see Replica).
+	// SignalSync resends the current state. cqrsync replicas apply a SYNC
+	// broadcast to every queue when its revision is not older than theirs,
+	// and one sent to their queue alone (a repair) whatever the revision,
+	// as django-cqrs replicas apply every SYNC: see Replica.
 	SignalSync SignalType = "SYNC"
 )
 
@@ -66,7 +67,8 @@ type Payload struct {
 
 	// Queue is not part of the body: it is the replica queue a received
 	// event was aimed at (from its routing key cqrs.<queue>.<cqrs_id>), empty
-	// for a broadcast. Encoding ignores it.
+	// for a broadcast. A SYNC with a Queue overwrites the replica's row
+	// whatever its revision (see Replica). Encoding ignores it.
 	Queue string
 }
 

@@ -55,6 +55,7 @@ type ReplicaModel struct {
 	// only those aimed at this replica's queue (django-cqrs's
 	// CQRS_ONLY_DIRECT_SYNCS, which in django-cqrs's RabbitMQ transport
 	// ignores every SYNC; cqrsync reads the target from the routing key).
+	// Those overwrite the row whatever its revision (see Replica).
 	OnlyDirectSyncs bool
 	// SelectForUpdate locks the row before applying (django-cqrs's
 	// CQRS_SELECT_FOR_UPDATE), serialising handlers that read then write
@@ -94,7 +95,8 @@ type ReplicaConfig struct {
 	// Dialect is the replica database's SQL dialect. Required.
 	Dialect sqldialect.Dialect
 	// Logger receives the apply log: stale and duplicate events at debug,
-	// revision gaps at warn. Default slog.Default().
+	// revision gaps and downgrades by a SYNC sent to this replica's queue
+	// alone at warn. Default slog.Default().
 	Logger *slog.Logger
 	// TombstoneRetention is how long deleted keys are remembered, so that a
 	// late SAVE cannot bring them back. Default DefaultTombstoneRetention; a
@@ -115,25 +117,36 @@ type ReplicaConfig struct {
 //     cqrs_revision is higher than the stored one: an equal revision is a
 //     duplicate and an older one is stale; both are dropped. A revision more
 //     than one above the stored one is applied and logged as lost packages.
-//   - SYNC creates a missing row and writes an existing one when its
-//     revision is not lower than the stored one: at the stored revision it
-//     repairs content that drifted, which is what a sync is for. A SYNC
-//     older than the stored row is stale and dropped, like a SAVE. This
-//     deviates from django-cqrs, which applies any SYNC: `cqrsync sync` (and
-//     [Master.SyncQuery]) reads rows without locking them while writers
-//     change them, so a SYNC read before a change can arrive after the
-//     change's SAVE, and applying it would leave the row stale until its
-//     next change. To force a replica back to an older state, change the
-//     master and sync from it: a master always sends its current revision.
+//   - A SYNC broadcast to every queue ([Payload.Queue] empty: `cqrsync
+//     sync` without --queue, [Master.SyncQuery] without SyncOpts.Queue)
+//     creates a missing row and writes an existing one when its revision
+//     is not lower than the stored one: at the stored revision it
+//     repairs content that drifted. An older one is stale and dropped, like
+//     a SAVE: a broadcast sync never downgrades a replica. (django-cqrs
+//     applies any SYNC; but `cqrsync sync` reads rows without locking them
+//     while writers change them, so a SYNC read before a change can arrive
+//     after the change's SAVE, and applying it would leave the row stale
+//     until its next change.)
+//   - A SYNC sent to this replica's queue alone ([Payload.Queue] set, routed
+//     cqrs.<queue>.<cqrs_id>: `cqrsync diff-sync`, `sync --queue`) is an
+//     operator's repair: it creates a missing row and overwrites an
+//     existing one whatever the stored revision, as django-cqrs does for every SYNC, and a downgrade is
+//     logged at warn. That is how a replica that drifted ahead of its
+//     master, or missed the DELETE of a key a django-cqrs master re-created
+//     at revision 0, is put back. Run such repairs on a quiet table, or diff
+//     again afterwards: a change made after the sync read the row may be
+//     undone by it. The consumer's own retries and retried dead letters also
+//     reach the queue that way, so a broadcast SYNC that failed and was
+//     retried is applied as a repair.
 //   - DELETE removes the row unless the stored row is newer than the delete
 //     (its revision is not lower: a re-created key) or the key's tombstone
 //     is as new as the delete (revision and cqrs_updated: the DELETE was
 //     delivered again, and the row is a django-cqrs re-creation, see
 //     below), and records a tombstone with the delete's revision and
 //     cqrs_updated.
-//   - A SAVE or SYNC whose revision is not higher than the key's tombstone
-//     and whose cqrs_updated is not later is dropped: a late event cannot
-//     resurrect a deleted row.
+//   - A SAVE or SYNC (either kind) whose revision is not higher than the
+//     key's tombstone and whose cqrs_updated is not later is dropped: a late
+//     event cannot resurrect a deleted row.
 //   - Re-created keys: a django-cqrs master restarts a re-created key at
 //     cqrs_revision 0, so its SAVE is not newer than the tombstone; its
 //     cqrs_updated, strictly later than the DELETE's (kept in the
@@ -228,7 +241,7 @@ type Outcome int
 const (
 	OutcomeCreated    Outcome = iota + 1 // a SAVE or SYNC created the row
 	OutcomeUpdated                       // a newer SAVE updated the row
-	OutcomeSynced                        // a SYNC at or above the stored revision wrote the row
+	OutcomeSynced                        // a SYNC wrote the row (see Replica for which revisions it may overwrite)
 	OutcomeDuplicate                     // a SAVE with the stored revision: dropped
 	OutcomeStale                         // a SAVE or SYNC older than the row: dropped
 	OutcomeTombstoned                    // a SAVE or SYNC older than the key's delete: dropped
@@ -455,36 +468,52 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 	if err != nil {
 		return 0, err
 	}
+	guard := p.revisionGuard()
 	n, err := r.cfg.Dialect.Upsert(ctx, ex, &sqldialect.UpsertParams{
 		Table: rm.Table, PKColumn: rm.PK, Columns: cols, Values: vals,
-		Revision: rev, Force: p.SignalType == SignalSync,
+		Revision: rev, Guard: guard,
 		CQRSID: p.CQRSID, Key: keyString(pk), Updated: updated,
 	})
 	if err != nil {
 		return 0, err
 	}
-	out := saveOutcome(p.SignalType == SignalSync, n > 0, exists, rev, stored)
+	out := saveOutcome(guard, n > 0, exists, rev, stored)
 	r.logOutcome(ctx, p, pk, rev, stored, out)
 	return out, nil
 }
 
-// saveOutcome names what a guarded write of a SAVE (or a SYNC) did, from
-// whether it wrote the row, whether a row was stored before and its
-// revision: for logs and counters only, since the guards in SQL decide the
-// write. A dropped event older than the stored row is stale; one at the
-// stored revision a duplicate (a SYNC there is written unless a tombstone
-// stops it); any other drop is the tombstone's.
-func saveOutcome(sync, written, existed bool, rev, stored int64) Outcome {
+// revisionGuard is the revision guard of a SAVE or SYNC (see Replica): a
+// SAVE must be newer than the stored row; a SYNC broadcast to every queue
+// must not be older; a SYNC sent to this replica's queue alone (an
+// operator's repair) overwrites whatever the stored revision.
+func (p *Payload) revisionGuard() sqldialect.Guard {
 	switch {
-	case !written && existed && rev < stored:
+	case p.SignalType != SignalSync:
+		return sqldialect.GuardNewer
+	case p.Queue == "":
+		return sqldialect.GuardNotOlder
+	default:
+		return sqldialect.GuardAny
+	}
+}
+
+// saveOutcome names what a guarded write of a SAVE (or a SYNC) did, from
+// the guard it ran under, whether it wrote the row, whether a row was
+// stored before and its revision: for logs and counters only, since the
+// guards in SQL decide the write. A dropped event older than the stored row
+// is stale; one at the stored revision a duplicate (a SYNC there is written
+// unless a tombstone stops it); any other drop is the tombstone's.
+func saveOutcome(guard sqldialect.Guard, written, existed bool, rev, stored int64) Outcome {
+	switch {
+	case !written && existed && rev < stored && guard != sqldialect.GuardAny:
 		return OutcomeStale
-	case !written && existed && rev == stored && !sync:
+	case !written && existed && rev == stored && guard == sqldialect.GuardNewer:
 		return OutcomeDuplicate
 	case !written:
 		return OutcomeTombstoned
 	case !existed:
 		return OutcomeCreated
-	case sync:
+	case guard != sqldialect.GuardNewer:
 		return OutcomeSynced
 	default:
 		return OutcomeUpdated
@@ -492,7 +521,7 @@ func saveOutcome(sync, written, existed bool, rev, stored int64) Outcome {
 }
 
 // logOutcome logs what applying a SAVE or SYNC did: drops at debug, revision
-// gaps at warn.
+// gaps and downgrades by a SYNC sent to this queue alone at warn.
 func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, stored int64, out Outcome) {
 	log := r.cfg.Logger
 	attrs := func(extra ...slog.Attr) []slog.Attr {
@@ -506,6 +535,10 @@ func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, store
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: duplicate event, dropped", attrs()...)
 	case OutcomeStale:
 		log.LogAttrs(ctx, slog.LevelDebug, "cqrsync: wrong sync order: stale event dropped", attrs(slog.Int64("stored_revision", stored))...)
+	case OutcomeSynced:
+		if rev < stored {
+			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: SYNC downgraded the row's revision", attrs(slog.Int64("stored_revision", stored), slog.String("queue", p.Queue))...)
+		}
 	case OutcomeUpdated:
 		if lost := rev - stored - 1; lost > 0 {
 			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: lost packages: revision gap", attrs(slog.Int64("stored_revision", stored), slog.Int64("lost", lost))...)

@@ -59,7 +59,7 @@ func (r *Replica) ApplyBatch(ctx context.Context, ex sqldialect.Executor, ps []*
 type batchGroup struct {
 	rm    *ReplicaModel
 	ti    *tableInfo
-	force bool
+	guard sqldialect.Guard
 	idx   []int
 	rows  []*saveRow
 }
@@ -127,11 +127,13 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 		if err != nil {
 			return err
 		}
-		force := p.SignalType == SignalSync
-		key := fmt.Sprintf("%s\x00%v\x00%s", rm.CQRSID, force, strings.Join(row.cols, ","))
+		// One statement has one revision guard: a group never mixes SAVEs,
+		// broadcast SYNCs and SYNCs sent to this queue alone.
+		guard := p.revisionGuard()
+		key := fmt.Sprintf("%s\x00%d\x00%s", rm.CQRSID, guard, strings.Join(row.cols, ","))
 		g := groups[key]
 		if g == nil {
-			g = &batchGroup{rm: rm, ti: ti, force: force}
+			g = &batchGroup{rm: rm, ti: ti, guard: guard}
 			groups[key] = g
 			order = append(order, g)
 		}
@@ -164,7 +166,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 // concurrent writer cannot make it wrong.
 func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []*Payload, g *batchGroup, outs []Outcome) error {
 	params := &sqldialect.UpsertBatchParams{
-		Table: g.rm.Table, PKColumn: g.rm.PK, Columns: g.rows[0].cols, Force: g.force, CQRSID: g.rm.CQRSID,
+		Table: g.rm.Table, PKColumn: g.rm.PK, Columns: g.rows[0].cols, Guard: g.guard, CQRSID: g.rm.CQRSID,
 		Rows: make([][]any, len(g.rows)), Keys: make([]string, len(g.rows)),
 		Revisions: make([]int64, len(g.rows)), Updated: make([]time.Time, len(g.rows)),
 	}
@@ -181,7 +183,7 @@ func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []
 	}
 	for i, row := range g.rows {
 		st := res[i].StoredRevision
-		out := saveOutcome(g.force, res[i].Written, res[i].Existed, row.rev, st)
+		out := saveOutcome(g.guard, res[i].Written, res[i].Existed, row.rev, st)
 		outs[g.idx[i]] = out
 		r.logOutcome(ctx, ps[g.idx[i]], row.pk, row.rev, st, out)
 	}

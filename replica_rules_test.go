@@ -56,7 +56,7 @@ type rulesBundle struct {
 // bothPaths names the rule tests that also run through ApplyBatch.
 var bothPaths = map[string]bool{
 	"SyncOlderThanRowIsStale": true, "SyncAtStoredRevisionRepairsContent": true, "SyncNewerApplies": true,
-	"SyncAtTombstoneIsDropped": true, "SyncOlderThanTombstoneIsDropped": true, "DjangoReCreatedKeyIsApplied": true,
+	"SyncAtTombstoneIsDropped": true, "SyncDowngradesAheadRowOnlyWhenDirect": true, "SyncOlderThanTombstoneIsDropped": true, "DjangoReCreatedKeyIsApplied": true,
 }
 
 func setupRules(t *testing.T, rdb replicaDB, models ...*cqrsync.ReplicaModel) *rulesBundle {
@@ -234,6 +234,42 @@ func (b *rulesBundle) wantNoRow(t *testing.T, id int64) {
 	}
 }
 
+// runBatchOfSyncKinds applies, in one ApplyBatch, a SAVE, a broadcast
+// SYNC and a SYNC sent to this queue alone, each older than its key's
+// stored row: one statement has one revision guard, so the batch must
+// write them apart, and only the direct SYNC downgrades its row.
+func runBatchOfSyncKinds(t *testing.T, b *rulesBundle) {
+	for id := int64(1); id <= 3; id++ {
+		b.mustApply(t, b.event(cqrsync.SignalSave, id, 7, 7, "ahead"), cqrsync.OutcomeCreated)
+	}
+	direct := b.event(cqrsync.SignalSync, 3, 2, 2, "repaired")
+	direct.Queue = "mine"
+	batch := []*cqrsync.Payload{
+		b.event(cqrsync.SignalSave, 1, 2, 2, "old save"),
+		b.event(cqrsync.SignalSync, 2, 2, 2, "old broadcast"),
+		direct,
+	}
+	tx, err := b.db.BeginTx(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := b.replica.ApplyBatch(t.Context(), sqldialect.FromSQL(tx), batch)
+	if err != nil {
+		_ = tx.Rollback()
+		t.Fatalf("ApplyBatch: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	want := []cqrsync.Outcome{cqrsync.OutcomeStale, cqrsync.OutcomeStale, cqrsync.OutcomeSynced}
+	if !slices.Equal(outs, want) {
+		t.Fatalf("ApplyBatch outcomes = %v, want %v", outs, want)
+	}
+	b.wantRow(t, 1, "ahead", 7)
+	b.wantRow(t, 2, "ahead", 7)
+	b.wantRow(t, 3, "repaired", 2)
+}
+
 // runReplicaRules is the named test of every apply rule, on one database.
 func runReplicaRules(t *testing.T, rdb replicaDB) {
 	const (
@@ -281,6 +317,27 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 				t.Fatalf("no stale-event log in:\n%s", b.logs.String())
 			}
 		}},
+		{"SyncDowngradesAheadRowOnlyWhenDirect", func(t *testing.T, b *rulesBundle) {
+			// Rows 1 and 2 drifted ahead of the master (revision 7 where it
+			// has 2). A broadcast SYNC leaves row 1 alone; a SYNC aimed at
+			// this queue alone (diff-sync, sync --queue: an operator's
+			// repair) puts the master's row 2 back, as django-cqrs does,
+			// and logs the downgrade.
+			b.mustApply(t, b.event(save, 1, 7, 7, "ahead"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(save, 2, 7, 7, "ahead"), cqrsync.OutcomeCreated)
+			b.mustApply(t, b.event(sync, 1, 2, 2, "master"), cqrsync.OutcomeStale)
+			b.wantRow(t, 1, "ahead", 7)
+			if strings.Contains(b.logs.String(), "SYNC downgraded") {
+				t.Fatalf("a broadcast SYNC logged a downgrade:\n%s", b.logs.String())
+			}
+			direct := b.event(sync, 2, 2, 2, "master")
+			direct.Queue = "mine"
+			b.mustApply(t, direct, cqrsync.OutcomeSynced)
+			b.wantRow(t, 2, "master", 2)
+			if !strings.Contains(b.logs.String(), "SYNC downgraded") {
+				t.Fatalf("no downgrade warning in:\n%s", b.logs.String())
+			}
+		}},
 		{"SyncAtStoredRevisionRepairsContent", func(t *testing.T, b *rulesBundle) {
 			b.mustApply(t, b.event(save, 1, 3, 3, "drifted"), cqrsync.OutcomeCreated)
 			b.mustApply(t, b.event(sync, 1, 3, 3, "repaired"), cqrsync.OutcomeSynced)
@@ -296,9 +353,14 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			b.wantRow(t, 2, "created", 0)
 		}},
 		{"SyncAtTombstoneIsDropped", func(t *testing.T, b *rulesBundle) {
+			// Broadcast or aimed at this queue, a SYNC cannot resurrect a
+			// deleted row.
 			b.mustApply(t, b.event(save, 1, 2, 2, "a"), cqrsync.OutcomeCreated)
 			b.mustApply(t, b.event(delete, 1, 3, 3, ""), cqrsync.OutcomeDeleted)
 			b.mustApply(t, b.event(sync, 1, 3, 3, "late"), cqrsync.OutcomeTombstoned)
+			direct := b.event(sync, 1, 3, 3, "late")
+			direct.Queue = "mine"
+			b.mustApply(t, direct, cqrsync.OutcomeTombstoned)
 			b.wantNoRow(t, 1)
 		}},
 		{"DjangoReCreatedKeyIsApplied", func(t *testing.T, b *rulesBundle) {
@@ -402,6 +464,10 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			})
 		}
 	}
+	t.Run("BatchKeepsEachSyncsGuard", func(t *testing.T) {
+		t.Parallel()
+		runBatchOfSyncKinds(t, setupRules(t, rdb))
+	})
 	t.Run("ModelFlags", func(t *testing.T) {
 		t.Parallel()
 		runReplicaFlags(t, rdb)

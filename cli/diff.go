@@ -126,7 +126,9 @@ func newDiffSyncCommand(st *state) *cobra.Command {
 		Long: `diff-sync reads diff-replica's stream and sends a SYNC of each listed row to
 the queue named at the end of its first line ("None" broadcasts), as
 django-cqrs's cqrs_diff_sync does, printing "Done!" with the counts for each
-input line on stdout. The SYNCs go through the outbox and are then sent by a
+input line on stdout. SYNCs sent to a queue are a repair: the replica
+overwrites its rows whatever their revision (run on a quiet table, or diff
+again afterwards); broadcast SYNCs never downgrade a replica's row. The SYNCs go through the outbox and are then sent by a
 relay of this command (see sync for --no-wait and --timeout). --dry-run only
 counts the keys.` + pipelineHelp,
 		Example: `  cqrsync diff-sync < account.resync

@@ -47,8 +47,12 @@ func newSyncCommand(st *state) *cobra.Command {
 		Use:   "sync --cqrs-id ID [-f FILTER] [-q QUEUE]",
 		Short: "Send a SYNC of a master model's rows to the replicas",
 		Long: `sync sends the current state of every row a filter selects, as SYNC events,
-to every replica queue or to one (django-cqrs's cqrs_sync). SYNCs overwrite
-the replica's row whatever its revision.
+to every replica queue or to one (django-cqrs's cqrs_sync). A SYNC sent to
+every queue never downgrades a replica's row: it applies when its revision is
+not lower than the stored one. With --queue it is a repair: that replica
+overwrites its row whatever the revision, as django-cqrs does; run it on a
+quiet table, or diff again afterwards, since it undoes a change made after
+sync read the row.
 
 The events go through the outbox, in keyset pages, so sync is safe on a live
 table of any size. Then, so that the command is useful on its own, sync sends

@@ -3,6 +3,7 @@ package sqldialect
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -85,10 +86,10 @@ type Dialect interface {
 	DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error)
 
 	// Upsert writes one replica row, guarded: it inserts the row, or updates
-	// it only when the stored cqrs_revision is lower than the incoming one
-	// (not higher, with params.Force); either way it writes nothing when a
-	// tombstone for the key is not older (see [UpsertParams]). It returns 1
-	// when the row was written, 0 when a guard dropped it.
+	// it when params.Guard lets the incoming cqrs_revision replace the
+	// stored one; either way it writes nothing when a tombstone for the key
+	// is not older (see [UpsertParams]). It returns 1 when the row was
+	// written, 0 when a guard dropped it.
 	Upsert(ctx context.Context, ex Executor, params *UpsertParams) (int64, error)
 	// LockKeys serialises transactions that apply events for the same keys,
 	// across consumer processes, until the transaction ends. Call it first in
@@ -254,6 +255,57 @@ type SelectRowsParams struct {
 	ForUpdate bool
 }
 
+// Guard is the revision guard of Upsert and UpsertBatch: which stored rows
+// an incoming row of cqrs_revision r may overwrite. A missing row is always
+// inserted, and the tombstone guard applies whatever the Guard.
+type Guard int
+
+// The revision guards, from the strictest.
+const (
+	// GuardNewer overwrites a stored row only when its revision is lower
+	// than r: a SAVE (an equal revision is a duplicate, a higher one newer
+	// than the event).
+	GuardNewer Guard = iota
+	// GuardNotOlder also overwrites a stored row at revision r, repairing
+	// content that drifted, but never a newer one: a SYNC broadcast to
+	// every replica, which may have been read before a change it arrives
+	// after.
+	GuardNotOlder
+	// GuardAny overwrites the stored row whatever its revision, even a
+	// newer one (a downgrade): a SYNC sent to one replica's queue alone,
+	// an operator's repair of a replica that drifted ahead of its master.
+	GuardAny
+)
+
+// String returns the Guard's constant name.
+func (g Guard) String() string {
+	switch g {
+	case GuardNewer:
+		return "GuardNewer"
+	case GuardNotOlder:
+		return "GuardNotOlder"
+	case GuardAny:
+		return "GuardAny"
+	}
+	return fmt.Sprintf("Guard(%d)", int(g))
+}
+
+// valid reports whether g is one of the Guard constants.
+func (g Guard) valid() bool { return g >= GuardNewer && g <= GuardAny }
+
+// wins reports whether the guard lets a row of revision incoming overwrite
+// a stored row of revision stored: what revisionCondition decides in SQL,
+// for the reports that are worked out in Go.
+func (g Guard) wins(stored, incoming int64) bool {
+	switch g {
+	case GuardNotOlder:
+		return stored <= incoming
+	case GuardAny:
+		return true
+	}
+	return stored < incoming
+}
+
 // UpsertParams configures Upsert.
 type UpsertParams struct {
 	Table    string
@@ -264,10 +316,9 @@ type UpsertParams struct {
 	Values  []any
 	// Revision is the incoming cqrs_revision.
 	Revision int64
-	// Force marks a SYNC: it also overwrites a stored row of the same
-	// revision (repairing drifted content). A stored row with a higher
-	// revision is kept, SYNC or not.
-	Force bool
+	// Guard says which stored revisions the row may overwrite: the zero
+	// value, GuardNewer, only lower ones.
+	Guard Guard
 	// CQRSID, Key and Updated identify the event for the tombstone guard:
 	// the row is not written when a tombstone for (CQRSID, Key) has a
 	// revision >= Revision and an updated time >= Updated. (A master that
@@ -289,9 +340,9 @@ type UpsertBatchParams struct {
 	Types []string
 	// Rows holds one value per column for each row.
 	Rows [][]any
-	// Force marks SYNCs, as in UpsertParams: they also overwrite stored
-	// rows of the same revision.
-	Force bool
+	// Guard applies to every row, as in UpsertParams: a batch never mixes
+	// guards.
+	Guard Guard
 	// CQRSID, and per row Keys, Revisions and Updated, drive the tombstone
 	// guard and the revision guard, as in UpsertParams.
 	CQRSID    string
@@ -304,7 +355,7 @@ type UpsertBatchParams struct {
 type UpsertResult struct {
 	// Written is true when the row was inserted or updated; false when a
 	// guard dropped it (a tombstone not older than the row, or a stored
-	// revision not lower than the incoming one; with Force, higher).
+	// revision that the batch's Guard keeps).
 	Written bool
 	// Existed is true when a row with the key was stored before the
 	// statement, and StoredRevision is then its cqrs_revision.

@@ -31,21 +31,21 @@ import (
 // session's sql_mode: keep it strict (MySQL's default).
 func MySQL() Dialect {
 	return &standard{
-		name:              "mysql",
-		quoteChar:         '`',
-		placeholder:       func(int) string { return "?" },
-		columns:           mysqlColumns,
-		claimOutbox:       mysqlClaimOutbox,
-		upsertConflict:    mysqlUpsertConflict,
-		tombstoneConflict: mysqlTombstoneConflict,
-		fromDual:          " FROM DUAL",
-		forUpdate:         "FOR UPDATE",
-		castText:          mysqlCastText,
-		valuesSource:      mysqlValuesSource,
-		storeValue:        mysqlStoreValue,
-		writePrefix:       mysqlStrictWrite,
-		outboxByIDs:       mysqlOutboxByIDs,
-		forcedNoChange:    mysqlForcedNoChange,
+		name:                 "mysql",
+		quoteChar:            '`',
+		placeholder:          func(int) string { return "?" },
+		columns:              mysqlColumns,
+		claimOutbox:          mysqlClaimOutbox,
+		upsertConflict:       mysqlUpsertConflict,
+		tombstoneConflict:    mysqlTombstoneConflict,
+		fromDual:             " FROM DUAL",
+		forUpdate:            "FOR UPDATE",
+		castText:             mysqlCastText,
+		valuesSource:         mysqlValuesSource,
+		storeValue:           mysqlStoreValue,
+		writePrefix:          mysqlStrictWrite,
+		outboxByIDs:          mysqlOutboxByIDs,
+		sameRevisionNoChange: mysqlSameRevisionNoChange,
 	}
 }
 
@@ -227,7 +227,8 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 
 // mysqlUpsertConflict is the MySQL form of Upsert's conflict clause:
 // ON DUPLICATE KEY UPDATE, each column guarded by IF(stored revision <
-// incoming revision, new, old), or <= when forced (a SYNC).
+// incoming revision, new, old), <= for GuardNotOlder, and assigned with no
+// IF for GuardAny.
 //
 // MySQL applies the assignments left to right, and a later one sees the
 // columns the earlier ones changed. The guard reads cqrs_revision, so
@@ -239,16 +240,17 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 // every IF kept the old value. A guarded update always changes the row,
 // since its revision is higher, so "same values, higher revision" is 1 and
 // a duplicate or stale event is 0. (With the driver's clientFoundRows=true
-// a kept row would count 1: do not set it.) A forced write at the stored
-// revision of a row equal to the stored one also counts 0, as does a stale
-// forced write; mysqlForcedNoChange sorts them out.
+// a kept row would count 1: do not set it.) A GuardNotOlder or GuardAny
+// write at the stored revision of a row equal to the stored one also counts
+// 0, as does a GuardNotOlder write kept out by a newer row;
+// mysqlSameRevisionNoChange sorts them out.
 //
 // VALUES(col) is the incoming value; MySQL 8.0.20 deprecates it in favour
 // of a row alias that MariaDB does not support, and both still accept it.
-func mysqlUpsertConflict(d *standard, table, pk string, cols []string, force bool) string {
+func mysqlUpsertConflict(d *standard, table, pk string, cols []string, g Guard) string {
 	const revName = "cqrs_revision"
 	rev := d.QuoteIdent(revName)
-	guard := fmt.Sprintf("%s.%s %s VALUES(%s)", d.QuoteIdent(table), rev, revisionGuard(force), rev)
+	guard := revisionCondition(g, d.QuoteIdent(table)+"."+rev, "VALUES("+rev+")")
 	ordered := make([]string, 0, len(cols))
 	for _, c := range cols {
 		if c != pk && c != revName {
@@ -267,20 +269,26 @@ func mysqlUpsertConflict(d *standard, table, pk string, cols []string, force boo
 		// The stored column is qualified with the table: in INSERT ...
 		// SELECT the source rows have columns of the same names.
 		q, stored := d.QuoteIdent(c), d.QuoteIdent(table)+"."+d.QuoteIdent(c)
-		fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
+		if guard == "" {
+			fmt.Fprintf(&b, "%s = VALUES(%s)", stored, q)
+		} else {
+			fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
+		}
 	}
 	return b.String()
 }
 
-// mysqlForcedNoChange tells apart the reasons a forced Upsert changes no
-// row on MySQL, which counts only rows it changed: the tombstone guard kept
-// the row out (0), the stored row is newer (0, stale), or the stored row at
-// the incoming revision already equals the incoming one (1, written, as the
+// mysqlSameRevisionNoChange tells apart the reasons an Upsert that may
+// overwrite a stored row of its revision (GuardNotOlder, GuardAny) changes
+// no row on MySQL, which counts only rows it changed: the tombstone guard
+// kept the row out (0), the stored row is newer (0, stale: GuardNotOlder
+// only, since GuardAny would have changed it), or the stored row at the
+// incoming revision already equals the incoming one (1, written, as the
 // other dialects report it; a SYNC of unchanged data is the common case).
 // It re-asks the INSERT's questions with locking reads, so it sees the
 // latest committed tombstone and row as the INSERT did, not an older
 // snapshot of the caller's transaction.
-func mysqlForcedNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
+func mysqlSameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
 	pkAt := slices.Index(p.Columns, p.PKColumn)
 	if pkAt < 0 {
 		return 0, fmt.Errorf("sqldialect: upsert %s: the columns %v lack the primary key %q: add it", p.Table, p.Columns, p.PKColumn)

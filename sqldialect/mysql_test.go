@@ -236,17 +236,17 @@ func TestMySQLUpsertAffectedRows(t *testing.T) {
 	// cqrs_revision is not last in Columns: the conflict clause must still
 	// assign it last, or the columns after it would compare against the
 	// new revision and be skipped.
-	upsert := func(name string, rev int64, force bool) int64 {
+	upsert := func(name string, rev int64, guard sqldialect.Guard) int64 {
 		t.Helper()
 		n, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
 			Table: "item", PKColumn: "id",
 			Columns:  []string{"id", "cqrs_revision", "name", "cqrs_updated"},
 			Values:   []any{int64(1), rev, name, t0},
-			Revision: rev, Force: force,
+			Revision: rev, Guard: guard,
 			CQRSID: "item", Key: "1", Updated: t0,
 		})
 		if err != nil {
-			t.Fatalf("Upsert(%q, rev %d, force %v): %v", name, rev, force, err)
+			t.Fatalf("Upsert(%q, rev %d, %v): %v", name, rev, guard, err)
 		}
 		return n
 	}
@@ -261,26 +261,36 @@ func TestMySQLUpsertAffectedRows(t *testing.T) {
 			t.Fatalf("row = %q at revision %d, want %q at revision %d", gotName, gotRev, name, rev)
 		}
 	}
+	const (
+		save      = sqldialect.GuardNewer
+		broadcast = sqldialect.GuardNotOlder
+		repair    = sqldialect.GuardAny
+	)
 	steps := []struct {
 		desc  string
 		name  string
 		rev   int64
-		force bool
+		guard sqldialect.Guard
 		wantN int64
 		// the row afterwards
 		rowName string
 		rowRev  int64
 	}{
-		{"create", "a", 1, false, 1, "a", 1},
-		{"same values, higher revision", "a", 2, false, 1, "a", 2},
-		{"same revision, same values (duplicate)", "a", 2, false, 0, "a", 2},
-		{"same revision, other values (duplicate)", "b", 2, false, 0, "a", 2},
-		{"older revision", "c", 1, false, 0, "a", 2},
-		{"newer revision, other values", "d", 3, false, 1, "d", 3},
-		{"sync of an older revision (stale)", "e", 2, true, 0, "d", 3},
-		{"sync of the stored revision, other values", "e", 3, true, 1, "e", 3},
-		{"sync of an identical row", "e", 3, true, 1, "e", 3},
-		{"sync of an identical row older than a tombstone", "e", 3, true, 0, "e", 3},
+		{"create", "a", 1, save, 1, "a", 1},
+		{"same values, higher revision", "a", 2, save, 1, "a", 2},
+		{"same revision, same values (duplicate)", "a", 2, save, 0, "a", 2},
+		{"same revision, other values (duplicate)", "b", 2, save, 0, "a", 2},
+		{"older revision", "c", 1, save, 0, "a", 2},
+		{"newer revision, other values", "d", 3, save, 1, "d", 3},
+		{"sync of an older revision (stale)", "e", 2, broadcast, 0, "d", 3},
+		{"sync of the stored revision, other values", "e", 3, broadcast, 1, "e", 3},
+		{"sync of an identical row", "e", 3, broadcast, 1, "e", 3},
+		{"repair of an older revision, same values (downgrade)", "e", 2, repair, 1, "e", 2},
+		{"repair of an identical row", "e", 2, repair, 1, "e", 2},
+		{"repair of the stored revision, other values", "f", 2, repair, 1, "f", 2},
+		{"repair of a newer revision, same values", "f", 3, repair, 1, "f", 3},
+		{"sync of an identical row older than a tombstone", "f", 3, broadcast, 0, "f", 3},
+		{"repair of an identical row older than a tombstone", "f", 3, repair, 0, "f", 3},
 	}
 	for _, s := range steps {
 		if s.desc == "sync of an identical row older than a tombstone" {
@@ -290,7 +300,7 @@ func TestMySQLUpsertAffectedRows(t *testing.T) {
 				t.Fatalf("RecordTombstones: %v", err)
 			}
 		}
-		if n := upsert(s.name, s.rev, s.force); n != s.wantN {
+		if n := upsert(s.name, s.rev, s.guard); n != s.wantN {
 			t.Fatalf("%s: Upsert = %d, want %d", s.desc, n, s.wantN)
 		}
 		want(s.rowName, s.rowRev)

@@ -67,9 +67,9 @@ func sqliteClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOu
 }
 
 // onConflictUpsert is the PostgreSQL/SQLite conflict clause of Upsert: update
-// every column but the key, guarded by the revision: the stored one must be
-// lower than the incoming one, or (force, a SYNC) not higher.
-func onConflictUpsert(d *standard, table, pk string, cols []string, force bool) string {
+// every column but the key, where the revision guard lets it (no condition
+// for GuardAny).
+func onConflictUpsert(d *standard, table, pk string, cols []string, guard Guard) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ON CONFLICT (%s) DO UPDATE SET ", d.QuoteIdent(pk))
 	first := true
@@ -84,7 +84,9 @@ func onConflictUpsert(d *standard, table, pk string, cols []string, force bool) 
 		fmt.Fprintf(&b, "%s = excluded.%s", d.QuoteIdent(c), d.QuoteIdent(c))
 	}
 	rev := d.QuoteIdent("cqrs_revision")
-	fmt.Fprintf(&b, " WHERE %s.%s %s excluded.%s", d.QuoteIdent(table), rev, revisionGuard(force), rev)
+	if cond := revisionCondition(guard, d.QuoteIdent(table)+"."+rev, "excluded."+rev); cond != "" {
+		b.WriteString(" WHERE " + cond)
+	}
 	return b.String()
 }
 

@@ -32,8 +32,8 @@ type standard struct {
 	// claimOutbox leases outbox rows.
 	claimOutbox func(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error)
 	// upsertConflict renders the conflict clause of Upsert for pk and the
-	// assigned columns; guard is the revision condition, empty for Force.
-	upsertConflict func(d *standard, table, pk string, cols []string, force bool) string
+	// assigned columns, guarded by the revision as guard says.
+	upsertConflict func(d *standard, table, pk string, cols []string, guard Guard) string
 	// tombstoneConflict renders the conflict clause of the tombstone insert.
 	tombstoneConflict string
 	// fromDual follows the SELECT list of Upsert's INSERT … SELECT where
@@ -44,11 +44,12 @@ type standard struct {
 	forUpdate string
 	// castText renders a SQL expression converting a column to text.
 	castText func(expr string) string
-	// forcedNoChange, when set, is Upsert's result for a forced write that
-	// changed no row: MySQL reports 0 when the tombstone guard kept the row
-	// out, when the stored row is newer, and when the stored row at the
-	// incoming revision already equals the incoming one.
-	forcedNoChange func(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
+	// sameRevisionNoChange, when set, is Upsert's result for a write that
+	// may overwrite a stored row of the same revision (GuardNotOlder,
+	// GuardAny) and changed no row: MySQL reports 0 when the tombstone
+	// guard kept the row out, when the revision guard kept a newer row, and
+	// when the stored row already equals the incoming one.
+	sameRevisionNoChange func(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
 	// valuesSource renders the FROM source of UpsertBatch: n rows of the
 	// given columns (aliased as names, all of them readable as v.<name>),
 	// with placeholders from first.
@@ -495,6 +496,9 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 	if len(p.Columns) != len(p.Values) {
 		return 0, fmt.Errorf("sqldialect: upsert %s: %d columns but %d values", p.Table, len(p.Columns), len(p.Values))
 	}
+	if err := checkGuard("upsert", p.Table, p.Guard); err != nil {
+		return 0, err
+	}
 	cols := make([]string, len(p.Columns))
 	for i, c := range p.Columns {
 		cols[i] = d.QuoteIdent(c)
@@ -504,7 +508,7 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 		"SELECT 1 FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s AND revision >= %s AND updated_us >= %s) %s",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.fromDual,
 		d.placeholder(n+1), d.placeholder(n+2), d.placeholder(n+3), d.placeholder(n+4),
-		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
+		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
 	args := append(slices.Clone(p.Values), p.CQRSID, p.Key, p.Revision, micros(p.Updated))
 	affected, err := ex.Exec(ctx, q, args...)
 	if err != nil {
@@ -513,8 +517,8 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 	if affected > 1 { // MySQL counts an updated row twice
 		affected = 1
 	}
-	if affected == 0 && p.Force && d.forcedNoChange != nil {
-		return d.forcedNoChange(ctx, ex, d, p)
+	if affected == 0 && p.Guard != GuardNewer && d.sameRevisionNoChange != nil {
+		return d.sameRevisionNoChange(ctx, ex, d, p)
 	}
 	return affected, nil
 }
@@ -531,21 +535,27 @@ func (d *standard) LockKeys(ctx context.Context, ex Executor, keys []string) err
 	return nil
 }
 
-// revisionGuard is the operator that compares the stored cqrs_revision with
-// the incoming one in the guarded upserts: a SAVE needs a newer revision; a
-// SYNC (force) also writes at the stored revision, repairing content that
-// drifted, but never over a newer row.
-func revisionGuard(force bool) string {
-	if force {
-		return "<="
+// revisionCondition is the SQL condition of the guarded upserts under
+// which the stored cqrs_revision (the expression stored) may be replaced by
+// the incoming one (incoming): see [Guard]. It is empty for GuardAny, which
+// overwrites whatever the stored revision.
+func revisionCondition(g Guard, stored, incoming string) string {
+	switch g {
+	case GuardNotOlder:
+		return stored + " <= " + incoming
+	case GuardAny:
+		return ""
 	}
-	return "<"
+	return stored + " < " + incoming
 }
 
-// revisionWins reports what revisionGuard decides in SQL, for the reports
-// that are worked out in Go.
-func revisionWins(stored, incoming int64, force bool) bool {
-	return stored < incoming || (force && stored == incoming)
+// checkGuard refuses a Guard that is none of the constants, rather than
+// guess how strict the caller meant it.
+func checkGuard(op, table string, g Guard) error {
+	if !g.valid() {
+		return fmt.Errorf("sqldialect: %s %s: unknown %v: use GuardNewer, GuardNotOlder or GuardAny", op, table, g)
+	}
+	return nil
 }
 
 // maxBatchParams bounds the bind parameters of one UpsertBatch statement
@@ -557,6 +567,9 @@ func (d *standard) UpsertBatch(ctx context.Context, ex Executor, p *UpsertBatchP
 	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n || len(p.Types) != len(p.Columns) {
 		return nil, fmt.Errorf("sqldialect: upsert batch %s: %d rows but %d keys, %d revisions, %d times; %d columns, %d types",
 			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated), len(p.Columns), len(p.Types))
+	}
+	if err := checkGuard("upsert batch", p.Table, p.Guard); err != nil {
+		return nil, err
 	}
 	for _, row := range p.Rows {
 		if len(row) != len(p.Columns) {
@@ -671,7 +684,7 @@ func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
 	}
 	return d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s %s",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), src, guard,
-		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Force))
+		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
 }
 
 // reporting writes rows start..end and learns the results from the
@@ -787,7 +800,7 @@ func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) err
 		t, tombstoned := tombs[p.Keys[i]]
 		blocked := tombstoned && t.rev >= p.Revisions[i] && t.us >= micros(p.Updated[i])
 		b.res[i] = UpsertResult{
-			Written: !blocked && (!existed || revisionWins(st, p.Revisions[i], p.Force)),
+			Written: !blocked && (!existed || p.Guard.wins(st, p.Revisions[i])),
 			Existed: existed, StoredRevision: st,
 		}
 	}

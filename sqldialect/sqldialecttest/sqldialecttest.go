@@ -112,17 +112,17 @@ func (b *bundle) get(t *testing.T, id int64) (row, bool) {
 
 var t0 = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 
-func (b *bundle) upsert(t *testing.T, id int64, name string, rev int64, updated time.Time, force bool) int64 {
+func (b *bundle) upsert(t *testing.T, id int64, name string, rev int64, updated time.Time, guard sqldialect.Guard) int64 {
 	t.Helper()
 	n, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
 		Table: "item", PKColumn: "id",
 		Columns:  []string{"id", "name", "cqrs_revision", "cqrs_updated"},
 		Values:   []any{id, name, rev, updated},
-		Revision: rev, Force: force,
+		Revision: rev, Guard: guard,
 		CQRSID: "item", Key: fmt.Sprint(id), Updated: updated,
 	})
 	if err != nil {
-		t.Fatalf("Upsert(%d, %q, rev %d): %v", id, name, rev, err)
+		t.Fatalf("Upsert(%d, %q, rev %d, %v): %v", id, name, rev, guard, err)
 	}
 	return n
 }
@@ -488,42 +488,70 @@ func nameRevs(t *testing.T, rows sqldialect.Rows) string {
 	return fmt.Sprint(got)
 }
 
+// allGuards are the revision guards of Upsert and UpsertBatch.
+var allGuards = []sqldialect.Guard{sqldialect.GuardNewer, sqldialect.GuardNotOlder, sqldialect.GuardAny}
+
 func testUpsert(t *testing.T, h *Harness) {
 	b := setup(t, h)
+	const (
+		save      = sqldialect.GuardNewer
+		broadcast = sqldialect.GuardNotOlder
+		repair    = sqldialect.GuardAny
+	)
 	cases := []struct {
-		name      string
-		rev       int64
-		force     bool
+		name  string
+		rev   int64
+		guard sqldialect.Guard
+		// same writes the row the previous step left (wantName) again.
+		same      bool
 		wantN     int64
 		wantName  string
 		wantRev   int64
 		updatedAt time.Duration
 	}{
-		{"create", 0, false, 1, "create", 0, 0},
-		{"newer updates", 3, false, 1, "newer updates", 3, 3},
-		{"equal is a duplicate", 3, false, 0, "newer updates", 3, 3},
-		{"older is stale", 2, false, 0, "newer updates", 3, 2},
-		// A SYNC older than the stored row must not downgrade it (cqrsync
-		// sync on a live table: the SYNC read before a change may arrive
-		// after it); one at the stored revision repairs the content; a
-		// newer one applies.
-		{"older sync is stale", 2, true, 0, "newer updates", 3, 2},
-		{"sync at the stored revision repairs the content", 3, true, 1, "sync at the stored revision repairs the content", 3, 3},
-		{"sync of an identical row", 3, true, 1, "sync at the stored revision repairs the content", 3, 3},
-		{"newer sync applies", 4, true, 1, "newer sync applies", 4, 4},
+		{"create", 0, save, false, 1, "create", 0, 0},
+		{"newer updates", 3, save, false, 1, "newer updates", 3, 3},
+		{"equal is a duplicate", 3, save, false, 0, "newer updates", 3, 3},
+		{"older is stale", 2, save, false, 0, "newer updates", 3, 2},
+		// A broadcast SYNC older than the stored row must not downgrade it
+		// (cqrsync sync on a live table: the SYNC read before a change may
+		// arrive after it); one at the stored revision repairs the
+		// content; a newer one applies.
+		{"older sync is stale", 2, broadcast, false, 0, "newer updates", 3, 2},
+		{"sync at the stored revision repairs the content", 3, broadcast, false, 1, "sync at the stored revision repairs the content", 3, 3},
+		{"sync of an identical row", 3, broadcast, true, 1, "sync at the stored revision repairs the content", 3, 3},
+		{"newer sync applies", 4, broadcast, false, 1, "newer sync applies", 4, 4},
+		// A repair (a SYNC sent to one queue) overwrites whatever the
+		// stored revision, a newer one included.
+		{"repair downgrades a newer row", 2, repair, false, 1, "repair downgrades a newer row", 2, 2},
+		{"repair of an identical row", 2, repair, true, 1, "repair downgrades a newer row", 2, 2},
+		{"repair at the stored revision repairs the content", 2, repair, false, 1, "repair at the stored revision repairs the content", 2, 2},
+		{"newer repair applies", 5, repair, false, 1, "newer repair applies", 5, 5},
 	}
 	// Each step runs on the row the previous step left: the order is the
 	// scenario.
 	for _, c := range cases {
 		name := c.name
-		if c.name == "sync of an identical row" {
+		if c.same {
 			name = c.wantName
 		}
-		n := b.upsert(t, 1, name, c.rev, t0.Add(c.updatedAt), c.force)
+		n := b.upsert(t, 1, name, c.rev, t0.Add(c.updatedAt), c.guard)
 		if n != c.wantN {
 			t.Fatalf("%s: Upsert wrote %d rows, want %d", c.name, n, c.wantN)
 		}
 		b.want(t, 1, c.wantName, c.wantRev)
+	}
+	// A repair creates a missing row.
+	if n := b.upsert(t, 2, "repair creates", 7, t0, repair); n != 1 {
+		t.Fatalf("repair of a missing row wrote %d rows, want 1", n)
+	}
+	b.want(t, 2, "repair creates", 7)
+	// A Guard that is none of the constants is refused.
+	_, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{Table: "item", PKColumn: "id",
+		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"}, Values: []any{int64(3), "x", int64(0), t0},
+		Guard: sqldialect.Guard(9), CQRSID: "item", Key: "3", Updated: t0})
+	if err == nil || !strings.Contains(err.Error(), "GuardNewer, GuardNotOlder or GuardAny") {
+		t.Fatalf("Upsert with Guard(9) = %v, want an error naming the guards", err)
 	}
 }
 
@@ -540,7 +568,7 @@ func testDeleteBatch(t *testing.T, h *Harness) {
 		}
 	}
 	for id := int64(1); id <= 3; id++ {
-		b.upsert(t, id, fmt.Sprint("r", id), 2, t0.Add(2*time.Second), false)
+		b.upsert(t, id, fmt.Sprint("r", id), 2, t0.Add(2*time.Second), sqldialect.GuardNewer)
 	}
 	// 1: deleted; 2: the stored row is newer, kept; 3: untouched; 4: no
 	// row. Every key gets its tombstone.
@@ -558,20 +586,20 @@ func testDeleteBatch(t *testing.T, h *Harness) {
 	b.want(t, 2, "r2", 2)
 	b.want(t, 3, "r3", 2)
 	// The tombstones guard later SAVEs like DeleteGuarded's.
-	if n := b.upsert(t, 1, "late", 2, t0.Add(2*time.Second), false); n != 0 {
+	if n := b.upsert(t, 1, "late", 2, t0.Add(2*time.Second), sqldialect.GuardNewer); n != 0 {
 		t.Fatalf("late SAVE after a batch DELETE wrote %d rows, want 0", n)
 	}
-	if n := b.upsert(t, 4, "late", 4, t0.Add(4*time.Second), false); n != 0 {
+	if n := b.upsert(t, 4, "late", 4, t0.Add(4*time.Second), sqldialect.GuardNewer); n != 0 {
 		t.Fatalf("late SAVE of a key deleted while missing wrote %d rows, want 0", n)
 	}
-	if n := b.upsert(t, 4, "after", 6, t0.Add(6*time.Second), false); n != 1 {
+	if n := b.upsert(t, 4, "after", 6, t0.Add(6*time.Second), sqldialect.GuardNewer); n != 1 {
 		t.Fatalf("newer SAVE after the tombstone wrote %d rows, want 1", n)
 	}
 }
 
 func testDelete(t *testing.T, h *Harness) {
 	b := setup(t, h)
-	b.upsert(t, 1, "a", 2, t0.Add(2*time.Second), false)
+	b.upsert(t, 1, "a", 2, t0.Add(2*time.Second), sqldialect.GuardNewer)
 
 	// A DELETE older than the stored row leaves it (a re-created key).
 	if n := b.delete(t, 1, 2, t0.Add(time.Second)); n != 0 {
@@ -590,20 +618,20 @@ func testDelete(t *testing.T, h *Harness) {
 
 	// A late SAVE (older than the tombstone) cannot bring the row back,
 	// nor can a SYNC, nor an equal revision.
-	for _, force := range []bool{false, true} {
-		if n := b.upsert(t, 1, "late", 2, t0.Add(2*time.Second), force); n != 0 {
-			t.Fatalf("late SAVE/SYNC (force=%v) after DELETE wrote %d rows, want 0", force, n)
+	for _, guard := range allGuards {
+		if n := b.upsert(t, 1, "late", 2, t0.Add(2*time.Second), guard); n != 0 {
+			t.Fatalf("late SAVE/SYNC (%v) after DELETE wrote %d rows, want 0", guard, n)
 		}
 		b.wantGone(t, 1)
 	}
-	for _, force := range []bool{false, true} {
-		if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), force); n != 0 {
-			t.Fatalf("SAVE/SYNC (force=%v) at the tombstone's revision and time wrote %d rows, want 0", force, n)
+	for _, guard := range allGuards {
+		if n := b.upsert(t, 1, "equal", 3, t0.Add(3*time.Second), guard); n != 0 {
+			t.Fatalf("SAVE/SYNC (%v) at the tombstone's revision and time wrote %d rows, want 0", guard, n)
 		}
 	}
 	// A re-create after the delete (a master that restarts at revision 0,
 	// with a later cqrs_updated) passes.
-	if n := b.upsert(t, 1, "recreated", 0, t0.Add(4*time.Second), false); n != 1 {
+	if n := b.upsert(t, 1, "recreated", 0, t0.Add(4*time.Second), sqldialect.GuardNewer); n != 1 {
 		t.Fatalf("re-create after DELETE wrote %d rows, want 1", n)
 	}
 	b.want(t, 1, "recreated", 0)
@@ -611,14 +639,14 @@ func testDelete(t *testing.T, h *Harness) {
 	// Tombstones keep the newest delete and expire by retention.
 	b.delete(t, 2, 5, t0.Add(5*time.Second))
 	b.delete(t, 2, 4, t0.Add(4*time.Second)) // older delete arriving late
-	if n := b.upsert(t, 2, "late", 4, t0.Add(4*time.Second), false); n != 0 {
+	if n := b.upsert(t, 2, "late", 4, t0.Add(4*time.Second), sqldialect.GuardNewer); n != 0 {
 		t.Fatal("a SAVE older than the newest tombstone passed after an older DELETE arrived")
 	}
 	n, err := b.d.PurgeTombstones(b.ctx, b.ex, time.Now().Add(time.Hour))
 	if err != nil || n != 2 {
 		t.Fatalf("PurgeTombstones = %d, %v; want 2", n, err)
 	}
-	if n := b.upsert(t, 2, "after purge", 4, t0.Add(4*time.Second), false); n != 1 {
+	if n := b.upsert(t, 2, "after purge", 4, t0.Add(4*time.Second), sqldialect.GuardNewer); n != 1 {
 		t.Fatal("after the tombstone expired, a SAVE should create the row again")
 	}
 }
@@ -640,9 +668,9 @@ func (b *bundle) columnTypes(t *testing.T, table string) map[string]string {
 func testUpsertBatch(t *testing.T, h *Harness) {
 	b := setup(t, h)
 	types := b.columnTypes(t, "item")
-	batch := func(force bool, rows ...[]any) []sqldialect.UpsertResult {
+	batch := func(guard sqldialect.Guard, rows ...[]any) []sqldialect.UpsertResult {
 		t.Helper()
-		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
+		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard,
 			Columns: []string{"id", "name", "note", "cqrs_revision", "cqrs_updated"}}
 		for _, c := range p.Columns {
 			p.Types = append(p.Types, types[c])
@@ -672,11 +700,11 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 		}
 	}
 	// Rows 1-4 exist; 5 is deleted (tombstone at revision 3).
-	batch(false, []any{int64(1), "a1", int64(1), 1}, []any{int64(2), "b1", int64(1), 1}, []any{int64(3), "c5", int64(5), 5}, []any{int64(4), "d1", int64(1), 1})
+	batch(sqldialect.GuardNewer, []any{int64(1), "a1", int64(1), 1}, []any{int64(2), "b1", int64(1), 1}, []any{int64(3), "c5", int64(5), 5}, []any{int64(4), "d1", int64(1), 1})
 	if n := b.delete(t, 5, 3, t0.Add(3*time.Second)); n != 0 {
 		t.Fatalf("delete of a missing row deleted %d", n)
 	}
-	res := batch(false,
+	res := batch(sqldialect.GuardNewer,
 		[]any{int64(1), "a2", int64(2), 2},     // newer: applied
 		[]any{int64(2), "b-dup", int64(1), 1},  // duplicate: dropped
 		[]any{int64(3), "c-old", int64(4), 4},  // stale: dropped
@@ -698,7 +726,7 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	b.want(t, 6, "f0", 0)
 	// SYNCs: older than the stored row, dropped; at the stored revision,
 	// written (a repair); newer, written; older than a tombstone, dropped.
-	res = batch(true, []any{int64(3), "c-sync-old", int64(1), 7}, []any{int64(1), "a-repaired", int64(2), 2},
+	res = batch(sqldialect.GuardNotOlder, []any{int64(3), "c-sync-old", int64(1), 7}, []any{int64(1), "a-repaired", int64(2), 2},
 		[]any{int64(4), "d-sync-new", int64(2), 8}, []any{int64(5), "e-sync-late", int64(2), 2})
 	wantResults(res,
 		sqldialect.UpsertResult{Written: false, Existed: true, StoredRevision: 5},
@@ -710,33 +738,50 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 	b.want(t, 1, "a-repaired", 2)
 	b.want(t, 4, "d-sync-new", 2)
 	b.wantGone(t, 5)
+	// Repairs (SYNCs sent to one queue): older than the stored row,
+	// written (a downgrade); identical to it, written; newer, written; new,
+	// created; older than a tombstone, dropped.
+	res = batch(sqldialect.GuardAny, []any{int64(3), "c-repaired-old", int64(1), 9}, []any{int64(1), "a-repaired", int64(2), 2},
+		[]any{int64(2), "b-repaired-new", int64(4), 9}, []any{int64(7), "g-repair", int64(3), 9}, []any{int64(5), "e-repair-late", int64(3), 3})
+	wantResults(res,
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 5},
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 2},
+		sqldialect.UpsertResult{Written: true, Existed: true, StoredRevision: 1},
+		sqldialect.UpsertResult{Written: true},
+		sqldialect.UpsertResult{Written: false},
+	)
+	b.want(t, 3, "c-repaired-old", 1)
+	b.want(t, 1, "a-repaired", 2)
+	b.want(t, 2, "b-repaired-new", 4)
+	b.want(t, 7, "g-repair", 3)
+	b.wantGone(t, 5)
 
 	// Enough rows to need several statements.
 	var many [][]any
 	for i := int64(100); i < 100+3000; i++ {
 		many = append(many, []any{i, fmt.Sprintf("r%d", i), int64(0), 1})
 	}
-	res = batch(false, many...)
+	res = batch(sqldialect.GuardNewer, many...)
 	for i, r := range res {
 		if r != (sqldialect.UpsertResult{Written: true}) {
 			t.Fatalf("row %d of a 3000-row batch of new keys: reported %+v, want written and new", i, r)
 		}
 	}
 	var count int
-	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3005 {
-		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3005", count, err)
+	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3006 {
+		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3006", count, err)
 	}
 }
 
 // upsertOne writes one row as Upsert does (batched false) or as a
 // one-row UpsertBatch (batched true), and reports whether it was written.
-func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, rev int64, updated time.Time, force bool) bool {
+func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, rev int64, updated time.Time, guard sqldialect.Guard) bool {
 	t.Helper()
 	if !batched {
-		return b.upsert(t, id, name, rev, updated, force) == 1
+		return b.upsert(t, id, name, rev, updated, guard) == 1
 	}
 	types := b.columnTypes(t, "item")
-	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Force: force,
+	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard,
 		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
 		Rows:    [][]any{{id, name, rev, updated}}, Keys: []string{fmt.Sprint(id)},
 		Revisions: []int64{rev}, Updated: []time.Time{updated}}
@@ -745,7 +790,7 @@ func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, re
 	}
 	res, err := b.d.UpsertBatch(b.ctx, b.ex, p)
 	if err != nil || len(res) != 1 {
-		t.Fatalf("UpsertBatch(%d, %q, rev %d, force %v) = %+v, %v", id, name, rev, force, res, err)
+		t.Fatalf("UpsertBatch(%d, %q, rev %d, %v) = %+v, %v", id, name, rev, guard, res, err)
 	}
 	return res[0].Written
 }
@@ -788,30 +833,31 @@ func testReCreatedKey(t *testing.T, h *Harness) {
 					t.Fatalf("%s: written %v, want %v", desc, got, want)
 				}
 			}
-			step("create rev 0", b.upsertOne(t, batched, 1, "created", 0, tc, false), true)
-			step("update rev 1", b.upsertOne(t, batched, 1, "updated", 1, tu, false), true)
+			step("create rev 0", b.upsertOne(t, batched, 1, "created", 0, tc, sqldialect.GuardNewer), true)
+			step("update rev 1", b.upsertOne(t, batched, 1, "updated", 1, tu, sqldialect.GuardNewer), true)
 			if n := b.delete(t, 1, 2, t1); n != 1 {
 				t.Fatalf("DELETE rev 2 deleted %d rows, want 1", n)
 			}
-			step("re-create rev 0 after the delete", b.upsertOne(t, batched, 1, "recreated", 0, t2, false), true)
+			step("re-create rev 0 after the delete", b.upsertOne(t, batched, 1, "recreated", 0, t2, sqldialect.GuardNewer), true)
 			b.want(t, 1, "recreated", 0)
 			step("DELETE rev 2 redelivered", b.deleteOne(t, batched, 1, 2, t1), false)
 			b.want(t, 1, "recreated", 0)
-			step("stale SAVE rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, false), false)
-			step("stale SYNC rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, true), false)
+			step("stale SAVE rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, sqldialect.GuardNewer), false)
+			step("stale SYNC rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, sqldialect.GuardNotOlder), false)
+			step("stale repair SYNC rev 1 from before the delete", b.upsertOne(t, batched, 1, "stale", 1, tu, sqldialect.GuardAny), false)
 			b.want(t, 1, "recreated", 0)
-			step("update rev 1 of the re-created row", b.upsertOne(t, batched, 1, "again", 1, t3, false), true)
+			step("update rev 1 of the re-created row", b.upsertOne(t, batched, 1, "again", 1, t3, sqldialect.GuardNewer), true)
 			b.want(t, 1, "again", 1)
 
 			// The re-creation has the revision of the first creation: only
 			// cqrs_updated tells the two apart.
-			step("create rev 0 of key 2", b.upsertOne(t, batched, 2, "created", 0, tc, false), true)
+			step("create rev 0 of key 2", b.upsertOne(t, batched, 2, "created", 0, tc, sqldialect.GuardNewer), true)
 			if n := b.delete(t, 2, 1, t1); n != 1 {
 				t.Fatalf("DELETE rev 1 of key 2 deleted %d rows, want 1", n)
 			}
-			step("stale SAVE rev 0 of key 2", b.upsertOne(t, batched, 2, "stale", 0, tc, false), false)
+			step("stale SAVE rev 0 of key 2", b.upsertOne(t, batched, 2, "stale", 0, tc, sqldialect.GuardNewer), false)
 			b.wantGone(t, 2)
-			step("re-create rev 0 of key 2", b.upsertOne(t, batched, 2, "recreated", 0, t2, false), true)
+			step("re-create rev 0 of key 2", b.upsertOne(t, batched, 2, "recreated", 0, t2, sqldialect.GuardNewer), true)
 			b.want(t, 2, "recreated", 0)
 			step("DELETE rev 1 of key 2 redelivered", b.deleteOne(t, batched, 2, 1, t1), false)
 			b.want(t, 2, "recreated", 0)
