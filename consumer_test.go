@@ -769,3 +769,46 @@ func TestConsumerMaxDelayedIsAtMostHalfThePrefetch(t *testing.T) {
 		t.Fatalf("NewConsumer error = %v, want MaxDelayed refused", err)
 	}
 }
+
+// TestConsumerRetriedBroadcastSyncStaysBroadcast: the replica sends a retry
+// to its own queue alone, the route of an operator's one-queue SYNC, which
+// overwrites whatever the revision. A broadcast SYNC that failed once and
+// comes back after a newer SAVE must still not downgrade the row, and its
+// dead letter must keep the mark for a later retry.
+func TestConsumerRetriedBroadcastSyncStaysBroadcast(t *testing.T) {
+	t.Parallel()
+	failed := make(chan struct{})
+	var once sync.Once
+	var newerSeen atomic.Bool
+	model := &cqrsync.ReplicaModel{
+		CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal},
+		OnSave: func(ctx context.Context, ex sqldialect.Executor, e *cqrsync.ReplicaEvent) error {
+			if e.Revision == 3 {
+				newerSeen.Store(true)
+			}
+			if e.Signal == cqrsync.SignalSync && !newerSeen.Load() {
+				once.Do(func() { close(failed) })
+				return errors.New("the SYNC fails until the newer SAVE is in")
+			}
+			return nil
+		},
+	}
+	b := setupConsumer(t, consumerOpts{workers: 1, batch: 1, model: model, retry: cqrsync.RetryPolicy{
+		MaxRetries: 5, Delay: func(int) time.Duration { return 300 * time.Millisecond },
+	}})
+	now := time.Now()
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 1, 10, now))
+	b.publish(t, "djpeer_basic", saveBody("SYNC", 1, 2, 20, now.Add(time.Second)))
+	<-failed // the SYNC waits for its retry; a newer SAVE overtakes it
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 3, 30, now.Add(2*time.Second)))
+	b.settle(t)
+	if rev, v, _ := b.row(t, 1); rev != 3 || v != 30 {
+		t.Fatalf("row 1 = revision %d, int_field %d; want 3, 30: the retried broadcast SYNC downgraded it", rev, v)
+	}
+	if st := b.consumer.Stats(); st.Retried != 1 {
+		t.Fatalf("stats = %+v, want one retry", st)
+	}
+	if strings.Contains(b.logs.String(), "SYNC downgraded") {
+		t.Fatalf("a retried broadcast SYNC was taken for a one-queue repair:\n%s", b.logs.String())
+	}
+}

@@ -25,6 +25,9 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 		return it, false
 	}
 	p.Queue = d.Queue
+	if d.Headers[HeaderBroadcast] != "" {
+		p.Queue = "" // a copy of a broadcast event (a retry): not an operator's one-queue SYNC
+	}
 	if c.caps.DelayedRedelivery && d.Attempt > 1 {
 		// Retried by NackDelay: the body still says how often it was
 		// retried before; the broker counts the rest.
@@ -238,10 +241,10 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 	// and an unroutable dead letter would come back for ever.
 	msg := transport.Message{
 		CQRSID: cqrsID, Queue: c.cfg.DeadLetterQueue, IntoQueue: true, Body: body,
-		Headers: map[string]string{
+		Headers: broadcastHeaders(it.p, map[string]string{
 			HeaderDeadLetterReason: truncate(reason.Error(), 1000),
 			HeaderDeadLetteredAt:   c.cfg.Now().UTC().Format(time.RFC3339Nano),
-		},
+		}),
 	}
 	if c.cfg.DeadLetterTTL > 0 {
 		msg.Expiration = c.cfg.DeadLetterTTL
@@ -356,7 +359,7 @@ func (c *Consumer) requeue(ctx context.Context, it item) {
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	msg := transport.Message{CQRSID: p.CQRSID, Queue: c.cfg.Queue, Body: body}
+	msg := transport.Message{CQRSID: p.CQRSID, Queue: c.cfg.Queue, Body: body, Headers: broadcastHeaders(it.p, nil)}
 	if err := c.cfg.Publisher.Publish(pctx, []transport.Message{msg}); err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "cqrsync: retry publish failed; returning the event to the queue", slog.Any("error", err))
 		if err := it.sub.Nack(pctx, true, it.d.ID); err != nil {

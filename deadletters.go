@@ -16,6 +16,26 @@ import (
 // was dead-lettered (RFC 3339, UTC), for selecting dead letters by age.
 const HeaderDeadLetteredAt = "x-cqrsync-dead-lettered-at"
 
+// HeaderBroadcast marks an event that the master broadcast to every queue
+// and that the replica later sent to its own queue alone: a retry, or a dead
+// letter and its retry. The route of such a copy says "this queue", and
+// without the mark a broadcast SYNC would come back as a one-queue SYNC,
+// which overwrites a newer row (see SignalSync). django-cqrs ignores it.
+const HeaderBroadcast = "x-cqrsync-broadcast"
+
+// broadcastHeaders returns headers with HeaderBroadcast set when p came
+// broadcast, for a copy of it sent to one queue.
+func broadcastHeaders(p *Payload, headers map[string]string) map[string]string {
+	if p == nil || p.Queue != "" {
+		return headers
+	}
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	headers[HeaderBroadcast] = "1"
+	return headers
+}
+
 // DeadLetterFilter selects dead letters. The zero value selects all.
 type DeadLetterFilter struct {
 	// CQRSIDs, when not empty, selects these models only.
@@ -197,7 +217,11 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 		if err != nil {
 			return transport.DeadLetterKeep, err
 		}
-		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body}}); err != nil {
+		var headers map[string]string
+		if m.Headers[HeaderBroadcast] != "" {
+			headers = map[string]string{HeaderBroadcast: "1"}
+		}
+		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body, Headers: headers}}); err != nil {
 			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
 		}
 		return transport.DeadLetterRemove, nil

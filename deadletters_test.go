@@ -71,6 +71,11 @@ func TestDeadLettersRetryResetsAndRemovesAfterConfirm(t *testing.T) {
 	if d.Queue != b.queue || !bytes.Contains(d.Body, []byte(`"retries":0,"expires":"2030-01-02T12:00:00+00:00"`)) {
 		t.Fatalf("retried event: queue %q body %s; want the direct route and reset retries/expires", d.Queue, d.Body)
 	}
+	// The events came broadcast: their copies keep the mark, so that a
+	// retried SYNC is not taken for an operator's one-queue repair.
+	if d.Headers[cqrsync.HeaderBroadcast] != "1" {
+		t.Fatalf("retried event headers = %v, want %s: the event was broadcast", d.Headers, cqrsync.HeaderBroadcast)
+	}
 }
 
 func TestDeadLettersPurgeSelects(t *testing.T) {
