@@ -728,7 +728,7 @@ func (m *Master[TTx]) modelTable(ctx context.Context, ex sqldialect.Executor, cq
 // table returns the model's table, checking that the columns the model
 // names exist.
 func (m *Master[TTx]) table(ctx context.Context, ex sqldialect.Executor, mm *MasterModel) (*tableInfo, error) {
-	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	ti, err := m.tables.get(ctx, ex, mm.CQRSID, mm.Table, mm.Types)
 	if err != nil {
 		return nil, err
 	}
