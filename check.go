@@ -144,7 +144,7 @@ func checkMigration(ctx context.Context, d sqldialect.Dialect, ex sqldialect.Exe
 			return nil, fmt.Errorf("cqrsync: reading the columns of table %s: %w", table, err)
 		}
 		var missing []string
-		for _, want := range sqldialect.MigrationColumns()[table] {
+		for _, want := range sqldialect.MigrationColumns(d)[table] {
 			if !slices.ContainsFunc(cols, func(c sqldialect.Column) bool { return c.Name == want }) {
 				missing = append(missing, want)
 			}

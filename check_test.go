@@ -193,3 +193,18 @@ func migrateAnd(t *testing.T, d sqldialect.Dialect, db *sql.DB, ddl ...string) {
 		}
 	}
 }
+
+// TestCheckOutboxColumns: an outbox without the columns the current
+// migration creates (made by hand or by an older version) is a schema
+// problem that names the columns and what to run.
+func TestCheckOutboxColumns(t *testing.T) {
+	t.Parallel()
+	for _, dbx := range checkDatabases {
+		t.Run(dbx.name, func(t *testing.T) {
+			t.Parallel()
+			db := dbx.open(t, `DROP TABLE cqrs_outbox`, `CREATE TABLE cqrs_outbox (id INTEGER PRIMARY KEY, cqrs_id VARCHAR(50))`)
+			wantProblems(t, cqrsync.CheckOutbox(t.Context(), dbx.dialect, sqldialect.FromSQL(db)),
+				"table cqrs_outbox has no column queue, body, created_us, lease_us", "run cqrsync migrate")
+		})
+	}
+}

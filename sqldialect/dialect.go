@@ -134,17 +134,20 @@ const (
 	TombstonesTable = "cqrs_tombstones"
 )
 
-// MigrationColumns returns the tables the current migration creates, each
-// with its columns in table order, the same for every dialect: what a
-// schema check compares with the database to know that Migrate has run and
-// that the tables are the current version's. The migration carries no
-// version record; it stays idempotent instead (CREATE ... IF NOT EXISTS,
-// and a later version adds its columns with statements safe to run again),
-// so running Migrate again is the upgrade path, and these columns tell
-// whether it is needed.
-func MigrationColumns() map[string][]string {
+// MigrationColumns returns the tables the current migration of d creates,
+// each with its columns in table order: what a schema check compares with
+// the database to know that Migrate has run and that the tables are the
+// current version's. The migration carries no version record; it stays
+// idempotent instead (CREATE ... IF NOT EXISTS, and a later version adds
+// its columns with statements safe to run again), so running Migrate again
+// is the upgrade path, and these columns tell whether it is needed.
+func MigrationColumns(d Dialect) map[string][]string {
+	outbox := []string{"id", "cqrs_id", "queue", "body", "created_us", "lease_us"}
+	if d.Name() == "mysql" {
+		outbox = append(outbox, "lease_token") // MySQL has no RETURNING: a claim reads its rows back by token
+	}
 	return map[string][]string{
-		OutboxTable:     {"id", "cqrs_id", "queue", "body", "created_us", "lease_us"},
+		OutboxTable:     outbox,
 		TombstonesTable: {"cqrs_id", "pk", "revision", "updated_us", "deleted_us"},
 	}
 }

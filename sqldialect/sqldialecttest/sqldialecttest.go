@@ -183,7 +183,7 @@ func testMigrate(t *testing.T, h *Harness) {
 		t.Fatal("MigrationSQL is empty")
 	}
 	// The columns a schema check expects are those the migration creates.
-	for table, want := range sqldialect.MigrationColumns() {
+	for table, want := range sqldialect.MigrationColumns(b.d) {
 		cols, err := b.d.TableColumns(b.ctx, b.ex, table)
 		if err != nil {
 			t.Fatalf("TableColumns(%s): %v", table, err)
