@@ -72,7 +72,11 @@ func (c *tableCache) get(ctx context.Context, ex sqldialect.Executor, cqrsID, ta
 		return nil, err
 	}
 	if len(problems) > 0 {
-		return nil, errSchema(nil, "cqrsync: %s", strings.Join(problems, "; "))
+		var cause error
+		if ti == nil {
+			cause = sqldialect.ErrNoTable
+		}
+		return nil, errSchema(cause, "cqrsync: %s", strings.Join(problems, "; "))
 	}
 	c.put(cqrsID, ti)
 	return ti, nil
