@@ -9,8 +9,8 @@ demo: ## Run the embedded demo (SQLite + in-memory broker)
 test: ## Run every test with the race detector (the README's command)
 	go test -race -count=1 ./...
 
-test/short: ## Run the tests without the race detector
-	go test -count=1 ./...
+test/short: ## The short lane: go test -short (one convergence seed, no bench runs, no slow tests)
+	go test -short -count=1 ./...
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)

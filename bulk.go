@@ -199,7 +199,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 		return res, fmt.Errorf("%w: model %s has no table (NoDBOperations)", ErrBadDump, res.CQRSID)
 	}
 	// A missing table or column would fail every line: say it once.
-	if _, err := r.tables.get(ctx, sqldialect.FromSQL(db), rm.Table, rm.Types); err != nil {
+	if _, err := r.tables.get(ctx, sqldialect.FromSQL(db), rm.CQRSID, rm.Table, rm.Types); err != nil {
 		return res, errtext.Errorf("cqrsync: load: %w", err)
 	}
 	now := r.cfg.Now()

@@ -100,13 +100,7 @@ func (b *rabbitBundle) deadLetters(t *testing.T) []*transport.Message {
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	cqrsynctesting.Eventually(t, timeout, what, cond)
 }
 
 // TestRabbitMQEndToEnd: a master's changes reach a PostgreSQL replica

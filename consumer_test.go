@@ -155,13 +155,7 @@ func (b *consumerBundle) row(t *testing.T, id int64) (rev, intField int64, ok bo
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for "+format, append([]any{timeout}, args...)...)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	cqrsynctesting.Eventually(t, timeout, fmt.Sprintf(format, args...), cond)
 }
 
 // syncBuffer is a buffer safe for concurrent writers.

@@ -23,8 +23,8 @@ import (
 )
 
 // convergenceSeeds returns the seeds of a test's runs on one replica
-// database: runs random ones; CQRSYNC_CONVERGENCE_SEEDS overrides how many,
-// CQRSYNC_CONVERGENCE_SEED replays one run.
+// database: runs random ones, one under -short; CQRSYNC_CONVERGENCE_SEEDS
+// overrides how many, CQRSYNC_CONVERGENCE_SEED replays one run.
 func convergenceSeeds(t *testing.T, runs int) []uint64 {
 	if s := os.Getenv("CQRSYNC_CONVERGENCE_SEED"); s != "" {
 		seed, err := strconv.ParseUint(s, 10, 64)
@@ -32,6 +32,9 @@ func convergenceSeeds(t *testing.T, runs int) []uint64 {
 			t.Fatal(err)
 		}
 		return []uint64{seed}
+	}
+	if testing.Short() {
+		runs = 1
 	}
 	n, _ := strconv.Atoi(os.Getenv("CQRSYNC_CONVERGENCE_SEEDS"))
 	seeds := make([]uint64, cmp.Or(n, runs))

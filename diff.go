@@ -166,7 +166,7 @@ func (r *Replica) tableModel(ctx context.Context, ex sqldialect.Executor, cqrsID
 	if rm.NoDBOperations {
 		return nil, nil, fmt.Errorf("cqrsync: model %s has no table (NoDBOperations)", cqrsID)
 	}
-	ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
+	ti, err := r.tables.get(ctx, ex, rm.CQRSID, rm.Table, rm.Types)
 	return rm, ti, err
 }
 

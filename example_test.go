@@ -52,12 +52,18 @@ func Example() {
 	relay, _ := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub})
 	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}})
+	if err := master.Check(ctx, sqldialect.FromSQL(masterDB)); err != nil {
+		panic(err) // names every missing table or column, and what to run
+	}
 	_ = relay.Start(ctx)
 	defer relay.Stop()
 
 	// The replica service: consumer and replica model.
 	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
 	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account_copy"})
+	if err := replica.Check(ctx, sqldialect.FromSQL(replicaDB)); err != nil {
+		panic(err)
+	}
 	consumer, _ := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
 		Replica: replica, DB: replicaDB, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing",
 	})

@@ -753,27 +753,37 @@ func (m *Master[TTx]) modelTable(ctx context.Context, ex sqldialect.Executor, cq
 // table returns the model's table, checking that the columns the model
 // names exist.
 func (m *Master[TTx]) table(ctx context.Context, ex sqldialect.Executor, mm *MasterModel) (*tableInfo, error) {
-	ti, err := m.tables.get(ctx, ex, mm.Table, mm.Types)
+	ti, err := m.tables.get(ctx, ex, mm.CQRSID, mm.Table, mm.Types)
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
+	if problems := masterProblems(mm, ti); len(problems) > 0 {
+		return nil, errSchema(nil, "cqrsync: MasterModel %q: %s", mm.CQRSID, strings.Join(problems, "; "))
+	}
+	return ti, nil
+}
+
+// masterProblems lists what the model's table lacks for the columns the
+// model names (beyond those tableCache.read checks), each with what to do.
+func masterProblems(mm *MasterModel, ti *tableInfo) []string {
+	var problems, missing []string
 	for _, f := range slices.Concat([]string{mm.PK}, mm.Fields, mm.TrackedFields, slices.Sorted(maps.Keys(mm.FieldNames))) {
 		if !ti.has(f) && !slices.Contains(missing, f) {
 			missing = append(missing, f)
 		}
 	}
 	if len(missing) > 0 {
-		return nil, errSchema(nil, "cqrsync: MasterModel %q: table %s has no column %v (check PK, Fields, TrackedFields and FieldNames)", mm.CQRSID, mm.Table, missing)
+		problems = append(problems, fmt.Sprintf("table %s has no column %v (check PK, Fields, TrackedFields and FieldNames)", mm.Table, missing))
 	}
-	for col, name := range mm.FieldNames {
+	for _, col := range slices.Sorted(maps.Keys(mm.FieldNames)) {
+		name := mm.FieldNames[col]
 		_, renamed := mm.FieldNames[name]
 		if ti.has(name) && !renamed && (mm.Fields == nil || slices.Contains(mm.Fields, name)) {
-			return nil, errSchema(nil, "cqrsync: MasterModel %q: FieldNames renames %s to %q, and table %s sends its own column %s too: rename that one as well, or leave it out of Fields",
-				mm.CQRSID, col, name, mm.Table, name)
+			problems = append(problems, fmt.Sprintf("FieldNames renames %s to %q, and table %s sends its own column %s too: rename that one as well, or leave it out of Fields",
+				col, name, mm.Table, name))
 		}
 	}
-	return ti, nil
+	return problems
 }
 
 // uniqueKeys drops repeated keys, keeping the first of each: a key listed

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -37,9 +39,9 @@ func errSchema(cause error, format string, args ...any) error {
 	return &schemaError{msg: fmt.Sprintf(format, args...), cause: cause}
 }
 
-// tableInfo is what cqrsync knows of a table's columns: their order, types
-// and constraints. It is read from the database once, on first use, and
-// merged with the types a model declares.
+// tableInfo is what cqrsync knows of a model's table: the columns' order,
+// types and constraints, merged with the types the model declares. It is
+// read from the database once per model, by Check or on first use.
 type tableInfo struct {
 	columns []sqldialect.Column
 	types   map[string]ValueType
@@ -48,52 +50,107 @@ type tableInfo struct {
 
 func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
 
-// tableCache introspects tables lazily, once each.
+// tableCache holds the table metadata of each model, keyed by CQRS ID: two
+// models on one table may declare different Types.
 type tableCache struct {
 	dialect sqldialect.Dialect
 	mu      sync.Mutex
-	tables  map[string]*tableInfo
+	models  map[string]*tableInfo
 }
 
-func (c *tableCache) get(ctx context.Context, ex sqldialect.Executor, table string, declared map[string]ValueType) (*tableInfo, error) {
+// get returns the metadata of the model cqrsID, whose table is table and
+// whose declared types are declared, reading it on first use.
+func (c *tableCache) get(ctx context.Context, ex sqldialect.Executor, cqrsID, table string, declared map[string]ValueType) (*tableInfo, error) {
 	c.mu.Lock()
-	ti, ok := c.tables[table]
+	ti, ok := c.models[cqrsID]
 	c.mu.Unlock()
 	if ok {
 		return ti, nil
 	}
-	cols, err := c.dialect.TableColumns(ctx, ex, table)
-	if errors.Is(err, sqldialect.ErrNoTable) {
-		return nil, errSchema(err, "cqrsync: table %s does not exist: create it, or fix the model's table name", table)
-	}
+	ti, problems, err := c.read(ctx, ex, table, declared)
 	if err != nil {
 		return nil, err
+	}
+	if len(problems) > 0 {
+		var cause error
+		if ti == nil {
+			cause = sqldialect.ErrNoTable
+		}
+		return nil, errSchema(cause, "cqrsync: %s", strings.Join(problems, "; "))
+	}
+	c.put(cqrsID, ti)
+	return ti, nil
+}
+
+// put caches the metadata of the model cqrsID.
+func (c *tableCache) put(cqrsID string, ti *tableInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.models == nil {
+		c.models = make(map[string]*tableInfo)
+	}
+	c.models[cqrsID] = ti
+}
+
+// read describes table with the declared types merged in. problems lists
+// what the table lacks for them, each with what to do: the table itself
+// (ti is then nil), the version columns, a column declared in Types. err is
+// a failure to look.
+func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table string, declared map[string]ValueType) (ti *tableInfo, problems []string, err error) {
+	cols, err := c.dialect.TableColumns(ctx, ex, table)
+	if errors.Is(err, sqldialect.ErrNoTable) {
+		return nil, []string{fmt.Sprintf("table %s does not exist: create it, with the model's columns and %s and %s (see the package docs), or fix the model's table name", table, RevisionField, UpdatedField)}, nil
+	}
+	if err != nil {
+		return nil, nil, errtext.Errorf("cqrsync: reading the columns of table %s: %w", table, err)
 	}
 	ti = &tableInfo{columns: cols, types: make(map[string]ValueType, len(cols)), byName: make(map[string]int, len(cols))}
 	for i, col := range cols {
 		ti.byName[col.Name] = i
 		ti.types[col.Name] = ValueTypeOfSQL(col.DeclaredType)
 	}
-	for name, t := range declared {
-		if !ti.has(name) {
-			return nil, errSchema(nil, "cqrsync: table %s has no column %q (declared in Types)", table, name)
+	var version, undeclared []string
+	for _, need := range []string{RevisionField, UpdatedField} {
+		if !ti.has(need) {
+			version = append(version, need)
 		}
-		ti.types[name] = t
+	}
+	if len(version) > 0 {
+		ddl := make([]string, len(version))
+		for i, col := range version {
+			ddl[i] = addColumnSQL(c.dialect, table, col)
+		}
+		them := "them"
+		if len(version) == 1 {
+			them = "it"
+		}
+		problems = append(problems, fmt.Sprintf("table %s has no column %s: add %s: %s", table, strings.Join(version, ", "), them, strings.Join(ddl, "; ")))
+	}
+	for _, name := range slices.Sorted(maps.Keys(declared)) {
+		if !ti.has(name) {
+			undeclared = append(undeclared, name)
+			continue
+		}
+		ti.types[name] = declared[name]
+	}
+	if len(undeclared) > 0 {
+		problems = append(problems, fmt.Sprintf("table %s has no column %s (declared in Types): add it, or fix the model's Types", table, strings.Join(undeclared, ", ")))
 	}
 	ti.types[RevisionField] = TypeInt
 	ti.types[UpdatedField] = TypeDateTime
-	for _, need := range []string{RevisionField, UpdatedField} {
-		if !ti.has(need) {
-			return nil, errSchema(nil, "cqrsync: table %s has no %s column: add it (see the package docs for the DDL)", table, need)
+	return ti, problems, nil
+}
+
+// addColumnSQL is the DDL that adds one of the two version columns.
+func addColumnSQL(d sqldialect.Dialect, table, col string) string {
+	typ := "INTEGER NOT NULL DEFAULT 0"
+	if col == UpdatedField {
+		typ = map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[d.Name()]
+		if typ == "" {
+			typ = "DATETIME"
 		}
 	}
-	c.mu.Lock()
-	if c.tables == nil {
-		c.tables = make(map[string]*tableInfo)
-	}
-	c.tables[table] = ti
-	c.mu.Unlock()
-	return ti, nil
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.QuoteIdent(table), d.QuoteIdent(col), typ)
 }
 
 // validName reports whether s is usable as a CQRS ID or queue name: a topic

@@ -306,7 +306,7 @@ func (r *Replica) apply(ctx context.Context, ex sqldialect.Executor, rm *Replica
 	if rm.NoDBOperations {
 		return r.applyHandlers(ctx, ex, rm, p)
 	}
-	ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
+	ti, err := r.tables.get(ctx, ex, rm.CQRSID, rm.Table, rm.Types)
 	if err != nil {
 		return 0, err
 	}

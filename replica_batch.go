@@ -86,7 +86,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 		p := ps[i]
 		rm, ok := r.Model(p.CQRSID)
 		if ok && rm.plain() && p.SignalType == SignalDelete {
-			ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
+			ti, err := r.tables.get(ctx, ex, rm.CQRSID, rm.Table, rm.Types)
 			if err != nil {
 				return err
 			}
@@ -119,7 +119,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 			outs[i] = out
 			continue
 		}
-		ti, err := r.tables.get(ctx, ex, rm.Table, rm.Types)
+		ti, err := r.tables.get(ctx, ex, rm.CQRSID, rm.Table, rm.Types)
 		if err != nil {
 			return err
 		}

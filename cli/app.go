@@ -81,6 +81,8 @@ type App struct {
 type Master interface {
 	// Models returns the registered CQRS IDs.
 	Models() []string
+	// Check verifies the outbox and the tables of the given models.
+	Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error
 	// SyncQuery enqueues SYNCs of the rows a filter selects.
 	SyncQuery(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *cqrsync.SyncOpts) (int64, error)
 	// Dump writes the bulk dump of a model.

@@ -68,11 +68,7 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 				if len(ids) == 0 {
 					ids = s.app.Replica.Models()
 				}
-				sc := s.schemaCheck()
-				if err := errors.Join(sc.migrated(tombstonesTable), sc.replicaModels(s.app.Replica, ids)); err != nil {
-					return err
-				}
-				if err := sc.err(); err != nil {
+				if err := s.app.Replica.Check(s.ctx, s.ex(), ids...); err != nil {
 					return err
 				}
 				tr, err := s.transport()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pglisten"
@@ -51,11 +52,7 @@ it runs, and the count of events it published when it stops.`,
 				return UsageError{Err: errtext.Errorf("--poll-interval must be positive, got %v", poll)}
 			}
 			return st.run(cmd, Needs{DB: true, Transport: true}, nil, func(s *session) error {
-				sc := s.schemaCheck()
-				if err := sc.migrated(outboxTable); err != nil {
-					return err
-				}
-				if err := sc.err(); err != nil {
+				if err := cqrsync.CheckOutbox(s.ctx, s.app.Dialect, s.ex()); err != nil {
 					return err
 				}
 				tr, err := s.transport()

@@ -99,6 +99,10 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 					fmt.Fprintf(s.env.Out, "Dry run: would sync %d instance(s) of %s to %s; %d instance(s) processed. Nothing was sent.\n", written, cqrsID, target, processed)
 					return nil
 				}
+				// Check the outbox and the model's table before enqueuing anything.
+				if err := s.app.Master.Check(s.ctx, s.ex(), cqrsID); err != nil {
+					return err
+				}
 				// Connect first: if the broker is down, enqueue nothing.
 				var tr *Transport
 				if needs.Transport {

@@ -123,3 +123,17 @@ func TestSyncFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncChecksSchema: sync on a database without the outbox is a
+// configuration error (exit 2) that says to migrate, found before the
+// command connects to the broker or reads a row.
+func TestSyncChecksSchema(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.loadMaster(t)
+	if _, err := b.masterDB.ExecContext(t.Context(), "DROP TABLE cqrs_outbox"); err != nil {
+		t.Fatal(err)
+	}
+	run(t, b.master, "", "sync", "-c", "djpeer_basic", "--no-wait").fails(t, cli.ExitUsage,
+		"sync: table cqrs_outbox does not exist: run cqrsync migrate")
+}

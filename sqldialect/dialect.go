@@ -129,6 +129,30 @@ type Dialect interface {
 	PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error)
 }
 
+// Names of cqrsync's own tables, which Migrate creates.
+const (
+	OutboxTable     = "cqrs_outbox"
+	TombstonesTable = "cqrs_tombstones"
+)
+
+// MigrationColumns returns the tables the current migration of d creates,
+// each with its columns in table order: what a schema check compares with
+// the database to know that Migrate has run and that the tables are the
+// current version's. The migration carries no version record; it stays
+// idempotent instead (CREATE ... IF NOT EXISTS, and a later version adds
+// its columns with statements safe to run again), so running Migrate again
+// is the upgrade path, and these columns tell whether it is needed.
+func MigrationColumns(d Dialect) map[string][]string {
+	outbox := []string{"id", "cqrs_id", "queue", "body", "created_us", "lease_us"}
+	if d.Name() == "mysql" {
+		outbox = append(outbox, "lease_token") // MySQL has no RETURNING: a claim reads its rows back by token
+	}
+	return map[string][]string{
+		OutboxTable:     outbox,
+		TombstonesTable: {"cqrs_id", "pk", "revision", "updated_us", "deleted_us"},
+	}
+}
+
 // ErrNoTable is wrapped by TableColumns when the table does not exist.
 var ErrNoTable = errors.New("sqldialect: table does not exist")
 

@@ -108,6 +108,7 @@ func mysqlHarness(newDB func(t *testing.T) *sql.DB) *sqldialecttest.Harness {
 // in a session without strict mode (an empty sql_mode), as a user's may
 // be: a value too long for its column still fails rather than being cut.
 func TestMySQLLongValuesNonStrictSession(t *testing.T) {
+	testenv.Slow(t, "TestMySQL/LongValues covers the strict session")
 	t.Parallel()
 	sqldialecttest.RunLongValues(t, mysqlHarness(func(t *testing.T) *sql.DB {
 		t.Helper()

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/testenv"
 )
 
 // TestConsumePoolBounded: a consumer with 4 workers applying one event per
@@ -18,6 +19,7 @@ import (
 // transaction (Go's default keeps 2 idle): the connections it opens through
 // a counting proxy stay within workers + the tombstone purge + slack.
 func TestConsumePoolBounded(t *testing.T) {
+	testenv.Slow(t, "800 events one transaction each")
 	t.Parallel()
 	const n, workers = 800, 4
 	mq := newBroker(t)

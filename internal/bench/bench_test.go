@@ -12,12 +12,13 @@ import (
 	"github.com/cqrsync/cqrsync/internal/testenv"
 )
 
-// TestRunShort runs `cqrsync bench --short` once per database pair and
-// asserts only that it completes and that the replica converged; the
-// figures depend on the machine and are not checked. RabbitMQ (and
-// PostgreSQL) come from testenv: skipped locally when absent, a failure
-// under CI=true.
+// TestRunShort runs `cqrsync bench --short` once per database pair (not
+// under go test -short) and asserts only that it completes and that the
+// replica converged; the figures depend on the machine and are not
+// checked. RabbitMQ (and PostgreSQL) come from testenv: skipped locally
+// when absent, a failure under CI=true.
 func TestRunShort(t *testing.T) {
+	testenv.Slow(t, "a benchmark run")
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string

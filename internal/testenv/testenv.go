@@ -26,6 +26,16 @@ const (
 // service is a failure, never a skip.
 func InCI() bool { return os.Getenv("CI") == "true" }
 
+// Slow marks a test that takes more than a few seconds: go test -short
+// (the short lane, see TESTING.md) skips it, saying why; the full run keeps
+// it.
+func Slow(tb testing.TB, why string) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("slow, left out of go test -short: " + why)
+	}
+}
+
 // PostgresURL returns CQRSYNC_POSTGRES_URL or the local default, after
 // checking that the server answers.
 func PostgresURL(tb testing.TB) string {

@@ -182,6 +182,20 @@ func testMigrate(t *testing.T, h *Harness) {
 	if b.d.MigrationSQL() == "" {
 		t.Fatal("MigrationSQL is empty")
 	}
+	// The columns a schema check expects are those the migration creates.
+	for table, want := range sqldialect.MigrationColumns(b.d) {
+		cols, err := b.d.TableColumns(b.ctx, b.ex, table)
+		if err != nil {
+			t.Fatalf("TableColumns(%s): %v", table, err)
+		}
+		var got []string
+		for _, c := range cols {
+			got = append(got, c.Name)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("table %s has columns %v after Migrate; MigrationColumns says %v: update one or the other", table, got, want)
+		}
+	}
 }
 
 func testTableColumns(t *testing.T, h *Harness) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -83,6 +84,7 @@ func TestNewValidates(t *testing.T) {
 // TestNewRedactsCredentials: connection errors name the broker with the
 // password replaced, whether the host is unreachable or the password wrong.
 func TestNewRedactsCredentials(t *testing.T) {
+	testenv.Slow(t, "RabbitMQ answers a wrong password after a delay")
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -117,6 +119,7 @@ func TestNewRedactsCredentials(t *testing.T) {
 // password. It needs a user whose password differs from its name, created
 // with rabbitmqctl.
 func TestLogsRedactCredentials(t *testing.T) {
+	testenv.Slow(t, "creates a user with rabbitmqctl")
 	t.Parallel()
 	b := setup(t)
 	ctl := rabbitmqctl(t, "cannot create a test user")

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
@@ -185,6 +186,7 @@ func equalJSON(a, b any) bool {
 // (same CQRS IDs) and compares what the broker holds with topology.json:
 // exchange, queues, bindings and consumer, with the names mapped.
 func TestInteropTopology(t *testing.T) {
+	testenv.Slow(t, "reads the topology through rabbitmqctl")
 	t.Parallel()
 	dir := vectorsDir(t)
 	raw, err := os.ReadFile(filepath.Join(dir, "topology.json"))
