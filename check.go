@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 

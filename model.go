@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
