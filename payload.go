@@ -68,6 +68,11 @@ type Payload struct {
 	// event was aimed at (from its routing key cqrs.<queue>.<cqrs_id>), empty
 	// for a broadcast. Encoding ignores it.
 	Queue string
+	// Headers are not part of the body either: the transport headers a
+	// received event arrived with — those the master stored with it (its
+	// correlation ID, a propagated trace context) and the transport's own.
+	// Nil when none. Encoding ignores them.
+	Headers map[string]string
 }
 
 // AppendJSON appends the body of p to dst as a django-cqrs master writes
