@@ -208,10 +208,19 @@ func (d *standard) TableColumns(ctx context.Context, ex Executor, table string) 
 }
 
 func (d *standard) InsertOutbox(ctx context.Context, ex Executor, rows []OutboxRow) error {
-	const perRow = 5
-	for chunk := range slices.Chunk(rows, maxParams/perRow) {
+	for chunk := range slices.Chunk(rows, maxParams/5) {
+		// The headers column only when a row has some: one argument fewer
+		// per row is a few allocations fewer in the driver, on every capture
+		// of a master without a Propagator or correlation IDs.
+		withHeaders := slices.ContainsFunc(chunk, func(r OutboxRow) bool { return len(r.Headers) > 0 })
+		perRow := 4
 		var b strings.Builder
-		b.WriteString("INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us, headers) VALUES ")
+		b.WriteString("INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us")
+		if withHeaders {
+			perRow = 5
+			b.WriteString(", headers")
+		}
+		b.WriteString(") VALUES ")
 		args := make([]any, 0, len(chunk)*perRow)
 		for i, r := range chunk {
 			if i > 0 {
@@ -220,7 +229,10 @@ func (d *standard) InsertOutbox(ctx context.Context, ex Executor, rows []OutboxR
 			b.WriteByte('(')
 			b.WriteString(d.params(i*perRow+1, perRow))
 			b.WriteByte(')')
-			args = append(args, r.CQRSID, r.Queue, r.Body, micros(r.CreatedAt), encodeHeaders(r.Headers))
+			args = append(args, r.CQRSID, r.Queue, r.Body, micros(r.CreatedAt))
+			if withHeaders {
+				args = append(args, encodeHeaders(r.Headers))
+			}
 		}
 		if _, err := ex.Exec(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("sqldialect: insert outbox: %w", err)
@@ -440,10 +452,15 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 		// The outbox row is inserted FROM the new row, so it exists exactly
 		// when the row does.
 		o := len(args)
-		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us, headers) "+
-			"SELECT %s, %s, %s, %s, %s FROM r RETURNING id) SELECT r.*, o.id FROM r CROSS JOIN o",
-			q, strings.Join(ret, ", "), d.placeholder(o+1), d.placeholder(o+2), d.placeholder(o+3), d.placeholder(o+4), d.placeholder(o+5))
-		args = append(args, p.Outbox.CQRSID, p.Outbox.Queue, p.Outbox.Body, micros(p.Outbox.CreatedAt), encodeHeaders(p.Outbox.Headers))
+		hcol, hval := "", ""
+		args = append(args, p.Outbox.CQRSID, p.Outbox.Queue, p.Outbox.Body, micros(p.Outbox.CreatedAt))
+		if len(p.Outbox.Headers) > 0 { // as in InsertOutbox
+			hcol, hval = ", headers", ", "+d.placeholder(o+5)
+			args = append(args, encodeHeaders(p.Outbox.Headers))
+		}
+		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us%s) "+
+			"SELECT %s, %s, %s, %s%s FROM r RETURNING id) SELECT r.*, o.id FROM r CROSS JOIN o",
+			q, strings.Join(ret, ", "), hcol, d.placeholder(o+1), d.placeholder(o+2), d.placeholder(o+3), d.placeholder(o+4), hval)
 	} else {
 		q += " RETURNING " + strings.Join(ret, ", ")
 	}

@@ -359,14 +359,14 @@ func testInsertRow(t *testing.T, h *Harness) {
 	// With an outbox row: written in the same statement where the dialect
 	// can, and then it is there with the returned id; elsewhere nothing is
 	// written to the outbox.
-	ev := &sqldialect.OutboxRow{CQRSID: "item", Queue: "q", Body: []byte(`{"x":1}`), CreatedAt: t0}
+	ev := &sqldialect.OutboxRow{CQRSID: "item", Queue: "q", Body: []byte(`{"x":1}`), CreatedAt: t0, Headers: map[string]string{"traceparent": "t"}}
 	_, id, withOutbox := insert(3, "c", ev)
 	rows, err := b.d.ClaimOutbox(b.ctx, b.ex, &sqldialect.ClaimOutboxParams{Limit: 10, Now: t0, LeaseUntil: t0.Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	switch {
-	case withOutbox && (len(rows) != 1 || rows[0].ID != id || string(rows[0].Body) != `{"x":1}` || rows[0].Queue != "q"):
+	case withOutbox && (len(rows) != 1 || rows[0].ID != id || string(rows[0].Body) != `{"x":1}` || rows[0].Queue != "q" || rows[0].Headers["traceparent"] != "t"):
 		t.Fatalf("InsertRow with an outbox row: outbox holds %+v, want one row with id %d", rows, id)
 	case !withOutbox && len(rows) != 0:
 		t.Fatalf("InsertRow reported no outbox row but the outbox holds %+v", rows)
