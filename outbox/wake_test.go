@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,6 +97,21 @@ func TestRelayWokenAfterCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.receive(t, 1)
+	}
+	// A failed function: rolled back, and no wake.
+	errFn := errors.New("refused")
+	err = cqrsync.RunTx(ctx, b.db, master, func(tx *sql.Tx) error {
+		if err := master.Insert(ctx, tx, "item", map[string]any{"id": captures + 1}); err != nil {
+			return err
+		}
+		return errFn
+	})
+	var kept int
+	if err := b.db.QueryRow("SELECT COUNT(*) FROM item WHERE id = ?", captures+1).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(err, errFn) || waker.n.Load() != captures || kept != 0 {
+		t.Fatalf("RunTx of a failing function = %v, %d wakes, %d rows kept; want its error, %d wakes, the row rolled back", err, waker.n.Load(), kept, captures)
 	}
 	if err := b.relay.Stop(); err != nil {
 		t.Fatal(err)
