@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/internal/startstop"
@@ -130,6 +131,9 @@ type ConsumerConfig struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Hooks, when set, observes every batch applied, retry, dead letter and
+	// each event's lag (see package hook). Nil costs nothing.
+	Hooks hook.Hooks
 }
 
 // WithDefaults returns a copy of c with zero fields set to their defaults.

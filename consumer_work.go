@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
@@ -25,6 +28,7 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 		return it, false
 	}
 	p.Queue = d.Queue
+	p.Headers = d.Headers
 	if d.Headers[HeaderBroadcast] != "" {
 		p.Queue = "" // a copy of a broadcast event (a retry): not an operator's one-queue SYNC
 	}
@@ -158,9 +162,15 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	}
 	var applied, dropped int64
 	started := false
+	var outs []Outcome
+	var began time.Time
+	if c.cfg.Hooks != nil {
+		began = time.Now()
+	}
 	err := pgxexec.RunTx(ctx, c.cfg.DB, func(ex sqldialect.Executor) error {
 		started = true
-		outs, err := c.cfg.Replica.ApplyBatch(ctx, ex, ps)
+		var err error
+		outs, err = c.cfg.Replica.ApplyBatch(ctx, ex, ps)
 		if err != nil {
 			return err
 		}
@@ -173,6 +183,9 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 		}
 		return nil
 	})
+	if c.cfg.Hooks != nil {
+		c.observeApply(ctx, ps, outs, time.Since(began), err)
+	}
 	switch {
 	case err == nil:
 	case !started: // no connection: the database is down
@@ -185,6 +198,51 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	c.applied.Add(applied)
 	c.dropped.Add(dropped)
 	return nil
+}
+
+// observeApply reports a batch to the hooks: its outcomes per model, and,
+// when it committed, each applied event's lag.
+func (c *Consumer) observeApply(ctx context.Context, ps []*Payload, outs []Outcome, took time.Duration, err error) {
+	var models []hook.Apply
+	for i, p := range ps {
+		k := slices.IndexFunc(models, func(a hook.Apply) bool { return a.CQRSID == p.CQRSID })
+		if k < 0 {
+			models = append(models, hook.Apply{CQRSID: p.CQRSID, Duration: took, Err: err})
+			k = len(models) - 1
+		}
+		a := &models[k]
+		a.Size++
+		if err != nil {
+			continue
+		}
+		switch out := outs[i]; {
+		case out.Applied():
+			a.Applied++
+		case out == OutcomeStale:
+			a.Stale++
+		case out == OutcomeDuplicate:
+			a.Duplicate++
+		case out == OutcomeTombstoned:
+			a.Tombstoned++
+		default: // OutcomeNoop, OutcomeIgnored
+			a.Ignored++
+		}
+	}
+	for _, a := range models {
+		c.cfg.Hooks.OnApply(ctx, a)
+	}
+	if err != nil {
+		return
+	}
+	now := c.cfg.Now()
+	for i, p := range ps {
+		if !outs[i].Applied() {
+			continue
+		}
+		if updated, err := p.Updated(); err == nil {
+			c.cfg.Hooks.OnLag(ctx, hook.Lag{CQRSID: p.CQRSID, Lag: now.Sub(updated)})
+		}
+	}
 }
 
 // ack settles items after their commit. An ack that fails (the connection
@@ -213,6 +271,9 @@ func (c *Consumer) fail(ctx context.Context, it item, err error, sched *schedule
 	if it.p.Retries < pol.MaxRetries && (pol.ShouldRetry == nil || pol.ShouldRetry(err)) {
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: event failed, will retry", attrs...)
 		delay := pol.Delay(it.p.Retries + 1)
+		if c.cfg.Hooks != nil {
+			c.cfg.Hooks.OnRetry(ctx, hook.Retry{CQRSID: it.p.CQRSID, Attempt: it.p.Retries + 1, Delay: delay, Reason: err})
+		}
 		if c.caps.DelayedRedelivery && c.nackDelay(ctx, it, delay) {
 			return
 		}
@@ -241,10 +302,7 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 	// and an unroutable dead letter would come back for ever.
 	msg := transport.Message{
 		CQRSID: cqrsID, Queue: c.cfg.DeadLetterQueue, IntoQueue: true, Body: body,
-		Headers: broadcastHeaders(it.p, map[string]string{
-			HeaderDeadLetterReason: truncate(reason.Error(), 1000),
-			HeaderDeadLetteredAt:   c.cfg.Now().UTC().Format(time.RFC3339Nano),
-		}),
+		Headers: deadLetterHeaders(it, reason, c.cfg.Now()),
 	}
 	if c.cfg.DeadLetterTTL > 0 {
 		msg.Expiration = c.cfg.DeadLetterTTL
@@ -258,9 +316,25 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 		return
 	}
 	c.deadLettered.Add(1)
+	if c.cfg.Hooks != nil {
+		c.cfg.Hooks.OnDeadLetter(ctx, hook.DeadLetter{CQRSID: cqrsID, Reason: reason})
+	}
 	if err := it.sub.Ack(pctx, it.d.ID); err != nil {
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: ack of a dead-lettered event failed; it may be dead-lettered twice", slog.Any("error", err))
 	}
+}
+
+// deadLetterHeaders are the headers of it's dead letter: the event's own
+// (trace context, correlation ID), the broadcast mark, the reason and the
+// time.
+func deadLetterHeaders(it item, reason error, now time.Time) map[string]string {
+	h := broadcastHeaders(it.p, maps.Clone(it.d.Headers))
+	if h == nil {
+		h = make(map[string]string, 2)
+	}
+	h[HeaderDeadLetterReason] = truncate(reason.Error(), 1000)
+	h[HeaderDeadLetteredAt] = now.UTC().Format(time.RFC3339Nano)
+	return h
 }
 
 // deadLetterRetryDelay is how long an event whose dead-letter publish failed
@@ -359,7 +433,9 @@ func (c *Consumer) requeue(ctx context.Context, it item) {
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	msg := transport.Message{CQRSID: p.CQRSID, Queue: c.cfg.Queue, Body: body, Headers: broadcastHeaders(it.p, nil)}
+	// The headers travel on with the event: its trace context and
+	// correlation ID must reach the handler on the retry too.
+	msg := transport.Message{CQRSID: p.CQRSID, Queue: c.cfg.Queue, Body: body, Headers: broadcastHeaders(it.p, maps.Clone(it.d.Headers))}
 	if err := c.cfg.Publisher.Publish(pctx, []transport.Message{msg}); err != nil {
 		c.cfg.Logger.ErrorContext(ctx, "cqrsync: retry publish failed; returning the event to the queue", slog.Any("error", err))
 		if err := it.sub.Nack(pctx, true, it.d.ID); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"time"
 
 	"github.com/cqrsync/cqrsync/internal/errtext"
@@ -217,9 +218,13 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 		if err != nil {
 			return transport.DeadLetterKeep, err
 		}
-		var headers map[string]string
-		if m.Headers[HeaderBroadcast] != "" {
-			headers = map[string]string{HeaderBroadcast: "1"}
+		// The event's own headers (trace context, correlation ID, the
+		// broadcast mark) go back with it; the dead letter's do not.
+		headers := maps.Clone(m.Headers)
+		delete(headers, HeaderDeadLetterReason)
+		delete(headers, HeaderDeadLetteredAt)
+		if len(headers) == 0 {
+			headers = nil
 		}
 		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body, Headers: headers}}); err != nil {
 			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)

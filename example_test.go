@@ -50,7 +50,8 @@ func Example() {
 
 	// The master service: capture, outbox, relay.
 	relay, _ := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub})
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify})
+	// Relay: the master wakes it after each commit (RunTx, Committed).
+	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: relay})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}})
 	if err := master.Check(ctx, sqldialect.FromSQL(masterDB)); err != nil {
 		panic(err) // names every missing table or column, and what to run
@@ -71,13 +72,17 @@ func Example() {
 	defer consumer.Stop()
 	<-consumer.Started()
 
-	// A change on the master, captured in its own transaction.
-	tx, _ := masterDB.BeginTx(ctx, nil)
-	_, _ = tx.Exec(`INSERT INTO account (id, name, secret) VALUES (1, 'Ada', 'hunter2')`)
-	if err := master.Create(ctx, tx, "account", 1); err != nil {
+	// A change on the master, captured in its own transaction; the event
+	// exists from the commit on, and RunTx then wakes the relay.
+	err := cqrsync.RunTx(ctx, masterDB, master, func(tx *sql.Tx) error {
+		if _, err := tx.Exec(`INSERT INTO account (id, name, secret) VALUES (1, 'Ada', 'hunter2')`); err != nil {
+			return err
+		}
+		return master.Create(ctx, tx, "account", 1)
+	})
+	if err != nil {
 		panic(err)
 	}
-	_ = tx.Commit() // the event exists from here on
 
 	// Wait for the replica to have it.
 	var name string

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
@@ -127,12 +128,70 @@ type MasterConfig struct {
 	// AutoUpdateFields makes partial updates (UpdateOpts.Fields) count as
 	// synced changes (django-cqrs's CQRS_AUTO_UPDATE_FIELDS). Default false.
 	AutoUpdateFields bool
-	// Notify is called after every capture that wrote outbox rows, so a
-	// relay in the same process wakes at once (pass Relay.Notify). The rows
-	// are visible to the relay when the caller's transaction commits.
+	// Relay, when set, is woken after the caller's transaction commits: by
+	// [RunTx], and by [Master.Committed] for callers that commit
+	// themselves. Pass the *outbox.Relay of this process; the relay then
+	// claims once per commit instead of polling.
+	Relay Waker
+	// Notify is called inside the caller's transaction after every capture
+	// that wrote outbox rows, before the rows are visible; the relay's
+	// Notify then polls quickly for a moment to see them commit. It is kept
+	// for existing callers: prefer Relay.
 	Notify func()
+	// Hooks, when set, observes every capture call (see package hook). Nil
+	// costs nothing.
+	Hooks hook.Hooks
+	// Propagator, when set, injects values of the capturing call's context
+	// (a trace context) into the headers stored with each event; a
+	// consumer's ReplicaConfig.Propagator extracts them into its handlers'
+	// context. Events carry their correlation ID as a header too.
+	Propagator hook.Propagator
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+// Waker is woken when a transaction that captured events has committed; an
+// *outbox.Relay is one.
+type Waker interface {
+	// Wake asks for a look at the outbox now. It must not block.
+	Wake()
+}
+
+// Committed tells the Relay of MasterConfig that a transaction which
+// captured events has committed, so it publishes them now. Call it after
+// your own Commit (RunTx calls it for you); without MasterConfig.Relay it
+// does nothing. Calling it after a transaction that captured nothing costs
+// one claim query in the relay.
+func (m *Master[TTx]) Committed() {
+	if m.cfg.Relay != nil {
+		m.cfg.Relay.Wake()
+	}
+}
+
+// RunTx runs fn in a transaction of db and commits it, or rolls it back if
+// fn returns an error or panics; after the commit it wakes the master's
+// relay (see [Master.Committed]), so the events captured in fn are
+// published at once.
+func RunTx(ctx context.Context, db *sql.DB, m *Master[*sql.Tx], fn func(tx *sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cqrsync: begin: %w", err)
+	}
+	ended := false
+	defer func() {
+		if !ended { // fn failed or panicked
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	ended = true // Commit ends the transaction, whether it succeeds or not
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cqrsync: commit: %w", err)
+	}
+	m.Committed()
+	return nil
 }
 
 // Master captures changes of registered master tables into the outbox,
@@ -263,7 +322,10 @@ func (m *Master[TTx]) model(cqrsID string) (*MasterModel, error) {
 // which the caller has just inserted in tx: it sets their cqrs_revision to 0
 // and cqrs_updated to now, and adds one SAVE event per row to the outbox in
 // the same transaction. See [Master] for when the events become visible.
-func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
+func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
+	}
 	return m.save(ctx, m.adapt(tx), cqrsID, true, nil, pks)
 }
 
@@ -287,7 +349,10 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 // tombstone, the database's own normalisation of a value), the event is
 // replaced by one built from the stored row, so the model's meta and
 // correlation-id functions may then be called twice.
-func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values map[string]any) error {
+func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values map[string]any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalSave, 1, time.Now(), &err)
+	}
 	ex := m.adapt(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
@@ -424,7 +489,10 @@ func columnValues(op string, mm *MasterModel, ti *tableInfo, values map[string]a
 // is changed. values may not hold the primary key, cqrs_revision or
 // cqrs_updated. For a model with tracked fields previous_data is null, as
 // with Update without a snapshot: use UpdateWith to fill it.
-func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk any, values map[string]any) error {
+func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk any, values map[string]any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalSave, 1, time.Now(), &err)
+	}
 	ex := m.adapt(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
@@ -487,7 +555,10 @@ func (m *Master[TTx]) predictRow(mm *MasterModel, ti *tableInfo, values map[stri
 // the caller has just changed in tx: it raises their cqrs_revision by one,
 // sets cqrs_updated to now, and adds one SAVE event per row to the outbox in
 // the same transaction.
-func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
+func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
+	}
 	return m.save(ctx, m.adapt(tx), cqrsID, false, nil, pks)
 }
 
@@ -508,7 +579,10 @@ type UpdateOpts struct {
 
 // UpdateWith is Update with options: previous values of tracked fields,
 // and partial updates.
-func (m *Master[TTx]) UpdateWith(ctx context.Context, tx TTx, cqrsID string, opts *UpdateOpts, pks ...any) error {
+func (m *Master[TTx]) UpdateWith(ctx context.Context, tx TTx, cqrsID string, opts *UpdateOpts, pks ...any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
+	}
 	return m.save(ctx, m.adapt(tx), cqrsID, false, opts, pks)
 }
 
@@ -543,7 +617,10 @@ func (m *Master[TTx]) Snapshot(ctx context.Context, tx TTx, cqrsID string, pks .
 // are an error wrapping ErrRowNotFound, and nothing is deleted. After any
 // other error (a row whose values cannot be read, the database failing)
 // part of the change may be made in tx: roll it back.
-func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...any) error {
+func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalDelete, len(pks), time.Now(), &err)
+	}
 	ex := m.adapt(tx)
 	pks = uniqueKeys(pks)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
@@ -626,7 +703,10 @@ func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm
 // without changing its revision: to every replica queue when queue is "",
 // else to that queue only (django-cqrs's cqrs_sync). tx may be any
 // transaction; the events become visible when it commits.
-func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pks ...any) error {
+func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pks ...any) (err error) {
+	if m.cfg.Hooks != nil {
+		defer m.observe(ctx, cqrsID, SignalSync, len(pks), time.Now(), &err)
+	}
 	ex := m.adapt(tx)
 	mm, err := m.model(cqrsID)
 	if err != nil {
@@ -1053,7 +1133,31 @@ func (m *Master[TTx]) event(ctx context.Context, mm *MasterModel, signal SignalT
 	}
 	m.cfg.Logger.DebugContext(ctx, "cqrsync: captured", slog.String("cqrs_id", mm.CQRSID), slog.Any("pk", row.pk),
 		slog.String("signal", string(signal)), slog.String("correlation_id", p.CorrelationID))
-	return sqldialect.OutboxRow{CQRSID: mm.CQRSID, Queue: queue, Body: body, CreatedAt: now}, true, nil
+	return sqldialect.OutboxRow{CQRSID: mm.CQRSID, Queue: queue, Body: body, CreatedAt: now, Headers: m.headers(ctx, p.CorrelationID)}, true, nil
+}
+
+// observe reports a capture call that began at began to the hooks.
+func (m *Master[TTx]) observe(ctx context.Context, cqrsID string, signal SignalType, rows int, began time.Time, err *error) {
+	m.cfg.Hooks.OnCapture(ctx, hook.Capture{CQRSID: cqrsID, Signal: string(signal), Rows: rows, Duration: time.Since(began), Err: *err})
+}
+
+// headers returns the headers stored with an event: its correlation ID and
+// what the Propagator injects from ctx; nil when there are none.
+func (m *Master[TTx]) headers(ctx context.Context, correlationID string) map[string]string {
+	if m.cfg.Propagator == nil && correlationID == "" {
+		return nil
+	}
+	h := hook.MapCarrier{}
+	if correlationID != "" {
+		h[hook.HeaderCorrelationID] = correlationID
+	}
+	if m.cfg.Propagator != nil {
+		m.cfg.Propagator.Inject(ctx, h)
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
 }
 
 func (m *Master[TTx]) now() time.Time { return m.cfg.Now().UTC().Truncate(time.Microsecond) }

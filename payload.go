@@ -70,6 +70,11 @@ type Payload struct {
 	// for a broadcast. A SYNC with a Queue overwrites the replica's row
 	// whatever its revision (see Replica). Encoding ignores it.
 	Queue string
+	// Headers are not part of the body either: the transport headers a
+	// received event arrived with — those the master stored with it (its
+	// correlation ID, a propagated trace context) and the transport's own.
+	// Nil when none. Encoding ignores them.
+	Headers map[string]string
 }
 
 // AppendJSON appends the body of p to dst as a django-cqrs master writes

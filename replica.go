@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -104,6 +105,11 @@ type ReplicaConfig struct {
 	TombstoneRetention time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Propagator, when set, extracts the values a master's Propagator
+	// injected into an event's headers (a trace context) into the context
+	// the model's OnSave and OnDelete handlers receive. Those handlers can
+	// read the headers themselves with hook.Headers.
+	Propagator hook.Propagator
 }
 
 // Replica applies events to registered replica tables.
@@ -325,6 +331,19 @@ func (r *Replica) apply(ctx context.Context, ex sqldialect.Executor, rm *Replica
 	return out, nil
 }
 
+// eventContext returns the context of p's handler: ctx with the headers p
+// arrived with, and what the Propagator extracts from them.
+func (r *Replica) eventContext(ctx context.Context, p *Payload) context.Context {
+	if p.Headers == nil {
+		return ctx
+	}
+	ctx = hook.WithHeaders(ctx, p.Headers)
+	if r.cfg.Propagator != nil {
+		ctx = r.cfg.Propagator.Extract(ctx, hook.MapCarrier(p.Headers))
+	}
+	return ctx
+}
+
 // applyHandlers hands an event of a no-DB-operations model to its handler.
 func (r *Replica) applyHandlers(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, p *Payload) (Outcome, error) {
 	called, err := r.callHandler(ctx, ex, rm, p)
@@ -354,7 +373,7 @@ func (r *Replica) callHandler(ctx context.Context, ex sqldialect.Executor, rm *R
 	if rm.Meta {
 		e.Meta = p.Meta
 	}
-	if err := fn(ctx, ex, e); err != nil {
+	if err := fn(r.eventContext(ctx, p), ex, e); err != nil {
 		err = fmt.Errorf("handler: %w", err)
 		if !databaseFailure(err) {
 			// The handler's own failure, whatever its words or type (a

@@ -80,7 +80,7 @@ it runs, and the count of events it published when it stops.`,
 					var once sync.Once
 					wg.Go(func() {
 						err := pglisten.Run(s.ctx, &pglisten.Config{
-							ConnString: s.app.ListenConnString, OnNotify: relay.Notify, Logger: s.log,
+							ConnString: s.app.ListenConnString, OnNotify: relay.Wake, Logger: s.log, // NOTIFY comes at commit
 							OnListening: func() { once.Do(func() { close(listening) }) },
 						})
 						if err != nil {

@@ -390,7 +390,7 @@ func (c *Config) fileName() string { return cmp.Or(c.File, "the configuration fi
 // NewMaster returns a Master with the file's master settings and models
 // and the extra ones registered in Go (models with a Serializer, say),
 // for a database of the given dialect; logger may be nil. It reports every
-// model's problems at once (nil Master then). Set Notify on the returned
+// model's problems at once (nil Master then). Set Relay on the returned
 // Master's config by building it yourself from MasterConfig and
 // MasterModels when the relay runs in the same process.
 func (c *Config) NewMaster(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.MasterModel) (*cqrsync.Master[*sql.Tx], error) {
@@ -434,7 +434,7 @@ func registerAll[M any](register func(M) error, models []M) error {
 }
 
 // MasterConfig returns the master-wide settings as a cqrsync.MasterConfig
-// (without Dialect, Logger or Notify).
+// (without Dialect, Logger, Relay, Notify, Hooks or Propagator).
 func (c *Config) MasterConfig() cqrsync.MasterConfig {
 	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields}
 }

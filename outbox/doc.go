@@ -8,7 +8,15 @@
 // what was left. An event may be sent twice (a crash between confirm and
 // delete); replicas drop the copy by its revision.
 //
-// The relay wakes at once when a capture in the same process calls
-// [Relay.Notify] (pass it as cqrsync.MasterConfig.Notify), and polls for
-// events committed elsewhere.
+// The relay wakes at once when a transaction that captured events in the
+// same process commits: pass it as cqrsync.MasterConfig.Relay, and commit
+// with cqrsync.RunTx or call Master.Committed after your commit; each
+// commit then costs one claim query ([Relay.Wake]). It polls for events
+// committed elsewhere (or is woken by outbox/pglisten on PostgreSQL).
+// [Relay.Notify], called inside the transaction (MasterConfig.Notify), still
+// works, with a short burst of quick polls after each wake.
+//
+// Each event's headers (its correlation ID, the trace context a master's
+// Propagator injected) go out as the transport message's headers; the body
+// is sent byte for byte as captured, bar its expires.
 package outbox

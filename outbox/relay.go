@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/startstop"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -45,6 +46,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Hooks, when set, observes every claim and publish (see package hook).
+	// Nil costs nothing.
+	Hooks hook.Hooks
 }
 
 // WithDefaults returns a copy of c with zero fields set to their defaults.
@@ -106,6 +110,13 @@ type Relay struct {
 	cfg    Config
 	runner startstop.Runner
 	wake   chan struct{}
+	// early is set by Notify: the wake came before the capturing
+	// transaction committed, so the run loop polls briefly for its rows.
+	early atomic.Bool
+
+	// waiting, when set (by tests), is told how long the run loop is about
+	// to wait for a wake.
+	waiting func(time.Duration)
 
 	published atomic.Int64
 	failures  atomic.Int64
@@ -124,13 +135,26 @@ func NewRelay(cfg *Config) (*Relay, error) {
 	return &Relay{cfg: c, wake: make(chan struct{}, 1)}, nil
 }
 
-// Notify wakes the relay to look for events now. It never blocks; pass it as
-// MasterConfig.Notify.
-func (r *Relay) Notify() {
+// Wake makes the relay look for events now, once: call it after a
+// transaction that captured events committed. It never blocks, and wakes
+// that come while the relay is busy fold into one more look. A Master
+// configured with MasterConfig.Relay calls it from [cqrsync.RunTx] and
+// [cqrsync.Master.Committed].
+func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
+}
+
+// Notify wakes the relay for a capture whose transaction has not committed
+// yet (MasterConfig.Notify, which runs inside the transaction): the rows
+// appear a moment later, so the relay polls quickly for hotWindow (4 claim
+// queries per capture at 100 captures/s). Prefer MasterConfig.Relay, which
+// wakes the relay with Wake after the commit: one claim per capture.
+func (r *Relay) Notify() {
+	r.early.Store(true)
+	r.Wake()
 }
 
 // Start runs the relay in the background until ctx ends or Stop is called.
@@ -157,8 +181,9 @@ func (r *Relay) Stats(ctx context.Context) (*sqldialect.OutboxStats, error) {
 	return r.cfg.Dialect.OutboxStats(ctx, r.cfg.DB)
 }
 
-// hotWindow is how long after a wake-up the relay polls quickly: a capture
-// wakes it before the caller commits, so the rows appear a moment later.
+// hotWindow is how long after a Notify the relay polls quickly: Notify comes
+// before the caller commits, so the rows appear a moment later. Wake, which
+// comes after the commit, needs no window.
 const hotWindow = 50 * time.Millisecond
 
 func (r *Relay) run(ctx context.Context) error {
@@ -187,7 +212,8 @@ func (r *Relay) run(ctx context.Context) error {
 		if n == r.cfg.BatchSize {
 			continue // more waiting
 		}
-		if n > 0 {
+		if n > 0 && r.cfg.Now().Before(hotUntil) {
+			// Notify's captures keep coming: stay quick a while longer.
 			hotUntil = r.cfg.Now().Add(hotWindow)
 			quick = time.Millisecond
 		}
@@ -196,6 +222,9 @@ func (r *Relay) run(ctx context.Context) error {
 			wait = quick
 			quick = min(2*quick, 16*time.Millisecond)
 		}
+		if r.waiting != nil {
+			r.waiting(wait)
+		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -203,8 +232,10 @@ func (r *Relay) run(ctx context.Context) error {
 			return nil
 		case <-r.wake:
 			timer.Stop()
-			hotUntil = r.cfg.Now().Add(hotWindow)
-			quick = time.Millisecond
+			if r.early.Swap(false) {
+				hotUntil = r.cfg.Now().Add(hotWindow)
+				quick = time.Millisecond
+			}
 		case <-timer.C:
 		}
 	}
@@ -214,10 +245,18 @@ func (r *Relay) run(ctx context.Context) error {
 // confirmed. It returns how many events it claimed. Start calls it in a
 // loop; tools and tests may call it directly.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	h := r.cfg.Hooks
+	var began time.Time
+	if h != nil {
+		began = time.Now()
+	}
 	now := r.cfg.Now()
 	rows, err := r.cfg.Dialect.ClaimOutbox(ctx, r.cfg.DB, &sqldialect.ClaimOutboxParams{
 		Limit: r.cfg.BatchSize, Now: now, LeaseUntil: now.Add(r.cfg.Lease),
 	})
+	if h != nil {
+		h.OnClaim(ctx, hook.Claim{Rows: len(rows), Duration: time.Since(began), Err: err})
+	}
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
@@ -227,11 +266,22 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	msgs := make([]transport.Message, len(rows))
 	for i, row := range rows {
 		body := cqrsync.RestampExpires(nil, row.Body, row.CreatedAt, publishAt)
-		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: body}
+		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: body, Headers: row.Headers}
+	}
+	if h != nil {
+		began = time.Now()
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	perr := r.cfg.Publisher.Publish(pctx, msgs)
 	cancel()
+	if h != nil {
+		// Reported once the rows are settled, with perr as RunOnce returns
+		// it (events routed nowhere count as published).
+		took := time.Since(began)
+		defer func() {
+			h.OnPublish(ctx, hook.Publish{Events: len(rows), Failed: failedCount(rows, perr), Duration: took, Err: perr})
+		}()
+	}
 
 	done, failed := rows, []sqldialect.OutboxRow(nil)
 	if perr != nil {
@@ -300,6 +350,16 @@ func splitFailed(rows []sqldialect.OutboxRow, err error) (done, failed, unroutab
 		}
 	}
 	return done, failed, unroutable
+}
+
+// failedCount is how many of rows the broker did not take when Publish
+// returned err.
+func failedCount(rows []sqldialect.OutboxRow, err error) int {
+	if err == nil {
+		return 0
+	}
+	_, failed, _ := splitFailed(rows, err)
+	return len(failed)
 }
 
 func ids(rows []sqldialect.OutboxRow) []int64 {

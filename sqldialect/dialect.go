@@ -183,6 +183,10 @@ type OutboxRow struct {
 	// CreatedAt is when the change committed (approximately: when it was
 	// captured), in UTC.
 	CreatedAt time.Time
+	// Headers travel beside the body as the transport message's headers
+	// (the correlation ID, a trace context); stored as a JSON object in the
+	// headers column. Nil when none.
+	Headers map[string]string
 }
 
 // ClaimOutboxParams configures ClaimOutbox.

@@ -218,7 +218,7 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 	if n == 0 {
 		return nil, nil
 	}
-	rows, err = ex.Query(ctx, "SELECT id, cqrs_id, queue, body, created_us FROM cqrs_outbox WHERE lease_token = ? ORDER BY id", token)
+	rows, err = ex.Query(ctx, "SELECT "+outboxColumns+" FROM cqrs_outbox WHERE lease_token = ? ORDER BY id", token)
 	if err != nil {
 		return nil, err
 	}

@@ -114,7 +114,7 @@ func postgresColumns(ctx context.Context, ex Executor, d *standard, table string
 func postgresClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
 	rows, err := ex.Query(ctx, `UPDATE cqrs_outbox SET lease_us = $1 WHERE id IN (
 		SELECT id FROM cqrs_outbox WHERE lease_us < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
-		RETURNING id, cqrs_id, queue, body, created_us`,
+		RETURNING `+outboxColumns,
 		micros(p.LeaseUntil), micros(p.Now), p.Limit)
 	if err != nil {
 		return nil, err

@@ -58,7 +58,7 @@ func sqliteColumns(ctx context.Context, ex Executor, d *standard, table string) 
 func sqliteClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
 	rows, err := ex.Query(ctx, `UPDATE cqrs_outbox SET lease_us = ?1 WHERE id IN (
 		SELECT id FROM cqrs_outbox WHERE lease_us < ?2 ORDER BY id LIMIT ?3)
-		RETURNING id, cqrs_id, queue, body, created_us`,
+		RETURNING `+outboxColumns,
 		micros(p.LeaseUntil), micros(p.Now), p.Limit)
 	if err != nil {
 		return nil, err

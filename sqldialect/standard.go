@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,11 +132,42 @@ func (d *standard) Migrate(ctx context.Context, ex Executor) error {
 		return nil
 	}
 	for _, stmt := range splitStatements(d.MigrationSQL()) {
+		table, column, adds := addsColumn(stmt)
+		if adds && d.hasColumn(ctx, ex, table, column) {
+			continue // upgraded before
+		}
 		if _, err := ex.Exec(ctx, stmt); err != nil {
+			if adds && d.hasColumn(ctx, ex, table, column) {
+				continue // a concurrent Migrate added it first
+			}
 			return fmt.Errorf("sqldialect: migrate: %w (statement: %s)", err, firstLine(stmt))
 		}
 	}
 	return nil
+}
+
+// addColumnRE matches the migrations' column additions, which the dialects
+// without ADD COLUMN IF NOT EXISTS (SQLite, MySQL 8.0) must skip themselves
+// when the column exists.
+var addColumnRE = regexp.MustCompile(`(?is)^ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)\s`)
+
+// addsColumn reports whether stmt is "ALTER TABLE t ADD COLUMN c ...", and
+// of which table and column.
+func addsColumn(stmt string) (table, column string, ok bool) {
+	m := addColumnRE.FindStringSubmatch(stmt)
+	if m == nil {
+		return "", "", false
+	}
+	return m[1], m[2], true
+}
+
+// hasColumn reports whether table has column; false when it cannot tell.
+func (d *standard) hasColumn(ctx context.Context, ex Executor, table, column string) bool {
+	cols, err := d.TableColumns(ctx, ex, table)
+	if err != nil {
+		return false
+	}
+	return slices.ContainsFunc(cols, func(c Column) bool { return strings.EqualFold(c.Name, column) })
 }
 
 // splitStatements splits a migration file into statements at semicolons
@@ -176,10 +209,19 @@ func (d *standard) TableColumns(ctx context.Context, ex Executor, table string) 
 }
 
 func (d *standard) InsertOutbox(ctx context.Context, ex Executor, rows []OutboxRow) error {
-	const perRow = 4
-	for chunk := range slices.Chunk(rows, maxParams/perRow) {
+	for chunk := range slices.Chunk(rows, maxParams/5) {
+		// The headers column only when a row has some: one argument fewer
+		// per row is a few allocations fewer in the driver, on every capture
+		// of a master without a Propagator or correlation IDs.
+		withHeaders := slices.ContainsFunc(chunk, func(r OutboxRow) bool { return len(r.Headers) > 0 })
+		perRow := 4
 		var b strings.Builder
-		b.WriteString("INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us) VALUES ")
+		b.WriteString("INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us")
+		if withHeaders {
+			perRow = 5
+			b.WriteString(", headers")
+		}
+		b.WriteString(") VALUES ")
 		args := make([]any, 0, len(chunk)*perRow)
 		for i, r := range chunk {
 			if i > 0 {
@@ -189,6 +231,9 @@ func (d *standard) InsertOutbox(ctx context.Context, ex Executor, rows []OutboxR
 			b.WriteString(d.params(i*perRow+1, perRow))
 			b.WriteByte(')')
 			args = append(args, r.CQRSID, r.Queue, r.Body, micros(r.CreatedAt))
+			if withHeaders {
+				args = append(args, encodeHeaders(r.Headers))
+			}
 		}
 		if _, err := ex.Exec(ctx, b.String(), args...); err != nil {
 			return fmt.Errorf("sqldialect: insert outbox: %w", err)
@@ -216,20 +261,43 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// scanOutbox reads rows of (id, cqrs_id, queue, body, created_us).
+// outboxColumns are the columns scanOutbox reads, in its order.
+const outboxColumns = "id, cqrs_id, queue, body, created_us, COALESCE(headers, '')"
+
+// scanOutbox reads rows of outboxColumns.
 func scanOutbox(rows Rows) ([]OutboxRow, error) {
 	defer rows.Close()
 	var out []OutboxRow
 	for rows.Next() {
 		var r OutboxRow
 		var created int64
-		if err := rows.Scan(&r.ID, &r.CQRSID, &r.Queue, &r.Body, &created); err != nil {
+		var headers string
+		if err := rows.Scan(&r.ID, &r.CQRSID, &r.Queue, &r.Body, &created, &headers); err != nil {
 			return nil, err
 		}
 		r.CreatedAt = time.UnixMicro(created).UTC()
+		if headers != "" {
+			// Written by encodeHeaders; a row another tool wrote with
+			// something else in the column is sent without headers rather
+			// than stuck in the outbox.
+			_ = json.Unmarshal([]byte(headers), &r.Headers)
+		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// encodeHeaders returns the headers column's value: a JSON object, or nil
+// (NULL) for none.
+func encodeHeaders(h map[string]string) any {
+	if len(h) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(h) // a map of strings always encodes
+	if err != nil {
+		return nil
+	}
+	return string(b)
 }
 
 func (d *standard) DeleteOutbox(ctx context.Context, ex Executor, ids []int64) error {
@@ -385,10 +453,15 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 		// The outbox row is inserted FROM the new row, so it exists exactly
 		// when the row does.
 		o := len(args)
-		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us) "+
-			"SELECT %s, %s, %s, %s FROM r RETURNING id) SELECT r.*, o.id FROM r CROSS JOIN o",
-			q, strings.Join(ret, ", "), d.placeholder(o+1), d.placeholder(o+2), d.placeholder(o+3), d.placeholder(o+4))
+		hcol, hval := "", ""
 		args = append(args, p.Outbox.CQRSID, p.Outbox.Queue, p.Outbox.Body, micros(p.Outbox.CreatedAt))
+		if len(p.Outbox.Headers) > 0 { // as in InsertOutbox
+			hcol, hval = ", headers", ", "+d.placeholder(o+5)
+			args = append(args, encodeHeaders(p.Outbox.Headers))
+		}
+		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us%s) "+
+			"SELECT %s, %s, %s, %s%s FROM r RETURNING id) SELECT r.*, o.id FROM r CROSS JOIN o",
+			q, strings.Join(ret, ", "), hcol, d.placeholder(o+1), d.placeholder(o+2), d.placeholder(o+3), d.placeholder(o+4), hval)
 	} else {
 		q += " RETURNING " + strings.Join(ret, ", ")
 	}

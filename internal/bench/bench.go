@@ -518,7 +518,7 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	}); err != nil {
 		return stop, err
 	}
-	if p.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: p.mdb.dialect, Logger: o.Logger, Notify: p.relay.Notify}); err != nil {
+	if p.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: p.mdb.dialect, Logger: o.Logger, Relay: p.relay}); err != nil {
 		return stop, err
 	}
 	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {

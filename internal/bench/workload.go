@@ -106,6 +106,7 @@ func (p *pipeline) tx(ctx context.Context, wr *writer, k int) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("bench: commit: %w", err)
 	}
+	p.master.Committed()
 	return nil
 }
 

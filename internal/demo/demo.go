@@ -138,7 +138,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: dialect, Logger: opts.Logger, Notify: relay.Notify})
+	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: dialect, Logger: opts.Logger, Relay: relay})
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +320,7 @@ func change(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.Tx], r 
 	default:
 		goto create
 	}
-	return commit(tx, 0, mu, live)
+	return commit(master, tx, 0, mu, live)
 
 create:
 	created = next.Add(1)
@@ -335,13 +335,14 @@ create:
 		return err
 	}
 	atomic.AddInt64(&res.Creates, 1)
-	return commit(tx, created, mu, live)
+	return commit(master, tx, created, mu, live)
 }
 
-func commit(tx *sql.Tx, created int64, mu *sync.Mutex, live *[]int64) error {
+func commit(master *cqrsync.Master[*sql.Tx], tx *sql.Tx, created int64, mu *sync.Mutex, live *[]int64) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("demo: commit: %w", err)
 	}
+	master.Committed()
 	if created != 0 {
 		mu.Lock()
 		*live = append(*live, created)
@@ -363,7 +364,7 @@ func waitCaughtUp(ctx context.Context, relay *outbox.Relay, broker *memory.Broke
 			quiet++
 		} else {
 			quiet = 0
-			relay.Notify()
+			relay.Wake()
 		}
 		select {
 		case <-ctx.Done():

@@ -7,7 +7,7 @@
 // connection that listens on the channel and calls OnNotify for each
 // notification, so a relay in any process wakes within milliseconds:
 //
-//	go pglisten.Run(ctx, &pglisten.Config{ConnString: url, OnNotify: relay.Notify})
+//	go pglisten.Run(ctx, &pglisten.Config{ConnString: url, OnNotify: relay.Wake})
 //
 // The relay still polls as a fallback, so a lost connection delays events
 // by at most the poll interval while Run reconnects.
@@ -44,7 +44,7 @@ const Channel = "cqrs_outbox"
 type Config struct {
 	// ConnString is the master database's URL or DSN (pgx syntax). Required.
 	ConnString string
-	// OnNotify is called for every notification (pass Relay.Notify; it must
+	// OnNotify is called for every notification (pass Relay.Wake; it must
 	// not block). Required.
 	OnNotify func()
 	// Channel overrides the channel. Default Channel.

@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -161,6 +162,7 @@ func (b *bundle) wantGone(t *testing.T, id int64) {
 func Run(t *testing.T, h *Harness) {
 	t.Helper()
 	t.Run("Migrate", func(t *testing.T) { t.Parallel(); testMigrate(t, h) })
+	t.Run("MigrateUpgrade", func(t *testing.T) { t.Parallel(); testMigrateUpgrade(t, h) })
 	t.Run("TableColumns", func(t *testing.T) { t.Parallel(); testTableColumns(t, h) })
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, h) })
 	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
@@ -195,6 +197,34 @@ func testMigrate(t *testing.T, h *Harness) {
 		if !slices.Equal(got, want) {
 			t.Errorf("table %s has columns %v after Migrate; MigrationColumns says %v: update one or the other", table, got, want)
 		}
+	}
+}
+
+// testMigrateUpgrade runs Migrate on a version-1 install (cqrs_outbox
+// without the headers column, holding an event): it adds the column, keeps
+// the event, and a second run changes nothing.
+func testMigrateUpgrade(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	if !strings.Contains(b.d.MigrationSQL(), "headers") {
+		t.Fatal("MigrationSQL does not show the headers column")
+	}
+	b.exec(t, "ALTER TABLE cqrs_outbox DROP COLUMN headers") // back to version 1
+	b.exec(t, "INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us) VALUES ('item', '', 'old', 1)")
+	for run := 1; run <= 2; run++ {
+		if err := b.d.Migrate(b.ctx, b.ex); err != nil {
+			t.Fatalf("Migrate run %d on a version-1 outbox: %v", run, err)
+		}
+	}
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "cqrs_outbox")
+	if err != nil {
+		t.Fatalf("TableColumns: %v", err)
+	}
+	if !slices.ContainsFunc(cols, func(c sqldialect.Column) bool { return c.Name == "headers" }) {
+		t.Fatalf("cqrs_outbox columns after Migrate = %+v; want headers", cols)
+	}
+	rows, err := b.d.ClaimOutbox(b.ctx, b.ex, &sqldialect.ClaimOutboxParams{Limit: 10, Now: time.Now(), LeaseUntil: time.Now().Add(time.Minute)})
+	if err != nil || len(rows) != 1 || string(rows[0].Body) != "old" || rows[0].Headers != nil {
+		t.Fatalf("claim after upgrade = %+v, %v; want the old event, without headers", rows, err)
 	}
 }
 
@@ -236,6 +266,7 @@ func testOutbox(t *testing.T, h *Harness) {
 	for i := range 5 {
 		in = append(in, sqldialect.OutboxRow{CQRSID: "item", Queue: map[bool]string{true: "q1"}[i == 2], Body: []byte(fmt.Sprintf(`{"n":%d,"x":"\u00e9\u0000"}`, i)), CreatedAt: now.Add(time.Duration(i) * time.Second)})
 	}
+	in[1].Headers = map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "correlation_id": "c\u00e9\""}
 	if err := b.d.InsertOutbox(b.ctx, b.ex, in); err != nil {
 		t.Fatalf("InsertOutbox: %v", err)
 	}
@@ -257,7 +288,7 @@ func testOutbox(t *testing.T, h *Harness) {
 		t.Fatalf("first claim got %d rows, want 3", len(first))
 	}
 	for i, r := range first {
-		if string(r.Body) != string(in[i].Body) || r.Queue != in[i].Queue || r.CQRSID != "item" || !r.CreatedAt.Equal(in[i].CreatedAt) {
+		if string(r.Body) != string(in[i].Body) || r.Queue != in[i].Queue || r.CQRSID != "item" || !r.CreatedAt.Equal(in[i].CreatedAt) || !maps.Equal(r.Headers, in[i].Headers) {
 			t.Fatalf("claimed row %d = %+v, want %+v (in id order, bytes exact)", i, r, in[i])
 		}
 		if i > 0 && r.ID <= first[i-1].ID {
@@ -342,14 +373,14 @@ func testInsertRow(t *testing.T, h *Harness) {
 	// With an outbox row: written in the same statement where the dialect
 	// can, and then it is there with the returned id; elsewhere nothing is
 	// written to the outbox.
-	ev := &sqldialect.OutboxRow{CQRSID: "item", Queue: "q", Body: []byte(`{"x":1}`), CreatedAt: t0}
+	ev := &sqldialect.OutboxRow{CQRSID: "item", Queue: "q", Body: []byte(`{"x":1}`), CreatedAt: t0, Headers: map[string]string{"traceparent": "t"}}
 	_, id, withOutbox := insert(3, "c", ev)
 	rows, err := b.d.ClaimOutbox(b.ctx, b.ex, &sqldialect.ClaimOutboxParams{Limit: 10, Now: t0, LeaseUntil: t0.Add(time.Minute)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	switch {
-	case withOutbox && (len(rows) != 1 || rows[0].ID != id || string(rows[0].Body) != `{"x":1}` || rows[0].Queue != "q"):
+	case withOutbox && (len(rows) != 1 || rows[0].ID != id || string(rows[0].Body) != `{"x":1}` || rows[0].Queue != "q" || rows[0].Headers["traceparent"] != "t"):
 		t.Fatalf("InsertRow with an outbox row: outbox holds %+v, want one row with id %d", rows, id)
 	case !withOutbox && len(rows) != 0:
 		t.Fatalf("InsertRow reported no outbox row but the outbox holds %+v", rows)
