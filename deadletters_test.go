@@ -174,3 +174,43 @@ func TestDeadLettersBrowseOnlyTransport(t *testing.T) {
 		t.Fatalf("queue %d, dead letters %d; want 0 and 3 (nothing re-published or removed)", q, d)
 	}
 }
+
+// TestDeadLettersKeepTheEventsHeaders: a dead letter carries the event's
+// own headers (its trace context) beside the reason, and a retry sends the
+// event's headers back without the dead letter's.
+func TestDeadLettersKeepTheEventsHeaders(t *testing.T) {
+	t.Parallel()
+	b := setupConsumer(t, consumerOpts{retry: cqrsync.RetryPolicy{MaxRetries: -1}})
+	const trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	msg := transport.Message{CQRSID: "djpeer_basic", Body: []byte(saveBody("SAVE", 1, 0, 666, time.Now())), Headers: map[string]string{"traceparent": trace}}
+	if err := b.pub.Publish(t.Context(), []transport.Message{msg}); err != nil {
+		t.Fatal(err)
+	}
+	b.settle(t)
+	if err := b.consumer.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	dlq := transport.DeadLetterQueue(b.queue)
+	var letter map[string]string
+	if err := b.broker.BrowseDeadLetters(t.Context(), dlq, func(_ context.Context, m *transport.Message) error {
+		letter = m.Headers
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if letter["traceparent"] != trace || letter[cqrsync.HeaderDeadLetterReason] == "" {
+		t.Fatalf("dead letter headers = %v, want the event's traceparent and a reason", letter)
+	}
+	if _, err := cqrsync.RetryDeadLetters(t.Context(), b.broker, b.pub, b.queue, dlq, nil); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := b.broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: b.queue, CQRSIDs: []string{"djpeer_basic"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	d := <-sub.Deliveries()
+	if d.Headers["traceparent"] != trace || d.Headers[cqrsync.HeaderDeadLetterReason] != "" || d.Headers[cqrsync.HeaderBroadcast] != "1" {
+		t.Fatalf("retried event headers = %v, want the traceparent and the broadcast mark, without the reason", d.Headers)
+	}
+}
