@@ -8,6 +8,7 @@ package errtext
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -24,6 +25,7 @@ func Cause(err error) string {
 // Cause). Wrapped errors (%w) stay wrapped: errors.Is and errors.As see
 // them.
 func Errorf(format string, args ...any) error {
+	args = slices.Clone(args) // the caller's slice stays as it was
 	for i, a := range args {
 		if err, ok := a.(error); ok && err != nil {
 			args[i] = cause{err}
