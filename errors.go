@@ -123,7 +123,8 @@ func databaseFailure(err error) bool {
 	var se interface{ Code() int } // modernc.org/sqlite's *sqlite.Error
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
-		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+		case 5, 6, // SQLITE_BUSY, SQLITE_LOCKED
+			10, 13, 14: // SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
 			return true
 		}
 	}
@@ -132,15 +133,17 @@ func databaseFailure(err error) bool {
 
 // retryableSQLState reports whether a PostgreSQL error code says the
 // server or the connection failed, not the statement: a connection
-// exception (class 08), a shutdown or restart (57P01–57P03), too many
-// connections, or a serialization failure or deadlock, which another
-// attempt resolves.
+// exception (class 08), a shutdown or restart (57P01–57P03), insufficient
+// resources (class 53: disk full, out of memory, too many connections), an
+// I/O error (58030), a read-only transaction (25006: a standby, or a primary
+// demoted by a failover), or a serialization failure, deadlock or lock
+// timeout (55P03), which another attempt resolves.
 func retryableSQLState(code string) bool {
 	switch code {
-	case "40001", "40P01", "53300", "57P01", "57P02", "57P03":
+	case "40001", "40P01", "55P03", "25006", "58030", "57P01", "57P02", "57P03":
 		return true
 	}
-	return strings.HasPrefix(code, "08")
+	return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "53")
 }
 
 // retryableMySQLError reports whether a MySQL/MariaDB error number says the
@@ -148,8 +151,19 @@ func retryableSQLState(code string) bool {
 // that another attempt resolves.
 func retryableMySQLError(n uint16) bool {
 	switch n {
-	case 1040, // ER_CON_COUNT_ERROR: too many connections
+	case 1021, // ER_DISK_FULL
+		1040, // ER_CON_COUNT_ERROR: too many connections
 		1053, // ER_SERVER_SHUTDOWN
+		1114, // ER_RECORD_FILE_FULL: the table is full
+		1152, // ER_ABORTING_CONNECTION
+		1158, // ER_NET_READ_ERROR
+		1159, // ER_NET_READ_INTERRUPTED
+		1160, // ER_NET_ERROR_ON_WRITE
+		1161, // ER_NET_WRITE_INTERRUPTED
+		1290, // ER_OPTION_PREVENTS_STATEMENT: read-only (a replica, or a failover)
+		1792, // ER_CANT_EXECUTE_IN_READ_ONLY_TRANSACTION
+		1836, // ER_READ_ONLY_MODE
+		4031, // ER_CLIENT_INTERACTION_TIMEOUT: disconnected for inactivity
 		1205, // ER_LOCK_WAIT_TIMEOUT
 		1213, // ER_LOCK_DEADLOCK
 		1927, // ER_CONNECTION_KILLED (MariaDB)
