@@ -188,6 +188,8 @@ func (c *ConsumerConfig) validate() error {
 	}
 	if c.Workers < 0 || c.BatchSize < 0 || c.Prefetch < 0 || c.MaxDelayed < 0 {
 		errs = append(errs, errors.New("cqrsync: ConsumerConfig: Workers, BatchSize, Prefetch and MaxDelayed must not be negative: use 0 for the defaults"))
+	} else if c.MaxDelayed == 0 {
+		errs = append(errs, errtext.Errorf("cqrsync: ConsumerConfig: Prefetch %d leaves no room for an event waiting for its retry, so every retry would go back at once, without its delay: use a Prefetch of at least 2 (or 0 for the default)", c.Prefetch))
 	} else if c.MaxDelayed > c.Prefetch/2 {
 		errs = append(errs, errtext.Errorf("cqrsync: ConsumerConfig.MaxDelayed %d is more than half of Prefetch %d: events waiting for a retry would fill the window the other events need; lower MaxDelayed or raise Prefetch", c.MaxDelayed, c.Prefetch))
 	}

@@ -752,7 +752,7 @@ func TestConsumerMaxDelayedIsAtMostHalfThePrefetch(t *testing.T) {
 		{cqrsync.ConsumerConfig{}, 500},                            // Prefetch 1001
 		{cqrsync.ConsumerConfig{Workers: 8, BatchSize: 500}, 4000}, // Prefetch 8000: 1000 per worker
 		{cqrsync.ConsumerConfig{Prefetch: 20}, 10},
-		{cqrsync.ConsumerConfig{Prefetch: 1}, 0}, // no room: failures are requeued at once
+		{cqrsync.ConsumerConfig{Prefetch: 1}, 0}, // no room: refused below
 	} {
 		if got := tc.cfg.WithDefaults().MaxDelayed; got != tc.want {
 			t.Errorf("MaxDelayed with Workers %d, BatchSize %d, Prefetch %d defaults to %d, want %d", tc.cfg.Workers, tc.cfg.BatchSize, tc.cfg.Prefetch, got, tc.want)
@@ -761,6 +761,12 @@ func TestConsumerMaxDelayedIsAtMostHalfThePrefetch(t *testing.T) {
 	_, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "q", Prefetch: 20, MaxDelayed: 11})
 	if err == nil || !strings.Contains(err.Error(), "MaxDelayed 11 is more than half of Prefetch 20") {
 		t.Fatalf("NewConsumer error = %v, want MaxDelayed refused", err)
+	}
+	// A window of 1 would hold no retry: each would go back at once and a
+	// passing failure would use up every retry in milliseconds.
+	_, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Queue: "q", Prefetch: 1})
+	if err == nil || !strings.Contains(err.Error(), "Prefetch 1 leaves no room") {
+		t.Fatalf("NewConsumer error = %v, want Prefetch 1 refused", err)
 	}
 }
 
