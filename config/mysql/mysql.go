@@ -63,8 +63,14 @@ func parseMySQL(raw string) (*dburl.DB, error) {
 		sep = "&"
 	}
 	dsn += sep + q.Encode()
-	if _, err := mysql.ParseDSN(dsn); err != nil {
+	parsed, err := mysql.ParseDSN(dsn)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %s: bad parameter (details withheld because they may contain a password)", dburl.ErrBadURL, u.Redacted())
+	}
+	if parsed.ClientFoundRows {
+		// The replica tells an applied row from a dropped duplicate or
+		// stale one by the rows the server reports changed.
+		return nil, fmt.Errorf("%w: %s: clientFoundRows=true makes a dropped duplicate count as applied: remove it", dburl.ErrBadURL, u.Redacted())
 	}
 	return &dburl.DB{Kind: "mysql", Driver: "mysql", DSN: dsn, Dialect: sqldialect.MySQL(), Redacted: u.Redacted(), Password: cfg.Passwd}, nil
 }
