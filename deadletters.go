@@ -24,6 +24,11 @@ const HeaderDeadLetteredAt = "x-cqrsync-dead-lettered-at"
 // which overwrites a newer row (see SignalSync). django-cqrs ignores it.
 const HeaderBroadcast = "x-cqrsync-broadcast"
 
+// HeaderReplayed marks an event that RetryDeadLetters sent again: its
+// retries start again at 0, and the mark keeps a one-queue SYNC among the
+// copies that apply only if not older (see SignalSync).
+const HeaderReplayed = "x-cqrsync-replayed"
+
 // broadcastHeaders returns headers with HeaderBroadcast set when p came
 // broadcast, for a copy of it sent to one queue.
 func broadcastHeaders(p *Payload, headers map[string]string) map[string]string {
@@ -223,9 +228,10 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 		headers := maps.Clone(m.Headers)
 		delete(headers, HeaderDeadLetterReason)
 		delete(headers, HeaderDeadLetteredAt)
-		if len(headers) == 0 {
-			headers = nil
+		if headers == nil {
+			headers = make(map[string]string, 1)
 		}
+		headers[HeaderReplayed] = "1"
 		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body, Headers: headers}}); err != nil {
 			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
 		}

@@ -141,9 +141,10 @@ type ReplicaConfig struct {
 //     master, or missed the DELETE of a key a django-cqrs master re-created
 //     at revision 0, is put back. Run such repairs on a quiet table, or diff
 //     again afterwards: a change made after the sync read the row may be
-//     undone by it. The consumer's own retries and retried dead letters also
-//     reach the queue that way, so a broadcast SYNC that failed and was
-//     retried is applied as a repair.
+//     undone by it. Only the first delivery repairs: a retry
+//     (retries > 0) or a dead letter sent again ([HeaderReplayed]) of a
+//     one-queue SYNC may come after newer changes and applies only if not
+//     older, and a retried broadcast keeps its [HeaderBroadcast] mark.
 //   - DELETE removes the row unless the stored row is newer than the delete
 //     (its revision is not lower: a re-created key) or the key's tombstone
 //     is as new as the delete (revision and cqrs_updated: the DELETE was
@@ -509,7 +510,9 @@ func (p *Payload) revisionGuard() sqldialect.Guard {
 	switch {
 	case p.SignalType != SignalSync:
 		return sqldialect.GuardNewer
-	case p.Queue == "":
+	case p.Queue == "" || p.Retries > 0 || p.Headers[HeaderReplayed] != "":
+		// A broadcast, or a copy of a one-queue SYNC (a retry, a dead
+		// letter sent again) that may come after newer changes.
 		return sqldialect.GuardNotOlder
 	default:
 		return sqldialect.GuardAny

@@ -337,6 +337,17 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			if !strings.Contains(b.logs.String(), "SYNC downgraded") {
 				t.Fatalf("no downgrade warning in:\n%s", b.logs.String())
 			}
+			// A copy of a one-queue SYNC (a retry, or a dead letter sent
+			// again later) may arrive after newer changes: it no longer
+			// downgrades.
+			b.mustApply(t, b.event(save, 2, 8, 8, "newer"), cqrsync.OutcomeUpdated)
+			retried := b.event(sync, 2, 2, 2, "master")
+			retried.Queue, retried.Retries = "mine", 1
+			b.mustApply(t, retried, cqrsync.OutcomeStale)
+			replayed := b.event(sync, 2, 2, 2, "master")
+			replayed.Queue, replayed.Headers = "mine", map[string]string{cqrsync.HeaderReplayed: "1"}
+			b.mustApply(t, replayed, cqrsync.OutcomeStale)
+			b.wantRow(t, 2, "newer", 8)
 		}},
 		{"SyncAtStoredRevisionRepairsContent", func(t *testing.T, b *rulesBundle) {
 			b.mustApply(t, b.event(save, 1, 3, 3, "drifted"), cqrsync.OutcomeCreated)
