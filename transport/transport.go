@@ -28,7 +28,10 @@ type Message struct {
 	// whose event may carry a cqrs_id the dead-letter queue is not bound to
 	// (a queue bound to more models than its replica registers). Receivers
 	// see CQRSID and Queue as for a routed message. A transport without
-	// Capabilities.DirectToQueue routes it as if IntoQueue were false.
+	// Capabilities.DirectToQueue routes it as if IntoQueue were false. When
+	// the queue does not exist, Publish fails for the message (it is listed
+	// in PublishError.Failed or Unroutable, never dropped silently), so the
+	// caller keeps the event it was moving.
 	IntoQueue bool
 
 	// Body is the encoded payload. Transports deliver it byte for byte.

@@ -712,3 +712,25 @@ func TestConcurrentStress(t *testing.T) {
 		t.Fatalf("QueueLen = %d after everything was acked", l)
 	}
 }
+
+// TestIntoMissingQueueFails: a message put into a queue by name (a dead
+// letter) must not vanish when the queue is missing: Publish reports it, and
+// the others of the batch are delivered.
+func TestIntoMissingQueueFails(t *testing.T) {
+	b := memory.NewBroker(nil)
+	if err := b.DeclareQueue("here", "acc"); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Publisher().Publish(t.Context(), []transport.Message{
+		{CQRSID: "acc", Body: []byte("routed")},
+		{CQRSID: "acc", Queue: "dead_letter_gone", IntoQueue: true, Body: []byte("letter")},
+		{CQRSID: "acc", Queue: "here", IntoQueue: true, Body: []byte("into")},
+	})
+	var pe *transport.PublishError
+	if !errors.As(err, &pe) || !slices.Equal(pe.Failed, []int{1}) {
+		t.Fatalf("Publish = %v, want a PublishError failing index 1 only", err)
+	}
+	if n := b.QueueLen("here"); n != 2 {
+		t.Fatalf("queue here holds %d messages, want 2", n)
+	}
+}

@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +42,7 @@ func (p *publisher) Publish(ctx context.Context, msgs []transport.Message) error
 		needNow  bool
 	)
 	copies := make([]transport.Message, 0, len(msgs))
+	index := make([]int, 0, len(msgs)) // copies[j] is msgs[index[j]]
 	for i := range msgs {
 		m := &msgs[i]
 		if b.failPublish != nil {
@@ -57,6 +59,7 @@ func (p *publisher) Publish(ctx context.Context, msgs []transport.Message) error
 		c.Headers = cloneHeaders(m.Headers)
 		needNow = needNow || c.Expiration > 0
 		copies = append(copies, c)
+		index = append(index, i)
 	}
 	var now time.Time
 	if needNow {
@@ -70,10 +73,17 @@ func (p *publisher) Publish(ctx context.Context, msgs []transport.Message) error
 		key := amqptopology.RoutingKey(m)
 		qs := b.bindings[key]
 		if m.IntoQueue && m.Queue != "" {
-			qs = nil
-			if q := b.queues[m.Queue]; q != nil {
-				qs = []*queue{q} // RabbitMQ's default exchange: the queue by name
+			q := b.queues[m.Queue]
+			if q == nil {
+				// Put into a queue by name, as a dead letter is: dropping it
+				// would lose it, so the caller learns the queue is missing.
+				failed = append(failed, index[i])
+				if firstErr == nil {
+					firstErr = fmt.Errorf("memory: publish into queue %s: no such queue: declare it (subscribing declares a queue and its dead-letter queue)", m.Queue)
+				}
+				continue
 			}
+			qs = []*queue{q} // RabbitMQ's default exchange: the queue by name
 		}
 		if len(qs) == 0 {
 			b.logger.Debug("memory: unroutable message dropped", "routing_key", key, "cqrs_id", m.CQRSID)
@@ -96,6 +106,7 @@ func (p *publisher) Publish(ctx context.Context, msgs []transport.Message) error
 	b.mu.Unlock()
 
 	if failed != nil {
+		slices.Sort(failed)
 		return &transport.PublishError{Failed: failed, Err: firstErr}
 	}
 	return nil

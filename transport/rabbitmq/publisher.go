@@ -351,7 +351,9 @@ func (b *batch) result() error {
 	var unroutable []string
 	drop := b.t.cfg.DropUnroutable
 	for i, err := range b.failed {
-		if b.returned != nil && b.returned[i] && err == nil && drop {
+		// A message put into a queue by name (a dead letter) is never
+		// dropped: its queue is missing, and the caller must keep it.
+		if b.returned != nil && b.returned[i] && err == nil && drop && !b.msgs[i].IntoQueue {
 			b.t.cfg.Logger.Debug("rabbitmq: unroutable message dropped", slog.String("routing_key", amqptopology.RoutingKey(&b.msgs[i])))
 			continue
 		}

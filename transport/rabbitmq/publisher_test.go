@@ -238,3 +238,23 @@ func TestPublishClosed(t *testing.T) {
 		t.Fatalf("empty Publish after Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestIntoMissingQueueNeverDropped: DropUnroutable lets routed messages that
+// no replica is bound for go, as django-cqrs does; a message put into a
+// queue by name (a dead letter) must not go with them: its queue is
+// missing, and the consumer has to keep the event.
+func TestIntoMissingQueueNeverDropped(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tr := b.newTransport(t, "", func(c *rabbitmq.Config) { c.DropUnroutable = true })
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	err := tr.Publish(ctx, []transport.Message{
+		{CQRSID: "nobody_binds_this", Body: []byte("routed nowhere")},
+		{CQRSID: "acc", Queue: "dead_letter_" + newID(), IntoQueue: true, Body: []byte("letter")},
+	})
+	var pe *transport.PublishError
+	if !errors.As(err, &pe) || !slices.Equal(pe.Unroutable, []int{1}) || len(pe.Failed) != 0 {
+		t.Fatalf("Publish = %v, want only the IntoQueue message (index 1) reported unroutable", err)
+	}
+}
