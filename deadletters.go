@@ -172,13 +172,12 @@ type RetryDeadLettersOpts struct {
 	OnRetry func(i int, p *Payload)
 }
 
-// RetryDeadLetters sends the selected dead letters of dlq back to queue, as
-// django-cqrs's cqrs_dead_letters retry does: retries reset to 0, and
-// expires renewed to now + MessageTTL unless it was null. Each copy is put
-// into queue by name (transport.Message.IntoQueue; django-cqrs routes it by
-// cqrs.<queue>.<cqrs_id>), so a letter whose cqrs_id the queue is not bound
-// to is not dropped as unroutable; it carries the event's own headers and
-// HeaderReplayed. Each message is removed from the dead-letter queue only
+// RetryDeadLetters sends the selected dead letters of dlq back to queue
+// (routing key cqrs.<queue>.<cqrs_id>), as django-cqrs's cqrs_dead_letters
+// retry does: retries reset to 0, and expires renewed to now + MessageTTL
+// unless it was null. Each copy carries the event's own headers and
+// HeaderReplayed. A copy the broker cannot route (the queue is not bound to
+// its cqrs_id) is reported by the transport, and its dead letter is kept. Each message is removed from the dead-letter queue only
 // after the publisher confirmed its copy, so a failure midway loses nothing.
 // Dead letters that do not decode stay where they are and are counted in the
 // returned error. It returns how many were retried. On a transport that
@@ -235,7 +234,7 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 			headers = make(map[string]string, 1)
 		}
 		headers[HeaderReplayed] = "1"
-		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, IntoQueue: true, Body: body, Headers: headers}}); err != nil {
+		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body, Headers: headers}}); err != nil {
 			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
 		}
 		return transport.DeadLetterRemove, nil

@@ -89,8 +89,10 @@ type Config struct {
 
 	// DropUnroutable makes Publish count a message that the broker returns
 	// as unroutable (no queue is bound to its routing key) as accepted, and
-	// log it at Debug level, as django-cqrs and the memory transport do.
-	// Default false: Publish reports it with [ErrUnroutable].
+	// log it at Debug level, as django-cqrs and the memory transport do. It
+	// applies to broadcasts only: a message aimed at one queue (a retry, a
+	// dead letter, a one-queue SYNC) is always reported. Default false:
+	// Publish reports every unroutable message with [ErrUnroutable].
 	DropUnroutable bool
 
 	// Logger receives connection losses and reconnections (Warn, Info) and

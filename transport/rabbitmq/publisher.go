@@ -351,9 +351,11 @@ func (b *batch) result() error {
 	var unroutable []string
 	drop := b.t.cfg.DropUnroutable
 	for i, err := range b.failed {
-		// A message put into a queue by name (a dead letter) is never
-		// dropped: its queue is missing, and the caller must keep it.
-		if b.returned != nil && b.returned[i] && err == nil && drop && !b.msgs[i].IntoQueue {
+		// Only a broadcast is dropped (no replica bound yet, as in
+		// django-cqrs). A message aimed at one queue (a retry, a dead letter,
+		// a one-queue SYNC) that cannot reach it is reported: its queue is
+		// missing or not bound, and the caller must keep the event.
+		if b.returned != nil && b.returned[i] && err == nil && drop && b.msgs[i].Queue == "" {
 			b.t.cfg.Logger.Debug("rabbitmq: unroutable message dropped", slog.String("routing_key", amqptopology.RoutingKey(&b.msgs[i])))
 			continue
 		}

@@ -239,10 +239,10 @@ func TestPublishClosed(t *testing.T) {
 	}
 }
 
-// TestIntoMissingQueueNeverDropped: DropUnroutable lets routed messages that
-// no replica is bound for go, as django-cqrs does; a message put into a
-// queue by name (a dead letter) must not go with them: its queue is
-// missing, and the consumer has to keep the event.
+// TestIntoMissingQueueNeverDropped: DropUnroutable lets broadcasts that no
+// replica is bound for go, as django-cqrs does; a message aimed at one queue
+// (a dead letter put into its queue, a retry) must not go with them: its
+// queue is missing or not bound, and the caller has to keep the event.
 func TestIntoMissingQueueNeverDropped(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -252,9 +252,10 @@ func TestIntoMissingQueueNeverDropped(t *testing.T) {
 	err := tr.Publish(ctx, []transport.Message{
 		{CQRSID: "nobody_binds_this", Body: []byte("routed nowhere")},
 		{CQRSID: "acc", Queue: "dead_letter_" + newID(), IntoQueue: true, Body: []byte("letter")},
+		{CQRSID: "acc", Queue: newID(), Body: []byte("a retry to a queue not bound to acc")},
 	})
 	var pe *transport.PublishError
-	if !errors.As(err, &pe) || !slices.Equal(pe.Unroutable, []int{1}) || len(pe.Failed) != 0 {
-		t.Fatalf("Publish = %v, want only the IntoQueue message (index 1) reported unroutable", err)
+	if !errors.As(err, &pe) || !slices.Equal(pe.Unroutable, []int{1, 2}) || len(pe.Failed) != 0 {
+		t.Fatalf("Publish = %v, want the messages aimed at one queue (indexes 1 and 2) reported unroutable", err)
 	}
 }
