@@ -53,7 +53,7 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 // what to do. It caches the metadata of each model it found complete, so
 // that applying does not read it inside the batch's transaction.
 func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, r.cfg.Dialect, ex, sqldialect.TombstonesTable)
+	problems, err := checkMigration(ctx, r.dialect, ex, sqldialect.TombstonesTable)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // checkDatabases are the databases the Check tests run on: the metadata
@@ -127,7 +128,7 @@ func TestReplicaCheck(t *testing.T) {
 		t.Run(dbx.name, func(t *testing.T) {
 			t.Parallel()
 			db := dbx.open(t, `CREATE TABLE copy (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL DEFAULT 0)`, `DROP TABLE cqrs_tombstones`)
-			replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dbx.dialect})
+			replica, err := cqrsync.NewReplica(databasesql.New(db, dbx.dialect), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

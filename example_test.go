@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -49,7 +50,7 @@ func Example() {
 	defer pub.Close()
 
 	// The master service: capture, outbox, relay.
-	relay, _ := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub})
+	relay, _ := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub})
 	// Relay: the master wakes it after each commit (RunTx, Committed).
 	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: relay})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}})
@@ -60,13 +61,13 @@ func Example() {
 	defer relay.Stop()
 
 	// The replica service: consumer and replica model.
-	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	replica, _ := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.SQLite()), nil)
 	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account_copy"})
 	if err := replica.Check(ctx, sqldialect.FromSQL(replicaDB)); err != nil {
 		panic(err)
 	}
 	consumer, _ := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: replicaDB, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing",
+		Replica: replica, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing",
 	})
 	_ = consumer.Start(ctx)
 	defer consumer.Stop()

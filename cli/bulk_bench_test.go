@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // BenchmarkBulkPostgres measures bulk-dump and bulk-load of narrow rows on
@@ -42,7 +43,7 @@ func BenchmarkBulkPostgres(b *testing.B) {
 		return &cli.App{DB: masterDB, Dialect: sqldialect.Postgres(), Master: m}, m.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "item"})
 	}}
 	replica := &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		r, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.Postgres(), Logger: req.Logger})
+		r, err := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.Postgres()), &cqrsync.ReplicaConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}

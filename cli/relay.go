@@ -60,14 +60,14 @@ it runs, and the count of events it published when it stops.`,
 					return err
 				}
 				cfg := s.app.Relay
-				cfg.DB, cfg.Dialect, cfg.Publisher, cfg.Logger = s.ex(), s.app.Dialect, tr.Publisher, s.log
+				cfg.Publisher, cfg.Logger = tr.Publisher, s.log
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
 				}
 				if cmd.Flags().Changed("poll-interval") {
 					cfg.PollInterval = poll
 				}
-				relay, err := outbox.NewRelay(&cfg)
+				relay, err := outbox.NewRelay(s.db(), &cfg)
 				if err != nil {
 					return UsageError{Err: err}
 				}

@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -183,7 +184,7 @@ func (o *CLIOpts) register(app *cli.App, cfg *Config, logger *slog.Logger) error
 		app.Master = master
 	}
 	if len(cfg.Replicas)+len(o.Replicas) > 0 {
-		replica, err := cfg.NewReplica(app.Dialect, logger, o.Replicas...)
+		replica, err := cfg.NewReplica(databasesql.New(app.DB, app.Dialect), logger, o.Replicas...)
 		errs = append(errs, err)
 		app.Replica = replica
 	}

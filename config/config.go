@@ -408,13 +408,13 @@ func (c *Config) NewMaster(dialect sqldialect.Dialect, logger *slog.Logger, extr
 
 // NewReplica returns a Replica with the file's replica settings and models
 // and the extra ones registered in Go (custom handlers,
-// no-DB-operations models...), for a database of the given dialect;
-// logger may be nil. It reports every model's problems at once (nil
-// Replica then).
-func (c *Config) NewReplica(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.ReplicaModel) (*cqrsync.Replica, error) {
+// no-DB-operations models...), on the replica database db (a driver from
+// sqldialect/databasesql or sqldialect/pgxv5); logger may be nil. It
+// reports every model's problems at once (nil Replica then).
+func (c *Config) NewReplica(db sqldialect.DB, logger *slog.Logger, extra ...*cqrsync.ReplicaModel) (*cqrsync.Replica, error) {
 	rc := c.ReplicaConfig()
-	rc.Dialect, rc.Logger = dialect, logger
-	replica, err := cqrsync.NewReplica(&rc)
+	rc.Logger = logger
+	replica, err := cqrsync.NewReplica(db, &rc)
 	if err != nil {
 		return nil, err
 	}

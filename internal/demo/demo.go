@@ -24,6 +24,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -134,7 +135,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	defer pub.Close()
 
 	// Master side: capture in the writers' transactions, relay to the broker.
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: dialect, Publisher: pub, Logger: opts.Logger})
+	relay, err := outbox.NewRelay(databasesql.New(masterDB, dialect), &outbox.Config{Publisher: pub, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +153,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	}
 
 	// Replica side: consume into customer_copy, renaming name to full_name.
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dialect, Logger: opts.Logger})
+	replica, err := cqrsync.NewReplica(databasesql.New(replicaDB, dialect), &cqrsync.ReplicaConfig{Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +168,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	sub := broker.Subscriber()
 	defer sub.Close()
 	consumer, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: replicaDB, Subscriber: sub, Publisher: pub, Queue: queue,
+		Replica: replica, Subscriber: sub, Publisher: pub, Queue: queue,
 		Workers: opts.Workers, Logger: opts.Logger,
 	})
 	if err != nil {
