@@ -84,7 +84,7 @@ func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, 
 	if err != nil {
 		return err
 	}
-	d := m.cfg.Dialect
+	d := m.dialect
 	where, args := filter.SQL(d, 1)
 	var total, done int64
 	if progress != nil {

@@ -42,7 +42,7 @@ func setupDjangoPair(t *testing.T) *djangoPair {
 	if err := p.replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}}); err != nil {
 		t.Fatal(err)
 	}
-	p.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	p.master, err = cqrsync.NewMaster(databasesql.New(p.masterDB, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 // it found complete, so that captures do not read it inside the caller's
 // transaction.
 func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, m.cfg.Dialect, ex, sqldialect.OutboxTable)
+	problems, err := checkMigration(ctx, m.dialect, ex, sqldialect.OutboxTable)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,19 @@ type catalogCounter struct {
 	n    *atomic.Int32
 }
 
+// countingDriver is a database/sql driver whose callers' transactions
+// count their catalog queries.
+type countingDriver struct {
+	*databasesql.Driver
+	word string
+	n    *atomic.Int32
+}
+
+// UnwrapTx wraps tx's Executor in a catalogCounter.
+func (d countingDriver) UnwrapTx(tx *sql.Tx) sqldialect.Executor {
+	return catalogCounter{d.Driver.UnwrapTx(tx), d.word, d.n}
+}
+
 func (c catalogCounter) Query(ctx context.Context, query string, args ...any) (sqldialect.Rows, error) {
 	if strings.Contains(query, c.word) {
 		c.n.Add(1)
@@ -65,9 +78,7 @@ func TestMasterCheck(t *testing.T) {
 			t.Parallel()
 			db := dbx.open(t, `CREATE TABLE acct (id INTEGER PRIMARY KEY, name VARCHAR(50))`, `DROP TABLE cqrs_outbox`)
 			var catalog atomic.Int32
-			master, err := cqrsync.NewMasterFor(&cqrsync.MasterConfig{Dialect: dbx.dialect}, func(tx *sql.Tx) sqldialect.Executor {
-				return catalogCounter{sqldialect.FromSQL(tx), dbx.catalog, &catalog}
-			})
+			master, err := cqrsync.NewMaster[*sql.Tx](countingDriver{databasesql.New(db, dbx.dialect), dbx.catalog, &catalog}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -109,7 +109,7 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify})
+	master, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Notify: relay.Notify})
 	if err != nil {
 		t.Fatal(err)
 	}

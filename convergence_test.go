@@ -120,7 +120,7 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64, syncing bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify, Logger: quiet})
+	master, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Notify: relay.Notify, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

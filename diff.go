@@ -303,7 +303,7 @@ func (m *Master[TTx]) DeletedDiffMaster(ctx context.Context, ex sqldialect.Execu
 					return all, fmt.Errorf("%w: line %d: key %v: %v", ErrBadDiffStream, lineNo, k, err)
 				}
 			}
-			rows, err := m.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{Table: mm.Table, PKColumn: mm.PK, Columns: []string{mm.PK}, PKs: args})
+			rows, err := m.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{Table: mm.Table, PKColumn: mm.PK, Columns: []string{mm.PK}, PKs: args})
 			if err != nil {
 				return all, err
 			}

@@ -65,8 +65,7 @@ func TestNegativeDurations(t *testing.T) {
 		return c.Stop()
 	}
 	master := func(cfg *cqrsync.MasterConfig, model *cqrsync.MasterModel) error {
-		cfg.Dialect = sqldialect.SQLite()
-		m, err := cqrsync.NewMaster(cfg)
+		m, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), cfg)
 		if err != nil {
 			return err
 		}

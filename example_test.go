@@ -52,7 +52,7 @@ func Example() {
 	// The master service: capture, outbox, relay.
 	relay, _ := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub})
 	// Relay: the master wakes it after each commit (RunTx, Committed).
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: relay})
+	master, _ := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Relay: relay})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}})
 	if err := master.Check(ctx, sqldialect.FromSQL(masterDB)); err != nil {
 		panic(err) // names every missing table or column, and what to run
@@ -159,7 +159,7 @@ func exampleAccounts() (*sql.DB, *cqrsync.Master[*sql.Tx], func()) {
 		panic(err)
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return now }})
+	master, _ := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cqrsync.MasterConfig{Now: func() time.Time { return now }})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
 	return db, master, done
 }

@@ -99,8 +99,8 @@ func masterWithRelay(t *testing.T, pub transport.Publisher, cfg cqrsync.MasterCo
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Dialect, cfg.Relay = sqldialect.SQLite(), relay
-	master, err := cqrsync.NewMaster(&cfg)
+	cfg.Relay = relay
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func BenchmarkBulkPostgres(b *testing.B) {
 			FROM generate_series(1, %d) i`, n), "ANALYZE item")
 	replicaDB := cqrsynctesting.OpenPostgres(b, "CREATE TABLE item_copy "+table)
 	master := &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		m, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.Postgres(), Logger: req.Logger})
+		m, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.Postgres()), &cqrsync.MasterConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}

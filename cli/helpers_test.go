@@ -74,7 +74,7 @@ func setup(t *testing.T) *testBundle {
 		}}, nil
 	}
 	b.master = &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Logger: req.Logger})
+		master, err := cqrsync.NewMaster(databasesql.New(b.masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}

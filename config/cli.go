@@ -179,7 +179,7 @@ func problems(errs []error) error {
 func (o *CLIOpts) register(app *cli.App, cfg *Config, logger *slog.Logger) error {
 	var errs []error
 	if len(cfg.Masters)+len(o.Masters) > 0 {
-		master, err := cfg.NewMaster(app.Dialect, logger, o.Masters...)
+		master, err := cfg.NewMaster(databasesql.New(app.DB, app.Dialect), logger, o.Masters...)
 		errs = append(errs, err)
 		app.Master = master
 	}

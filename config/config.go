@@ -389,14 +389,15 @@ func (c *Config) fileName() string { return cmp.Or(c.File, "the configuration fi
 
 // NewMaster returns a Master with the file's master settings and models
 // and the extra ones registered in Go (models with a Serializer, say),
-// for a database of the given dialect; logger may be nil. It reports every
+// on the master database db (databasesql.New(db, dialect)); logger may be
+// nil. It reports every
 // model's problems at once (nil Master then). Set Relay on the returned
 // Master's config by building it yourself from MasterConfig and
 // MasterModels when the relay runs in the same process.
-func (c *Config) NewMaster(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.MasterModel) (*cqrsync.Master[*sql.Tx], error) {
+func (c *Config) NewMaster(db sqldialect.Driver[*sql.Tx], logger *slog.Logger, extra ...*cqrsync.MasterModel) (*cqrsync.Master[*sql.Tx], error) {
 	mc := c.MasterConfig()
-	mc.Dialect, mc.Logger = dialect, logger
-	master, err := cqrsync.NewMaster(&mc)
+	mc.Logger = logger
+	master, err := cqrsync.NewMaster(db, &mc)
 	if err != nil {
 		return nil, err
 	}

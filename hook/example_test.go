@@ -89,7 +89,7 @@ func Example() {
 	metrics := &counters{}
 
 	relay, _ := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub, Hooks: metrics})
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: relay, Hooks: metrics, Propagator: requestIDPropagator{}})
+	master, _ := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Relay: relay, Hooks: metrics, Propagator: requestIDPropagator{}})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
 	_ = relay.Start(ctx)
 	defer relay.Stop()

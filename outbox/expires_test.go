@@ -50,7 +50,7 @@ func TestRelaySetsExpiresAtPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), MessageTTL: 2 * time.Second, Now: clock.Now})
+	master, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{MessageTTL: 2 * time.Second, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func openMaster(ctx context.Context, m masterDB, dsn string, create bool) (*sql.
 			return nil, nil, fmt.Errorf("%s: %w", ddl, err)
 		}
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: m.dialect})
+	master, err := cqrsync.NewMaster(databasesql.New(db, m.dialect), nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -518,13 +518,14 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	closers = append(closers, p.subTr.Close)
 	p.br.track(p.queue, "dead_letter_"+p.queue)
 
-	if p.relay, err = outbox.NewRelay(databasesql.New(p.masterDB, p.mdb.dialect), &outbox.Config{
+	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
+	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
 		Publisher: p.pubTr,
 		BatchSize: o.RelayBatch, Logger: o.Logger,
 	}); err != nil {
 		return stop, err
 	}
-	if p.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: p.mdb.dialect, Logger: o.Logger, Relay: p.relay}); err != nil {
+	if p.master, err = cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: o.Logger, Relay: p.relay}); err != nil {
 		return stop, err
 	}
 	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {

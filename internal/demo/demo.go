@@ -135,11 +135,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	defer pub.Close()
 
 	// Master side: capture in the writers' transactions, relay to the broker.
-	relay, err := outbox.NewRelay(databasesql.New(masterDB, dialect), &outbox.Config{Publisher: pub, Logger: opts.Logger})
+	masterDrv := databasesql.New(masterDB, dialect)
+	relay, err := outbox.NewRelay(masterDrv, &outbox.Config{Publisher: pub, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: dialect, Logger: opts.Logger, Relay: relay})
+	master, err := cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: opts.Logger, Relay: relay})
 	if err != nil {
 		return nil, err
 	}
