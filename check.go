@@ -118,11 +118,11 @@ func replicaProblems(rm *ReplicaModel, ti *tableInfo) []string {
 	return []string{fmt.Sprintf("table %s has no column %s: add it, or fix the model's PK or Mapping", rm.Table, strings.Join(missing, ", "))}
 }
 
-// CheckOutbox verifies that cqrsync's outbox exists with the columns the
-// current migration creates (what a relay needs). It returns nil, or an
-// error wrapping ErrSchema that says what to run.
-func CheckOutbox(ctx context.Context, d sqldialect.Dialect, ex sqldialect.Executor) error {
-	problems, err := checkMigration(ctx, d, ex, sqldialect.OutboxTable)
+// CheckOutbox verifies that cqrsync's outbox exists in the master database
+// db with the columns the current migration creates (what a relay needs).
+// It returns nil, or an error wrapping ErrSchema that says what to run.
+func CheckOutbox(ctx context.Context, db sqldialect.DB) error {
+	problems, err := checkMigration(ctx, db.Dialect(), db.Pool(), sqldialect.OutboxTable)
 	if err != nil {
 		return err
 	}

@@ -98,14 +98,14 @@ func TestMasterCheck(t *testing.T) {
 				"master model acct: table acct has no column kind (declared in Types)",
 				"master model acct: table acct has no column [email]",
 				"master model gone: table gone does not exist: create it")
-			wantProblems(t, cqrsync.CheckOutbox(t.Context(), dbx.dialect, ex), "table cqrs_outbox does not exist: run cqrsync migrate")
+			wantProblems(t, cqrsync.CheckOutbox(t.Context(), master.DB()), "table cqrs_outbox does not exist: run cqrsync migrate")
 			if err := master.Check(t.Context(), ex, "nope"); !errors.Is(err, cqrsync.ErrUnknownModel) {
 				t.Errorf("Check of an unregistered model = %v, want ErrUnknownModel", err)
 			}
 
 			migrateAnd(t, dbx.dialect, db, addColumn(dbx.dialect, "acct", cqrsync.RevisionField), addColumn(dbx.dialect, "acct", cqrsync.UpdatedField),
 				`ALTER TABLE acct ADD COLUMN email VARCHAR(50)`, `ALTER TABLE acct ADD COLUMN kind VARCHAR(50)`)
-			if err := cqrsync.CheckOutbox(t.Context(), dbx.dialect, ex); err != nil {
+			if err := cqrsync.CheckOutbox(t.Context(), master.DB()); err != nil {
 				t.Errorf("CheckOutbox after Migrate: %v", err)
 			}
 			if err := master.Check(t.Context(), ex, "acct"); err != nil {
@@ -215,7 +215,7 @@ func TestCheckOutboxColumns(t *testing.T) {
 		t.Run(dbx.name, func(t *testing.T) {
 			t.Parallel()
 			db := dbx.open(t, `DROP TABLE cqrs_outbox`, `CREATE TABLE cqrs_outbox (id INTEGER PRIMARY KEY, cqrs_id VARCHAR(50))`)
-			wantProblems(t, cqrsync.CheckOutbox(t.Context(), dbx.dialect, sqldialect.FromSQL(db)),
+			wantProblems(t, cqrsync.CheckOutbox(t.Context(), databasesql.New(db, dbx.dialect)),
 				"table cqrs_outbox has no column queue, body, created_us, lease_us", "run cqrsync migrate")
 		})
 	}

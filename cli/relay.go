@@ -52,7 +52,7 @@ it runs, and the count of events it published when it stops.`,
 				return UsageError{Err: errtext.Errorf("--poll-interval must be positive, got %v", poll)}
 			}
 			return st.run(cmd, Needs{DB: true, Transport: true}, nil, func(s *session) error {
-				if err := cqrsync.CheckOutbox(s.ctx, s.app.Dialect, s.ex()); err != nil {
+				if err := cqrsync.CheckOutbox(s.ctx, s.db()); err != nil {
 					return err
 				}
 				tr, err := s.transport()
