@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -85,7 +84,7 @@ func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, 
 	if err != nil {
 		return err
 	}
-	d := m.cfg.Dialect
+	d := m.dialect
 	where, args := filter.SQL(d, 1)
 	var total, done int64
 	if progress != nil {
@@ -175,8 +174,9 @@ var ErrBadDump = errors.New("cqrsync: bad dump")
 // rejects is reported to OnBadLine and skipped; a database failure, or a
 // table or column the model needs and the database lacks (ErrSchema,
 // checked before the first line), stops the load, and
-// LoadResult.Committed says how far it got.
-func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *LoadOpts) (*LoadResult, error) {
+// LoadResult.Committed says how far it got. It runs on the replica's
+// database (the driver passed to NewReplica).
+func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*LoadResult, error) {
 	if opts == nil {
 		opts = &LoadOpts{}
 	}
@@ -199,7 +199,7 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 		return res, fmt.Errorf("%w: model %s has no table (NoDBOperations)", ErrBadDump, res.CQRSID)
 	}
 	// A missing table or column would fail every line: say it once.
-	if _, err := r.tables.get(ctx, sqldialect.FromSQL(db), rm.CQRSID, rm.Table, rm.Types); err != nil {
+	if _, err := r.tables.get(ctx, r.db.Pool(), rm.CQRSID, rm.Table, rm.Types); err != nil {
 		return res, errtext.Errorf("cqrsync: load: %w", err)
 	}
 	now := r.cfg.Now()
@@ -223,38 +223,40 @@ func (r *Replica) Load(ctx context.Context, db *sql.DB, in io.Reader, opts *Load
 		// One transaction per batch; if a line fails, the batch is applied
 		// again line by line so the others go through.
 		apply := func(entries []entry, reportBad bool) (bool, error) {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return false, err
-			}
-			defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-			ex := sqldialect.FromSQL(tx)
-			if clear {
-				if _, err := ex.Exec(ctx, "DELETE FROM "+r.cfg.Dialect.QuoteIdent(rm.Table)); err != nil {
-					return false, errtext.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
+			var loaded, same int64
+			skipped := false
+			err := r.db.RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
+				if clear {
+					if _, err := ex.Exec(ctx, "DELETE FROM "+r.dialect.QuoteIdent(rm.Table)); err != nil {
+						return errtext.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
+					}
 				}
-			}
-			ps := make([]*Payload, len(entries))
-			for i, e := range entries {
-				ps[i] = e.p
-			}
-			outs, err := r.ApplyBatch(ctx, ex, ps)
-			if err != nil {
-				if IsRetryable(err) || ctx.Err() != nil || !reportBad || errors.Is(err, ErrSchema) {
-					return false, err
+				ps := make([]*Payload, len(entries))
+				for i, e := range entries {
+					ps[i] = e.p
 				}
-				bad(entries[0].line, err) // reportBad applies one line at a time
+				outs, err := r.ApplyBatch(ctx, ex, ps)
+				if err != nil {
+					if IsRetryable(err) || ctx.Err() != nil || !reportBad || errors.Is(err, ErrSchema) {
+						return err
+					}
+					bad(entries[0].line, err) // reportBad applies one line at a time
+					skipped = true
+					return err // roll the line back
+				}
+				for _, out := range outs {
+					if out.Applied() {
+						loaded++
+					} else {
+						same++
+					}
+				}
+				return nil
+			})
+			if skipped {
 				return false, nil
 			}
-			var loaded, same int64
-			for _, out := range outs {
-				if out.Applied() {
-					loaded++
-				} else {
-					same++
-				}
-			}
-			if err := tx.Commit(); err != nil {
+			if err != nil {
 				return false, err
 			}
 			clear = false

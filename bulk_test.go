@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // djangoPair is a master and a replica of djpeer_basic on SQLite, the
@@ -34,14 +35,14 @@ func setupDjangoPair(t *testing.T) *djangoPair {
 	p := &djangoPair{dump: dump}
 	p.replicaDB = cqrsynctesting.OpenSQLite(t, replicaBasicDDL)
 	p.masterDB = cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_basic"])
-	p.replica, err = cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	p.replica, err = cqrsync.NewReplica(databasesql.New(p.replicaDB, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}}); err != nil {
 		t.Fatal(err)
 	}
-	p.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	p.master, err = cqrsync.NewMaster(databasesql.New(p.masterDB, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,9 +58,9 @@ func TestBulkLoadDjangoDumpAndDumpItBack(t *testing.T) {
 	t.Parallel()
 	p := setupDjangoPair(t)
 	// Load into the master-shaped table, then dump it as a master would.
-	loader, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	loader, _ := cqrsync.NewReplica(databasesql.New(p.masterDB, sqldialect.SQLite()), nil)
 	_ = loader.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}})
-	res, err := loader.Load(t.Context(), p.masterDB, bytes.NewReader(p.dump), &cqrsync.LoadOpts{BatchSize: 5})
+	res, err := loader.Load(t.Context(), bytes.NewReader(p.dump), &cqrsync.LoadOpts{BatchSize: 5})
 	if err != nil || res.Loaded != 22 || res.Skipped != 0 || res.Committed != 22 {
 		t.Fatalf("load = %+v, %v; want 22 loaded", res, err)
 	}
@@ -78,7 +79,7 @@ func TestBulkLoadDjangoDumpAndDumpItBack(t *testing.T) {
 		t.Fatalf("dump has %d lines, django-cqrs's %d", len(gotLines), len(wantLines))
 	}
 	// Loading again changes nothing: every row is a duplicate.
-	res, err = loader.Load(t.Context(), p.masterDB, bytes.NewReader(p.dump), nil)
+	res, err = loader.Load(t.Context(), bytes.NewReader(p.dump), nil)
 	if err != nil || res.Loaded != 0 || res.Unchanged != 22 {
 		t.Fatalf("second load = %+v, %v; want 22 unchanged", res, err)
 	}
@@ -92,7 +93,7 @@ func TestBulkLoadBadInput(t *testing.T) {
 	lines[2] = `{"id": 2, truncated`
 	lines[4] = `{"id":4,"cqrs_revision":0,"cqrs_updated":"2024-01-01 00:00:00+00:00"}`
 	var bad []string
-	res, err := p.replica.Load(t.Context(), p.replicaDB, strings.NewReader(strings.Join(lines, "\n")), &cqrsync.LoadOpts{
+	res, err := p.replica.Load(t.Context(), strings.NewReader(strings.Join(lines, "\n")), &cqrsync.LoadOpts{
 		BatchSize: 3, OnBadLine: func(line int, err error) { bad = append(bad, fmt.Sprintf("%d: %v", line, err)) },
 	})
 	if err != nil || res.Loaded != 20 || res.Skipped != 2 {
@@ -105,7 +106,7 @@ func TestBulkLoadBadInput(t *testing.T) {
 		{"empty", "", "input is empty"},
 		{"unknown model", "nope\n{}", `"nope" is not a CQRS ID registered`},
 	} {
-		if _, err := p.replica.Load(t.Context(), p.replicaDB, strings.NewReader(c.in), nil); !errors.Is(err, cqrsync.ErrBadDump) || !strings.Contains(err.Error(), c.want) {
+		if _, err := p.replica.Load(t.Context(), strings.NewReader(c.in), nil); !errors.Is(err, cqrsync.ErrBadDump) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: load = %v, want ErrBadDump mentioning %q", c.name, err, c.want)
 		}
 	}
@@ -118,7 +119,7 @@ func TestBulkLoadClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, clear := range []bool{false, true} {
-		if _, err := p.replica.Load(t.Context(), p.replicaDB, bytes.NewReader(p.dump), &cqrsync.LoadOpts{Clear: clear}); err != nil {
+		if _, err := p.replica.Load(t.Context(), bytes.NewReader(p.dump), &cqrsync.LoadOpts{Clear: clear}); err != nil {
 			t.Fatal(err)
 		}
 		var n int
@@ -138,10 +139,10 @@ func TestDiffPipelineMatchesDjango(t *testing.T) {
 	t.Parallel()
 	p := setupDjangoPair(t)
 	ctx := t.Context()
-	loader, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
-	_ = loader.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
 	for _, db := range []*sql.DB{p.masterDB, p.replicaDB} {
-		if _, err := loader.Load(ctx, db, bytes.NewReader(p.dump), nil); err != nil {
+		loader, _ := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), nil)
+		_ = loader.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
+		if _, err := loader.Load(ctx, bytes.NewReader(p.dump), nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -22,7 +22,7 @@ import (
 // it found complete, so that captures do not read it inside the caller's
 // transaction.
 func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, m.cfg.Dialect, ex, sqldialect.OutboxTable)
+	problems, err := checkMigration(ctx, m.dialect, ex, sqldialect.OutboxTable)
 	if err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 // what to do. It caches the metadata of each model it found complete, so
 // that applying does not read it inside the batch's transaction.
 func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, r.cfg.Dialect, ex, sqldialect.TombstonesTable)
+	problems, err := checkMigration(ctx, r.dialect, ex, sqldialect.TombstonesTable)
 	if err != nil {
 		return err
 	}
@@ -118,11 +118,11 @@ func replicaProblems(rm *ReplicaModel, ti *tableInfo) []string {
 	return []string{fmt.Sprintf("table %s has no column %s: add it, or fix the model's PK or Mapping", rm.Table, strings.Join(missing, ", "))}
 }
 
-// CheckOutbox verifies that cqrsync's outbox exists with the columns the
-// current migration creates (what a relay needs). It returns nil, or an
-// error wrapping ErrSchema that says what to run.
-func CheckOutbox(ctx context.Context, d sqldialect.Dialect, ex sqldialect.Executor) error {
-	problems, err := checkMigration(ctx, d, ex, sqldialect.OutboxTable)
+// CheckOutbox verifies that cqrsync's outbox exists in the master database
+// db with the columns the current migration creates (what a relay needs).
+// It returns nil, or an error wrapping ErrSchema that says what to run.
+func CheckOutbox(ctx context.Context, db sqldialect.DB) error {
+	problems, err := checkMigration(ctx, db.Dialect(), db.Pool(), sqldialect.OutboxTable)
 	if err != nil {
 		return err
 	}

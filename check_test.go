@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // checkDatabases are the databases the Check tests run on: the metadata
@@ -32,6 +33,19 @@ type catalogCounter struct {
 	sqldialect.Executor
 	word string
 	n    *atomic.Int32
+}
+
+// countingDriver is a database/sql driver whose callers' transactions
+// count their catalog queries.
+type countingDriver struct {
+	*databasesql.Driver
+	word string
+	n    *atomic.Int32
+}
+
+// UnwrapTx wraps tx's Executor in a catalogCounter.
+func (d countingDriver) UnwrapTx(tx *sql.Tx) sqldialect.Executor {
+	return catalogCounter{d.Driver.UnwrapTx(tx), d.word, d.n}
 }
 
 func (c catalogCounter) Query(ctx context.Context, query string, args ...any) (sqldialect.Rows, error) {
@@ -64,9 +78,7 @@ func TestMasterCheck(t *testing.T) {
 			t.Parallel()
 			db := dbx.open(t, `CREATE TABLE acct (id INTEGER PRIMARY KEY, name VARCHAR(50))`, `DROP TABLE cqrs_outbox`)
 			var catalog atomic.Int32
-			master, err := cqrsync.NewMasterFor(&cqrsync.MasterConfig{Dialect: dbx.dialect}, func(tx *sql.Tx) sqldialect.Executor {
-				return catalogCounter{sqldialect.FromSQL(tx), dbx.catalog, &catalog}
-			})
+			master, err := cqrsync.NewMaster[*sql.Tx](countingDriver{databasesql.New(db, dbx.dialect), dbx.catalog, &catalog}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,14 +98,14 @@ func TestMasterCheck(t *testing.T) {
 				"master model acct: table acct has no column kind (declared in Types)",
 				"master model acct: table acct has no column [email]",
 				"master model gone: table gone does not exist: create it")
-			wantProblems(t, cqrsync.CheckOutbox(t.Context(), dbx.dialect, ex), "table cqrs_outbox does not exist: run cqrsync migrate")
+			wantProblems(t, cqrsync.CheckOutbox(t.Context(), master.DB()), "table cqrs_outbox does not exist: run cqrsync migrate")
 			if err := master.Check(t.Context(), ex, "nope"); !errors.Is(err, cqrsync.ErrUnknownModel) {
 				t.Errorf("Check of an unregistered model = %v, want ErrUnknownModel", err)
 			}
 
 			migrateAnd(t, dbx.dialect, db, addColumn(dbx.dialect, "acct", cqrsync.RevisionField), addColumn(dbx.dialect, "acct", cqrsync.UpdatedField),
 				`ALTER TABLE acct ADD COLUMN email VARCHAR(50)`, `ALTER TABLE acct ADD COLUMN kind VARCHAR(50)`)
-			if err := cqrsync.CheckOutbox(t.Context(), dbx.dialect, ex); err != nil {
+			if err := cqrsync.CheckOutbox(t.Context(), master.DB()); err != nil {
 				t.Errorf("CheckOutbox after Migrate: %v", err)
 			}
 			if err := master.Check(t.Context(), ex, "acct"); err != nil {
@@ -127,7 +139,7 @@ func TestReplicaCheck(t *testing.T) {
 		t.Run(dbx.name, func(t *testing.T) {
 			t.Parallel()
 			db := dbx.open(t, `CREATE TABLE copy (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL DEFAULT 0)`, `DROP TABLE cqrs_tombstones`)
-			replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dbx.dialect})
+			replica, err := cqrsync.NewReplica(databasesql.New(db, dbx.dialect), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -203,7 +215,7 @@ func TestCheckOutboxColumns(t *testing.T) {
 		t.Run(dbx.name, func(t *testing.T) {
 			t.Parallel()
 			db := dbx.open(t, `DROP TABLE cqrs_outbox`, `CREATE TABLE cqrs_outbox (id INTEGER PRIMARY KEY, cqrs_id VARCHAR(50))`)
-			wantProblems(t, cqrsync.CheckOutbox(t.Context(), dbx.dialect, sqldialect.FromSQL(db)),
+			wantProblems(t, cqrsync.CheckOutbox(t.Context(), databasesql.New(db, dbx.dialect)),
 				"table cqrs_outbox has no column queue, body, created_us, lease_us", "run cqrsync migrate")
 		})
 	}

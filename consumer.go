@@ -3,7 +3,6 @@ package cqrsync
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -71,13 +70,11 @@ func ExponentialDelay(base, limit time.Duration) func(n int) time.Duration {
 
 // ConsumerConfig configures a [Consumer].
 type ConsumerConfig struct {
-	// Replica applies the events. Required.
+	// Replica applies the events, in transactions on its database (the
+	// driver passed to NewReplica). Required. On the pgx driver
+	// (sqldialect/pgxv5) each batch runs as a pipelined transaction, saving
+	// two of its four round trips to PostgreSQL.
 	Replica *Replica
-	// DB is the replica database. Required. With pgx's database/sql driver
-	// (github.com/jackc/pgx/v5/stdlib) each batch runs as a pipelined
-	// transaction on the pgx connection (see pgxexec.RunTx), saving two of
-	// its four round trips to PostgreSQL.
-	DB *sql.DB
 	// Subscriber delivers the queue's messages. Required.
 	Subscriber transport.Subscriber
 	// Publisher sends retries and dead letters. Required.
@@ -161,9 +158,6 @@ func (c *ConsumerConfig) validate() error {
 	var errs []error
 	if c.Replica == nil {
 		errs = append(errs, errors.New("cqrsync: ConsumerConfig.Replica is nil: create one with NewReplica and register models"))
-	}
-	if c.DB == nil {
-		errs = append(errs, errors.New("cqrsync: ConsumerConfig.DB is nil: pass the replica database"))
 	}
 	if c.Subscriber == nil || c.Publisher == nil {
 		errs = append(errs, errors.New("cqrsync: ConsumerConfig.Subscriber and Publisher are required: pass a transport's"))

@@ -18,6 +18,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -58,7 +59,7 @@ func setupRabbit(t *testing.T) *rabbitBundle {
 		int_field INTEGER NOT NULL, char_field VARCHAR(200) NOT NULL, date_field DATE, datetime_field TIMESTAMPTZ,
 		bool_field BOOLEAN NOT NULL, nullable_int INTEGER, nullable_char VARCHAR(200), uuid_field UUID,
 		decimal_field NUMERIC(14,4), float_field DOUBLE PRECISION, json_field JSONB, CHECK (int_field <> 666))`)
-	b.replica, err = cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.Postgres(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b.replica, err = cqrsync.NewReplica(databasesql.New(b.replicaDB, sqldialect.Postgres()), &cqrsync.ReplicaConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,19 +71,10 @@ func setupRabbit(t *testing.T) *rabbitBundle {
 
 func (b *rabbitBundle) consumer(t *testing.T, retry cqrsync.RetryPolicy) *cqrsync.Consumer {
 	t.Helper()
-	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: b.replica, DB: b.replicaDB, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
+	return runConsumer(t, &cqrsync.ConsumerConfig{
+		Replica: b.replica, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
 		Workers: 2, BatchSize: 50, Retry: retry, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
-	<-c.Started()
-	return c
 }
 
 func (b *rabbitBundle) deadLetters(t *testing.T) []*transport.Message {
@@ -113,11 +105,11 @@ func TestRabbitMQEndToEnd(t *testing.T) {
 	c := b.consumer(t, cqrsync.RetryPolicy{})
 
 	masterDB := cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_basic"])
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: b.tr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	relay, err := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: b.tr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify})
+	master, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Notify: relay.Notify})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,19 +268,11 @@ func TestRabbitMQFailingBurstLeavesRoomForGoodEvents(t *testing.T) {
 	b := setupRabbit(t)
 	ctx := t.Context()
 	const prefetch, failing, good = 20, 30, 5
-	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: b.replica, DB: b.replicaDB, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
+	c := runConsumer(t, &cqrsync.ConsumerConfig{
+		Replica: b.replica, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
 		Workers: 1, BatchSize: 5, Prefetch: prefetch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Retry: cqrsync.RetryPolicy{MaxRetries: 1000, Delay: func(int) time.Duration { return time.Hour }},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Stop() })
-	<-c.Started()
 	var msgs []transport.Message
 	for i := int64(1); i <= failing+good; i++ {
 		v := i

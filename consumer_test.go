@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/amqptopology"
 	"github.com/cqrsync/cqrsync/transport/memory"
@@ -81,7 +81,7 @@ func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dialect, Logger: logger})
+	replica, err := cqrsync.NewReplica(databasesql.New(b.db, dialect), &cqrsync.ReplicaConfig{Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func setupConsumer(t *testing.T, o consumerOpts) *consumerBundle {
 	sub := b.broker.Subscriber()
 	t.Cleanup(func() { _ = sub.Close(); _ = b.pub.Close() })
 	cfg := &cqrsync.ConsumerConfig{
-		Replica: replica, DB: b.db, Subscriber: sub, Publisher: b.pub, Queue: b.queue,
+		Replica: replica, Subscriber: sub, Publisher: b.pub, Queue: b.queue,
 		Workers: o.workers, BatchSize: o.batch, Retry: retry, Logger: logger,
 	}
 	if o.config != nil {
@@ -435,7 +435,7 @@ func TestConsumerConfigErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("NewConsumer accepted an empty config")
 	}
-	for _, want := range []string{"Replica is nil", "DB is nil", "Subscriber and Publisher", `Queue "a.b"`} {
+	for _, want := range []string{"Replica is nil", "Subscriber and Publisher", `Queue "a.b"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -531,14 +531,8 @@ func TestConsumerRetriesOnTheBrokerWhenItCanDelay(t *testing.T) {
 // nothing.
 func TestConsumerPausesWhileDatabaseIsDown(t *testing.T) {
 	t.Parallel()
-	dsn := cqrsynctesting.PostgresDSN(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := cqrsynctesting.NewProxy(t, u.Host)
-	u.Host = proxy.Addr()
-	db, err := sql.Open("pgx", u.String())
+	proxy, dsn := cqrsynctesting.ProxiedPostgres(t)
+	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,12 +544,12 @@ func TestConsumerPausesWhileDatabaseIsDown(t *testing.T) {
 		int_field INTEGER NOT NULL, char_field TEXT NOT NULL, bool_field BOOLEAN NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.Postgres()})
+	replica, _ := cqrsync.NewReplica(databasesql.New(db, sqldialect.Postgres()), nil)
 	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
 	broker := memory.NewBroker(nil)
 	pub := broker.Publisher()
 	defer pub.Close()
-	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica, DB: db, Subscriber: broker.Subscriber(), Publisher: pub,
+	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica, Subscriber: broker.Subscriber(), Publisher: pub,
 		Queue: "q", Workers: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -601,7 +595,7 @@ func TestConsumerBatchWait(t *testing.T) {
 			var mu sync.Mutex
 			txs := map[sqldialect.Executor]int{} // one executor per batch transaction
 			b := setupConsumer(t, consumerOpts{workers: 1, batch: 3, config: func(c *cqrsync.ConsumerConfig) {
-				r, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+				r, err := cqrsync.NewReplica(c.Replica.DB(), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -658,13 +652,13 @@ func (unreachableSubscriber) Close() error { return nil }
 // cannot be reached.
 func TestConsumerStopWhileSubscribing(t *testing.T) {
 	t.Parallel()
-	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	replica, _ := cqrsync.NewReplica(databasesql.New(cqrsynctesting.OpenSQLite(t), sqldialect.SQLite()), nil)
 	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
 	broker := memory.NewBroker(nil)
 	pub := broker.Publisher()
 	defer pub.Close()
 	sub := unreachableSubscriber{entered: make(chan struct{})}
-	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica, DB: cqrsynctesting.OpenSQLite(t),
+	c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{Replica: replica,
 		Subscriber: sub, Publisher: pub, Queue: "q",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

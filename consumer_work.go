@@ -13,7 +13,6 @@ import (
 	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/sqldialect"
-	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -152,9 +151,9 @@ func (c *Consumer) retryInfra(ctx, workCtx context.Context, fn func() error) err
 	}
 }
 
-// applyTx applies items in one transaction and commits it. On pgx's
-// database/sql driver the transaction is pipelined (pgxexec.RunTx): a batch
-// of SAVEs costs two round trips to PostgreSQL instead of four.
+// applyTx applies items in one transaction on the replica's database and
+// commits it. On a pipelining driver (sqldialect/pgxv5) a batch of SAVEs
+// costs two round trips to PostgreSQL instead of four.
 func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	ps := make([]*Payload, len(items))
 	for i, it := range items {
@@ -167,7 +166,7 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	if c.cfg.Hooks != nil {
 		began = time.Now()
 	}
-	err := pgxexec.RunTx(ctx, c.cfg.DB, func(ex sqldialect.Executor) error {
+	err := c.cfg.Replica.DB().RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
 		started = true
 		var err error
 		outs, err = c.cfg.Replica.ApplyBatch(ctx, ex, ps)
@@ -454,7 +453,7 @@ func (c *Consumer) purgeLoop(ctx context.Context) {
 	t := time.NewTicker(c.cfg.PurgeInterval)
 	defer t.Stop()
 	for {
-		n, err := c.cfg.Replica.PurgeTombstones(ctx, sqldialect.FromSQL(c.cfg.DB))
+		n, err := c.cfg.Replica.PurgeTombstones(ctx, c.cfg.Replica.DB().Pool())
 		switch {
 		case err != nil && ctx.Err() == nil:
 			c.cfg.Logger.WarnContext(ctx, "cqrsync: purging tombstones failed", slog.Any("error", err))

@@ -19,6 +19,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -115,18 +116,18 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64, syncing bool) {
 	pub := broker.Publisher()
 	defer pub.Close()
 
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub, BatchSize: 25, Logger: quiet})
+	relay, err := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub, BatchSize: 25, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: relay.Notify, Logger: quiet})
+	master, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Notify: relay.Notify, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := master.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "item"}); err != nil {
 		t.Fatal(err)
 	}
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: rdb.dialect, Logger: quiet})
+	replica, err := cqrsync.NewReplica(databasesql.New(replicaDB, rdb.dialect), &cqrsync.ReplicaConfig{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64, syncing bool) {
 	}
 	newConsumer := func(workers, batch int) *cqrsync.Consumer {
 		c, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-			Replica: replica, DB: replicaDB, Subscriber: broker.Subscriber(), Publisher: pub, Queue: queue,
+			Replica: replica, Subscriber: broker.Subscriber(), Publisher: pub, Queue: queue,
 			Workers: workers, BatchSize: batch, Logger: quiet,
 		})
 		if err != nil {

@@ -174,7 +174,7 @@ func (r *Replica) tableModel(ctx context.Context, ex sqldialect.Executor, cqrsID
 func (r *Replica) revisions(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, keys []any) (map[string]int64, error) {
 	out := make(map[string]int64, len(keys))
 	for chunk := range slices.Chunk(keys, 5000) {
-		rows, err := r.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+		rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
 			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK, RevisionField}, PKs: chunk,
 		})
 		if err != nil {
@@ -242,13 +242,13 @@ func (r *Replica) DeletedDiffReplica(ctx context.Context, ex sqldialect.Executor
 	if err != nil {
 		return err
 	}
-	where, args := filter.SQL(r.cfg.Dialect, 1)
+	where, args := filter.SQL(r.dialect, 1)
 	batch := cmp.Or(opts.BatchSize, 10000)
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s,%s\n", cqrsID, FormatDateTime(r.cfg.Now().UTC()))
 	var after any
 	for {
-		rows, err := r.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+		rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
 			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK}, After: after, Limit: batch, Where: where, WhereArgs: args,
 		})
 		if err != nil {
@@ -303,7 +303,7 @@ func (m *Master[TTx]) DeletedDiffMaster(ctx context.Context, ex sqldialect.Execu
 					return all, fmt.Errorf("%w: line %d: key %v: %v", ErrBadDiffStream, lineNo, k, err)
 				}
 			}
-			rows, err := m.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{Table: mm.Table, PKColumn: mm.PK, Columns: []string{mm.PK}, PKs: args})
+			rows, err := m.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{Table: mm.Table, PKColumn: mm.PK, Columns: []string{mm.PK}, PKs: args})
 			if err != nil {
 				return all, err
 			}
@@ -364,7 +364,7 @@ func (r *Replica) DeletedSyncReplica(ctx context.Context, ex sqldialect.Executor
 				return deleted, fmt.Errorf("%w: line %d: key %v: %v", ErrBadDiffStream, lineNo, k, err)
 			}
 		}
-		n, err := r.cfg.Dialect.DeleteRows(ctx, ex, rm.Table, rm.PK, args)
+		n, err := r.dialect.DeleteRows(ctx, ex, rm.Table, rm.PK, args)
 		deleted += n
 		if err != nil {
 			return deleted, err

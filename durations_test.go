@@ -15,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pglisten"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -33,11 +34,11 @@ func TestNegativeDurations(t *testing.T) {
 
 	// consumer starts and stops a consumer of model item with cfg adjusted.
 	consumer := func(adjust func(*cqrsync.ConsumerConfig), model func(*cqrsync.ReplicaModel), replicaCfg func(*cqrsync.ReplicaConfig)) error {
-		rc := &cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		rc := &cqrsync.ReplicaConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		if replicaCfg != nil {
 			replicaCfg(rc)
 		}
-		replica, err := cqrsync.NewReplica(rc)
+		replica, err := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), rc)
 		if err != nil {
 			return err
 		}
@@ -48,7 +49,7 @@ func TestNegativeDurations(t *testing.T) {
 		if err := replica.Register(m); err != nil {
 			return err
 		}
-		cfg := &cqrsync.ConsumerConfig{Replica: replica, DB: db, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "q",
+		cfg := &cqrsync.ConsumerConfig{Replica: replica, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "q",
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		if adjust != nil {
 			adjust(cfg)
@@ -64,8 +65,7 @@ func TestNegativeDurations(t *testing.T) {
 		return c.Stop()
 	}
 	master := func(cfg *cqrsync.MasterConfig, model *cqrsync.MasterModel) error {
-		cfg.Dialect = sqldialect.SQLite()
-		m, err := cqrsync.NewMaster(cfg)
+		m, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), cfg)
 		if err != nil {
 			return err
 		}
@@ -75,8 +75,8 @@ func TestNegativeDurations(t *testing.T) {
 		return nil
 	}
 	relay := func(cfg outbox.Config) error {
-		cfg.DB, cfg.Dialect, cfg.Publisher = sqldialect.FromSQL(db), sqldialect.SQLite(), pub
-		r, err := outbox.NewRelay(&cfg)
+		cfg.Publisher = pub
+		r, err := outbox.NewRelay(databasesql.New(db, sqldialect.SQLite()), &cfg)
 		if err != nil {
 			return err
 		}

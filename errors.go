@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/cqrsync/cqrsync/internal/dberr"
 
 	"github.com/cqrsync/cqrsync/internal/errtext"
@@ -110,7 +108,7 @@ func IsRetryable(err error) bool {
 // databaseFailure reports whether err is a database driver's typed error
 // that says the database or the connection failed, not the statement.
 func databaseFailure(err error) bool {
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, pgconn.ErrConnClosed) || dberr.MySQLInvalidConn(err) {
+	if errors.Is(err, driver.ErrBadConn) || dberr.PgConnClosed(err) || dberr.MySQLInvalidConn(err) {
 		return true
 	}
 	var st interface{ SQLState() string } // pgx's *pgconn.PgError, lib/pq's *pq.Error

@@ -17,6 +17,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 func TestIsRetryable(t *testing.T) {
@@ -155,7 +156,7 @@ func TestErrorMessagesReadOnce(t *testing.T) {
 	t.Parallel()
 	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE acc (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
 		cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`)
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	replica, err := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

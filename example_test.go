@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -49,9 +50,9 @@ func Example() {
 	defer pub.Close()
 
 	// The master service: capture, outbox, relay.
-	relay, _ := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub})
+	relay, _ := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub})
 	// Relay: the master wakes it after each commit (RunTx, Committed).
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: relay})
+	master, _ := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Relay: relay})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}})
 	if err := master.Check(ctx, sqldialect.FromSQL(masterDB)); err != nil {
 		panic(err) // names every missing table or column, and what to run
@@ -60,13 +61,13 @@ func Example() {
 	defer relay.Stop()
 
 	// The replica service: consumer and replica model.
-	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	replica, _ := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.SQLite()), nil)
 	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account_copy"})
 	if err := replica.Check(ctx, sqldialect.FromSQL(replicaDB)); err != nil {
 		panic(err)
 	}
 	consumer, _ := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: replicaDB, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing",
+		Replica: replica, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing",
 	})
 	_ = consumer.Start(ctx)
 	defer consumer.Stop()
@@ -158,7 +159,7 @@ func exampleAccounts() (*sql.DB, *cqrsync.Master[*sql.Tx], func()) {
 		panic(err)
 	}
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return now }})
+	master, _ := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cqrsync.MasterConfig{Now: func() time.Time { return now }})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
 	return db, master, done
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -93,13 +94,13 @@ func (r *recorder) committedApplies() hook.Apply {
 func masterWithRelay(t *testing.T, pub transport.Publisher, cfg cqrsync.MasterConfig, relayHooks hook.Hooks) (*sql.DB, *cqrsync.Master[*sql.Tx]) {
 	t.Helper()
 	db := cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_basic"])
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(db), Dialect: sqldialect.SQLite(), Publisher: pub,
+	relay, err := outbox.NewRelay(databasesql.New(db, sqldialect.SQLite()), &outbox.Config{Publisher: pub,
 		PollInterval: time.Hour, Hooks: relayHooks, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Dialect, cfg.Relay = sqldialect.SQLite(), relay
-	master, err := cqrsync.NewMaster(&cfg)
+	cfg.Relay = relay
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,10 +249,10 @@ type handled struct {
 
 // tracingReplica is a replica of djpeer_basic whose handler reports the
 // traceparent and correlation id of its context.
-func tracingReplica(t *testing.T, dialect sqldialect.Dialect) (*cqrsync.Replica, <-chan handled) {
+func tracingReplica(t *testing.T, db sqldialect.DB) (*cqrsync.Replica, <-chan handled) {
 	t.Helper()
 	seen := make(chan handled, 10)
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dialect, Propagator: traceparentPropagator{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	replica, err := cqrsync.NewReplica(db, &cqrsync.ReplicaConfig{Propagator: traceparentPropagator{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func TestTraceContextCrossesOutbox(t *testing.T) {
 	t.Parallel()
 	var seen <-chan handled
 	b := setupConsumer(t, consumerOpts{config: func(c *cqrsync.ConsumerConfig) {
-		c.Replica, seen = tracingReplica(t, sqldialect.SQLite())
+		c.Replica, seen = tracingReplica(t, c.Replica.DB())
 	}})
 	captureTraced(t, b.pub)
 	wantTraced(t, seen)
@@ -308,7 +309,7 @@ func TestRabbitMQTraceContext(t *testing.T) {
 	t.Parallel()
 	b := setupRabbit(t)
 	var seen <-chan handled
-	b.replica, seen = tracingReplica(t, sqldialect.Postgres())
+	b.replica, seen = tracingReplica(t, databasesql.New(b.replicaDB, sqldialect.Postgres()))
 	b.consumer(t, cqrsync.RetryPolicy{})
 	captureTraced(t, b.tr)
 	wantTraced(t, seen)

@@ -111,8 +111,6 @@ type CorrelationFunc func(ctx context.Context, signal SignalType, cqrsID string,
 
 // MasterConfig configures a [Master].
 type MasterConfig struct {
-	// Dialect is the master database's SQL dialect. Required.
-	Dialect sqldialect.Dialect
 	// Logger receives debug logs of captured events. Default slog.Default().
 	Logger *slog.Logger
 	// MessageTTL is how long an event stays valid after it is published
@@ -195,8 +193,8 @@ func RunTx(ctx context.Context, db *sql.DB, m *Master[*sql.Tx], fn func(tx *sql.
 }
 
 // Master captures changes of registered master tables into the outbox,
-// inside the caller's transaction. TTx is the transaction type: *sql.Tx for
-// database/sql (see [NewMaster]), or any other with [NewMasterFor].
+// inside the caller's transaction. TTx is the transaction type of its
+// driver: *sql.Tx for sqldialect/databasesql, pgx.Tx for sqldialect/pgxv5.
 //
 // # Visibility
 //
@@ -210,29 +208,27 @@ func RunTx(ctx context.Context, db *sql.DB, m *Master[*sql.Tx], fn func(tx *sql.
 //
 // Methods are safe for concurrent use.
 type Master[TTx any] struct {
-	cfg    MasterConfig
-	adapt  func(TTx) sqldialect.Executor
-	tables tableCache
+	cfg     MasterConfig
+	drv     sqldialect.Driver[TTx]
+	dialect sqldialect.Dialect
+	tables  tableCache
 
 	mu     sync.RWMutex
 	models map[string]*MasterModel
 }
 
-// NewMaster returns a Master for database/sql transactions.
-func NewMaster(cfg *MasterConfig) (*Master[*sql.Tx], error) {
-	return NewMasterFor(cfg, func(tx *sql.Tx) sqldialect.Executor { return sqldialect.FromSQL(tx) })
-}
-
-// NewMasterFor returns a Master for transactions of type TTx; adapt turns
-// one into an [sqldialect.Executor].
-func NewMasterFor[TTx any](cfg *MasterConfig, adapt func(TTx) sqldialect.Executor) (*Master[TTx], error) {
+// NewMaster returns a Master on the master database drv: a driver from
+// sqldialect/databasesql (transactions of type *sql.Tx) or
+// sqldialect/pgxv5 (pgx.Tx). Its capture calls take the caller's
+// transactions of that type; its dialect renders every statement.
+func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[TTx], error) {
+	if drv == nil {
+		return nil, errors.New("cqrsync: NewMaster: drv is nil: pass the master database's driver, e.g. databasesql.New(db, sqldialect.SQLite())")
+	}
 	if cfg == nil {
 		cfg = &MasterConfig{}
 	}
 	c := *cfg
-	if c.Dialect == nil {
-		return nil, errors.New("cqrsync: MasterConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
-	}
 	if err := checkMessageTTL("MasterConfig.MessageTTL", c.MessageTTL); err != nil {
 		return nil, err
 	}
@@ -244,8 +240,12 @@ func NewMasterFor[TTx any](cfg *MasterConfig, adapt func(TTx) sqldialect.Executo
 	if c.Notify == nil {
 		c.Notify = func() {}
 	}
-	return &Master[TTx]{cfg: c, adapt: adapt, tables: tableCache{dialect: c.Dialect}, models: map[string]*MasterModel{}}, nil
+	d := drv.Dialect()
+	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d}, models: map[string]*MasterModel{}}, nil
 }
+
+// DB returns the master database's driver, as passed to NewMaster.
+func (m *Master[TTx]) DB() sqldialect.Driver[TTx] { return m.drv }
 
 // Register adds a master model. It reports every problem with the model at
 // once.
@@ -326,7 +326,7 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
 	}
-	return m.save(ctx, m.adapt(tx), cqrsID, true, nil, pks)
+	return m.save(ctx, m.drv.UnwrapTx(tx), cqrsID, true, nil, pks)
 }
 
 // Insert writes a new row into the model's table and records its creation
@@ -353,7 +353,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalSave, 1, time.Now(), &err)
 	}
-	ex := m.adapt(tx)
+	ex := m.drv.UnwrapTx(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
 		return err
@@ -390,7 +390,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 			p.Outbox = predictedEvent
 		}
 	}
-	rows, withOutbox, err := m.cfg.Dialect.InsertRow(ctx, ex, p, cols)
+	rows, withOutbox, err := m.dialect.InsertRow(ctx, ex, p, cols)
 	if err != nil {
 		return err
 	}
@@ -425,7 +425,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		// the row as Create does, which continues a deleted key's
 		// revisions, and capture that.
 		if withOutbox {
-			if err := m.cfg.Dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+			if err := m.dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
 				return err
 			}
 		}
@@ -444,7 +444,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		}
 	} else if withOutbox {
 		// The stored row is not the predicted one: replace its event.
-		if err := m.cfg.Dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+		if err := m.dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
 			return err
 		}
 	}
@@ -493,7 +493,7 @@ func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk a
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalSave, 1, time.Now(), &err)
 	}
-	ex := m.adapt(tx)
+	ex := m.drv.UnwrapTx(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
 		return err
@@ -506,14 +506,14 @@ func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk a
 		return err
 	}
 	if mm.NoProduce {
-		n, err := m.cfg.Dialect.TouchRows(ctx, ex, touch)
+		n, err := m.dialect.TouchRows(ctx, ex, touch)
 		if err == nil && n == 0 {
 			err = fmt.Errorf("%w: %s has no row with %s %v inside this transaction", ErrRowNotFound, mm.Table, mm.PK, pk)
 		}
 		return err
 	}
 	rows, err := m.collectRows(mm, ti, touch.PKs, func(_ []any, cols []string) (sqldialect.Rows, error) {
-		return m.cfg.Dialect.TouchSelectRows(ctx, ex, touch, cols)
+		return m.dialect.TouchSelectRows(ctx, ex, touch, cols)
 	})
 	if err != nil {
 		return err
@@ -559,7 +559,7 @@ func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
 	}
-	return m.save(ctx, m.adapt(tx), cqrsID, false, nil, pks)
+	return m.save(ctx, m.drv.UnwrapTx(tx), cqrsID, false, nil, pks)
 }
 
 // UpdateOpts refines an update capture. The zero value is a plain Update.
@@ -583,7 +583,7 @@ func (m *Master[TTx]) UpdateWith(ctx context.Context, tx TTx, cqrsID string, opt
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
 	}
-	return m.save(ctx, m.adapt(tx), cqrsID, false, opts, pks)
+	return m.save(ctx, m.drv.UnwrapTx(tx), cqrsID, false, opts, pks)
 }
 
 // Snapshot is rows' state before a change, for previous_data.
@@ -595,7 +595,7 @@ type Snapshot struct {
 // Snapshot reads the rows with the given keys as they stand in tx, before
 // the caller changes them; pass it as UpdateOpts.Previous.
 func (m *Master[TTx]) Snapshot(ctx context.Context, tx TTx, cqrsID string, pks ...any) (*Snapshot, error) {
-	ex := m.adapt(tx)
+	ex := m.drv.UnwrapTx(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
 		return nil, err
@@ -621,7 +621,7 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalDelete, len(pks), time.Now(), &err)
 	}
-	ex := m.adapt(tx)
+	ex := m.drv.UnwrapTx(tx)
 	pks = uniqueKeys(pks)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
 	if err != nil {
@@ -665,7 +665,7 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 			events = append(events, ev)
 		}
 	}
-	if err := m.cfg.Dialect.RecordTombstones(ctx, ex, tombs); err != nil {
+	if err := m.dialect.RecordTombstones(ctx, ex, tombs); err != nil {
 		return err
 	}
 	return m.enqueue(ctx, ex, events)
@@ -683,7 +683,7 @@ func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm
 			return nil, &ModelError{CQRSID: mm.CQRSID, PK: pks[0], Err: err}
 		}
 		rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
-			return m.cfg.Dialect.DeleteSelectRows(ctx, ex, mm.Table, mm.PK, chunk, cols)
+			return m.dialect.DeleteSelectRows(ctx, ex, mm.Table, mm.PK, chunk, cols)
 		})
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return rows, err
@@ -693,7 +693,7 @@ func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.cfg.Dialect.DeleteRows(ctx, ex, mm.Table, mm.PK, pks); err != nil {
+	if _, err := m.dialect.DeleteRows(ctx, ex, mm.Table, mm.PK, pks); err != nil {
 		return nil, err
 	}
 	return rows, nil
@@ -707,7 +707,7 @@ func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pk
 	if m.cfg.Hooks != nil {
 		defer m.observe(ctx, cqrsID, SignalSync, len(pks), time.Now(), &err)
 	}
-	ex := m.adapt(tx)
+	ex := m.drv.UnwrapTx(tx)
 	mm, err := m.model(cqrsID)
 	if err != nil {
 		return err
@@ -749,7 +749,7 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
 	}
 	if mm.NoProduce {
-		n, err := m.cfg.Dialect.TouchRows(ctx, ex, touch)
+		n, err := m.dialect.TouchRows(ctx, ex, touch)
 		if err != nil {
 			return err
 		}
@@ -766,7 +766,7 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
 		part := *touch
 		part.PKs = chunk
-		return m.cfg.Dialect.TouchSelectRows(ctx, ex, &part, cols)
+		return m.dialect.TouchSelectRows(ctx, ex, &part, cols)
 	})
 	if err != nil {
 		return err
@@ -948,7 +948,7 @@ func (m *Master[TTx]) enqueue(ctx context.Context, ex sqldialect.Executor, event
 	if len(events) == 0 {
 		return nil
 	}
-	if err := m.cfg.Dialect.InsertOutbox(ctx, ex, events); err != nil {
+	if err := m.dialect.InsertOutbox(ctx, ex, events); err != nil {
 		return err
 	}
 	m.cfg.Notify()
@@ -976,7 +976,7 @@ func revisionOf(r masterRow) (int64, error) {
 // missing.
 func (m *Master[TTx]) readRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
 	return m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
-		return m.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+		return m.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
 			Table: mm.Table, PKColumn: mm.PK, Columns: cols, PKs: chunk,
 		})
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // benchBackend opens a fresh, migrated database of one kind with the given
@@ -85,7 +86,7 @@ func benchMasterCapture(b *testing.B, be benchBackend, writers int) {
 	db := be.open(b, be.ddl("plain_item"), be.ddl("captured_item"), be.ddl("inserted_item"))
 	db.SetMaxOpenConns(writers + 2)
 	db.SetMaxIdleConns(writers + 2)
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: be.dialect})
+	master, err := cqrsync.NewMaster(databasesql.New(db, be.dialect), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func benchMasterCaptureUpdate(b *testing.B, be benchBackend, writers int) {
 	db := be.open(b, be.ddl(tables[0]), be.ddl(tables[1]), be.ddl(tables[2]))
 	db.SetMaxOpenConns(writers + 2)
 	db.SetMaxIdleConns(writers + 2)
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: be.dialect})
+	master, err := cqrsync.NewMaster(databasesql.New(db, be.dialect), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 const authorDDL = `CREATE TABLE publisher (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
@@ -75,7 +76,7 @@ func TestMasterPartialUpdates(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			db := cqrsynctesting.OpenSQLite(t, masterItemDDL, "INSERT INTO item (id, name) VALUES (1, 'a')")
-			master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), AutoUpdateFields: c.auto})
+			master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cqrsync.MasterConfig{AutoUpdateFields: c.auto})
 			if err != nil {
 				t.Fatal(err)
 			}

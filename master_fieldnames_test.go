@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // TestMasterFieldNamesDjangoFK: a table whose foreign key column is
@@ -42,7 +43,7 @@ func TestMasterFieldNamesDjangoFK(t *testing.T) {
 	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE djpeer_tracked (
 		id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME,
 		name VARCHAR(200) NOT NULL, status VARCHAR(20) NOT NULL, counter INTEGER NOT NULL, owner_id INTEGER)`)
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return updated }})
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cqrsync.MasterConfig{Now: func() time.Time { return updated }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +104,7 @@ func TestMasterFieldNamesDjangoFK(t *testing.T) {
 // the version columns are refused.
 func TestMasterFieldNamesRefused(t *testing.T) {
 	t.Parallel()
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	master, err := cqrsync.NewMaster(databasesql.New(cqrsynctesting.OpenSQLite(t), sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestDumpWritesRowsRefusedBySyncCheck(t *testing.T) {
 	t.Parallel()
 	db := cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_filtered"],
 		`INSERT INTO djpeer_filtered VALUES (1, 0, '2024-01-01 00:00:00', 'on', 1), (2, 0, '2024-01-01 00:00:00', 'off', 0)`)
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

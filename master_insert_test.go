@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // TestMasterInsert: Master.Insert writes the row and captures the same
@@ -40,7 +41,7 @@ func TestMasterInsert(t *testing.T) {
 			ctx := t.Context()
 			db := be.open(t, fmt.Sprintf(be.ddl, "via_insert"), fmt.Sprintf(be.ddl, "via_create"))
 			now := time.Date(2026, 11, 23, 12, 0, 0, 123456000, time.UTC)
-			master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: be.dialect, Now: func() time.Time { return now }})
+			master, err := cqrsync.NewMaster(databasesql.New(db, be.dialect), &cqrsync.MasterConfig{Now: func() time.Time { return now }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +210,7 @@ func TestMasterInsertGeneratedKeyTombstone(t *testing.T) {
 	ctx := t.Context()
 	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT 'unnamed',
 		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`)
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite()})
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
-	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
+	"github.com/cqrsync/cqrsync/sqldialect/pgxv5"
 )
 
 // TestMasterOnPgxTx captures changes in pgx transactions: the same master,
@@ -23,7 +23,8 @@ func TestMasterOnPgxTx(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	ex := pgxexec.New(pool)
+	drv := pgxv5.New(pool)
+	ex := drv.Pool()
 	if err := sqldialect.Postgres().Migrate(ctx, ex); err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +32,7 @@ func TestMasterOnPgxTx(t *testing.T) {
 		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated TIMESTAMPTZ)`); err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMasterFor(&cqrsync.MasterConfig{Dialect: sqldialect.Postgres()},
-		func(tx pgx.Tx) sqldialect.Executor { return pgxexec.New(tx) })
+	master, err := cqrsync.NewMaster(drv, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

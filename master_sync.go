@@ -51,7 +51,7 @@ func (m *Master[TTx]) SyncQuery(ctx context.Context, ex sqldialect.Executor, cqr
 	if err != nil {
 		return 0, err
 	}
-	d := m.cfg.Dialect
+	d := m.dialect
 	where, args := filter.SQL(d, 1)
 	var total int64
 	if opts.Progress != nil {

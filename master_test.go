@@ -9,6 +9,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 const masterItemDDL = `CREATE TABLE item (
@@ -25,7 +26,7 @@ func setupMaster(t *testing.T, models ...*cqrsync.MasterModel) *masterBundle {
 	t.Helper()
 	b := &masterBundle{db: cqrsynctesting.OpenSQLite(t, masterItemDDL)}
 	var err error
-	b.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Notify: func() { b.notified++ }})
+	b.master, err = cqrsync.NewMaster(databasesql.New(b.db, sqldialect.SQLite()), &cqrsync.MasterConfig{Notify: func() { b.notified++ }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,5 +289,17 @@ func TestMasterUpdateRowNoProduce(t *testing.T) {
 	})
 	if !errors.Is(err, cqrsync.ErrRowNotFound) {
 		t.Fatalf("UpdateRow of a missing key = %v, want ErrRowNotFound", err)
+	}
+}
+
+// TestConstructorsRefuseNoDriver: Master and Replica need a database
+// driver, and say so.
+func TestConstructorsRefuseNoDriver(t *testing.T) {
+	t.Parallel()
+	if _, err := cqrsync.NewMaster[*sql.Tx](nil, nil); err == nil || !strings.Contains(err.Error(), "databasesql.New") {
+		t.Errorf("NewMaster(nil) = %v, want an error naming databasesql.New", err)
+	}
+	if _, err := cqrsync.NewReplica(nil, nil); err == nil || !strings.Contains(err.Error(), "databasesql.New") {
+		t.Errorf("NewReplica(nil) = %v, want an error naming databasesql.New", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
@@ -127,7 +128,7 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string) 
 		t.Fatal(err)
 	}
 	db := cqrsynctesting.OpenSQLite(t, vectorTables[want.CQRSID])
-	cfg := &cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Now: func() time.Time { return updated }}
+	cfg := &cqrsync.MasterConfig{Now: func() time.Time { return updated }}
 	if env["DJPEER_MESSAGE_TTL"] == "none" {
 		cfg.MessageTTL = cqrsync.NoExpiry
 	}
@@ -139,7 +140,7 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string) 
 			return cqrsync.Object{{Key: "service", Value: "djpeer_master"}}, nil
 		}
 	}
-	master, err := cqrsync.NewMaster(cfg)
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

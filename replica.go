@@ -93,8 +93,6 @@ type ReplicaEvent struct {
 
 // ReplicaConfig configures a [Replica].
 type ReplicaConfig struct {
-	// Dialect is the replica database's SQL dialect. Required.
-	Dialect sqldialect.Dialect
 	// Logger receives the apply log: stale and duplicate events at debug,
 	// revision gaps and downgrades by a SYNC sent to this replica's queue
 	// alone at warn. Default slog.Default().
@@ -165,22 +163,27 @@ type ReplicaConfig struct {
 //
 // Methods are safe for concurrent use.
 type Replica struct {
-	cfg    ReplicaConfig
-	tables tableCache
+	cfg     ReplicaConfig
+	db      sqldialect.DB
+	dialect sqldialect.Dialect
+	tables  tableCache
 
 	mu     sync.RWMutex
 	models map[string]*ReplicaModel
 }
 
-// NewReplica returns a Replica.
-func NewReplica(cfg *ReplicaConfig) (*Replica, error) {
+// NewReplica returns a Replica on the replica database db: a driver from
+// package sqldialect/databasesql (a *sql.DB and its dialect) or
+// sqldialect/pgxv5 (a *pgxpool.Pool). Its dialect renders every statement,
+// and the Consumer and Load run their transactions on it.
+func NewReplica(db sqldialect.DB, cfg *ReplicaConfig) (*Replica, error) {
+	if db == nil {
+		return nil, errors.New("cqrsync: NewReplica: db is nil: pass the replica database's driver, e.g. databasesql.New(db, sqldialect.SQLite())")
+	}
 	if cfg == nil {
 		cfg = &ReplicaConfig{}
 	}
 	c := *cfg
-	if c.Dialect == nil {
-		return nil, errors.New("cqrsync: ReplicaConfig.Dialect is nil: set it, e.g. sqldialect.SQLite()")
-	}
 	if err := errors.Join(negativeDurations("ReplicaConfig", []namedDuration{
 		{"TombstoneRetention", c.TombstoneRetention, "0 for the default 7 days"},
 	})...); err != nil {
@@ -191,11 +194,15 @@ func NewReplica(cfg *ReplicaConfig) (*Replica, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return &Replica{cfg: c, tables: tableCache{dialect: c.Dialect}, models: map[string]*ReplicaModel{}}, nil
+	d := db.Dialect()
+	return &Replica{cfg: c, db: db, dialect: d, tables: tableCache{dialect: d}, models: map[string]*ReplicaModel{}}, nil
 }
 
 // Dialect returns the replica database's dialect.
-func (r *Replica) Dialect() sqldialect.Dialect { return r.cfg.Dialect }
+func (r *Replica) Dialect() sqldialect.Dialect { return r.dialect }
+
+// DB returns the replica database's driver, as passed to NewReplica.
+func (r *Replica) DB() sqldialect.DB { return r.db }
 
 // Register adds a replica model, reporting every problem at once.
 func (r *Replica) Register(model *ReplicaModel) error {
@@ -489,7 +496,7 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 		return 0, err
 	}
 	guard := p.revisionGuard()
-	n, err := r.cfg.Dialect.Upsert(ctx, ex, &sqldialect.UpsertParams{
+	n, err := r.dialect.Upsert(ctx, ex, &sqldialect.UpsertParams{
 		Table: rm.Table, PKColumn: rm.PK, Columns: cols, Values: vals,
 		Revision: rev, Guard: guard,
 		CQRSID: p.CQRSID, Key: keyString(pk), Updated: updated,
@@ -571,7 +578,7 @@ func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, store
 // storedRevision reads the row's revision, for classifying and logging the
 // outcome only: the write itself is guarded in SQL.
 func (r *Replica) storedRevision(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, pk any) (int64, bool, error) {
-	rows, err := r.cfg.Dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
+	rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
 		Table: rm.Table, PKColumn: rm.PK, Columns: []string{RevisionField}, PKs: []any{pk}, ForUpdate: rm.SelectForUpdate,
 	})
 	if err != nil {
@@ -598,7 +605,7 @@ func (r *Replica) applyDelete(ctx context.Context, ex sqldialect.Executor, rm *R
 			return 0, err
 		}
 	}
-	n, err := r.cfg.Dialect.DeleteGuarded(ctx, ex, &sqldialect.DeleteGuardedParams{
+	n, err := r.dialect.DeleteGuarded(ctx, ex, &sqldialect.DeleteGuardedParams{
 		Table: rm.Table, PKColumn: rm.PK, PK: pk, Revision: rev,
 		CQRSID: p.CQRSID, Key: keyString(pk), Updated: updated, Now: r.cfg.Now(),
 	})
@@ -635,5 +642,5 @@ func deleteVersion(rm *ReplicaModel, ti *tableInfo, p *Payload) (pk any, rev int
 
 // PurgeTombstones forgets deleted keys older than the retention.
 func (r *Replica) PurgeTombstones(ctx context.Context, ex sqldialect.Executor) (int64, error) {
-	return r.cfg.Dialect.PurgeTombstones(ctx, ex, r.cfg.Now().Add(-r.cfg.TombstoneRetention))
+	return r.dialect.PurgeTombstones(ctx, ex, r.cfg.Now().Add(-r.cfg.TombstoneRetention))
 }

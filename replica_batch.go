@@ -31,7 +31,7 @@ func (r *Replica) ApplyBatch(ctx context.Context, ex sqldialect.Executor, ps []*
 	for i, p := range ps {
 		lockKeys[i] = p.CQRSID + "\x1f" + keyString(p.InstancePK) // no NUL: PostgreSQL text cannot hold it
 	}
-	if err := r.cfg.Dialect.LockKeys(ctx, ex, lockKeys); err != nil {
+	if err := r.dialect.LockKeys(ctx, ex, lockKeys); err != nil {
 		return outs, err
 	}
 	// A wave holds at most one event per key; waves run in order, so a
@@ -146,7 +146,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 		}
 	}
 	for _, g := range deleteOrder {
-		deleted, err := r.cfg.Dialect.DeleteGuardedBatch(ctx, ex, &g.params)
+		deleted, err := r.dialect.DeleteGuardedBatch(ctx, ex, &g.params)
 		if err != nil {
 			return err
 		}
@@ -177,7 +177,7 @@ func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []
 	for i, row := range g.rows {
 		params.Rows[i], params.Keys[i], params.Revisions[i], params.Updated[i] = row.vals, keyString(row.pk), row.rev, row.updated
 	}
-	res, err := r.cfg.Dialect.UpsertBatch(ctx, ex, params)
+	res, err := r.dialect.UpsertBatch(ctx, ex, params)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package cqrsync_test
 import (
 	"context"
 	"fmt"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"io"
 	"log/slog"
 	"strings"
@@ -145,7 +146,7 @@ func benchReplicaApply(b *testing.B, be benchBackend, workers int) {
 	// queue and returns when the consumer has settled them, with the time
 	// from publishing.
 	startConsumer := func(table string, batchSize int) (apply func(first, end int) time.Duration) {
-		replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: be.dialect})
+		replica, err := cqrsync.NewReplica(databasesql.New(db, be.dialect), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -162,7 +163,7 @@ func benchReplicaApply(b *testing.B, be benchBackend, workers int) {
 		sub := broker.Subscriber()
 		b.Cleanup(func() { sub.Close() })
 		consumer, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-			Replica: replica, DB: db, Subscriber: sub, Publisher: pub, Queue: queue,
+			Replica: replica, Subscriber: sub, Publisher: pub, Queue: queue,
 			Workers: workers, BatchSize: batchSize,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		})

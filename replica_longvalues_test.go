@@ -15,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
@@ -47,7 +48,7 @@ func (ld longDoc) setup(t *testing.T) (*sql.DB, *cqrsync.Replica) {
 	if _, err := db.ExecContext(t.Context(), ddl); err != nil {
 		t.Fatalf("%s: %v", ddl, err)
 	}
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: ld.dialect, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	replica, err := cqrsync.NewReplica(databasesql.New(db, ld.dialect), &cqrsync.ReplicaConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestConsumerDeadLettersTooLongValueMySQL(t *testing.T) {
 	sub := broker.Subscriber()
 	t.Cleanup(func() { _ = sub.Close(); _ = pub.Close() })
 	consumer, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: db, Subscriber: sub, Publisher: pub, Queue: queue, Workers: 1, BatchSize: 10,
+		Replica: replica, Subscriber: sub, Publisher: pub, Queue: queue, Workers: 1, BatchSize: 10,
 		Retry:  cqrsync.RetryPolicy{MaxRetries: 1, Delay: func(int) time.Duration { return time.Millisecond }},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

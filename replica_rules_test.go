@@ -18,6 +18,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // replicaDB is a database the apply rules run on.
@@ -76,8 +77,8 @@ func setupRules(t *testing.T, rdb replicaDB, models ...*cqrsync.ReplicaModel) *r
 		}
 	}
 	var err error
-	b.replica, err = cqrsync.NewReplica(&cqrsync.ReplicaConfig{
-		Dialect: rdb.dialect, Logger: slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	b.replica, err = cqrsync.NewReplica(databasesql.New(b.db, rdb.dialect), &cqrsync.ReplicaConfig{
+		Logger:             slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		TombstoneRetention: time.Hour,
 	})
 	if err != nil {
@@ -429,7 +430,7 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			if err != nil || n != 0 {
 				t.Fatalf("purge of a fresh tombstone = %d, %v; want 0", n, err)
 			}
-			later, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: b.d, TombstoneRetention: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+			later, _ := cqrsync.NewReplica(b.replica.DB(), &cqrsync.ReplicaConfig{TombstoneRetention: time.Hour, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
 			if n, err := later.PurgeTombstones(t.Context(), sqldialect.FromSQL(b.db)); err != nil || n != 1 {
 				t.Fatalf("purge after the retention = %d, %v; want 1", n, err)
 			}

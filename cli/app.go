@@ -18,6 +18,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -37,7 +38,8 @@ type App struct {
 	Master Master
 	// Replica holds the replica models. Required by the replica-side
 	// commands: consume, bulk-load, diff-replica, deleted-diff-replica,
-	// deleted-sync-replica.
+	// deleted-sync-replica. Consume and bulk-load run on its own driver
+	// (the one passed to cqrsync.NewReplica), normally on DB.
 	Replica *cqrsync.Replica
 	// Queue is this replica service's queue (django-cqrs's CQRS["queue"]).
 	// Required by consume, diff-replica and dead-letters.
@@ -50,12 +52,12 @@ type App struct {
 	OpenTransport func(ctx context.Context) (*Transport, error)
 	// Consumer is the template of consume's consumer: its Workers,
 	// BatchSize, Retry, DeadLetterTTL and similar settings are used; the
-	// command fills in Replica, DB, transport, Queue, CQRSIDs and Logger, and
+	// command fills in Replica, transport, Queue, CQRSIDs and Logger, and
 	// --workers and --batch override.
 	Consumer cqrsync.ConsumerConfig
 	// Relay is the template of the relay that relay, sync and diff-sync run:
 	// BatchSize, PollInterval and the like are used; the command fills in
-	// DB, Dialect, Publisher and Logger.
+	// Publisher and Logger, and runs it on DB.
 	Relay outbox.Config
 	// ListenConnString, when set, is a PostgreSQL URL the relay command
 	// LISTENs on to wake up as soon as another process commits events
@@ -155,6 +157,9 @@ type session struct {
 
 // ex returns the database as an executor.
 func (s *session) ex() sqldialect.Executor { return sqldialect.FromSQL(s.app.DB) }
+
+// db returns the database's driver: App.DB with App.Dialect.
+func (s *session) db() sqldialect.DB { return databasesql.New(s.app.DB, s.app.Dialect) }
 
 // dlq returns the dead-letter queue.
 func (s *session) dlq() string {

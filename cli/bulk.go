@@ -189,7 +189,7 @@ of the table first, in the first batch's transaction (only when given:
 					return dryRunLoad(s, counted, cqrsID, clear, bad)
 				}
 				p := prog.reporter(cmd, s, "bulk-load "+cqrsID, "lines")
-				res, err := s.app.Replica.Load(s.ctx, s.app.DB, counted, &cqrsync.LoadOpts{
+				res, err := s.app.Replica.Load(s.ctx, counted, &cqrsync.LoadOpts{
 					BatchSize: batch, Clear: clear, OnBadLine: bad,
 					Progress: func(lines int64) {
 						frac := -1.0

@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // BenchmarkBulkPostgres measures bulk-dump and bulk-load of narrow rows on
@@ -35,14 +36,14 @@ func BenchmarkBulkPostgres(b *testing.B) {
 			FROM generate_series(1, %d) i`, n), "ANALYZE item")
 	replicaDB := cqrsynctesting.OpenPostgres(b, "CREATE TABLE item_copy "+table)
 	master := &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		m, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.Postgres(), Logger: req.Logger})
+		m, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.Postgres()), &cqrsync.MasterConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}
 		return &cli.App{DB: masterDB, Dialect: sqldialect.Postgres(), Master: m}, m.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "item"})
 	}}
 	replica := &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		r, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.Postgres(), Logger: req.Logger})
+		r, err := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.Postgres()), &cqrsync.ReplicaConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}

@@ -76,7 +76,7 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 					return err
 				}
 				cfg := s.app.Consumer
-				cfg.Replica, cfg.DB, cfg.Subscriber, cfg.Publisher = s.app.Replica, s.app.DB, tr.Subscriber, tr.Publisher
+				cfg.Replica, cfg.Subscriber, cfg.Publisher = s.app.Replica, tr.Subscriber, tr.Publisher
 				cfg.Queue, cfg.Logger = s.app.Queue, s.log
 				if s.app.DeadLetterQueue != "" {
 					cfg.DeadLetterQueue = s.app.DeadLetterQueue

@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -30,7 +31,7 @@ func Example() {
 	broker := memory.NewBroker(nil)
 
 	opts := &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Logger: req.Logger})
+		master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cqrsync.MasterConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}

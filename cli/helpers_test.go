@@ -17,6 +17,7 @@ import (
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -73,7 +74,7 @@ func setup(t *testing.T) *testBundle {
 		}}, nil
 	}
 	b.master = &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-		master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Logger: req.Logger})
+		master, err := cqrsync.NewMaster(databasesql.New(b.masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Logger: req.Logger})
 		if err != nil {
 			return nil, err
 		}
@@ -84,7 +85,7 @@ func setup(t *testing.T) *testBundle {
 	}}
 	replicaOn := func(db *sql.DB) *cli.Options {
 		return &cli.Options{Setup: func(_ context.Context, req *cli.SetupRequest) (*cli.App, error) {
-			replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite(), Logger: req.Logger})
+			replica, err := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), &cqrsync.ReplicaConfig{Logger: req.Logger})
 			if err != nil {
 				return nil, err
 			}

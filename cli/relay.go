@@ -52,7 +52,7 @@ it runs, and the count of events it published when it stops.`,
 				return UsageError{Err: errtext.Errorf("--poll-interval must be positive, got %v", poll)}
 			}
 			return st.run(cmd, Needs{DB: true, Transport: true}, nil, func(s *session) error {
-				if err := cqrsync.CheckOutbox(s.ctx, s.app.Dialect, s.ex()); err != nil {
+				if err := cqrsync.CheckOutbox(s.ctx, s.db()); err != nil {
 					return err
 				}
 				tr, err := s.transport()
@@ -60,14 +60,14 @@ it runs, and the count of events it published when it stops.`,
 					return err
 				}
 				cfg := s.app.Relay
-				cfg.DB, cfg.Dialect, cfg.Publisher, cfg.Logger = s.ex(), s.app.Dialect, tr.Publisher, s.log
+				cfg.Publisher, cfg.Logger = tr.Publisher, s.log
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
 				}
 				if cmd.Flags().Changed("poll-interval") {
 					cfg.PollInterval = poll
 				}
-				relay, err := outbox.NewRelay(&cfg)
+				relay, err := outbox.NewRelay(s.db(), &cfg)
 				if err != nil {
 					return UsageError{Err: err}
 				}

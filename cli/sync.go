@@ -148,8 +148,8 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 // are left to its own relay). It returns how many events it published.
 func drain(s *session, tr *Transport, since time.Time, timeout time.Duration) (int64, error) {
 	cfg := s.app.Relay
-	cfg.DB, cfg.Dialect, cfg.Publisher, cfg.Logger = s.ex(), s.app.Dialect, tr.Publisher, s.log
-	relay, err := outbox.NewRelay(&cfg)
+	cfg.Publisher, cfg.Logger = tr.Publisher, s.log
+	relay, err := outbox.NewRelay(s.db(), &cfg)
 	if err != nil {
 		return 0, err
 	}

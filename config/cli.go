@@ -14,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -178,12 +179,12 @@ func problems(errs []error) error {
 func (o *CLIOpts) register(app *cli.App, cfg *Config, logger *slog.Logger) error {
 	var errs []error
 	if len(cfg.Masters)+len(o.Masters) > 0 {
-		master, err := cfg.NewMaster(app.Dialect, logger, o.Masters...)
+		master, err := cfg.NewMaster(databasesql.New(app.DB, app.Dialect), logger, o.Masters...)
 		errs = append(errs, err)
 		app.Master = master
 	}
 	if len(cfg.Replicas)+len(o.Replicas) > 0 {
-		replica, err := cfg.NewReplica(app.Dialect, logger, o.Replicas...)
+		replica, err := cfg.NewReplica(databasesql.New(app.DB, app.Dialect), logger, o.Replicas...)
 		errs = append(errs, err)
 		app.Replica = replica
 	}

@@ -389,14 +389,15 @@ func (c *Config) fileName() string { return cmp.Or(c.File, "the configuration fi
 
 // NewMaster returns a Master with the file's master settings and models
 // and the extra ones registered in Go (models with a Serializer, say),
-// for a database of the given dialect; logger may be nil. It reports every
+// on the master database db (databasesql.New(db, dialect)); logger may be
+// nil. It reports every
 // model's problems at once (nil Master then). Set Relay on the returned
 // Master's config by building it yourself from MasterConfig and
 // MasterModels when the relay runs in the same process.
-func (c *Config) NewMaster(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.MasterModel) (*cqrsync.Master[*sql.Tx], error) {
+func (c *Config) NewMaster(db sqldialect.Driver[*sql.Tx], logger *slog.Logger, extra ...*cqrsync.MasterModel) (*cqrsync.Master[*sql.Tx], error) {
 	mc := c.MasterConfig()
-	mc.Dialect, mc.Logger = dialect, logger
-	master, err := cqrsync.NewMaster(&mc)
+	mc.Logger = logger
+	master, err := cqrsync.NewMaster(db, &mc)
 	if err != nil {
 		return nil, err
 	}
@@ -408,13 +409,13 @@ func (c *Config) NewMaster(dialect sqldialect.Dialect, logger *slog.Logger, extr
 
 // NewReplica returns a Replica with the file's replica settings and models
 // and the extra ones registered in Go (custom handlers,
-// no-DB-operations models...), for a database of the given dialect;
-// logger may be nil. It reports every model's problems at once (nil
-// Replica then).
-func (c *Config) NewReplica(dialect sqldialect.Dialect, logger *slog.Logger, extra ...*cqrsync.ReplicaModel) (*cqrsync.Replica, error) {
+// no-DB-operations models...), on the replica database db (a driver from
+// sqldialect/databasesql or sqldialect/pgxv5); logger may be nil. It
+// reports every model's problems at once (nil Replica then).
+func (c *Config) NewReplica(db sqldialect.DB, logger *slog.Logger, extra ...*cqrsync.ReplicaModel) (*cqrsync.Replica, error) {
 	rc := c.ReplicaConfig()
-	rc.Dialect, rc.Logger = dialect, logger
-	replica, err := cqrsync.NewReplica(&rc)
+	rc.Logger = logger
+	replica, err := cqrsync.NewReplica(db, &rc)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cqrsync/cqrsync/internal/dburl"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // Errors of OpenDB, to tell them apart with errors.Is.
@@ -37,6 +38,10 @@ type DB struct {
 	// (package outbox/pglisten); empty except for PostgreSQL.
 	ListenConnString string
 }
+
+// Driver returns the database's driver (SQL with Dialect), for
+// cqrsync.NewReplica, outbox.NewRelay and Config.NewReplica.
+func (d *DB) Driver() *databasesql.Driver { return databasesql.New(d.SQL, d.Dialect) }
 
 // OpenDB opens the database of a URL: postgres://, mysql:// or sqlite:,
 // each once its driver package is imported, e.g.

@@ -44,7 +44,12 @@ replicas:
 	if err != nil {
 		panic(err)
 	}
-	replica, err := cfg.NewReplica(sqldialect.SQLite(), nil, invoices)
+	db, err := cfg.OpenDB()
+	if err != nil {
+		panic(err)
+	}
+	defer db.SQL.Close()
+	replica, err := cfg.NewReplica(db.Driver(), nil, invoices)
 	if err != nil {
 		panic(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -87,21 +88,21 @@ func Example() {
 	defer pub.Close()
 	metrics := &counters{}
 
-	relay, _ := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub, Hooks: metrics})
-	master, _ := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: relay, Hooks: metrics, Propagator: requestIDPropagator{}})
+	relay, _ := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub, Hooks: metrics})
+	master, _ := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{Relay: relay, Hooks: metrics, Propagator: requestIDPropagator{}})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
 	_ = relay.Start(ctx)
 	defer relay.Stop()
 
 	handled := make(chan string, 1)
-	replica, _ := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite(), Propagator: requestIDPropagator{}})
+	replica, _ := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.SQLite()), &cqrsync.ReplicaConfig{Propagator: requestIDPropagator{}})
 	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account",
 		OnSave: func(ctx context.Context, _ sqldialect.Executor, e *cqrsync.ReplicaEvent) error {
 			handled <- fmt.Sprintf("account %v saved for request %v", e.PK, ctx.Value(requestID{}))
 			return nil
 		}})
 	consumer, _ := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: replicaDB, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing", Hooks: metrics,
+		Replica: replica, Subscriber: broker.Subscriber(), Publisher: pub, Queue: "billing", Hooks: metrics,
 	})
 	_ = consumer.Start(ctx)
 	defer consumer.Stop()

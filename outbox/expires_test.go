@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
@@ -45,11 +46,11 @@ func TestRelaySetsExpiresAtPublish(t *testing.T) {
 	}
 	pub := broker.Publisher()
 	t.Cleanup(func() { _ = pub.Close() })
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: sqldialect.SQLite(), Publisher: pub, Now: clock.Now})
+	relay, err := outbox.NewRelay(databasesql.New(masterDB, sqldialect.SQLite()), &outbox.Config{Publisher: pub, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), MessageTTL: 2 * time.Second, Now: clock.Now})
+	master, err := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), &cqrsync.MasterConfig{MessageTTL: 2 * time.Second, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestRelaySetsExpiresAtPublish(t *testing.T) {
 	// expiry (12:00:02).
 	replicaDB := cqrsynctesting.OpenSQLite(t, `CREATE TABLE account_copy (id INTEGER PRIMARY KEY, name TEXT NOT NULL,
 		cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`)
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: sqldialect.SQLite()})
+	replica, err := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestRelaySetsExpiresAtPublish(t *testing.T) {
 	sub := broker.Subscriber()
 	t.Cleanup(func() { _ = sub.Close() })
 	consumer, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: replicaDB, Subscriber: sub, Publisher: pub, Queue: "billing",
+		Replica: replica, Subscriber: sub, Publisher: pub, Queue: "billing",
 		Now: func() time.Time { return publishedAt.Add(500 * time.Millisecond) },
 	})
 	if err != nil {

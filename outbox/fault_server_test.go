@@ -18,6 +18,7 @@ import (
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 func postgresMaster() masterDB {
@@ -89,7 +90,7 @@ func TestRelayRabbitMQOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(db), Dialect: m.dialect, Publisher: pub, Logger: quiet,
+	relay, err := outbox.NewRelay(databasesql.New(db, m.dialect), &outbox.Config{Publisher: pub, Logger: quiet,
 		PollInterval: 10 * time.Millisecond, PublishTimeout: 2 * time.Second, Lease: 5 * time.Second,
 		MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
@@ -70,7 +71,7 @@ func openMaster(ctx context.Context, m masterDB, dsn string, create bool) (*sql.
 			return nil, nil, fmt.Errorf("%s: %w", ddl, err)
 		}
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: m.dialect})
+	master, err := cqrsync.NewMaster(databasesql.New(db, m.dialect), nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -170,10 +171,10 @@ func setupFaults(t *testing.T, m masterDB) *faultBundle {
 func (b *faultBundle) relay(t *testing.T, cfg outbox.Config) *outbox.Relay {
 	t.Helper()
 	pub := b.broker.Publisher()
-	cfg.DB, cfg.Dialect, cfg.Publisher = sqldialect.FromSQL(b.db), b.m.dialect, pub
+	cfg.Publisher = pub
 	cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 20*time.Millisecond
 	cfg.PollInterval = cmpOr(cfg.PollInterval, 5*time.Millisecond)
-	r, err := outbox.NewRelay(&cfg)
+	r, err := outbox.NewRelay(databasesql.New(b.db, b.m.dialect), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,10 +19,6 @@ import (
 
 // Config configures a [Relay].
 type Config struct {
-	// DB is the master database (a pool, not a transaction). Required.
-	DB sqldialect.Executor
-	// Dialect is the master database's dialect. Required.
-	Dialect sqldialect.Dialect
 	// Publisher sends the events. Required.
 	Publisher transport.Publisher
 	// BatchSize is the most events claimed and published at once.
@@ -68,12 +64,6 @@ func (c Config) WithDefaults() Config {
 
 func (c *Config) validate() error {
 	var errs []error
-	if c.DB == nil {
-		errs = append(errs, errors.New("outbox: Config.DB is nil: pass the master database, e.g. sqldialect.FromSQL(db)"))
-	}
-	if c.Dialect == nil {
-		errs = append(errs, errors.New("outbox: Config.Dialect is nil: set the master database's dialect"))
-	}
 	if c.Publisher == nil {
 		errs = append(errs, errors.New("outbox: Config.Publisher is nil: set a transport publisher"))
 	}
@@ -108,6 +98,8 @@ func (c *Config) validate() error {
 // rows under a lease.
 type Relay struct {
 	cfg    Config
+	db     sqldialect.Executor // the master database's pool
+	d      sqldialect.Dialect
 	runner startstop.Runner
 	wake   chan struct{}
 	// early is set by Notify: the wake came before the capturing
@@ -123,8 +115,13 @@ type Relay struct {
 	looks     atomic.Int64 // times the run loop looked for events (tests wait on it)
 }
 
-// NewRelay returns a relay; Start runs it.
-func NewRelay(cfg *Config) (*Relay, error) {
+// NewRelay returns a relay on the master database db (a driver from
+// sqldialect/databasesql or sqldialect/pgxv5); Start runs it. It claims
+// and deletes outbox rows on db's pool, in db's dialect.
+func NewRelay(db sqldialect.DB, cfg *Config) (*Relay, error) {
+	if db == nil {
+		return nil, errors.New("outbox: NewRelay: db is nil: pass the master database's driver, e.g. databasesql.New(db, sqldialect.Postgres())")
+	}
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -132,7 +129,7 @@ func NewRelay(cfg *Config) (*Relay, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &Relay{cfg: c, wake: make(chan struct{}, 1)}, nil
+	return &Relay{cfg: c, db: db.Pool(), d: db.Dialect(), wake: make(chan struct{}, 1)}, nil
 }
 
 // Wake makes the relay look for events now, once: call it after a
@@ -178,7 +175,7 @@ func (r *Relay) Published() int64 { return r.published.Load() }
 
 // Stats reports the outbox backlog.
 func (r *Relay) Stats(ctx context.Context) (*sqldialect.OutboxStats, error) {
-	return r.cfg.Dialect.OutboxStats(ctx, r.cfg.DB)
+	return r.d.OutboxStats(ctx, r.db)
 }
 
 // hotWindow is how long after a Notify the relay polls quickly: Notify comes
@@ -251,7 +248,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		began = time.Now()
 	}
 	now := r.cfg.Now()
-	rows, err := r.cfg.Dialect.ClaimOutbox(ctx, r.cfg.DB, &sqldialect.ClaimOutboxParams{
+	rows, err := r.d.ClaimOutbox(ctx, r.db, &sqldialect.ClaimOutboxParams{
 		Limit: r.cfg.BatchSize, Now: now, LeaseUntil: now.Add(r.cfg.Lease),
 	})
 	if h != nil {
@@ -304,13 +301,13 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer scancel()
 	if len(done) > 0 {
-		if err := r.cfg.Dialect.DeleteOutbox(sctx, r.cfg.DB, ids(done)); err != nil {
+		if err := r.d.DeleteOutbox(sctx, r.db, ids(done)); err != nil {
 			return len(rows), fmt.Errorf("outbox: delete %d published events (they will be sent again): %w", len(done), err)
 		}
 		r.published.Add(int64(len(done)))
 	}
 	if len(failed) > 0 {
-		if err := r.cfg.Dialect.ReleaseOutbox(sctx, r.cfg.DB, ids(failed)); err != nil {
+		if err := r.d.ReleaseOutbox(sctx, r.db, ids(failed)); err != nil {
 			r.cfg.Logger.WarnContext(ctx, "outbox: release unpublished events (their lease will expire)", slog.Any("error", err))
 		}
 	}

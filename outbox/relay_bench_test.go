@@ -10,6 +10,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -64,7 +65,7 @@ func benchRelayDrain(b *testing.B, db *sql.DB, d sqldialect.Dialect, batch int) 
 	broker := memory.NewBroker(nil)
 	pub := broker.Publisher()
 	b.Cleanup(func() { _ = pub.Close() })
-	relay, err := outbox.NewRelay(&outbox.Config{DB: ex, Dialect: d, Publisher: pub, BatchSize: batch})
+	relay, err := outbox.NewRelay(databasesql.New(db, d), &outbox.Config{Publisher: pub, BatchSize: batch})
 	if err != nil {
 		b.Fatal(err)
 	}

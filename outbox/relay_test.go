@@ -16,6 +16,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
@@ -47,11 +48,11 @@ func setup(t *testing.T, cfg outbox.Config) *testBundle {
 	}
 	t.Cleanup(func() { _ = sub.Close() })
 	b.sub = sub
-	cfg.DB, cfg.Dialect, cfg.Publisher = b.ex, sqldialect.SQLite(), pub
+	cfg.Publisher = pub
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff, cfg.MaxBackoff = time.Millisecond, 5*time.Millisecond
 	}
-	b.relay, err = outbox.NewRelay(&cfg)
+	b.relay, err = outbox.NewRelay(databasesql.New(b.db, sqldialect.SQLite()), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestRelayWakesOnNotify(t *testing.T) {
 func TestRelaysShareOneOutbox(t *testing.T) {
 	t.Parallel()
 	b := setup(t, outbox.Config{BatchSize: 10})
-	second, err := outbox.NewRelay(&outbox.Config{DB: b.ex, Dialect: sqldialect.SQLite(), Publisher: b.broker.Publisher(), BatchSize: 10})
+	second, err := outbox.NewRelay(databasesql.New(b.db, sqldialect.SQLite()), &outbox.Config{Publisher: b.broker.Publisher(), BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,14 +263,17 @@ func TestRelayStopIsClean(t *testing.T) {
 
 func TestRelayConfigErrors(t *testing.T) {
 	t.Parallel()
-	_, err := outbox.NewRelay(&outbox.Config{Lease: time.Second, PublishTimeout: 2 * time.Second})
+	_, err := outbox.NewRelay(databasesql.New(cqrsynctesting.OpenSQLite(t), sqldialect.SQLite()), &outbox.Config{Lease: time.Second, PublishTimeout: 2 * time.Second})
 	if err == nil {
 		t.Fatal("NewRelay accepted an empty config")
 	}
-	for _, want := range []string{"DB is nil", "Dialect is nil", "Publisher is nil", "must exceed PublishTimeout"} {
+	for _, want := range []string{"Publisher is nil", "must exceed PublishTimeout"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+	if _, err := outbox.NewRelay(nil, &outbox.Config{}); err == nil || !strings.Contains(err.Error(), "db is nil") {
+		t.Errorf("NewRelay without a database = %v, want an error saying db is nil", err)
 	}
 }
 
@@ -293,7 +297,7 @@ func TestRelayDropsUnroutable(t *testing.T) {
 	t.Parallel()
 	db := cqrsynctesting.OpenSQLite(t)
 	pub := &unroutablePublisher{}
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(db), Dialect: sqldialect.SQLite(), Publisher: pub})
+	relay, err := outbox.NewRelay(databasesql.New(db, sqldialect.SQLite()), &outbox.Config{Publisher: pub})
 	if err != nil {
 		t.Fatal(err)
 	}

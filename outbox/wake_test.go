@@ -12,6 +12,7 @@ import (
 	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // claimCounter counts the relay's claim queries through its hooks, and
@@ -59,7 +60,7 @@ func TestRelayWokenAfterCommit(t *testing.T) {
 		}
 	})
 	waker := &wakeCounter{relay: b.relay}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: sqldialect.SQLite(), Relay: waker})
+	master, err := cqrsync.NewMaster(databasesql.New(b.db, sqldialect.SQLite()), &cqrsync.MasterConfig{Relay: waker})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,7 +147,7 @@ func MigrationColumns(d Dialect) map[string][]string {
 	if d.Name() == "mysql" {
 		outbox = append(outbox, "lease_token") // MySQL has no RETURNING: a claim reads its rows back by token
 	}
-	outbox = append(outbox, "headers") // migration 002
+	outbox = append(outbox, "headers") // migration 002: trace context and correlation id
 	return map[string][]string{
 		OutboxTable:     outbox,
 		TombstonesTable: {"cqrs_id", "pk", "revision", "updated_us", "deleted_us"},

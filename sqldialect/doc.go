@@ -5,11 +5,21 @@
 // # Dialects
 //
 // [SQLite] (modernc.org/sqlite, no cgo), [Postgres] (pgx, through
-// database/sql or natively with package pgxexec) and [MySQL] (MariaDB 10.6+
-// and MySQL 8, go-sql-driver/mysql). A dialect only builds and runs SQL
-// through an [Executor]; it imports no driver. Adapt a *sql.DB, *sql.Tx or
-// *sql.Conn with [FromSQL], and pgx pools, connections and transactions with
+// database/sql or natively) and [MySQL] (MariaDB 10.6+ and MySQL 8,
+// go-sql-driver/mysql). A dialect only builds and runs SQL through an
+// [Executor]; it imports no driver. Adapt a *sql.DB, *sql.Tx or *sql.Conn
+// with [FromSQL], and pgx pools, connections and transactions with
 // pgxexec.New.
+//
+// # Drivers
+//
+// A driver bundles a database's dialect, its pool, its transactions and
+// its declared [Features]: [DB] for the parts of cqrsync that open their
+// own transactions (replica, consumer, relay, tools), [Driver] when a
+// caller's transaction of type TTx must be accepted too. Package
+// sqldialect/databasesql makes one from a *sql.DB and a dialect;
+// sqldialect/pgxv5 from a *pgxpool.Pool, with pipelined transactions. The
+// conformance suite sqldialecttest runs through a driver.
 //
 // # Concurrency
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/sqldialect/sqldialecttest"
 )
 
@@ -96,8 +97,10 @@ func TestMySQL(t *testing.T) {
 // opens.
 func mysqlHarness(newDB func(t *testing.T) *sql.DB) *sqldialecttest.Harness {
 	return &sqldialecttest.Harness{
-		Dialect:       sqldialect.MySQL(),
-		NewDB:         newDB,
+		NewDriver: func(t *testing.T) sqldialect.DB {
+			t.Helper()
+			return databasesql.New(newDB(t), sqldialect.MySQL())
+		},
 		TimestampType: "DATETIME(6)",
 		TextTypes:     mysqlTextTypes,
 		BinaryTypes:   mysqlBinaryTypes,

@@ -10,8 +10,9 @@ import (
 // Postgres returns the dialect for PostgreSQL 12 or newer.
 //
 // It runs on any driver adapted to an [Executor]: database/sql with
-// github.com/jackc/pgx/v5/stdlib (driver name "pgx") through [FromSQL], or
-// pgx itself through package sqldialect/pgxexec.
+// github.com/jackc/pgx/v5/stdlib (driver name "pgx") through [FromSQL] or
+// the driver sqldialect/databasesql, or pgx itself through the driver
+// sqldialect/pgxv5 (a *pgxpool.Pool, pipelined transactions).
 //
 // # Outbox
 //

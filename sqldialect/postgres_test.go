@@ -17,14 +17,17 @@ import (
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/sqldialect/sqldialecttest"
 )
 
 func TestPostgres(t *testing.T) {
 	t.Parallel()
 	sqldialecttest.Run(t, &sqldialecttest.Harness{
-		Dialect:       sqldialect.Postgres(),
-		NewDB:         func(t *testing.T) *sql.DB { t.Helper(); return openPG(t, newPGSchema(t)) },
+		NewDriver: func(t *testing.T) sqldialect.DB {
+			t.Helper()
+			return databasesql.New(openPG(t, newPGSchema(t)), sqldialect.Postgres())
+		},
 		TimestampType: "TIMESTAMPTZ",
 		BinaryTypes:   []sqldialecttest.SizedType{{Type: "BYTEA"}},
 	})

@@ -52,6 +52,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -231,10 +232,11 @@ type pipeline struct {
 	opts Options
 	out  io.Writer // progress
 
-	mdb, rdb            *database
-	masterDB, replicaDB *sql.DB // replicaDB goes through probe connections
-	rawReplicaDB        *sql.DB
-	br                  *broker
+	mdb, rdb     *database
+	masterDB     *sql.DB       // through probe connections
+	replicaDrv   sqldialect.DB // the consumer's driver, through probe connections
+	rawReplicaDB *sql.DB
+	br           *broker
 
 	pubTr, subTr *rabbitmq.Transport
 	master       *cqrsync.Master[*sql.Tx]
@@ -311,18 +313,22 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 	})
 	rep.Setup.MasterVersion, rep.Setup.ReplicaVersion = p.mdb.version, p.rdb.version
 
-	if p.masterDB, err = p.mdb.openProbed(opts.Writers+4, nil, p.masterSt); err != nil {
+	probedMaster, err := p.mdb.openProbed(opts.Writers+4, nil, p.masterSt)
+	if err != nil {
 		return rep, err
 	}
-	cleanups = append(cleanups, p.masterDB.Close)
+	p.masterDB = probedMaster.db
+	cleanups = append(cleanups, probedMaster.close)
 	if p.rawReplicaDB, err = p.rdb.open(opts.Workers + 2); err != nil {
 		return rep, err
 	}
 	cleanups = append(cleanups, p.rawReplicaDB.Close)
-	if p.replicaDB, err = p.rdb.openProbed(opts.Workers+2, p.rec, p.replicaSt); err != nil {
+	probedReplica, err := p.rdb.openProbed(opts.Workers+2, p.rec, p.replicaSt)
+	if err != nil {
 		return rep, err
 	}
-	cleanups = append(cleanups, p.replicaDB.Close)
+	p.replicaDrv = probedReplica.drv
+	cleanups = append(cleanups, probedReplica.close)
 	if err := p.createTables(ctx); err != nil {
 		return rep, err
 	}
@@ -512,19 +518,20 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	closers = append(closers, p.subTr.Close)
 	p.br.track(p.queue, "dead_letter_"+p.queue)
 
-	if p.relay, err = outbox.NewRelay(&outbox.Config{
-		DB: sqldialect.FromSQL(p.masterDB), Dialect: p.mdb.dialect, Publisher: p.pubTr,
+	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
+	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
+		Publisher: p.pubTr,
 		BatchSize: o.RelayBatch, Logger: o.Logger,
 	}); err != nil {
 		return stop, err
 	}
-	if p.master, err = cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: p.mdb.dialect, Logger: o.Logger, Relay: p.relay}); err != nil {
+	if p.master, err = cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: o.Logger, Relay: p.relay}); err != nil {
 		return stop, err
 	}
 	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
 		return stop, err
 	}
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: p.rdb.dialect, Logger: o.Logger})
+	replica, err := cqrsync.NewReplica(p.replicaDrv, &cqrsync.ReplicaConfig{Logger: o.Logger})
 	if err != nil {
 		return stop, err
 	}
@@ -534,7 +541,7 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		return stop, err
 	}
 	if p.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: p.replicaDB, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
+		Replica: replica, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
 		Workers: o.Workers, BatchSize: o.BatchSize, BatchWait: o.BatchWait, Prefetch: o.Prefetch, Logger: o.Logger,
 	}); err != nil {
 		return stop, err

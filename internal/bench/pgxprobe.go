@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// On PostgreSQL the bench's pools use pgx's database/sql driver, and the
-// consumer then runs its transactions on the pgx connection itself,
-// pipelined (pgxexec.RunTx), past database/sql's driver interface that
-// probeConn wraps. So there the same probing is done by a pgx tracer,
+// On PostgreSQL the bench's probed replica pool is a pgxpool.Pool, and the
+// consumer runs its transactions through the pgx driver (sqldialect/pgxv5),
+// pipelined, past the database/sql driver interface that probeConn wraps. So there the same probing is done by a pgx tracer,
 // which sees every statement a connection sends, alone or in a pipeline:
 // it notes the probes among the arguments, times each round trip by the
 // kinds of statement it carried, and hands a connection's probes to the
@@ -35,15 +35,21 @@ var (
 	_ pgx.BatchTracer = (*pgxProbe)(nil)
 )
 
-// openPgxProbed opens dsn with pgx's database/sql driver, traced by a
-// pgxProbe.
-func openPgxProbed(dsn string, rec *recorder, st *stmtStats) (*sql.DB, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+// openPgxProbed opens a pool of at most conns connections on dsn, traced
+// by a pgxProbe, and a *sql.DB on that pool (closing it leaves the pool
+// open).
+func openPgxProbed(dsn string, conns int, rec *recorder, st *stmtStats) (*pgxpool.Pool, *sql.DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	cfg.Tracer = &pgxProbe{rec: rec, st: st, pending: map[*pgx.Conn][]mark{}}
-	return stdlib.OpenDB(*cfg), nil
+	cfg.ConnConfig.Tracer = &pgxProbe{rec: rec, st: st, pending: map[*pgx.Conn][]mark{}}
+	cfg.MaxConns = int32(conns) //nolint:gosec // a handful of workers
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, stdlib.OpenDBFromPool(pool), nil
 }
 
 type pgxProbeKey struct{}

@@ -1,7 +1,7 @@
 package bench
 
 import (
-	"database/sql"
+	"context"
 	"database/sql/driver"
 	"path/filepath"
 	"testing"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
-	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
 
 func TestProbeSeq(t *testing.T) {
@@ -42,29 +41,30 @@ func TestProbeSeq(t *testing.T) {
 
 // openProbedTable opens d through probes, with a recorder for sequence
 // numbers 1-4, and creates the bench table t.
-func openProbedTable(t *testing.T, d *database) (*sql.DB, *recorder, *stmtStats) {
+func openProbedTable(t *testing.T, d *database) (*probed, *recorder, *stmtStats) {
 	t.Helper()
 	rec := newRecorder()
 	rec.reset(1, 4)
 	st := newStmtStats()
-	db, err := d.openProbed(2, rec, st)
+	p, err := d.openProbed(2, rec, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = db.Close() })
-	if _, err := db.ExecContext(t.Context(), d.tableDDL("t")); err != nil {
+	t.Cleanup(func() { _ = p.close() })
+	if _, err := p.db.ExecContext(t.Context(), d.tableDDL("t")); err != nil {
 		t.Fatal(err)
 	}
-	return db, rec, st
+	return p, rec, st
 }
 
 // TestProbeConnections checks that probe connections report the probes of
 // committed transactions only, once each.
 func TestProbeConnections(t *testing.T) {
 	t.Parallel()
-	d := &database{kind: SQLite, driverName: "sqlite",
+	d := &database{kind: SQLite, driverName: "sqlite", dialect: sqldialect.SQLite(),
 		dsn: "file:" + filepath.Join(t.TempDir(), "p.db") + "?_pragma=busy_timeout(5000)&_txlock=immediate"}
-	db, rec, st := openProbedTable(t, d)
+	p, rec, st := openProbedTable(t, d)
+	db := p.db
 	ctx := t.Context()
 	write := func(commit bool, seqs ...int64) {
 		t.Helper()
@@ -157,7 +157,8 @@ func TestStmtKind(t *testing.T) {
 func TestPgxProbe(t *testing.T) {
 	t.Parallel()
 	d := &database{kind: Postgres, driverName: "pgx", dsn: cqrsynctesting.PostgresDSN(t), dialect: sqldialect.Postgres()}
-	db, rec, st := openProbedTable(t, d)
+	p, rec, st := openProbedTable(t, d)
+	db := p.db
 	ctx := t.Context()
 	insert := "INSERT INTO t (id, commit_us, probe, payload) VALUES ($1, 1, $2, 'x')"
 	rec.commit([]probe{{1, 10}, {2, 20}, {3, 30}, {4, 40}}, 4, 100)
@@ -181,7 +182,10 @@ func TestPgxProbe(t *testing.T) {
 	}
 	// Pipelined: the probes travel in arrays, in a deferred statement and
 	// in the statement that sends it.
-	err = pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
+	if !p.drv.Features().Pipeline {
+		t.Fatal("the probed PostgreSQL driver does not pipeline: the consumer would not run as measured")
+	}
+	err = p.drv.RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
 		ex.(sqldialect.Deferrer).Defer(ctx, "INSERT INTO t (id, commit_us, probe, payload) SELECT id, 1, p, 'x' FROM unnest($1::bigint[], $2::bigint[]) AS v(id, p)",
 			[]int64{2, 3}, []int64{probeValue(2), probeValue(3)})
 		_, err := ex.Exec(ctx, insert, 4, probeValue(4))

@@ -17,6 +17,8 @@ import (
 	_ "modernc.org/sqlite"             // driver "sqlite"
 
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/sqldialect/pgxv5"
 )
 
 // Default service URLs, the same as the tests' (internal/testenv), which
@@ -245,20 +247,34 @@ func (d *database) open(conns int) (*sql.DB, error) {
 	return db, nil
 }
 
+// probed is a database opened through probe connections: a *sql.DB, and
+// the driver the replica runs on (pgx-native on PostgreSQL, so that its
+// transactions are pipelined).
+type probed struct {
+	db    *sql.DB
+	drv   sqldialect.DB
+	close func() error
+}
+
 // openProbed connects through probe connections (see probe.go).
-func (d *database) openProbed(conns int, rec *recorder, st *stmtStats) (*sql.DB, error) {
-	var db *sql.DB
-	var err error
+func (d *database) openProbed(conns int, rec *recorder, st *stmtStats) (*probed, error) {
 	if d.driverName == "pgx" {
-		db, err = openPgxProbed(d.dsn, rec, st)
-	} else {
-		db, err = openProbed(d.driverName, d.dsn, rec, st)
+		pool, db, err := openPgxProbed(d.dsn, conns, rec, st)
+		if err != nil {
+			return nil, err
+		}
+		return &probed{db: db, drv: pgxv5.New(pool), close: func() error {
+			err := db.Close()
+			pool.Close()
+			return err
+		}}, nil
 	}
+	db, err := openProbed(d.driverName, d.dsn, rec, st)
 	if err != nil {
 		return nil, err
 	}
 	d.pool(db, conns)
-	return db, nil
+	return &probed{db: db, drv: databasesql.New(db, d.dialect), close: db.Close}, nil
 }
 
 func (d *database) pool(db *sql.DB, conns int) {

@@ -204,3 +204,17 @@ func (p *Proxy) countUpstream(n int) bool {
 	p.cutLeft = 0
 	return true
 }
+
+// ProxiedPostgres creates an empty schema as PostgresDSN does and returns
+// a proxy to the server with a URL of that schema through the proxy, so
+// that a test can cut the connections its code holds.
+func ProxiedPostgres(tb testing.TB) (*Proxy, string) {
+	tb.Helper()
+	dsn := PostgresDSN(tb)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		tb.Fatalf("proxy: parse URL: %v", err)
+	}
+	p := NewProxy(tb, u.Host)
+	return p, p.URL(tb, dsn)
+}

@@ -39,9 +39,20 @@ func MySQLNumber(err error) (uint16, bool) {
 // ErrInvalidConn: the connection broke after a statement was sent. The
 // driver declares it with errors.New, so it is recognised by its text and
 // by its having no cause of its own.
-func MySQLInvalidConn(err error) bool {
+func MySQLInvalidConn(err error) bool { return hasSentinel(err, "invalid connection") }
+
+// PgConnClosed reports whether err's chain holds pgx's pgconn.ErrConnClosed:
+// a statement was attempted on a closed connection. pgconn declares it with
+// errors.New, so it is recognised by its text and by its having no cause
+// of its own.
+func PgConnClosed(err error) bool { return hasSentinel(err, "conn closed") }
+
+// hasSentinel reports whether err's chain holds an error made by
+// errors.New(text): one with that text, of errors.New's type, and without
+// a cause of its own.
+func hasSentinel(err error, text string) bool {
 	return walk(err, func(e error) bool {
-		return errors.Unwrap(e) == nil && reflect.TypeOf(e).String() == "*errors.errorString" && e.Error() == "invalid connection"
+		return errors.Unwrap(e) == nil && reflect.TypeOf(e).String() == "*errors.errorString" && e.Error() == text
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cqrsync/cqrsync/internal/dberr"
 )
@@ -37,5 +38,14 @@ func TestMySQLInvalidConn(t *testing.T) {
 	}
 	if dberr.MySQLInvalidConn(fmt.Errorf("my handler: invalid connection to the CRM")) {
 		t.Error("a longer text that mentions an invalid connection is taken for the driver's error")
+	}
+}
+
+func TestPgConnClosed(t *testing.T) {
+	if !dberr.PgConnClosed(fmt.Errorf("commit: %w", pgconn.ErrConnClosed)) {
+		t.Error("a wrapped pgconn.ErrConnClosed is not recognised")
+	}
+	if dberr.PgConnClosed(errors.New("my handler: conn closed by the CRM")) {
+		t.Error("a longer text that mentions a closed conn is taken for the driver's error")
 	}
 }

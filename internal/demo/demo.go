@@ -24,6 +24,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -134,11 +135,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	defer pub.Close()
 
 	// Master side: capture in the writers' transactions, relay to the broker.
-	relay, err := outbox.NewRelay(&outbox.Config{DB: sqldialect.FromSQL(masterDB), Dialect: dialect, Publisher: pub, Logger: opts.Logger})
+	masterDrv := databasesql.New(masterDB, dialect)
+	relay, err := outbox.NewRelay(masterDrv, &outbox.Config{Publisher: pub, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
-	master, err := cqrsync.NewMaster(&cqrsync.MasterConfig{Dialect: dialect, Logger: opts.Logger, Relay: relay})
+	master, err := cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: opts.Logger, Relay: relay})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +154,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	}
 
 	// Replica side: consume into customer_copy, renaming name to full_name.
-	replica, err := cqrsync.NewReplica(&cqrsync.ReplicaConfig{Dialect: dialect, Logger: opts.Logger})
+	replica, err := cqrsync.NewReplica(databasesql.New(replicaDB, dialect), &cqrsync.ReplicaConfig{Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +169,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	sub := broker.Subscriber()
 	defer sub.Close()
 	consumer, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, DB: replicaDB, Subscriber: sub, Publisher: pub, Queue: queue,
+		Replica: replica, Subscriber: sub, Publisher: pub, Queue: queue,
 		Workers: opts.Workers, Logger: opts.Logger,
 	})
 	if err != nil {

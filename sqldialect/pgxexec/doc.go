@@ -16,16 +16,17 @@
 // survive (as django-cqrs, which reads them in the database's order, would
 // see them). Scans into typed destinations are pgx's own.
 //
-// Use the database/sql driver github.com/jackc/pgx/v5/stdlib with
-// [sqldialect.FromSQL] instead when the rest of the program uses
+// Most programs use it through the driver sqldialect/pgxv5, which bundles
+// a *pgxpool.Pool with the Postgres dialect and pipelined transactions; use
+// the database/sql driver github.com/jackc/pgx/v5/stdlib with package
+// sqldialect/databasesql instead when the rest of the program uses
 // database/sql.
 //
 // # Pipelined transactions
 //
 // [PipelineTx] is a transaction that spends fewer round trips: BEGIN goes
 // with the first statement, and statements whose results nobody reads
-// ([sqldialect.Deferrer]) go with the next one or with COMMIT. [RunTx]
-// runs a function in one on a *sql.DB opened with pgx's stdlib driver (the
-// Consumer applies its batches this way), and in an ordinary database/sql
-// transaction on any other driver.
+// ([sqldialect.Deferrer]) go with the next one or with COMMIT. The pgxv5
+// driver's RunTx runs a function in one (the Consumer applies its batches
+// this way).
 package pgxexec

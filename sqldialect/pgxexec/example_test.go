@@ -2,47 +2,26 @@ package pgxexec_test
 
 import (
 	"context"
-	"database/sql"
-	"fmt"
 	"log"
+	"os"
 
-	_ "modernc.org/sqlite"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
 
-// RunTx runs a function in one transaction and commits it when the
-// function succeeds. On a *sql.DB opened with pgx's stdlib driver
-// (sql.Open("pgx", url)) the Executor is a pipelined PipelineTx and
-// implements sqldialect.Deferrer; on any other driver, as with SQLite
-// here, it is an ordinary database/sql transaction.
-func ExampleRunTx() {
+// New adapts a pgx pool (or connection, or pgx.Tx) to the Executor every
+// dialect method takes. Programs usually get one from the pgxv5 driver
+// instead (pgxv5.New(pool).Pool()).
+func ExampleNew() {
 	ctx := context.Background()
-	db, err := sql.Open("sqlite", ":memory:")
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(1) // one in-memory database
-	if _, err := db.ExecContext(ctx, "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)"); err != nil {
+	defer pool.Close()
+	if err := sqldialect.Postgres().Migrate(ctx, pgxexec.New(pool)); err != nil {
 		log.Fatal(err)
 	}
-	err = pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
-		_, pipelined := ex.(sqldialect.Deferrer)
-		fmt.Println("pipelined:", pipelined)
-		_, err := ex.Exec(ctx, "INSERT INTO item (id, name) VALUES (1, 'one'), (2, 'two')")
-		return err
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	var n int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM item").Scan(&n); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Println("rows:", n)
-	// Output:
-	// pipelined: false
-	// rows: 2
 }

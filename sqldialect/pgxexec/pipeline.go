@@ -2,12 +2,10 @@ package pgxexec
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
@@ -172,45 +170,6 @@ func (t *PipelineTx) abandon(ctx context.Context) {
 	if !t.conn.IsClosed() && t.conn.PgConn().TxStatus() != 'I' {
 		_ = t.conn.Close(ctx)
 	}
-}
-
-// RunTx runs fn in a transaction on one of db's connections and commits it
-// if fn returns nil; otherwise it rolls back and returns fn's error. When
-// db's driver is pgx's (github.com/jackc/pgx/v5/stdlib), the transaction is
-// a [PipelineTx] on that connection, and the Executor fn gets implements
-// [sqldialect.Deferrer]; with any other driver it is an ordinary
-// database/sql transaction.
-func RunTx(ctx context.Context, db *sql.DB, fn func(sqldialect.Executor) error) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer conn.Close()
-	pipelined := false
-	var runErr error
-	err = conn.Raw(func(dc any) error {
-		c, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return nil
-		}
-		pipelined = true
-		t := BeginPipeline(c.Conn())
-		if runErr = fn(t); runErr != nil {
-			if rerr := t.Rollback(ctx); rerr != nil {
-				runErr = errors.Join(runErr, rerr)
-			}
-			return nil
-		}
-		runErr = t.Commit(ctx)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if pipelined {
-		return runErr
-	}
-	return sqldialect.RunTx(ctx, conn, fn)
 }
 
 // firstLine shortens a statement for an error message: its first line, at

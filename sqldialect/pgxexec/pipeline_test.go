@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/cqrsync/cqrsync"
-	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
@@ -195,106 +192,4 @@ func tableIDs(t *testing.T, db *sql.DB) []int64 {
 	return ids
 }
 
-// RunTx pipelines on pgx's database/sql driver and falls back to a
-// database/sql transaction on others; either way it commits on success and
-// rolls back on error, leaving the pool's connections usable.
-func TestRunTx(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		db        func(t *testing.T) *sql.DB
-		pipelined bool
-	}{
-		{"pgx stdlib", func(t *testing.T) *sql.DB {
-			return cqrsynctesting.OpenPostgres(t, "CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL)")
-		}, true},
-		{"sqlite", func(t *testing.T) *sql.DB {
-			return cqrsynctesting.OpenSQLite(t, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-		}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			db := tc.db(t)
-			db.SetMaxOpenConns(1) // the failed transaction's connection is the next one's
-			ctx := t.Context()
-			placeholder := "$1"
-			if !tc.pipelined {
-				placeholder = "?"
-			}
-			insert := "INSERT INTO t (id, v) VALUES (" + placeholder + ", 'x')"
-			err := pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
-				if _, ok := ex.(sqldialect.Deferrer); ok != tc.pipelined {
-					t.Errorf("executor %T: pipelined = %v, want %v", ex, ok, tc.pipelined)
-				}
-				if _, err := ex.Exec(ctx, insert, 1); err != nil {
-					return err
-				}
-				return errors.New("the caller's own failure")
-			})
-			if err == nil || err.Error() != "the caller's own failure" {
-				t.Fatalf("RunTx = %v, want the function's error", err)
-			}
-			err = pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
-				_, err := ex.Exec(ctx, insert, 2)
-				return err
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if ids := tableIDs(t, db); len(ids) != 1 || ids[0] != 2 {
-				t.Fatalf("rows %v, want only the committed transaction's [2]", ids)
-			}
-		})
-	}
-}
-
 var _ sqldialect.Deferrer = (*pgxexec.PipelineTx)(nil)
-
-// A connection lost in the middle of a pipelined transaction: the next
-// statement fails with an error the consumer retries, nothing of the
-// transaction is kept, and the pool does not hand the dead connection out
-// again.
-func TestRunTxConnectionLost(t *testing.T) {
-	dsn := cqrsynctesting.PostgresDSN(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := cqrsynctesting.NewProxy(t, u.Host)
-	db, err := sql.Open("pgx", proxy.URL(t, dsn))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	ctx := t.Context()
-	if _, err := db.ExecContext(ctx, "CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL)"); err != nil {
-		t.Fatal(err)
-	}
-	insert := "INSERT INTO t (id, v) VALUES ($1, 'x')"
-	err = pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
-		if _, err := ex.Exec(ctx, insert, 1); err != nil { // BEGIN and the insert went out
-			return err
-		}
-		ex.(sqldialect.Deferrer).Defer(ctx, insert, 2)
-		if n := proxy.Drop(); n == 0 {
-			t.Error("the proxy had no connection to drop")
-		}
-		_, err := ex.Exec(ctx, insert, 3)
-		return err
-	})
-	if err == nil {
-		t.Fatal("RunTx succeeded over a dropped connection")
-	}
-	t.Logf("over a dropped connection: %v", err)
-	if !cqrsync.IsRetryable(err) {
-		t.Errorf("RunTx over a dropped connection = %v: not retryable, so the consumer would dead-letter the batch", err)
-	}
-	err = pgxexec.RunTx(ctx, db, func(ex sqldialect.Executor) error {
-		_, err := ex.Exec(ctx, insert, 4)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("RunTx after the drop: %v (the pool handed out the dead connection?)", err)
-	}
-	if ids := tableIDs(t, db); len(ids) != 1 || ids[0] != 4 {
-		t.Fatalf("rows %v, want only the second transaction's [4]", ids)
-	}
-}

@@ -1,6 +1,7 @@
-// Package sqldialecttest is the conformance suite every [sqldialect.Dialect]
-// passes against its real database. A dialect's test calls [Run] with a
-// [Harness] that opens an isolated, empty database (or schema) per test.
+// Package sqldialecttest is the conformance suite every driver and
+// [sqldialect.Dialect] passes against its real database. A driver's test
+// calls [Run] with a [Harness] that opens an isolated, empty database (or
+// schema) per test, through that driver.
 package sqldialecttest
 
 import (
@@ -21,11 +22,10 @@ import (
 
 // Harness connects the suite to a database.
 type Harness struct {
-	// Dialect is the dialect under test.
-	Dialect sqldialect.Dialect
-	// NewDB returns a handle on an isolated, empty database or schema; the
-	// harness cleans it up with t.Cleanup.
-	NewDB func(t *testing.T) *sql.DB
+	// NewDriver returns the driver under test on an isolated, empty
+	// database or schema; the harness cleans it up with t.Cleanup. The
+	// suite tests the driver's dialect through it.
+	NewDriver func(t *testing.T) sqldialect.DB
 	// TimestampType is the column type the suite uses for cqrs_updated
 	// (e.g. "TIMESTAMP", "DATETIME(6)", "TIMESTAMPTZ"). Default "TIMESTAMP".
 	TimestampType string
@@ -49,14 +49,14 @@ type SizedType struct {
 type bundle struct {
 	ctx context.Context
 	d   sqldialect.Dialect
-	db  *sql.DB
+	drv sqldialect.DB
 	ex  sqldialect.Executor
 }
 
 func setup(t *testing.T, h *Harness) *bundle {
 	t.Helper()
-	db := h.NewDB(t)
-	b := &bundle{ctx: t.Context(), d: h.Dialect, db: db, ex: sqldialect.FromSQL(db)}
+	drv := h.NewDriver(t)
+	b := &bundle{ctx: t.Context(), d: drv.Dialect(), drv: drv, ex: drv.Pool()}
 	if err := b.d.Migrate(b.ctx, b.ex); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
@@ -78,9 +78,29 @@ func setup(t *testing.T, h *Harness) *bundle {
 
 func (b *bundle) exec(t *testing.T, q string, args ...any) {
 	t.Helper()
-	if _, err := b.db.ExecContext(b.ctx, q, args...); err != nil {
+	if _, err := b.ex.Exec(b.ctx, q, args...); err != nil {
 		t.Fatalf("exec %q: %v", q, err)
 	}
+}
+
+// queryRow runs a query of at most one row and scans it into dest; it
+// returns sql.ErrNoRows when there is none.
+func queryRow(ctx context.Context, ex sqldialect.Executor, dest []any, q string, args ...any) error {
+	rows, err := ex.Query(ctx, q, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return sql.ErrNoRows
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 // row is the replica test row's state.
@@ -173,6 +193,59 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
 	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h) })
 	t.Run("LongValues", func(t *testing.T) { t.Parallel(); RunLongValues(t, h) })
+	t.Run("RunTx", func(t *testing.T) { t.Parallel(); testRunTx(t, h) })
+}
+
+// testRunTx checks the driver's transactions: RunTx commits what fn wrote
+// when fn succeeds and rolls all of it back when fn fails, and the
+// Executor it passes is a Deferrer exactly when Features().Pipeline says
+// so, with deferred statements committed too.
+func testRunTx(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	ins := fmt.Sprintf("INSERT INTO %s (%s, %s) VALUES (%s, %s)", b.d.QuoteIdent("item"),
+		b.d.QuoteIdent("id"), b.d.QuoteIdent("name"), b.d.Placeholder(1), b.d.Placeholder(2))
+	pipelined := b.drv.Features().Pipeline
+	err := b.drv.RunTx(b.ctx, func(ctx context.Context, ex sqldialect.Executor) error {
+		d, ok := ex.(sqldialect.Deferrer)
+		if ok != pipelined {
+			t.Errorf("RunTx's Executor implements Deferrer: %v; Features().Pipeline = %v", ok, pipelined)
+		}
+		if ok {
+			d.Defer(ctx, ins, int64(1), "deferred")
+		} else if _, err := ex.Exec(ctx, ins, int64(1), "deferred"); err != nil {
+			return err
+		}
+		_, err := ex.Exec(ctx, ins, int64(2), "two")
+		return err
+	})
+	if err != nil {
+		t.Fatalf("RunTx: %v", err)
+	}
+	b.want(t, 1, "deferred", 0)
+	b.want(t, 2, "two", 0)
+
+	failed := errors.New("fn failed")
+	err = b.drv.RunTx(b.ctx, func(ctx context.Context, ex sqldialect.Executor) error {
+		if _, err := ex.Exec(ctx, ins, int64(3), "three"); err != nil {
+			return err
+		}
+		return failed
+	})
+	if !errors.Is(err, failed) {
+		t.Fatalf("RunTx of a failing fn = %v, want its error", err)
+	}
+	b.wantGone(t, 3)
+
+	// A failed statement fails the transaction, and the pool is usable
+	// after it.
+	err = b.drv.RunTx(b.ctx, func(ctx context.Context, ex sqldialect.Executor) error {
+		_, err := ex.Exec(ctx, ins, int64(1), "duplicate key")
+		return err
+	})
+	if err == nil {
+		t.Fatal("RunTx inserting a duplicate key succeeded")
+	}
+	b.want(t, 1, "deferred", 0)
 }
 
 func testMigrate(t *testing.T, h *Harness) {
@@ -813,7 +886,7 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 		}
 	}
 	var count int
-	if err := b.db.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")).Scan(&count); err != nil || count != 3006 {
+	if err := queryRow(b.ctx, b.ex, []any{&count}, "SELECT COUNT(*) FROM "+b.d.QuoteIdent("item")); err != nil || count != 3006 {
 		t.Fatalf("rows after a 3000-row batch = %d, %v; want 3006", count, err)
 	}
 }
@@ -949,8 +1022,8 @@ func RunLongValues(t *testing.T, h *Harness) {
 	stored := func(col string, id int64) []byte {
 		t.Helper()
 		var v []byte
-		err := b.db.QueryRowContext(b.ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s", b.d.QuoteIdent(col),
-			b.d.QuoteIdent("longv"), b.d.QuoteIdent("id"), b.d.Placeholder(1)), id).Scan(&v)
+		err := queryRow(b.ctx, b.ex, []any{&v}, fmt.Sprintf("SELECT %s FROM %s WHERE %s = %s", b.d.QuoteIdent(col),
+			b.d.QuoteIdent("longv"), b.d.QuoteIdent("id"), b.d.Placeholder(1)), id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
