@@ -32,6 +32,10 @@ type App struct {
 	DB *sql.DB
 	// Dialect is DB's SQL dialect. Required with DB.
 	Dialect sqldialect.Dialect
+	// Driver, when set, is the cqrsync driver over DB that the commands'
+	// own transactions run on (pgxv5.NewStdlib pipelines them on
+	// PostgreSQL); nil means databasesql.New(DB, Dialect).
+	Driver sqldialect.Driver[*sql.Tx]
 	// Master holds the master models (a *cqrsync.Master[TTx] for any TTx).
 	// Required by the master-side commands: bulk-dump, sync, diff-master,
 	// diff-sync, deleted-diff-master.
@@ -158,8 +162,16 @@ type session struct {
 // ex returns the database as an executor.
 func (s *session) ex() sqldialect.Executor { return sqldialect.FromSQL(s.app.DB) }
 
-// db returns the database's driver: App.DB with App.Dialect.
-func (s *session) db() sqldialect.DB { return databasesql.New(s.app.DB, s.app.Dialect) }
+// db returns the database's driver: App.Driver, or App.DB with App.Dialect.
+func (s *session) db() sqldialect.DB { return s.app.driver() }
+
+// driver returns App.Driver, or a database/sql driver over DB.
+func (a *App) driver() sqldialect.Driver[*sql.Tx] {
+	if a.Driver != nil {
+		return a.Driver
+	}
+	return databasesql.New(a.DB, a.Dialect)
+}
 
 // dlq returns the dead-letter queue.
 func (s *session) dlq() string {

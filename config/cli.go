@@ -14,7 +14,6 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/errtext"
-	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -117,7 +116,7 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 		}
 		app.SizePool = poolSizer(db.SQL, cfg.Database.MaxOpenConns)
 		app.SizePool(0)
-		app.DB, app.Dialect, app.ListenConnString = db.SQL, db.Dialect, db.ListenConnString
+		app.DB, app.Dialect, app.Driver, app.ListenConnString = db.SQL, db.Dialect, db.Driver(), db.ListenConnString
 		app.Close = db.SQL.Close
 		if err := o.register(app, cfg, req.Logger); err != nil {
 			_ = db.SQL.Close()
@@ -179,12 +178,12 @@ func problems(errs []error) error {
 func (o *CLIOpts) register(app *cli.App, cfg *Config, logger *slog.Logger) error {
 	var errs []error
 	if len(cfg.Masters)+len(o.Masters) > 0 {
-		master, err := cfg.NewMaster(databasesql.New(app.DB, app.Dialect), logger, o.Masters...)
+		master, err := cfg.NewMaster(app.Driver, logger, o.Masters...)
 		errs = append(errs, err)
 		app.Master = master
 	}
 	if len(cfg.Replicas)+len(o.Replicas) > 0 {
-		replica, err := cfg.NewReplica(databasesql.New(app.DB, app.Dialect), logger, o.Replicas...)
+		replica, err := cfg.NewReplica(app.Driver, logger, o.Replicas...)
 		errs = append(errs, err)
 		app.Replica = replica
 	}

@@ -37,11 +37,21 @@ type DB struct {
 	// ListenConnString is the URL the relay LISTENs on to wake up at once
 	// (package outbox/pglisten); empty except for PostgreSQL.
 	ListenConnString string
+
+	newDriver func(db *sql.DB) sqldialect.Driver[*sql.Tx]
 }
 
 // Driver returns the database's driver (SQL with Dialect), for
-// cqrsync.NewReplica, outbox.NewRelay and Config.NewReplica.
-func (d *DB) Driver() *databasesql.Driver { return databasesql.New(d.SQL, d.Dialect) }
+// cqrsync.NewMaster, cqrsync.NewReplica, outbox.NewRelay and the Config's
+// constructors: on PostgreSQL (config/postgres) the pgx driver that
+// pipelines cqrsync's own transactions (pgxv5.NewStdlib), elsewhere
+// package databasesql's.
+func (d *DB) Driver() sqldialect.Driver[*sql.Tx] {
+	if d.newDriver != nil {
+		return d.newDriver(d.SQL)
+	}
+	return databasesql.New(d.SQL, d.Dialect)
+}
 
 // OpenDB opens the database of a URL: postgres://, mysql:// or sqlite:,
 // each once its driver package is imported, e.g.
@@ -55,7 +65,7 @@ func OpenDB(url string) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{SQL: db, Dialect: u.Dialect, Kind: u.Kind, Redacted: u.Redacted, Password: u.Password, ListenConnString: u.ListenConnString}, nil
+	return &DB{SQL: db, Dialect: u.Dialect, Kind: u.Kind, Redacted: u.Redacted, Password: u.Password, ListenConnString: u.ListenConnString, newDriver: u.NewDriver}, nil
 }
 
 // OpenDB opens the database of database.url (or CQRSYNC_DATABASE_URL);

@@ -8,11 +8,19 @@
 package postgres
 
 import (
+	"database/sql"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
 	"github.com/cqrsync/cqrsync/internal/dburl"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/pgxv5"
 )
 
 func init() {
-	dburl.Register(&dburl.Kind{Name: "postgres", Schemes: []string{"postgres", "postgresql"}, Parse: dburl.ParsePostgres})
+	dburl.Register(&dburl.Kind{
+		Name: "postgres", Schemes: []string{"postgres", "postgresql"}, Parse: dburl.ParsePostgres,
+		// cqrsync's own transactions pipelined on the pgx connection.
+		NewDriver: func(db *sql.DB) sqldialect.Driver[*sql.Tx] { return pgxv5.NewStdlib(db) },
+	})
 }

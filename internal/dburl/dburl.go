@@ -54,6 +54,9 @@ type DB struct {
 	// ListenConnString is the URL to LISTEN on for outbox notifications
 	// (package outbox/pglisten); empty except for PostgreSQL.
 	ListenConnString string
+	// NewDriver is the kind's driver constructor (Kind.NewDriver), nil for
+	// package databasesql's.
+	NewDriver func(db *sql.DB) sqldialect.Driver[*sql.Tx]
 
 	path      string // SQLite's file
 	mustExist bool   // SQLite's file must exist (mode=rw)
@@ -79,6 +82,10 @@ type Kind struct {
 	Schemes []string
 	// Parse parses a URL of one of Schemes. It does not connect.
 	Parse func(raw string) (*DB, error)
+	// NewDriver, when set, is the cqrsync driver for a database of this
+	// kind opened with sql.Open (a pipelining one for pgx); nil means
+	// package databasesql's.
+	NewDriver func(db *sql.DB) sqldialect.Driver[*sql.Tx]
 }
 
 // kindOf names the kind, and so the driver package, of every known
@@ -119,7 +126,11 @@ func Parse(raw string) (*DB, error) {
 	k := kinds[scheme]
 	kindsMu.RUnlock()
 	if k != nil {
-		return k.Parse(raw)
+		u, err := k.Parse(raw)
+		if err == nil {
+			u.NewDriver = k.NewDriver
+		}
+		return u, err
 	}
 	if name, known := kindOf[scheme]; known {
 		return nil, fmt.Errorf("%w: %s: URLs need the %s driver: add import _ \"github.com/cqrsync/cqrsync/config/%s\" to the program", ErrNoDriver, scheme, name, name)

@@ -2,10 +2,13 @@ package pgxv5_test
 
 import (
 	"context"
+	"database/sql"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
@@ -94,5 +97,34 @@ func TestRunTxConnectionLost(t *testing.T) {
 	}
 	if len(ids) != 1 || ids[0] != 4 {
 		t.Fatalf("rows %v, want only the second transaction's [4]", ids)
+	}
+}
+
+// The same suite on a *sql.DB opened with pgx's database/sql driver,
+// pipelined through StdlibDriver.
+func TestConformanceStdlib(t *testing.T) {
+	t.Parallel()
+	sqldialecttest.Run(t, &sqldialecttest.Harness{
+		NewDriver: func(t *testing.T) sqldialect.DB {
+			t.Helper()
+			db, err := sql.Open("pgx", cqrsynctesting.PostgresDSN(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			return pgxv5.NewStdlib(db)
+		},
+		TimestampType: "TIMESTAMPTZ",
+		BinaryTypes:   []sqldialecttest.SizedType{{Type: "BYTEA"}},
+	})
+}
+
+// StdlibDriver refuses, with what to do, a *sql.DB of another driver.
+func TestStdlibDriverRefusesOtherDrivers(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t)
+	err := pgxv5.NewStdlib(db).RunTx(t.Context(), func(context.Context, sqldialect.Executor) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "not pgx's") {
+		t.Fatalf("RunTx on SQLite = %v, want a refusal naming the driver", err)
 	}
 }
