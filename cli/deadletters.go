@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/days"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
@@ -35,7 +34,7 @@ func (d *deadLetterFlags) add(cmd *cobra.Command, dryRun bool) {
 func (d *deadLetterFlags) filter() (*cqrsync.DeadLetterFilter, error) {
 	f := &cqrsync.DeadLetterFilter{CQRSIDs: d.cqrsIDs}
 	if d.olderThan != "" {
-		age, err := parseDuration(d.olderThan)
+		age, err := days.ParseDuration(d.olderThan)
 		if err != nil || age <= 0 {
 			return nil, UsageError{Err: errtext.Errorf("--older-than %q: want a duration like 30m, 12h or 7d", d.olderThan)}
 		}
@@ -230,18 +229,4 @@ and, when N > 0, "Purged", on stdout. --dry-run only counts them.`,
 	}
 	d.add(cmd, true)
 	return cmd
-}
-
-// parseDuration parses a Go duration ("90m", "12h") or a whole number of
-// days ("7d").
-func parseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return 0, errtext.Errorf("invalid duration %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
 }

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/days"
 )
 
 // decoder walks the YAML tree by hand, so that every problem is collected
@@ -437,14 +438,4 @@ func kind(n *yaml.Node) string {
 
 // ParseDuration parses a Go duration ("1h30m", "500ms") or a whole number of
 // days ("7d").
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("invalid duration %q", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(s)
-}
+func ParseDuration(s string) (time.Duration, error) { return days.ParseDuration(s) }
