@@ -60,7 +60,13 @@ func (d *Driver) RunTx(ctx context.Context, fn func(ctx context.Context, ex sqld
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer conn.Release()
-	t := pgxexec.BeginPipeline(conn.Conn())
+	return runPipelined(ctx, conn.Conn(), fn)
+}
+
+// runPipelined runs fn in a pipelined transaction on c and commits it if fn
+// returns nil; otherwise it rolls back and returns fn's error.
+func runPipelined(ctx context.Context, c *pgx.Conn, fn func(ctx context.Context, ex sqldialect.Executor) error) error {
+	t := pgxexec.BeginPipeline(c)
 	if err := fn(ctx, t); err != nil {
 		if rerr := t.Rollback(ctx); rerr != nil {
 			err = errors.Join(err, rerr)

@@ -3,13 +3,11 @@ package pgxv5
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/cqrsync/cqrsync/sqldialect"
-	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
 
 // StdlibDriver is the driver for a *sql.DB opened with pgx's database/sql
@@ -53,14 +51,7 @@ func (d *StdlibDriver) RunTx(ctx context.Context, fn func(ctx context.Context, e
 		if !ok {
 			return fmt.Errorf("pgxv5.StdlibDriver: the *sql.DB's driver connection is %T, not pgx's: open it with sql.Open(\"pgx\", …) or use package databasesql", dc)
 		}
-		t := pgxexec.BeginPipeline(c.Conn())
-		if runErr = fn(ctx, t); runErr != nil {
-			if rerr := t.Rollback(ctx); rerr != nil {
-				runErr = errors.Join(runErr, rerr)
-			}
-			return nil
-		}
-		runErr = t.Commit(ctx)
+		runErr = runPipelined(ctx, c.Conn(), fn)
 		return nil
 	})
 	if err != nil {
