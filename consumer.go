@@ -222,7 +222,7 @@ type ConsumerStats struct {
 // the retries are spent it goes to the dead-letter queue. On a transport
 // that declares Capabilities.DelayedRedelivery the broker keeps the delay
 // instead (Subscription.NackDelay), and the retries are counted from the
-// delivery's Attempt. Malformed bodies,
+// delivery's Delays. Malformed bodies,
 // unknown models and expired events go to the dead-letter queue at once,
 // with the reason in the HeaderDeadLetterReason header. Dead letters go
 // into the dead-letter queue by its name (transport.Message.IntoQueue), so

@@ -31,10 +31,11 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 	if d.Headers[HeaderBroadcast] != "" {
 		p.Queue = "" // a copy of a broadcast event (a retry): not an operator's one-queue SYNC
 	}
-	if c.caps.DelayedRedelivery && d.Attempt > 1 {
+	if c.caps.DelayedRedelivery {
 		// Retried by NackDelay: the body still says how often it was
-		// retried before; the broker counts the rest.
-		p.Retries += d.Attempt - 1
+		// retried before; the broker counts the rest. Redeliveries after
+		// a Close or a lost connection were no retries and do not count.
+		p.Retries += d.Delays
 	}
 	it.p = p
 	if _, ok := c.cfg.Replica.Model(p.CQRSID); !ok {
