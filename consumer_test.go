@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
@@ -856,5 +857,49 @@ func (b *consumerBundle) wantOneDeadLetterRetried(t *testing.T, retries int) {
 	}
 	if want := fmt.Sprintf(`"retries":%d`, retries); len(bodies) != 1 || !strings.Contains(bodies[0], want) {
 		t.Fatalf("dead letters %q, want one with %s", bodies, want)
+	}
+}
+
+// retryCounter counts OnRetry calls.
+type retryCounter struct {
+	hook.Nop
+	n atomic.Int64
+}
+
+func (r *retryCounter) OnRetry(context.Context, hook.Retry) { r.n.Add(1) }
+
+// TestConsumerDropsWaitingRetriesOfALostSubscription: an event waiting in
+// memory for its retry when the connection is lost goes back to the queue
+// with the subscription and is delivered again; the consumer must not also
+// publish the retry it held for the lost subscription, or every waiting
+// event is duplicated on every reconnect.
+func TestConsumerDropsWaitingRetriesOfALostSubscription(t *testing.T) {
+	t.Parallel()
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	retries := &retryCounter{}
+	b := setupConsumer(t, consumerOpts{
+		workers: 1,
+		retry:   cqrsync.RetryPolicy{MaxRetries: 1, Delay: func(int) time.Duration { return time.Minute }},
+		config: func(c *cqrsync.ConsumerConfig) {
+			c.Hooks = retries
+			c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		},
+	})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	waitFor(t, 10*time.Second, func() bool { return retries.n.Load() == 1 }, "the event to wait for its retry")
+	clock.Add(int64(time.Second)) // the lost subscription's retry falls due first
+	b.broker.CutConnections()
+	waitFor(t, 10*time.Second, func() bool { return retries.n.Load() == 2 }, "the redelivered event to wait for its retry")
+	clock.Add(int64(3 * time.Minute)) // both retries are due
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 2, 0, 666, time.Now()))
+	dlq := transport.DeadLetterQueue(b.queue)
+	// Event 2 waits for its retry; event 1's retry is dead-lettered (it has
+	// no retries left) once its original is acknowledged.
+	waitFor(t, 10*time.Second, func() bool {
+		return b.consumer.Stats().Retried >= 1 && b.broker.QueueLen(b.queue) == 1 && b.broker.QueueLen(dlq) >= 1
+	}, "event 1 to be retried and dead-lettered")
+	if st := b.consumer.Stats(); st.Retried != 1 || b.broker.QueueLen(dlq) != 1 {
+		t.Fatalf("Retried %d, %d dead letters; want 1 and 1: the retry held for the lost subscription was sent too", st.Retried, b.broker.QueueLen(dlq))
 	}
 }
