@@ -222,7 +222,7 @@ type ConsumerStats struct {
 // the retries are spent it goes to the dead-letter queue. On a transport
 // that declares Capabilities.DelayedRedelivery the broker keeps the delay
 // instead (Subscription.NackDelay), and the retries are counted from the
-// delivery's Attempt. Malformed bodies,
+// delivery's Delays. Malformed bodies,
 // unknown models and expired events go to the dead-letter queue at once,
 // with the reason in the HeaderDeadLetterReason header. Dead letters go
 // into the dead-letter queue by its name (transport.Message.IntoQueue), so
@@ -282,8 +282,11 @@ func (c *Consumer) Stats() ConsumerStats {
 // item is one delivery on its way through the consumer.
 type item struct {
 	sub transport.Subscription
-	d   transport.Delivery
-	p   *Payload
+	// lost is closed when sub's deliveries end: the broker has taken back
+	// what sub left unsettled and delivers it again.
+	lost <-chan struct{}
+	d    transport.Delivery
+	p    *Payload
 }
 
 func (c *Consumer) run(ctx context.Context, started func()) error {
@@ -325,7 +328,7 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 	// what is still unsettled then goes back to the queue on Close.
 	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSubs()
-	subs, err := c.dispatch(ctx, subCtx, started, workers)
+	subs, err := c.dispatch(ctx, subCtx, started, workers, sched)
 	for _, w := range workers {
 		close(w)
 	}
@@ -340,7 +343,9 @@ func (c *Consumer) run(ctx context.Context, started func()) error {
 // dispatch subscribes (again after a transport failure, with subCtx) and
 // routes deliveries to the workers until ctx ends. It returns the
 // subscriptions it opened, for the caller to close once the workers are done.
-func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers []chan item) (subs []transport.Subscription, _ error) {
+// The retries sched holds for a subscription that was lost are dropped: the
+// broker delivers those events again.
+func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers []chan item, sched *scheduler) (subs []transport.Subscription, _ error) {
 	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	for ctx.Err() == nil {
 		sub, err := c.subscribe(ctx, subCtx)
@@ -359,6 +364,7 @@ func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers
 		started()
 		retry.Reset()
 		c.cfg.Logger.InfoContext(ctx, "cqrsync: consuming", slog.String("queue", c.cfg.Queue), slog.Any("cqrs_ids", c.cfg.CQRSIDs), slog.Int("workers", c.cfg.Workers))
+		lost := make(chan struct{})
 	recv:
 		for {
 			select {
@@ -373,6 +379,7 @@ func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers
 				if !ok {
 					continue
 				}
+				it.lost = lost
 				w := workers[c.workerFor(it.p)]
 				select {
 				case w <- it:
@@ -382,6 +389,8 @@ func (c *Consumer) dispatch(ctx, subCtx context.Context, started func(), workers
 				}
 			}
 		}
+		close(lost)
+		sched.forget(lost)
 		if ctx.Err() != nil {
 			break
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
@@ -515,14 +516,7 @@ func TestConsumerRetriesOnTheBrokerWhenItCanDelay(t *testing.T) {
 	if n, st := nacks.Load(), b.consumer.Stats(); n != 2 || st.Retried != 2 {
 		t.Fatalf("NackDelay called %d times, Retried %d; want 2 and 2", n, st.Retried)
 	}
-	var bodies []string
-	_ = b.broker.BrowseDeadLetters(t.Context(), dlq, func(_ context.Context, m *transport.Message) error {
-		bodies = append(bodies, string(m.Body))
-		return nil
-	})
-	if len(bodies) != 1 || !strings.Contains(bodies[0], `"retries":2`) {
-		t.Fatalf("dead letters %q, want one with \"retries\":2", bodies)
-	}
+	b.wantOneDeadLetterRetried(t, 2)
 }
 
 // TestConsumerPausesWhileDatabaseIsDown: the replica database goes away
@@ -804,5 +798,108 @@ func TestConsumerRetriedBroadcastSyncStaysBroadcast(t *testing.T) {
 	}
 	if strings.Contains(b.logs.String(), "SYNC downgraded") {
 		t.Fatalf("a retried broadcast SYNC was taken for a one-queue repair:\n%s", b.logs.String())
+	}
+}
+
+// TestConsumerCountsOnlyDelayedRedeliveriesAsRetries: an event delivered
+// before and returned to the queue by a subscription's Close (a consumer
+// stopped, a connection lost) was not retried: on a transport that
+// declares DelayedRedelivery, only its NackDelay redeliveries add to its
+// retries, so it still gets all MaxRetries retries before it is
+// dead-lettered.
+func TestConsumerCountsOnlyDelayedRedeliveriesAsRetries(t *testing.T) {
+	t.Parallel()
+	var nacks atomic.Int64
+	b := setupConsumer(t, consumerOpts{
+		delayed: true,
+		noStart: true,
+		retry:   cqrsync.RetryPolicy{MaxRetries: 2},
+		config: func(c *cqrsync.ConsumerConfig) {
+			c.Subscriber = nackDelayCounter{c.Subscriber, &nacks}
+		},
+	})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	sub := b.broker.Subscriber()
+	defer sub.Close()
+	for range 2 { // delivered and returned by Close, twice
+		s, err := sub.Subscribe(t.Context(), &transport.SubscribeParams{Queue: b.queue, CQRSIDs: []string{"djpeer_basic"}, Prefetch: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := <-s.Deliveries()
+		if d.Delays != 0 {
+			t.Fatalf("a delivery returned by Close has Delays %d, want 0", d.Delays)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.start(t)
+	dlq := transport.DeadLetterQueue(b.queue)
+	waitFor(t, 10*time.Second, func() bool { return b.broker.QueueLen(dlq) == 1 }, "the event to be dead-lettered")
+	b.settle(t)
+	if n := nacks.Load(); n != 2 {
+		t.Fatalf("NackDelay called %d times, want 2: redeliveries after Close are not retries", n)
+	}
+	b.wantOneDeadLetterRetried(t, 2)
+}
+
+// wantOneDeadLetterRetried fails t unless the dead-letter queue holds one
+// event, whose body counts retries retries.
+func (b *consumerBundle) wantOneDeadLetterRetried(t *testing.T, retries int) {
+	t.Helper()
+	var bodies []string
+	if err := b.broker.BrowseDeadLetters(t.Context(), transport.DeadLetterQueue(b.queue), func(_ context.Context, m *transport.Message) error {
+		bodies = append(bodies, string(m.Body))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf(`"retries":%d`, retries); len(bodies) != 1 || !strings.Contains(bodies[0], want) {
+		t.Fatalf("dead letters %q, want one with %s", bodies, want)
+	}
+}
+
+// retryCounter counts OnRetry calls.
+type retryCounter struct {
+	hook.Nop
+	n atomic.Int64
+}
+
+func (r *retryCounter) OnRetry(context.Context, hook.Retry) { r.n.Add(1) }
+
+// TestConsumerDropsWaitingRetriesOfALostSubscription: an event waiting in
+// memory for its retry when the connection is lost goes back to the queue
+// with the subscription and is delivered again; the consumer must not also
+// publish the retry it held for the lost subscription, or every waiting
+// event is duplicated on every reconnect.
+func TestConsumerDropsWaitingRetriesOfALostSubscription(t *testing.T) {
+	t.Parallel()
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	retries := &retryCounter{}
+	b := setupConsumer(t, consumerOpts{
+		workers: 1,
+		retry:   cqrsync.RetryPolicy{MaxRetries: 1, Delay: func(int) time.Duration { return time.Minute }},
+		config: func(c *cqrsync.ConsumerConfig) {
+			c.Hooks = retries
+			c.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		},
+	})
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 1, 0, 666, time.Now()))
+	waitFor(t, 10*time.Second, func() bool { return retries.n.Load() == 1 }, "the event to wait for its retry")
+	clock.Add(int64(time.Second)) // the lost subscription's retry falls due first
+	b.broker.CutConnections()
+	waitFor(t, 10*time.Second, func() bool { return retries.n.Load() == 2 }, "the redelivered event to wait for its retry")
+	clock.Add(int64(3 * time.Minute)) // both retries are due
+	b.publish(t, "djpeer_basic", saveBody("SAVE", 2, 0, 666, time.Now()))
+	dlq := transport.DeadLetterQueue(b.queue)
+	// Event 2 waits for its retry; event 1's retry is dead-lettered (it has
+	// no retries left) once its original is acknowledged.
+	waitFor(t, 10*time.Second, func() bool {
+		return b.consumer.Stats().Retried >= 1 && b.broker.QueueLen(b.queue) == 1 && b.broker.QueueLen(dlq) >= 1
+	}, "event 1 to be retried and dead-lettered")
+	if st := b.consumer.Stats(); st.Retried != 1 || b.broker.QueueLen(dlq) != 1 {
+		t.Fatalf("Retried %d, %d dead letters; want 1 and 1: the retry held for the lost subscription was sent too", st.Retried, b.broker.QueueLen(dlq))
 	}
 }

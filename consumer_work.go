@@ -3,6 +3,7 @@ package cqrsync
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -31,10 +32,11 @@ func (c *Consumer) decode(ctx context.Context, sub transport.Subscription, d tra
 	if d.Headers[HeaderBroadcast] != "" {
 		p.Queue = "" // a copy of a broadcast event (a retry): not an operator's one-queue SYNC
 	}
-	if c.caps.DelayedRedelivery && d.Attempt > 1 {
+	if c.caps.DelayedRedelivery {
 		// Retried by NackDelay: the body still says how often it was
-		// retried before; the broker counts the rest.
-		p.Retries += d.Attempt - 1
+		// retried before; the broker counts the rest. Redeliveries after
+		// a Close or a lost connection were no retries and do not count.
+		p.Retries += d.Delays
 	}
 	it.p = p
 	if _, ok := c.cfg.Replica.Model(p.CQRSID); !ok {
@@ -411,7 +413,12 @@ func truncate(s string, n int) string {
 func (c *Consumer) nackDelay(ctx context.Context, it item, delay time.Duration) bool {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := it.sub.NackDelay(pctx, delay, it.d.ID); err != nil {
+	if err := it.sub.NackDelay(pctx, delay, it.d.ID); errors.Is(err, transport.ErrClosed) {
+		// The subscription ended: the broker has taken the event back and
+		// delivers it again, so a retry held here would be a duplicate.
+		c.cfg.Logger.DebugContext(ctx, "cqrsync: subscription ended before the retry delay was handed over; the broker delivers the event again", slog.Any("error", err))
+		return true
+	} else if err != nil {
 		c.cfg.Logger.WarnContext(ctx, "cqrsync: the broker did not take the retry delay; waiting in memory instead", slog.Any("error", err))
 		return false
 	}
@@ -500,21 +507,55 @@ func newScheduler(c *Consumer) *scheduler {
 }
 
 // add schedules a retry. When the heap is full, the event due soonest is
-// retried at once to make room.
+// retried at once to make room. The retry of an event whose subscription
+// was lost is dropped: the broker delivers the event again.
 func (s *scheduler) add(it item, due time.Time, _ error) {
 	var overflow []delayed
 	s.mu.Lock()
+	if ended(it) { // checked under s.mu: forget runs after lost is closed
+		s.mu.Unlock()
+		return
+	}
 	heap.Push(&s.h, delayed{it: it, due: due})
 	for s.h.Len() > s.c.cfg.MaxDelayed {
 		overflow = append(overflow, heap.Pop(&s.h).(delayed))
 	}
 	s.mu.Unlock()
 	for _, d := range overflow {
-		s.c.requeue(context.Background(), d.it)
+		if !ended(d.it) {
+			s.c.requeue(context.Background(), d.it)
+		}
 	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// forget drops the retries of the subscription whose lost channel this is:
+// the broker delivers those events again, so a retry of them would be a
+// duplicate.
+func (s *scheduler) forget(lost <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.h[:0]
+	for _, d := range s.h {
+		if d.it.lost != lost {
+			kept = append(kept, d)
+		}
+	}
+	clear(s.h[len(kept):])
+	s.h = kept
+	heap.Init(&s.h)
+}
+
+// ended reports whether it's subscription was lost.
+func ended(it item) bool {
+	select {
+	case <-it.lost:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -535,7 +576,9 @@ func (s *scheduler) run(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		for _, d := range due {
-			s.c.requeue(ctx, d.it)
+			if !ended(d.it) { // lost after it was popped: the broker has it
+				s.c.requeue(ctx, d.it)
+			}
 		}
 		if len(due) > 0 {
 			continue

@@ -145,11 +145,18 @@ type Delivery struct {
 	Redelivered bool
 	// Attempt is how many times the transport has delivered this message,
 	// this delivery included (1 for the first), when it counts them; 0 when
-	// it does not. A transport that declares Capabilities.DelayedRedelivery
-	// counts them, so that a consumer can tell how often an event was
-	// retried by Subscription.NackDelay, whose redelivery carries the same
-	// body.
+	// it does not. It counts every delivery: those after a Close, a lost
+	// connection or a Nack too (as JetStream's NumDelivered), so it is not
+	// a retry count; see Delays.
 	Attempt int
+	// Delays is how many times Subscription.NackDelay returned this
+	// message to its queue: the retries the broker kept, which the body
+	// does not count. Redeliveries after a Close, a lost connection or a
+	// Nack do not add to it. A transport that declares
+	// Capabilities.DelayedRedelivery counts them; others leave 0. (A
+	// JetStream transport would count its delayed naks itself, for
+	// example in a header, since NumDelivered counts every delivery.)
+	Delays int
 }
 
 // Subscription is a stream of deliveries from one queue.
@@ -268,7 +275,7 @@ type Capabilities struct {
 
 	// DelayedRedelivery: [Subscription.NackDelay] returns deliveries to
 	// their queue after a delay kept by the broker, and deliveries carry
-	// their [Delivery.Attempt]. A consumer then waits for a retry on the
+	// their [Delivery.Attempt] and [Delivery.Delays]. A consumer then waits for a retry on the
 	// broker instead of holding the event in its own memory (and prefetch
 	// window). RabbitMQ has no delayed redelivery without plugins.
 	DelayedRedelivery bool

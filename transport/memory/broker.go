@@ -361,7 +361,7 @@ func (b *Broker) ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx co
 		if !live {
 			continue // taken by a consumer of the dead-letter queue meanwhile
 		}
-		m := e.delivery(0, false, 0).Message
+		m := e.delivery(0, false, 0, 0).Message
 		action, err := fn(ctx, &m)
 		if err != nil {
 			return removed, fmt.Errorf("memory: scan dead letters of %q: %w", dlq, err)
@@ -501,6 +501,7 @@ func (b *Broker) delayLocked(q *queue, es []*entry, delay time.Duration) {
 	q.delayed += len(es)
 	for _, e := range es {
 		e.state = stateDelayed
+		e.delays++
 	}
 	time.AfterFunc(delay, func() {
 		b.mu.Lock()

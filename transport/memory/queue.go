@@ -31,6 +31,7 @@ type entry struct {
 	enqueued    time.Time         // set only when msg.Expiration > 0
 	redelivered bool
 	attempts    int // deliveries so far, for transport.Delivery.Attempt
+	delays      int // NackDelay returns so far, for transport.Delivery.Delays
 	state       entryState
 }
 
@@ -44,13 +45,13 @@ func (e *entry) expired(now time.Time) bool {
 // another queue's copy.
 //
 // It reads only e.msg, which never changes after the entry is created, so it
-// runs without the broker lock; redelivered and attempt are captured under
-// the lock.
-func (e *entry) delivery(id uint64, redelivered bool, attempt int) transport.Delivery {
+// runs without the broker lock; redelivered, attempt and delays are
+// captured under the lock.
+func (e *entry) delivery(id uint64, redelivered bool, attempt, delays int) transport.Delivery {
 	m := e.msg
 	m.Body = append([]byte(nil), e.msg.Body...)
 	m.Headers = cloneHeaders(e.msg.Headers)
-	return transport.Delivery{Message: m, ID: id, Redelivered: redelivered, Attempt: attempt}
+	return transport.Delivery{Message: m, ID: id, Redelivered: redelivered, Attempt: attempt, Delays: delays}
 }
 
 func cloneHeaders(h map[string]string) map[string]string {

@@ -100,6 +100,7 @@ type pendingDelivery struct {
 	id          uint64
 	redelivered bool
 	attempt     int
+	delays      int
 }
 
 // subscription is one consumer on one queue. The broker dispatches messages
@@ -132,7 +133,7 @@ func (s *subscription) deliverLocked(e *entry) {
 	s.q.unacked++
 	s.nextID++
 	s.unacked[s.nextID] = e
-	s.pending = append(s.pending, pendingDelivery{e: e, id: s.nextID, redelivered: e.redelivered, attempt: e.attempts})
+	s.pending = append(s.pending, pendingDelivery{e: e, id: s.nextID, redelivered: e.redelivered, attempt: e.attempts, delays: e.delays})
 	select {
 	case s.notify <- struct{}{}:
 	default:
@@ -192,7 +193,7 @@ func (s *subscription) loop() {
 			}
 		}
 		for _, p := range batch {
-			d := p.e.delivery(p.id, p.redelivered, p.attempt)
+			d := p.e.delivery(p.id, p.redelivered, p.attempt, p.delays)
 			select {
 			case s.out <- d:
 			case <-s.done:

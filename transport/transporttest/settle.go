@@ -221,14 +221,15 @@ func testCompetingSubscriptions(t *testing.T, b *bundle) {
 
 // testDelayedRedelivery: NackDelay settles a delivery; the message behind
 // it is delivered at once, and the nacked one comes back no sooner than the
-// delay, marked redelivered, with the same body and its Attempt counted.
+// delay, marked redelivered, with the same body and its Attempt and Delays
+// counted.
 func testDelayedRedelivery(t *testing.T, b *bundle) {
 	id, q := b.name("m"), b.name("q")
 	s := b.subscribe(t, params(q, id))
 	b.publish(t, msg(id, "delayed"))
 	d := b.receiveOne(t, s)
-	if d.Attempt != 1 {
-		t.Fatalf("first delivery has Attempt %d, want 1: a transport that declares DelayedRedelivery counts deliveries", d.Attempt)
+	if d.Attempt != 1 || d.Delays != 0 {
+		t.Fatalf("first delivery has Attempt %d, Delays %d; want 1 and 0: a transport that declares DelayedRedelivery counts deliveries and delays", d.Attempt, d.Delays)
 	}
 	delay := b.f.QuietPeriod
 	start := time.Now()
@@ -246,8 +247,8 @@ func testDelayedRedelivery(t *testing.T, b *bundle) {
 	if elapsed := time.Since(start); elapsed < delay {
 		t.Fatalf("the delayed message came back after %v, before its delay of %v", elapsed, delay)
 	}
-	if string(again.Body) != "delayed" || !again.Redelivered || again.Attempt != 2 {
-		t.Fatalf("redelivery %s: Redelivered %v Attempt %d; want \"delayed\", true, 2", short(again.Body), again.Redelivered, again.Attempt)
+	if string(again.Body) != "delayed" || !again.Redelivered || again.Attempt != 2 || again.Delays != 1 {
+		t.Fatalf("redelivery %s: Redelivered %v Attempt %d Delays %d; want \"delayed\", true, 2, 1", short(again.Body), again.Redelivered, again.Attempt, again.Delays)
 	}
 	b.ack(t, s, again)
 }
