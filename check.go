@@ -80,7 +80,7 @@ func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...
 // check reads the table of the model cqrsID (kind says master or replica
 // model) and lists its problems, those of tableCache.read and those more
 // finds, each prefixed with the model; it caches the metadata when there
-// are none.
+// are none, and evicts what was cached when there are some.
 func (c *tableCache) check(ctx context.Context, ex sqldialect.Executor, kind, cqrsID, table string, declared map[string]ValueType, more func(*tableInfo) []string) ([]string, error) {
 	ti, found, err := c.read(ctx, ex, table, declared)
 	if err != nil {
@@ -91,6 +91,8 @@ func (c *tableCache) check(ctx context.Context, ex sqldialect.Executor, kind, cq
 	}
 	if len(found) == 0 {
 		c.put(cqrsID, ti)
+	} else {
+		c.evict(cqrsID, nil) // what a running replica or master cached is stale
 	}
 	for i, p := range found {
 		found[i] = kind + " " + cqrsID + ": " + p
