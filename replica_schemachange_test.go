@@ -2,6 +2,7 @@ package cqrsync_test
 
 import (
 	"database/sql"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // TestConsumerRereadsTableAfterColumnDropped drops a column the model
@@ -67,5 +69,59 @@ func TestConsumerRereadsTableAfterColumnDropped(t *testing.T) {
 				t.Fatalf("stats = %+v, want no dead letter", st)
 			}
 		})
+	}
+}
+
+// TestReplicaCheckProblemsEvictCachedTable runs Check on a model whose
+// table lost a column its Types declares, after an event cached the table's
+// metadata: Check reports the problem, and the fixed table (with a column
+// added meanwhile) is re-read by the next event, whose field for the new
+// column is stored instead of silently dropped.
+func TestReplicaCheckProblemsEvictCachedTable(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE djpeer_basic (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
+		cqrs_updated DATETIME NOT NULL, int_field INTEGER NOT NULL, char_field VARCHAR(200) NOT NULL,
+		bool_field BOOLEAN NOT NULL, nullable_char VARCHAR(200))`)
+	ex := sqldialect.FromSQL(db)
+	replica, err := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), &cqrsync.ReplicaConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic",
+		Types: map[string]cqrsync.ValueType{"nullable_char": cqrsync.TypeString}}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	apply := func(id int64) {
+		t.Helper()
+		body := strings.Replace(saveBody("SAVE", id, 0, id, now), `"bool_field":false`, `"bool_field":false,"nullable_char":"n","extra_char":"e"`, 1)
+		p, err := cqrsync.DecodePayload([]byte(body), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := replica.Apply(t.Context(), ex, p); err != nil {
+			t.Fatalf("event %d: %v", id, err)
+		}
+	}
+	exec := func(stmt string) {
+		t.Helper()
+		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	apply(1) // caches the metadata
+	exec(`ALTER TABLE djpeer_basic DROP COLUMN nullable_char`)
+	if err := replica.Check(t.Context(), ex); !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "nullable_char") {
+		t.Fatalf("Check = %v, want the missing nullable_char", err)
+	}
+	exec(`ALTER TABLE djpeer_basic ADD COLUMN extra_char VARCHAR(200)`)
+	exec(`ALTER TABLE djpeer_basic ADD COLUMN nullable_char VARCHAR(200)`)
+	apply(2)
+	var ec sql.NullString
+	if err := db.QueryRowContext(t.Context(), "SELECT extra_char FROM djpeer_basic WHERE id = 2").Scan(&ec); err != nil {
+		t.Fatal(err)
+	}
+	if ec.String != "e" {
+		t.Fatalf("row 2 extra_char = %v, want e (the table re-read after Check found problems)", ec)
 	}
 }
