@@ -125,3 +125,57 @@ func TestReplicaCheckProblemsEvictCachedTable(t *testing.T) {
 		t.Fatalf("row 2 extra_char = %v, want e (the table re-read after Check found problems)", ec)
 	}
 }
+
+// TestMasterRereadsTableAfterColumnDropped drops a column a master model's
+// Insert writes: the Insert fails on it. A column is then added, and the
+// dropped one added back: an Insert writing both must succeed, which it
+// does only if the failure evicted the model's cached table metadata (the
+// stale metadata lacks the new column, and Insert refuses it).
+func TestMasterRereadsTableAfterColumnDropped(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		dialect sqldialect.Dialect
+		open    func(testing.TB, ...string) *sql.DB
+		ts      string
+	}{
+		{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "DATETIME"},
+		{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "TIMESTAMPTZ"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			db := tc.open(t, `CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT,
+				cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated `+tc.ts+`)`)
+			master, err := cqrsync.NewMaster(databasesql.New(db, tc.dialect), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := master.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "item"}); err != nil {
+				t.Fatal(err)
+			}
+			mb := &masterBundle{db: db, master: master}
+			insert := func(values map[string]any) error {
+				return mb.inTx(t, func(tx *sql.Tx) error { return master.Insert(ctx, tx, "item", values) })
+			}
+			exec := func(stmt string) {
+				t.Helper()
+				if _, err := db.ExecContext(ctx, stmt); err != nil {
+					t.Fatalf("%s: %v", stmt, err)
+				}
+			}
+			if err := insert(map[string]any{"id": 1, "name": "a"}); err != nil {
+				t.Fatal(err) // caches the metadata
+			}
+			exec(`ALTER TABLE item DROP COLUMN name`)
+			if err := insert(map[string]any{"id": 2, "name": "b"}); err == nil || !strings.Contains(err.Error(), "name") {
+				t.Fatalf("Insert after the drop = %v, want an error naming the column", err)
+			}
+			exec(`ALTER TABLE item ADD COLUMN extra TEXT`)
+			exec(`ALTER TABLE item ADD COLUMN name TEXT`)
+			if err := insert(map[string]any{"id": 3, "name": "c", "extra": "x"}); err != nil {
+				t.Fatalf("Insert after the fix = %v, want the table re-read", err)
+			}
+		})
+	}
+}
