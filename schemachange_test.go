@@ -13,6 +13,26 @@ import (
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
+// schemaChangeBackends are the databases the schema change tests run on:
+// ts is the timestamp type, ph the placeholder of a one-parameter query.
+var schemaChangeBackends = []struct {
+	name    string
+	dialect sqldialect.Dialect
+	open    func(testing.TB, ...string) *sql.DB
+	ts, ph  string
+}{
+	{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "DATETIME", "?"},
+	{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "TIMESTAMP WITH TIME ZONE", "$1"},
+}
+
+// execDDL runs stmt on db, failing the test if it fails.
+func execDDL(t *testing.T, db *sql.DB, stmt string) {
+	t.Helper()
+	if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+}
+
 // TestConsumerRereadsTableAfterColumnDropped drops a column the model
 // writes (declared in its Types) while a consumer runs: the event fails and
 // is retried. A column the events carry is then added, and the dropped one
@@ -21,15 +41,7 @@ import (
 // stale metadata lacks the new column, and would silently drop its field).
 func TestConsumerRereadsTableAfterColumnDropped(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		dialect sqldialect.Dialect
-		open    func(testing.TB, ...string) *sql.DB
-		ts, ph  string // the timestamp type, the placeholder of the row query
-	}{
-		{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "DATETIME", "?"},
-		{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "TIMESTAMP WITH TIME ZONE", "$1"},
-	} {
+	for _, tc := range schemaChangeBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := tc.open(t, `CREATE TABLE djpeer_basic (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
@@ -46,17 +58,11 @@ func TestConsumerRereadsTableAfterColumnDropped(t *testing.T) {
 			}
 			b.publish(t, "djpeer_basic", body(1))
 			b.settle(t) // the model's table metadata is cached
-			exec := func(stmt string) {
-				t.Helper()
-				if _, err := db.ExecContext(t.Context(), stmt); err != nil {
-					t.Fatalf("%s: %v", stmt, err)
-				}
-			}
-			exec(`ALTER TABLE djpeer_basic DROP COLUMN nullable_char`)
+			execDDL(t, db, `ALTER TABLE djpeer_basic DROP COLUMN nullable_char`)
 			b.publish(t, "djpeer_basic", body(2))
 			waitFor(t, 30*time.Second, func() bool { return b.consumer.Stats().Retried > 0 }, "event 2 to fail and be retried")
-			exec(`ALTER TABLE djpeer_basic ADD COLUMN extra_char VARCHAR(200)`)
-			exec(`ALTER TABLE djpeer_basic ADD COLUMN nullable_char VARCHAR(200)`)
+			execDDL(t, db, `ALTER TABLE djpeer_basic ADD COLUMN extra_char VARCHAR(200)`)
+			execDDL(t, db, `ALTER TABLE djpeer_basic ADD COLUMN nullable_char VARCHAR(200)`)
 			b.settle(t)
 			var nc, ec sql.NullString
 			if err := db.QueryRowContext(t.Context(), "SELECT nullable_char, extra_char FROM djpeer_basic WHERE id = "+tc.ph, 2).Scan(&nc, &ec); err != nil {
@@ -103,19 +109,13 @@ func TestReplicaCheckProblemsEvictCachedTable(t *testing.T) {
 			t.Fatalf("event %d: %v", id, err)
 		}
 	}
-	exec := func(stmt string) {
-		t.Helper()
-		if _, err := db.ExecContext(t.Context(), stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
 	apply(1) // caches the metadata
-	exec(`ALTER TABLE djpeer_basic DROP COLUMN nullable_char`)
+	execDDL(t, db, `ALTER TABLE djpeer_basic DROP COLUMN nullable_char`)
 	if err := replica.Check(t.Context(), ex); !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "nullable_char") {
 		t.Fatalf("Check = %v, want the missing nullable_char", err)
 	}
-	exec(`ALTER TABLE djpeer_basic ADD COLUMN extra_char VARCHAR(200)`)
-	exec(`ALTER TABLE djpeer_basic ADD COLUMN nullable_char VARCHAR(200)`)
+	execDDL(t, db, `ALTER TABLE djpeer_basic ADD COLUMN extra_char VARCHAR(200)`)
+	execDDL(t, db, `ALTER TABLE djpeer_basic ADD COLUMN nullable_char VARCHAR(200)`)
 	apply(2)
 	var ec sql.NullString
 	if err := db.QueryRowContext(t.Context(), "SELECT extra_char FROM djpeer_basic WHERE id = 2").Scan(&ec); err != nil {
@@ -133,15 +133,7 @@ func TestReplicaCheckProblemsEvictCachedTable(t *testing.T) {
 // stale metadata lacks the new column, and Insert refuses it).
 func TestMasterRereadsTableAfterColumnDropped(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		dialect sqldialect.Dialect
-		open    func(testing.TB, ...string) *sql.DB
-		ts      string
-	}{
-		{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "DATETIME"},
-		{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "TIMESTAMPTZ"},
-	} {
+	for _, tc := range schemaChangeBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
@@ -158,24 +150,47 @@ func TestMasterRereadsTableAfterColumnDropped(t *testing.T) {
 			insert := func(values map[string]any) error {
 				return mb.inTx(t, func(tx *sql.Tx) error { return master.Insert(ctx, tx, "item", values) })
 			}
-			exec := func(stmt string) {
-				t.Helper()
-				if _, err := db.ExecContext(ctx, stmt); err != nil {
-					t.Fatalf("%s: %v", stmt, err)
-				}
-			}
 			if err := insert(map[string]any{"id": 1, "name": "a"}); err != nil {
 				t.Fatal(err) // caches the metadata
 			}
-			exec(`ALTER TABLE item DROP COLUMN name`)
+			execDDL(t, db, `ALTER TABLE item DROP COLUMN name`)
 			if err := insert(map[string]any{"id": 2, "name": "b"}); err == nil || !strings.Contains(err.Error(), "name") {
 				t.Fatalf("Insert after the drop = %v, want an error naming the column", err)
 			}
-			exec(`ALTER TABLE item ADD COLUMN extra TEXT`)
-			exec(`ALTER TABLE item ADD COLUMN name TEXT`)
+			execDDL(t, db, `ALTER TABLE item ADD COLUMN extra TEXT`)
+			execDDL(t, db, `ALTER TABLE item ADD COLUMN name TEXT`)
 			if err := insert(map[string]any{"id": 3, "name": "c", "extra": "x"}); err != nil {
 				t.Fatalf("Insert after the fix = %v, want the table re-read", err)
 			}
 		})
+	}
+}
+
+// TestMasterRereadsTableMissingFieldColumn captures a change of a master
+// model whose Fields names a column the table lacks: the capture fails,
+// and once the column is added the next one succeeds without a restart,
+// which it does only if the failure evicted the metadata read without it.
+func TestMasterRereadsTableMissingFieldColumn(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT,
+		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`)
+	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := master.Register(&cqrsync.MasterModel{CQRSID: "item", Table: "item", Fields: []string{"id", "name", "extra"}}); err != nil {
+		t.Fatal(err)
+	}
+	mb := &masterBundle{db: db, master: master}
+	insert := func(id int) error {
+		return mb.inTx(t, func(tx *sql.Tx) error { return master.Insert(ctx, tx, "item", map[string]any{"id": id, "name": "a"}) })
+	}
+	if err := insert(1); !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "extra") {
+		t.Fatalf("Insert = %v, want the missing column extra", err)
+	}
+	execDDL(t, db, `ALTER TABLE item ADD COLUMN extra TEXT`)
+	if err := insert(2); err != nil {
+		t.Fatalf("Insert after the column was added = %v, want the table re-read", err)
 	}
 }
