@@ -23,6 +23,7 @@ var schemaChangeBackends = []struct {
 }{
 	{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "DATETIME", "?"},
 	{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "TIMESTAMP WITH TIME ZONE", "$1"},
+	{"mysql", sqldialect.MySQL(), cqrsynctesting.OpenMySQL, "DATETIME(6)", "?"},
 }
 
 // execDDL runs stmt on db, failing the test if it fails.
