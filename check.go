@@ -20,7 +20,8 @@ import (
 // those Types declares. It returns nil, or one error wrapping ErrSchema that
 // lists every problem with what to do. It caches the metadata of each model
 // it found complete, so that captures do not read it inside the caller's
-// transaction.
+// transaction, and forgets that of each model it found problems with, so
+// that the next capture re-reads the table.
 func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
 	problems, err := checkMigration(ctx, m.dialect, ex, sqldialect.OutboxTable)
 	if err != nil {
@@ -51,7 +52,9 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 // writes (unless OnSave writes the data) and those its Types declares. It
 // returns nil, or one error wrapping ErrSchema that lists every problem with
 // what to do. It caches the metadata of each model it found complete, so
-// that applying does not read it inside the batch's transaction.
+// that applying does not read it inside the batch's transaction, and
+// forgets that of each model it found problems with, so that the next
+// event re-reads the table.
 func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
 	problems, err := checkMigration(ctx, r.dialect, ex, sqldialect.TombstonesTable)
 	if err != nil {

@@ -42,7 +42,9 @@ func errSchema(cause error, format string, args ...any) error {
 
 // tableInfo is what cqrsync knows of a model's table: the columns' order,
 // types and constraints, merged with the types the model declares. It is
-// read from the database once per model, by Check or on first use.
+// read from the database once per model, by Check or on first use, and
+// again after Check finds problems with the table or a statement fails on
+// a column or table that is not there (see tableCache.evictStale).
 type tableInfo struct {
 	columns []sqldialect.Column
 	types   map[string]ValueType
