@@ -20,7 +20,8 @@ import (
 // those Types declares. It returns nil, or one error wrapping ErrSchema that
 // lists every problem with what to do. It caches the metadata of each model
 // it found complete, so that captures do not read it inside the caller's
-// transaction.
+// transaction, and forgets that of each model it found problems with, so
+// that the next capture re-reads the table.
 func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
 	problems, err := checkMigration(ctx, m.dialect, ex, sqldialect.OutboxTable)
 	if err != nil {
@@ -51,7 +52,9 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 // writes (unless OnSave writes the data) and those its Types declares. It
 // returns nil, or one error wrapping ErrSchema that lists every problem with
 // what to do. It caches the metadata of each model it found complete, so
-// that applying does not read it inside the batch's transaction.
+// that applying does not read it inside the batch's transaction, and
+// forgets that of each model it found problems with, so that the next
+// event re-reads the table.
 func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
 	problems, err := checkMigration(ctx, r.dialect, ex, sqldialect.TombstonesTable)
 	if err != nil {
@@ -80,7 +83,7 @@ func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...
 // check reads the table of the model cqrsID (kind says master or replica
 // model) and lists its problems, those of tableCache.read and those more
 // finds, each prefixed with the model; it caches the metadata when there
-// are none.
+// are none, and evicts what was cached when there are some.
 func (c *tableCache) check(ctx context.Context, ex sqldialect.Executor, kind, cqrsID, table string, declared map[string]ValueType, more func(*tableInfo) []string) ([]string, error) {
 	ti, found, err := c.read(ctx, ex, table, declared)
 	if err != nil {
@@ -91,6 +94,8 @@ func (c *tableCache) check(ctx context.Context, ex sqldialect.Executor, kind, cq
 	}
 	if len(found) == 0 {
 		c.put(cqrsID, ti)
+	} else {
+		c.evict(cqrsID, nil) // what a running replica or master cached is stale
 	}
 	for i, p := range found {
 		found[i] = kind + " " + cqrsID + ": " + p

@@ -111,8 +111,7 @@ func databaseFailure(err error) bool {
 	if errors.Is(err, driver.ErrBadConn) || dberr.PgConnClosed(err) || dberr.MySQLInvalidConn(err) {
 		return true
 	}
-	var st interface{ SQLState() string } // pgx's *pgconn.PgError, lib/pq's *pq.Error
-	if errors.As(err, &st) && retryableSQLState(st.SQLState()) {
+	if retryableSQLState(sqlState(err)) {
 		return true
 	}
 	if n, ok := dberr.MySQLNumber(err); ok {
@@ -174,16 +173,44 @@ func retryableMySQLError(n uint16) bool {
 	return false
 }
 
+// sqlState returns the PostgreSQL error code (SQLSTATE) of the first error
+// in err's chain that has one (pgx's *pgconn.PgError, lib/pq's *pq.Error),
+// or "".
+func sqlState(err error) string {
+	var st interface{ SQLState() string }
+	if errors.As(err, &st) {
+		return st.SQLState()
+	}
+	return ""
+}
+
+// undefinedColumnOrTable reports whether err says a statement named a
+// column or a table that does not exist: PostgreSQL's SQLSTATE 42703 or
+// 42P01, MySQL/MariaDB's ER_BAD_FIELD_ERROR (1054) or ER_NO_SUCH_TABLE
+// (1146), or SQLite's SQLITE_ERROR with its "no such column", "has no
+// column named" or "no such table" text (SQLite has no narrower code).
+func undefinedColumnOrTable(err error) bool {
+	if code := sqlState(err); code == "42703" || code == "42P01" {
+		return true
+	}
+	if n, ok := dberr.MySQLNumber(err); ok {
+		return n == 1054 || n == 1146
+	}
+	// modernc.org/sqlite's *sqlite.Error, whose code is SQLITE_ERROR (1)
+	var se interface{ Code() int }
+	if errors.As(err, &se) && se.Code()&0xff == 1 {
+		msg := err.Error()
+		return strings.Contains(msg, "no such column") || strings.Contains(msg, "has no column named") || strings.Contains(msg, "no such table")
+	}
+	return false
+}
+
 // lockConflict reports whether err is a deadlock, a serialization failure
 // or a lock wait timeout: the database works, and the transaction lost a
 // race with another one.
 func lockConflict(err error) bool {
-	var st interface{ SQLState() string }
-	if errors.As(err, &st) {
-		switch st.SQLState() {
-		case "40001", "40P01":
-			return true
-		}
+	if code := sqlState(err); code == "40001" || code == "40P01" {
+		return true
 	}
 	n, ok := dberr.MySQLNumber(err)
 	return ok && (n == 1205 || n == 1213)

@@ -358,6 +358,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 	if err != nil {
 		return err
 	}
+	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
 	p := &sqldialect.InsertRowParams{CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, Updated: m.now()}
 	if p.Columns, p.Values, err = columnValues("Insert into", mm, ti, values); err != nil {
 		return err
@@ -498,6 +499,7 @@ func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk a
 	if err != nil {
 		return err
 	}
+	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
 	if _, ok := values[mm.PK]; ok {
 		return fmt.Errorf("cqrsync: UpdateRow of %s: values hold the primary key %s: a row keeps its key (delete it and insert another)", mm.Table, mm.PK)
 	}
@@ -627,6 +629,7 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	if err != nil {
 		return err
 	}
+	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
 	rows, err := m.deleteRows(ctx, ex, mm, ti, pks)
 	if err != nil {
 		return err
@@ -719,6 +722,7 @@ func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pk
 	if err != nil {
 		return err
 	}
+	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
 	rows, err := m.readRows(ctx, ex, mm, ti, pks)
 	if err != nil {
 		return err
@@ -726,7 +730,7 @@ func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pk
 	return m.publishRows(ctx, ex, mm, SignalSync, rows, queue, nil)
 }
 
-func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID string, create bool, opts *UpdateOpts, pks []any) error {
+func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID string, create bool, opts *UpdateOpts, pks []any) (err error) {
 	pks = uniqueKeys(pks)
 	mm, err := m.model(cqrsID)
 	if err != nil {
@@ -745,6 +749,7 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	if err != nil {
 		return err
 	}
+	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
 	touch := &sqldialect.TouchRowsParams{
 		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
 	}
@@ -838,6 +843,7 @@ func (m *Master[TTx]) table(ctx context.Context, ex sqldialect.Executor, mm *Mas
 		return nil, err
 	}
 	if problems := masterProblems(mm, ti); len(problems) > 0 {
+		m.tables.evict(mm.CQRSID, ti) // the next use re-reads the table, fixed or not
 		return nil, errSchema(nil, "cqrsync: MasterModel %q: %s", mm.CQRSID, strings.Join(problems, "; "))
 	}
 	return ti, nil

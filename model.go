@@ -42,7 +42,9 @@ func errSchema(cause error, format string, args ...any) error {
 
 // tableInfo is what cqrsync knows of a model's table: the columns' order,
 // types and constraints, merged with the types the model declares. It is
-// read from the database once per model, by Check or on first use.
+// read from the database once per model, by Check or on first use, and
+// again after Check finds problems with the table or a statement fails on
+// a column or table that is not there (see tableCache.evictStale).
 type tableInfo struct {
 	columns []sqldialect.Column
 	types   map[string]ValueType
@@ -91,6 +93,29 @@ func (c *tableCache) put(cqrsID string, ti *tableInfo) {
 		c.models = make(map[string]*tableInfo)
 	}
 	c.models[cqrsID] = ti
+}
+
+// evict forgets the metadata ti of the model cqrsID, so that its next use
+// re-reads the table, if ti is still the cached entry (a nil ti evicts
+// whatever is cached). Of the statements that failed on one stale entry,
+// the first evicts it; the others leave alone the entry re-read since.
+func (c *tableCache) evict(cqrsID string, ti *tableInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ti == nil || c.models[cqrsID] == ti {
+		delete(c.models, cqrsID)
+	}
+}
+
+// evictStale evicts ti, the metadata a failed statement of the model
+// cqrsID was built from, when err says the statement named a column or a
+// table that is not there: the table changed since it was read, and the
+// next attempt re-reads it. It returns err.
+func (c *tableCache) evictStale(cqrsID string, ti *tableInfo, err error) error {
+	if err != nil && undefinedColumnOrTable(err) {
+		c.evict(cqrsID, ti)
+	}
+	return err
 }
 
 // read describes table with the declared types merged in. problems lists

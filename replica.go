@@ -331,6 +331,7 @@ func (r *Replica) apply(ctx context.Context, ex sqldialect.Executor, rm *Replica
 		out, err = r.applySave(ctx, ex, rm, ti, p)
 	}
 	if err != nil || !out.Applied() {
+		r.tables.evictStale(rm.CQRSID, ti, err)
 		return out, err
 	}
 	if _, err := r.callHandler(ctx, ex, rm, p); err != nil {

@@ -148,7 +148,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 	for _, g := range deleteOrder {
 		deleted, err := r.dialect.DeleteGuardedBatch(ctx, ex, &g.params)
 		if err != nil {
-			return err
+			return r.tables.evictStale(g.rm.CQRSID, g.ti, err)
 		}
 		for j, i := range g.idx {
 			outs[i] = OutcomeNoop
@@ -179,7 +179,7 @@ func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []
 	}
 	res, err := r.dialect.UpsertBatch(ctx, ex, params)
 	if err != nil {
-		return err
+		return r.tables.evictStale(g.rm.CQRSID, g.ti, err)
 	}
 	for i, row := range g.rows {
 		st := res[i].StoredRevision
