@@ -19,7 +19,7 @@ import (
 	"github.com/cqrsync/cqrsync/transport/amqptopology"
 )
 
-// The models behind the django-cqrs vectors (shared/interop/README.md §12),
+// The models behind the django-cqrs vectors (testdata/interop/README.md §12),
 // rebuilt on SQLite.
 var vectorTables = map[string]string{
 	"djpeer_basic": `CREATE TABLE djpeer_basic (

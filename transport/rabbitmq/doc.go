@@ -109,7 +109,7 @@
 // services share the mesh, use the vhost "/" (an empty URL path) here too.
 // django-cqrs publishes without confirms and ignores returned messages; this
 // transport is stricter on its own side only, the wire format is the same.
-// The contract and captured traffic are in shared/interop of the repository.
+// The contract and captured traffic are in testdata/interop of the repository.
 //
 // # Credentials
 //
