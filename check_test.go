@@ -21,10 +21,11 @@ var checkDatabases = []struct {
 	dialect sqldialect.Dialect
 	open    func(testing.TB, ...string) *sql.DB
 	catalog string // a word of the dialect's TableColumns query
+	ts, ph  string // the timestamp type for cqrs_updated, the first placeholder
 }{
-	{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "pragma_table_info"},
-	{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "pg_catalog"},
-	{"mariadb", sqldialect.MySQL(), cqrsynctesting.OpenMySQL, "information_schema"},
+	{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "pragma_table_info", "DATETIME", "?"},
+	{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "pg_catalog", "TIMESTAMP WITH TIME ZONE", "$1"},
+	{"mariadb", sqldialect.MySQL(), cqrsynctesting.OpenMySQL, "information_schema", "DATETIME(6)", "?"},
 }
 
 // catalogCounter is an Executor that counts the catalog queries run

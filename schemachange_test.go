@@ -13,19 +13,8 @@ import (
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
-// schemaChangeBackends are the databases the schema change tests run on:
+// checkDatabases are the databases the schema change tests run on:
 // ts is the timestamp type, ph the placeholder of a one-parameter query.
-var schemaChangeBackends = []struct {
-	name    string
-	dialect sqldialect.Dialect
-	open    func(testing.TB, ...string) *sql.DB
-	ts, ph  string
-}{
-	{"sqlite", sqldialect.SQLite(), cqrsynctesting.OpenSQLite, "DATETIME", "?"},
-	{"postgres", sqldialect.Postgres(), cqrsynctesting.OpenPostgres, "TIMESTAMP WITH TIME ZONE", "$1"},
-	{"mysql", sqldialect.MySQL(), cqrsynctesting.OpenMySQL, "DATETIME(6)", "?"},
-}
-
 // execDDL runs stmt on db, failing the test if it fails.
 func execDDL(t *testing.T, db *sql.DB, stmt string) {
 	t.Helper()
@@ -42,7 +31,7 @@ func execDDL(t *testing.T, db *sql.DB, stmt string) {
 // stale metadata lacks the new column, and would silently drop its field).
 func TestConsumerRereadsTableAfterColumnDropped(t *testing.T) {
 	t.Parallel()
-	for _, tc := range schemaChangeBackends {
+	for _, tc := range checkDatabases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			db := tc.open(t, `CREATE TABLE djpeer_basic (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL,
@@ -134,7 +123,7 @@ func TestReplicaCheckProblemsEvictCachedTable(t *testing.T) {
 // stale metadata lacks the new column, and Insert refuses it).
 func TestMasterRereadsTableAfterColumnDropped(t *testing.T) {
 	t.Parallel()
-	for _, tc := range schemaChangeBackends {
+	for _, tc := range checkDatabases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
