@@ -85,10 +85,9 @@ func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, 
 		return err
 	}
 	d := m.dialect
-	where, args := filter.SQL(d, 1)
 	var total, done int64
 	if progress != nil {
-		if total, err = countRows(ctx, ex, d, mm.Table, where, args); err != nil {
+		if total, err = d.CountRows(ctx, ex, mm.Table, filter.Conds()); err != nil {
 			return err
 		}
 	}
@@ -100,7 +99,7 @@ func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, 
 	var after any
 	for {
 		rows, err := d.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: mm.Table, PKColumn: mm.PK, Columns: cols, After: after, Limit: batch, Where: where, WhereArgs: args,
+			Table: mm.Table, PKColumn: mm.PK, Columns: cols, After: after, Limit: batch, Where: filter.Conds(),
 		})
 		if err != nil {
 			return err
@@ -227,7 +226,7 @@ func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*Load
 			skipped := false
 			err := r.db.RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
 				if clear {
-					if _, err := ex.Exec(ctx, "DELETE FROM "+r.dialect.QuoteIdent(rm.Table)); err != nil {
+					if _, err := r.dialect.DeleteAllRows(ctx, ex, rm.Table); err != nil {
 						return errtext.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
 					}
 				}

@@ -242,14 +242,13 @@ func (r *Replica) DeletedDiffReplica(ctx context.Context, ex sqldialect.Executor
 	if err != nil {
 		return err
 	}
-	where, args := filter.SQL(r.dialect, 1)
 	batch := cmp.Or(opts.BatchSize, 10000)
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s,%s\n", cqrsID, FormatDateTime(r.cfg.Now().UTC()))
 	var after any
 	for {
 		rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK}, After: after, Limit: batch, Where: where, WhereArgs: args,
+			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK}, After: after, Limit: batch, Where: filter.Conds(),
 		})
 		if err != nil {
 			return err

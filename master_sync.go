@@ -52,10 +52,9 @@ func (m *Master[TTx]) SyncQuery(ctx context.Context, ex sqldialect.Executor, cqr
 		return 0, err
 	}
 	d := m.dialect
-	where, args := filter.SQL(d, 1)
 	var total int64
 	if opts.Progress != nil {
-		if total, err = countRows(ctx, ex, d, mm.Table, where, args); err != nil {
+		if total, err = d.CountRows(ctx, ex, mm.Table, filter.Conds()); err != nil {
 			return 0, err
 		}
 	}
@@ -69,7 +68,7 @@ func (m *Master[TTx]) SyncQuery(ctx context.Context, ex sqldialect.Executor, cqr
 	var after any
 	for {
 		rows, err := d.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: mm.Table, PKColumn: mm.PK, Columns: cols, After: after, Limit: batch, Where: where, WhereArgs: args,
+			Table: mm.Table, PKColumn: mm.PK, Columns: cols, After: after, Limit: batch, Where: filter.Conds(),
 		})
 		if err != nil {
 			return done, err
@@ -98,23 +97,4 @@ func (m *Master[TTx]) SyncQuery(ctx context.Context, ex sqldialect.Executor, cqr
 		}
 		after = lastKey
 	}
-}
-
-func countRows(ctx context.Context, ex sqldialect.Executor, d sqldialect.Dialect, table, where string, args []any) (int64, error) {
-	q := "SELECT COUNT(*) FROM " + d.QuoteIdent(table)
-	if where != "" {
-		q += " WHERE " + where
-	}
-	rows, err := ex.Query(ctx, q, args...)
-	if err != nil {
-		return 0, errtext.Errorf("cqrsync: count %s: %w", table, err)
-	}
-	defer rows.Close()
-	var n int64
-	if rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return 0, err
-		}
-	}
-	return n, rows.Err()
 }

@@ -32,6 +32,12 @@ type Dialect interface {
 	// Migrate creates cqrsync's own tables (outbox, tombstones) if they do
 	// not exist. It is safe to run any number of times.
 	Migrate(ctx context.Context, ex Executor) error
+	// AddVersionColumnSQL returns the DDL that adds one of the two version
+	// columns every master and replica table carries, column being
+	// "cqrs_revision" (INTEGER NOT NULL DEFAULT 0) or "cqrs_updated" (this
+	// database's timestamp type), for a schema check to tell the user what
+	// to run.
+	AddVersionColumnSQL(table, column string) string
 	// TableColumns describes the columns of table, in table order. It
 	// returns an error wrapping ErrNoTable when the table does not exist.
 	TableColumns(ctx context.Context, ex Executor, table string) ([]Column, error)
@@ -74,6 +80,12 @@ type Dialect interface {
 	InsertRow(ctx context.Context, ex Executor, params *InsertRowParams, columns []string) (rows Rows, withOutbox bool, err error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
+	// CountRows counts the rows of table that match all of where (every
+	// row when where is empty).
+	CountRows(ctx context.Context, ex Executor, table string, where []Cond) (int64, error)
+	// DeleteAllRows deletes every row of table and returns how many it
+	// deleted.
+	DeleteAllRows(ctx context.Context, ex Executor, table string) (int64, error)
 	// DeleteRows deletes rows by primary key and returns how many it deleted.
 	DeleteRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any) (int64, error)
 	// DeleteSelectRows deletes rows by primary key (at most 10000 keys) and
@@ -275,11 +287,9 @@ type SelectRowsParams struct {
 	After any
 	// Limit bounds a page; 0 means no limit.
 	Limit int
-	// Where is an extra condition (without "WHERE"), built by the caller
-	// with this dialect's placeholders numbered from 1, and WhereArgs its
-	// arguments. Empty for none.
-	Where     string
-	WhereArgs []any
+	// Where selects the rows that match all these conditions (a parsed
+	// filter); empty for none.
+	Where []Cond
 	// ForUpdate locks the selected rows where the database supports it.
 	ForUpdate bool
 }

@@ -98,6 +98,17 @@ func (d *standard) QuoteIdent(name string) string {
 
 func (d *standard) Placeholder(n int) string { return d.placeholder(n) }
 
+func (d *standard) AddVersionColumnSQL(table, column string) string {
+	typ := "INTEGER NOT NULL DEFAULT 0"
+	if column == "cqrs_updated" {
+		typ = map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[d.name]
+		if typ == "" {
+			typ = "DATETIME"
+		}
+	}
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.QuoteIdent(table), d.QuoteIdent(column), typ)
+}
+
 // params renders n placeholders starting at first, comma separated.
 func (d *standard) params(first, n int) string {
 	var b strings.Builder
@@ -516,9 +527,12 @@ func (d *standard) SelectRows(ctx context.Context, ex Executor, p *SelectRowsPar
 	var b strings.Builder
 	fmt.Fprintf(&b, "SELECT %s FROM %s", strings.Join(cols, ", "), d.QuoteIdent(p.Table))
 	var conds []string
-	args := slices.Clone(p.WhereArgs)
-	if p.Where != "" {
-		conds = append(conds, "("+p.Where+")")
+	where, args, err := d.where(p.Where, 1)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: select %s: %w", p.Table, err)
+	}
+	if where != "" {
+		conds = append(conds, "("+where+")")
 	}
 	pk := d.QuoteIdent(p.PKColumn)
 	switch {

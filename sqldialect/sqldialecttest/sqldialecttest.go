@@ -186,6 +186,8 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("TableColumns", func(t *testing.T) { t.Parallel(); testTableColumns(t, h) })
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, h) })
 	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
+	t.Run("Conds", func(t *testing.T) { t.Parallel(); testConds(t, h) })
+	t.Run("AddVersionColumns", func(t *testing.T) { t.Parallel(); testAddVersionColumns(t, h) })
 	t.Run("InsertRow", func(t *testing.T) { t.Parallel(); testInsertRow(t, h) })
 	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
@@ -512,18 +514,12 @@ func testMasterRows(t *testing.T, h *Harness) {
 	// A caller-built condition combines with the page.
 	rows, err := b.d.SelectRows(b.ctx, b.ex, &sqldialect.SelectRowsParams{
 		Table: "item", PKColumn: "id", Columns: []string{"id"}, After: int64(2),
-		Where: b.d.QuoteIdent("name") + " <> " + b.d.Placeholder(1), WhereArgs: []any{"n5"},
+		Where: []sqldialect.Cond{{Column: "name", Op: sqldialect.OpIn, Values: []any{"n1", "n3", "n4", "n6", "n7"}}},
 	})
 	if err != nil {
 		t.Fatalf("SelectRows with Where: %v", err)
 	}
-	var filtered []int64
-	for rows.Next() {
-		var id int64
-		_ = rows.Scan(&id)
-		filtered = append(filtered, id)
-	}
-	rows.Close()
+	filtered := scanIDs(t, rows)
 	if fmt.Sprint(filtered) != "[3 4 6 7]" {
 		t.Fatalf("SelectRows with Where = %v, want [3 4 6 7]", filtered)
 	}
