@@ -1,4 +1,4 @@
-package cqrsync
+package tools
 
 import (
 	"bufio"
@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
+	"time"
 
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -29,25 +31,38 @@ type DiffOpts struct {
 	Filter string
 	// BatchSize is the number of keys per line. Default 10000.
 	BatchSize int
+	// Now is the clock that dates the stream's first line. Default
+	// time.Now.
+	Now func() time.Time
+}
+
+// header returns the first line of a stream that starts at opts.Now.
+func (o *DiffOpts) header(cqrsID string) string {
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	return cqrsID + "," + cqrsync.FormatDateTime(now().UTC())
 }
 
 // DiffMaster writes the master side of a diff: the header line, then per
 // batch a JSON list of [pk, cqrs_revision] pairs. Rows refused by the
 // model's IsSyncInstance are left out.
-func (m *Master[TTx]) DiffMaster(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DiffOpts) error {
+func DiffMaster(ctx context.Context, m Master, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DiffOpts) error {
 	if opts == nil {
 		opts = &DiffOpts{}
 	}
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "%s,%s\n", cqrsID, FormatDateTime(m.now()))
-	err := m.walk(ctx, ex, cqrsID, opts.Filter, cmp.Or(opts.BatchSize, 10000), nil, func(mm *MasterModel, page []masterRow) error {
+	fmt.Fprintf(bw, "%s\n", opts.header(cqrsID))
+	mm, _ := m.Model(cqrsID) // Scan reports an unknown model
+	err := m.Scan(ctx, ex, cqrsID, &cqrsync.ScanOpts{Filter: opts.Filter, BatchSize: cmp.Or(opts.BatchSize, 10000)}, func(page []cqrsync.MasterRow) error {
 		pairs := make([]any, 0, len(page))
 		for _, r := range page {
-			if mm.IsSyncInstance != nil && !mm.IsSyncInstance(r.all) {
+			if mm.IsSyncInstance != nil && !mm.IsSyncInstance(r.Columns) {
 				continue
 			}
-			rev, _ := r.all.Get(RevisionField)
-			pairs = append(pairs, []any{r.pk, rev})
+			rev, _ := r.Columns.Get(cqrsync.RevisionField)
+			pairs = append(pairs, []any{r.PK, rev})
 		}
 		if len(pairs) == 0 {
 			return nil
@@ -61,7 +76,7 @@ func (m *Master[TTx]) DiffMaster(ctx context.Context, ex sqldialect.Executor, cq
 }
 
 func writeJSONLine(w *bufio.Writer, v any) error {
-	b, err := AppendJSON(nil, v)
+	b, err := cqrsync.AppendJSON(nil, v)
 	if err != nil {
 		return err
 	}
@@ -80,7 +95,7 @@ func diffHeader(sc *bufio.Scanner) (line, cqrsID, queue string, err error) {
 	line = strings.TrimRight(sc.Text(), "\r")
 	parts := strings.Split(line, ",")
 	if len(parts) < 2 || parts[0] == "" {
-		return "", "", "", fmt.Errorf("%w: first line %q is not \"<cqrs_id>,<datetime>\"", ErrBadDiffStream, truncate(line, 80))
+		return "", "", "", fmt.Errorf("%w: first line %q is not \"<cqrs_id>,<datetime>\"", ErrBadDiffStream, errtext.Truncate(line, 80))
 	}
 	if len(parts) > 2 {
 		queue = parts[len(parts)-1]
@@ -98,50 +113,49 @@ func newLineScanner(in io.Reader) *bufio.Scanner {
 // lacks or holds at another revision: the header with ",<queue>" appended,
 // then, for each input line with differences, a JSON list of those keys (as
 // the master wrote them). It returns every such key.
-func (r *Replica) DiffReplica(ctx context.Context, ex sqldialect.Executor, queue string, in io.Reader, w io.Writer) ([]any, error) {
+func DiffReplica(ctx context.Context, r *cqrsync.Replica, ex sqldialect.Executor, queue string, in io.Reader, w io.Writer) ([]any, error) {
 	sc := newLineScanner(in)
 	header, cqrsID, _, err := diffHeader(sc)
 	if err != nil {
 		return nil, err
 	}
-	rm, ti, err := r.tableModel(ctx, ex, cqrsID)
-	if err != nil {
-		return nil, err
+	if _, err := r.Revisions(ctx, ex, cqrsID, nil); err != nil {
+		return nil, err // an unknown model or a missing table, before any output
 	}
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s,%s\n", header, queue)
 	var all []any
 	for lineNo := 2; sc.Scan(); lineNo++ {
-		v, err := DecodeJSON(sc.Bytes())
+		v, err := cqrsync.DecodeJSON(sc.Bytes())
 		pairs, ok := v.([]any)
 		if err != nil || !ok {
 			return all, fmt.Errorf("%w: line %d is not a JSON list of [pk, revision] pairs", ErrBadDiffStream, lineNo)
 		}
 		keys := make([]any, len(pairs))
-		want := make(map[string]int64, len(pairs))
+		want := make([]int64, len(pairs))
 		for i, pair := range pairs {
 			pr, ok := pair.([]any)
 			if !ok || len(pr) != 2 {
 				return all, fmt.Errorf("%w: line %d: %v is not a [pk, revision] pair", ErrBadDiffStream, lineNo, pair)
 			}
-			if keys[i], err = ColumnValue(ti.types[rm.PK], pr[0]); err != nil {
-				return all, fmt.Errorf("%w: line %d: key %v: %v", ErrBadDiffStream, lineNo, pr[0], err)
-			}
-			rev, err := ColumnValue(TypeInt, pr[1])
+			keys[i] = pr[0]
+			rev, err := cqrsync.ColumnValue(cqrsync.TypeInt, pr[1])
 			if err != nil {
 				return all, fmt.Errorf("%w: line %d: revision %v: %v", ErrBadDiffStream, lineNo, pr[1], err)
 			}
-			want[keyString(keys[i])] = rev.(int64)
+			want[i] = rev.(int64)
 		}
-		have, err := r.revisions(ctx, ex, rm, ti, keys)
+		have, err := r.Revisions(ctx, ex, cqrsID, keys)
+		if errors.Is(err, cqrsync.ErrInvalidValue) {
+			return all, fmt.Errorf("%w: line %d: %v", ErrBadDiffStream, lineNo, err)
+		}
 		if err != nil {
 			return all, err
 		}
 		var diff []any
-		for i, pair := range pairs {
-			rev, ok := have[keyString(keys[i])]
-			if !ok || rev != want[keyString(keys[i])] {
-				diff = append(diff, pair.([]any)[0])
+		for i := range pairs {
+			if have[i] != want[i] {
+				diff = append(diff, keys[i])
 			}
 		}
 		if len(diff) > 0 {
@@ -157,45 +171,10 @@ func (r *Replica) DiffReplica(ctx context.Context, ex sqldialect.Executor, queue
 	return all, bw.Flush()
 }
 
-// tableModel returns a replica model that has a table, and the table.
-func (r *Replica) tableModel(ctx context.Context, ex sqldialect.Executor, cqrsID string) (*ReplicaModel, *tableInfo, error) {
-	rm, ok := r.Model(cqrsID)
-	if !ok {
-		return nil, nil, fmt.Errorf("%w %q: this replica has not registered it (registered: %s)", ErrUnknownModel, cqrsID, strings.Join(r.Models(), ", "))
-	}
-	if rm.NoDBOperations {
-		return nil, nil, fmt.Errorf("cqrsync: model %s has no table (NoDBOperations)", cqrsID)
-	}
-	ti, err := r.tables.get(ctx, ex, rm.CQRSID, rm.Table, rm.Types)
-	return rm, ti, err
-}
-
-// revisions reads the stored revision of each key that exists.
-func (r *Replica) revisions(ctx context.Context, ex sqldialect.Executor, rm *ReplicaModel, ti *tableInfo, keys []any) (map[string]int64, error) {
-	out := make(map[string]int64, len(keys))
-	for chunk := range slices.Chunk(keys, 5000) {
-		rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK, RevisionField}, PKs: chunk,
-		})
-		if err != nil {
-			return nil, err
-		}
-		err = scanRawObjects(rows, []string{rm.PK, RevisionField}, ti, func(raw []any, o Object) {
-			pk, _ := ColumnValue(ti.types[rm.PK], o[0].Value)
-			rev, _ := o[1].Value.(int64)
-			out[keyString(pk)] = rev
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // DiffSync reads DiffReplica's stream and sends a SYNC of each listed row to
 // the queue named at the end of its first line ("None" broadcasts), through
 // the outbox. It returns the rows synced and the keys processed.
-func (m *Master[TTx]) DiffSync(ctx context.Context, ex sqldialect.Executor, in io.Reader) (synced, processed int64, err error) {
+func DiffSync(ctx context.Context, m Master, ex sqldialect.Executor, in io.Reader) (synced, processed int64, err error) {
 	sc := newLineScanner(in)
 	_, cqrsID, queue, err := diffHeader(sc)
 	if err != nil {
@@ -204,21 +183,23 @@ func (m *Master[TTx]) DiffSync(ctx context.Context, ex sqldialect.Executor, in i
 	if queue == "None" {
 		queue = ""
 	}
-	mm, err := m.model(cqrsID)
-	if err != nil {
+	mm, ok := m.Model(cqrsID)
+	if !ok {
+		// SyncQuery says what is wrong, as for any other sync.
+		_, err := m.SyncQuery(ctx, ex, cqrsID, &cqrsync.SyncOpts{Filter: "{}"})
 		return 0, 0, err
 	}
 	for lineNo := 2; sc.Scan(); lineNo++ {
-		v, err := DecodeJSON(sc.Bytes())
+		v, err := cqrsync.DecodeJSON(sc.Bytes())
 		keys, ok := v.([]any)
 		if err != nil || !ok {
 			return synced, processed, fmt.Errorf("%w: line %d is not a JSON list of keys", ErrBadDiffStream, lineNo)
 		}
-		filter, err := AppendJSON(nil, Object{{Key: mm.PK + "__in", Value: keys}})
+		filter, err := cqrsync.AppendJSON(nil, cqrsync.Object{{Key: mm.PK + "__in", Value: keys}})
 		if err != nil {
 			return synced, processed, err
 		}
-		n, err := m.SyncQuery(ctx, ex, cqrsID, &SyncOpts{Filter: string(filter), Queue: queue})
+		n, err := m.SyncQuery(ctx, ex, cqrsID, &cqrsync.SyncOpts{Filter: string(filter), Queue: queue})
 		if err != nil {
 			return synced, processed, err
 		}
@@ -230,92 +211,48 @@ func (m *Master[TTx]) DiffSync(ctx context.Context, ex sqldialect.Executor, in i
 
 // DeletedDiffReplica writes the replica side of a deleted-rows diff: the
 // header line, then per batch a JSON list of the replica's keys.
-func (r *Replica) DeletedDiffReplica(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DiffOpts) error {
+func DeletedDiffReplica(ctx context.Context, r *cqrsync.Replica, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DiffOpts) error {
 	if opts == nil {
 		opts = &DiffOpts{}
 	}
-	rm, ti, err := r.tableModel(ctx, ex, cqrsID)
-	if err != nil {
-		return err
-	}
-	filter, err := ParseFilter(opts.Filter, ti.types)
-	if err != nil {
-		return err
-	}
-	batch := cmp.Or(opts.BatchSize, 10000)
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "%s,%s\n", cqrsID, FormatDateTime(r.cfg.Now().UTC()))
-	var after any
-	for {
-		rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK}, After: after, Limit: batch, Where: filter.Conds(),
-		})
-		if err != nil {
-			return err
-		}
-		var keys []any
-		err = scanRawObjects(rows, []string{rm.PK}, ti, func(raw []any, o Object) {
-			keys = append(keys, o[0].Value)
-			after = raw[0]
-		})
-		if err != nil {
-			return err
-		}
-		if len(keys) > 0 {
-			if err := writeJSONLine(bw, keys); err != nil {
-				return err
-			}
-		}
-		if len(keys) < batch {
-			return bw.Flush()
-		}
+	fmt.Fprintf(bw, "%s\n", opts.header(cqrsID))
+	err := r.ScanKeys(ctx, ex, cqrsID, &cqrsync.ScanOpts{Filter: opts.Filter, BatchSize: opts.BatchSize}, func(keys []any) error {
+		return writeJSONLine(bw, keys)
+	})
+	if err != nil {
+		return err
 	}
+	return bw.Flush()
 }
 
 // DeletedDiffMaster reads DeletedDiffReplica's stream and writes the keys
 // that no longer exist on the master: the header, then per input line the
 // list of such keys, when not empty. It returns every such key.
-func (m *Master[TTx]) DeletedDiffMaster(ctx context.Context, ex sqldialect.Executor, in io.Reader, w io.Writer) ([]any, error) {
+func DeletedDiffMaster(ctx context.Context, m Master, ex sqldialect.Executor, in io.Reader, w io.Writer) ([]any, error) {
 	sc := newLineScanner(in)
 	header, cqrsID, _, err := diffHeader(sc)
 	if err != nil {
 		return nil, err
 	}
-	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
-	if err != nil {
-		return nil, err
+	if _, err := m.MissingKeys(ctx, ex, cqrsID, nil); err != nil {
+		return nil, err // an unknown model or a missing table, before any output
 	}
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s\n", header)
 	var all []any
 	for lineNo := 2; sc.Scan(); lineNo++ {
-		v, err := DecodeJSON(sc.Bytes())
+		v, err := cqrsync.DecodeJSON(sc.Bytes())
 		keys, ok := v.([]any)
 		if err != nil || !ok {
 			return all, fmt.Errorf("%w: line %d is not a JSON list of keys", ErrBadDiffStream, lineNo)
 		}
-		exists := map[string]bool{}
-		for chunk := range slices.Chunk(keys, 5000) {
-			args := make([]any, len(chunk))
-			for i, k := range chunk {
-				if args[i], err = ColumnValue(ti.types[mm.PK], k); err != nil {
-					return all, fmt.Errorf("%w: line %d: key %v: %v", ErrBadDiffStream, lineNo, k, err)
-				}
-			}
-			rows, err := m.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{Table: mm.Table, PKColumn: mm.PK, Columns: []string{mm.PK}, PKs: args})
-			if err != nil {
-				return all, err
-			}
-			if err := scanRawObjects(rows, []string{mm.PK}, ti, func(_ []any, o Object) { exists[keyString(o[0].Value)] = true }); err != nil {
-				return all, err
-			}
+		gone, err := m.MissingKeys(ctx, ex, cqrsID, keys)
+		if errors.Is(err, cqrsync.ErrInvalidValue) {
+			return all, fmt.Errorf("%w: line %d: %v", ErrBadDiffStream, lineNo, err)
 		}
-		var gone []any
-		for _, k := range keys {
-			wire, err := WireValue(ti.types[mm.PK], mustColumn(ti.types[mm.PK], k))
-			if err != nil || !exists[keyString(wire)] {
-				gone = append(gone, k)
-			}
+		if err != nil {
+			return all, err
 		}
 		if len(gone) > 0 {
 			all = append(all, gone...)
@@ -330,41 +267,29 @@ func (m *Master[TTx]) DeletedDiffMaster(ctx context.Context, ex sqldialect.Execu
 	return all, bw.Flush()
 }
 
-func mustColumn(t ValueType, v any) any {
-	c, err := ColumnValue(t, v)
-	if err != nil {
-		return v
-	}
-	return c
-}
-
 // DeletedSyncReplica reads DeletedDiffMaster's stream and deletes the
 // listed rows from the replica. It returns how many it deleted.
-func (r *Replica) DeletedSyncReplica(ctx context.Context, ex sqldialect.Executor, in io.Reader) (int64, error) {
+func DeletedSyncReplica(ctx context.Context, r *cqrsync.Replica, ex sqldialect.Executor, in io.Reader) (int64, error) {
 	sc := newLineScanner(in)
 	_, cqrsID, _, err := diffHeader(sc)
 	if err != nil {
 		return 0, err
 	}
-	rm, ti, err := r.tableModel(ctx, ex, cqrsID)
-	if err != nil {
-		return 0, err
+	if _, err := r.DeleteKeys(ctx, ex, cqrsID, nil); err != nil {
+		return 0, err // an unknown model or a missing table, before any line
 	}
 	var deleted int64
 	for lineNo := 2; sc.Scan(); lineNo++ {
-		v, err := DecodeJSON(sc.Bytes())
+		v, err := cqrsync.DecodeJSON(sc.Bytes())
 		keys, ok := v.([]any)
 		if err != nil || !ok {
 			return deleted, fmt.Errorf("%w: line %d is not a JSON list of keys", ErrBadDiffStream, lineNo)
 		}
-		args := make([]any, len(keys))
-		for i, k := range keys {
-			if args[i], err = ColumnValue(ti.types[rm.PK], k); err != nil {
-				return deleted, fmt.Errorf("%w: line %d: key %v: %v", ErrBadDiffStream, lineNo, k, err)
-			}
-		}
-		n, err := r.dialect.DeleteRows(ctx, ex, rm.Table, rm.PK, args)
+		n, err := r.DeleteKeys(ctx, ex, cqrsID, keys)
 		deleted += n
+		if errors.Is(err, cqrsync.ErrInvalidValue) {
+			return deleted, fmt.Errorf("%w: line %d: %v", ErrBadDiffStream, lineNo, err)
+		}
 		if err != nil {
 			return deleted, err
 		}
