@@ -267,6 +267,7 @@ const (
 
 var outcomeNames = [...]string{"", "created", "updated", "synced", "duplicate", "stale", "tombstoned", "deleted", "noop", "ignored", "handled"}
 
+// String returns the outcome's name as logs show it ("created", "stale", ...).
 func (o Outcome) String() string {
 	if o > 0 && int(o) < len(outcomeNames) {
 		return outcomeNames[o]

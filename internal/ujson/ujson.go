@@ -184,6 +184,9 @@ func Append(dst []byte, v any) ([]byte, error) {
 	return AppendValue(dst, v, 0)
 }
 
+// AppendValue is Append of a value nested depth levels deep (a member
+// of a top-level object is at depth 1), for encoders that write the
+// enclosing levels themselves.
 func AppendValue(dst []byte, v any, depth int) ([]byte, error) {
 	switch v := v.(type) {
 	case nil:
@@ -315,6 +318,7 @@ func AppendValue(dst []byte, v any, depth int) ([]byte, error) {
 
 var errTooDeep = fmt.Errorf("cqrsync: encoding JSON: nesting deeper than %d levels", maxDepth)
 
+// AppendObject appends o, nested depth levels deep, as AppendValue does.
 func AppendObject(dst []byte, o Object, depth int) ([]byte, error) {
 	if o == nil {
 		return append(dst, "null"...), nil
@@ -918,6 +922,8 @@ func (d *decoder) hex4(i int) (rune, error) {
 	return hex4(d.data[i : i+4]), nil
 }
 
+// HexVal returns the value of the hexadecimal digit c (either case), or
+// -1 when c is not one.
 func HexVal(c byte) rune {
 	switch {
 	case c >= '0' && c <= '9':
