@@ -25,6 +25,12 @@ type Dialect interface {
 	QuoteIdent(name string) string
 	// Placeholder returns the n-th (1-based) bind parameter marker.
 	Placeholder(n int) string
+	// Returning declares that the database has UPDATE and DELETE …
+	// RETURNING (PostgreSQL, SQLite): TouchSelectRows and InsertRow then
+	// take one statement, and DeleteSelectRows works. Where it is false,
+	// DeleteSelectRows returns an error wrapping [errors.ErrUnsupported]:
+	// check Returning rather than the error.
+	Returning() bool
 
 	// MigrationSQL returns the DDL that Migrate runs, for users who apply
 	// schema changes with their own tools.
@@ -92,7 +98,7 @@ type Dialect interface {
 	// returns the given columns of the rows it deleted, as they were, with
 	// one DELETE … RETURNING (PostgreSQL, SQLite). Rows come in no
 	// particular order; a missing key is simply absent. Where the database
-	// lacks DELETE … RETURNING it returns an error wrapping
+	// lacks DELETE … RETURNING (see Returning) it returns an error wrapping
 	// [errors.ErrUnsupported], having done nothing: read the rows with
 	// SelectRows, then DeleteRows.
 	DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error)

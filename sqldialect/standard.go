@@ -98,6 +98,8 @@ func (d *standard) QuoteIdent(name string) string {
 
 func (d *standard) Placeholder(n int) string { return d.placeholder(n) }
 
+func (d *standard) Returning() bool { return d.updateReturning }
+
 func (d *standard) AddVersionColumnSQL(table, column string) string {
 	typ := "INTEGER NOT NULL DEFAULT 0"
 	if column == "cqrs_updated" {
