@@ -210,7 +210,7 @@ func RunTx(ctx context.Context, db *sql.DB, m *Master[*sql.Tx], fn func(tx *sql.
 type Master[TTx any] struct {
 	cfg     MasterConfig
 	drv     sqldialect.Driver[TTx]
-	dialect sqldialect.Dialect
+	dialect captureStore
 	tables  tableCache
 
 	mu     sync.RWMutex

@@ -56,7 +56,7 @@ func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
 // tableCache holds the table metadata of each model, keyed by CQRS ID: two
 // models on one table may declare different Types.
 type tableCache struct {
-	dialect sqldialect.Dialect
+	dialect schemaStore
 	mu      sync.Mutex
 	models  map[string]*tableInfo
 }

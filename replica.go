@@ -165,7 +165,7 @@ type ReplicaConfig struct {
 type Replica struct {
 	cfg     ReplicaConfig
 	db      sqldialect.DB
-	dialect sqldialect.Dialect
+	dialect applyStore
 	tables  tableCache
 
 	mu     sync.RWMutex
@@ -199,7 +199,7 @@ func NewReplica(db sqldialect.DB, cfg *ReplicaConfig) (*Replica, error) {
 }
 
 // Dialect returns the replica database's dialect.
-func (r *Replica) Dialect() sqldialect.Dialect { return r.dialect }
+func (r *Replica) Dialect() sqldialect.Dialect { return r.db.Dialect() }
 
 // DB returns the replica database's driver, as passed to NewReplica.
 func (r *Replica) DB() sqldialect.DB { return r.db }
