@@ -135,7 +135,7 @@ type Dialect interface {
 	// DeleteGuardedBatch is DeleteGuarded for many rows, no key twice: it
 	// deletes each row unless its guards keep it (as in DeleteGuarded),
 	// records or raises every key's tombstone, and returns, aligned with
-	// params.PKs, whether each row was deleted. PostgreSQL runs two
+	// params.Rows, whether each row was deleted. PostgreSQL runs two
 	// statements for the whole batch; the others two per row.
 	DeleteGuardedBatch(ctx context.Context, ex Executor, params *DeleteGuardedBatchParams) ([]bool, error)
 	// RecordTombstones records deleted keys (a master's deletes, so a
@@ -383,17 +383,26 @@ type UpsertBatchParams struct {
 	// Types are the columns' declared SQL types (from TableColumns), used
 	// where the database needs typed parameters.
 	Types []string
-	// Rows holds one value per column for each row.
-	Rows [][]any
+	// Rows are the rows to write, no key twice.
+	Rows []UpsertRow
 	// Guard applies to every row, as in UpsertParams: a batch never mixes
 	// guards.
 	Guard Guard
-	// CQRSID, and per row Keys, Revisions and Updated, drive the tombstone
-	// guard and the revision guard, as in UpsertParams.
-	CQRSID    string
-	Keys      []string
-	Revisions []int64
-	Updated   []time.Time
+	// CQRSID, with each row's Key, Revision and Updated, drives the
+	// tombstone guard and the revision guard, as in UpsertParams.
+	CQRSID string
+}
+
+// UpsertRow is one row of [UpsertBatchParams].
+type UpsertRow struct {
+	// Values holds one value per column of UpsertBatchParams.Columns.
+	Values []any
+	// Key is the row's key as text, its tombstone's key.
+	Key string
+	// Revision is the row's cqrs_revision, for the guards.
+	Revision int64
+	// Updated is the row's cqrs_updated, for the tombstone guard.
+	Updated time.Time
 }
 
 // UpsertResult is what UpsertBatch found and did for one row.
@@ -432,12 +441,23 @@ type DeleteGuardedBatchParams struct {
 	PKColumn string
 	// PKType is the key column's declared SQL type (from TableColumns),
 	// used where the database needs typed parameters.
-	PKType    string
-	CQRSID    string
-	PKs       []any
-	Keys      []string
-	Revisions []int64
-	Updated   []time.Time
+	PKType string
+	CQRSID string
+	// Rows are the rows to delete, no key twice.
+	Rows []DeleteGuardedRow
 	// Now is when the tombstones are recorded.
 	Now time.Time
+}
+
+// DeleteGuardedRow is one row of [DeleteGuardedBatchParams], as in
+// [DeleteGuardedParams].
+type DeleteGuardedRow struct {
+	// PK is the row's primary key.
+	PK any
+	// Key is the key as text, the tombstone's key.
+	Key string
+	// Revision is the DELETE's cqrs_revision.
+	Revision int64
+	// Updated is the DELETE's cqrs_updated.
+	Updated time.Time
 }
