@@ -175,7 +175,7 @@ type Replica struct {
 // NewReplica returns a Replica on the replica database db: a driver from
 // package sqldialect/databasesql (a *sql.DB and its dialect) or
 // sqldialect/pgxv5 (a *pgxpool.Pool). Its dialect renders every statement,
-// and the Consumer and Load run their transactions on it.
+// and the Consumer and tools.Load run their transactions on it.
 func NewReplica(db sqldialect.DB, cfg *ReplicaConfig) (*Replica, error) {
 	if db == nil {
 		return nil, errors.New("cqrsync: NewReplica: db is nil: pass the replica database's driver, e.g. databasesql.New(db, sqldialect.SQLite())")
