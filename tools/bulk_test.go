@@ -1,4 +1,4 @@
-package cqrsync_test
+package tools_test
 
 import (
 	"bytes"
@@ -34,8 +34,8 @@ func setupDjangoPair(t *testing.T) *djangoPair {
 		t.Fatal(err)
 	}
 	p := &djangoPair{dump: dump}
-	p.replicaDB = cqrsynctesting.OpenSQLite(t, replicaBasicDDL)
-	p.masterDB = cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_basic"])
+	p.replicaDB = cqrsynctesting.OpenSQLite(t, cqrsynctesting.ReplicaBasicDDL)
+	p.masterDB = cqrsynctesting.OpenSQLite(t, cqrsynctesting.VectorTables["djpeer_basic"])
 	p.replica, err = cqrsync.NewReplica(databasesql.New(p.replicaDB, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
