@@ -146,6 +146,40 @@ type MasterConfig struct {
 	Propagator hook.Propagator
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Outbox is where capture writes events: OutboxTable (the default,
+	// "" too), the cqrs_outbox table, which an outbox.Relay drains; or
+	// OutboxWAL, PostgreSQL's write-ahead log only
+	// (pg_logical_emit_message in the caller's transaction), which a WAL
+	// relay streams from a logical replication slot (package outbox/pgwal;
+	// docs/wal.md). OutboxWAL needs PostgreSQL with wal_level = logical;
+	// the events and their bytes on the wire are the same either way.
+	Outbox OutboxMode
+}
+
+// OutboxMode says where a Master writes its events; see MasterConfig.Outbox.
+type OutboxMode string
+
+// The outbox modes.
+const (
+	// OutboxTable writes events into the cqrs_outbox table (every
+	// database).
+	OutboxTable OutboxMode = "table"
+	// OutboxWAL writes events into PostgreSQL's write-ahead log as logical
+	// decoding messages, for a WAL relay (package outbox/pgwal): no outbox
+	// row to insert, claim and delete.
+	OutboxWAL OutboxMode = "wal"
+)
+
+// ParseOutboxMode returns the mode named s ("table" or "wal"; "" is
+// "table").
+func ParseOutboxMode(s string) (OutboxMode, error) {
+	switch OutboxMode(s) {
+	case "", OutboxTable:
+		return OutboxTable, nil
+	case OutboxWAL:
+		return OutboxWAL, nil
+	}
+	return "", fmt.Errorf("cqrsync: outbox %q: use \"table\" (the cqrs_outbox table, every database) or \"wal\" (PostgreSQL's write-ahead log)", s)
 }
 
 // Waker is woken when a transaction that captured events has committed; an
@@ -241,6 +275,14 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 		c.Notify = func() {}
 	}
 	d := drv.Dialect()
+	mode, err := ParseOutboxMode(string(c.Outbox))
+	if err != nil {
+		return nil, err
+	}
+	if mode == OutboxWAL && d.Name() != "postgres" {
+		return nil, fmt.Errorf("cqrsync: MasterConfig.Outbox is %q, but the database is %s: the write-ahead log outbox needs PostgreSQL; use %q", OutboxWAL, d.Name(), OutboxTable)
+	}
+	c.Outbox = mode
 	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d}, models: map[string]*MasterModel{}}, nil
 }
 
@@ -388,7 +430,13 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		}
 		if ok {
 			predictedEvent = &ev
-			p.Outbox = predictedEvent
+			// A message in the write-ahead log cannot be taken back if the
+			// prediction is wrong: with OutboxWAL it is written after the
+			// row came back (deferred, on a pipelining driver, to the
+			// COMMIT).
+			if m.cfg.Outbox != OutboxWAL {
+				p.Outbox = predictedEvent
+			}
 		}
 	}
 	rows, withOutbox, err := m.dialect.InsertRow(ctx, ex, p, cols)
@@ -954,7 +1002,11 @@ func (m *Master[TTx]) enqueue(ctx context.Context, ex sqldialect.Executor, event
 	if len(events) == 0 {
 		return nil
 	}
-	if err := m.dialect.InsertOutbox(ctx, ex, events); err != nil {
+	write := m.dialect.InsertOutbox
+	if m.cfg.Outbox == OutboxWAL {
+		write = m.dialect.EmitOutbox
+	}
+	if err := write(ctx, ex, events); err != nil {
 		return err
 	}
 	m.cfg.Notify()

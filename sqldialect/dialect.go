@@ -49,6 +49,12 @@ type Dialect interface {
 	ReleaseOutbox(ctx context.Context, ex Executor, ids []int64) error
 	// OutboxStats reports the backlog.
 	OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, error)
+	// EmitOutbox writes events into PostgreSQL's write-ahead log instead of
+	// the outbox table, in the caller's transaction, for a WAL relay
+	// (package outbox/pgwal); see [WALMessagePrefix] and
+	// [AppendWALMessage]. Other databases return an error wrapping
+	// errors.ErrUnsupported.
+	EmitOutbox(ctx context.Context, ex Executor, rows []OutboxRow) error
 
 	// TouchRows sets cqrs_updated and bumps (or resets) cqrs_revision of
 	// master rows by primary key, and returns how many rows it changed. A
