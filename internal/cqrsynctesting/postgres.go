@@ -129,7 +129,9 @@ func StartPostgres(tb testing.TB) *LocalPostgres {
 // accepts connections.
 func (p *LocalPostgres) Restart() {
 	p.tb.Helper()
-	if err := p.pgctl("restart", "-m", "fast"); err != nil {
+	// -l again: pg_ctl restart does not remember it, and a server writing
+	// to pg_ctl's output would keep the pipe open.
+	if err := p.pgctl("restart", "-m", "fast", "-l", filepath.Join(p.dir, "log")); err != nil {
 		p.tb.Fatal(err)
 	}
 }
