@@ -19,7 +19,6 @@ import (
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/transport"
-	"github.com/cqrsync/cqrsync/transport/memory"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -94,6 +93,15 @@ func (f *faultRun) run(ctx context.Context) {
 	}
 }
 
+// rabbitWorkload is a fault test on RabbitMQ: a database of its own with
+// the workload's master, and a queue bound to item.
+func rabbitWorkload(t *testing.T) (string, *rabbit, transport.Subscription, *faultRun) {
+	t.Helper()
+	url := cqrsynctesting.PostgresDatabase(t)
+	rb := newRabbit(t)
+	return url, rb, rb.subscribe(t), startWorkload(t, url, true)
+}
+
 // finish waits for the workload and checks that every committed change
 // reached sub, in order per key. got holds what was received before.
 func (f *faultRun) finish(t *testing.T, sub transport.Subscription, got []string) {
@@ -116,10 +124,7 @@ func TestWALFaults(t *testing.T) {
 
 	t.Run("RelayKilled", func(t *testing.T) {
 		t.Parallel()
-		url := cqrsynctesting.PostgresDatabase(t)
-		rb := newRabbit(t)
-		sub := rb.subscribe(t)
-		f := startWorkload(t, url, true)
+		url, rb, sub, f := rabbitWorkload(t)
 		slot := cqrsynctesting.UniqueName("slot_")
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "CQRSYNC_PGWAL_CHILD=1", "CQRSYNC_PGWAL_URL="+url, "CQRSYNC_PGWAL_SLOT="+slot,
@@ -147,10 +152,7 @@ func TestWALFaults(t *testing.T) {
 
 	t.Run("BrokerCut", func(t *testing.T) {
 		t.Parallel()
-		url := cqrsynctesting.PostgresDatabase(t)
-		rb := newRabbit(t)
-		sub := rb.subscribe(t)
-		f := startWorkload(t, url, true)
+		url, rb, sub, f := rabbitWorkload(t)
 		proxy := cqrsynctesting.NewProxy(t, hostOf(t, rb.url))
 		var logs cqrsynctesting.SyncBuffer
 		r := walRelay(t, url, cqrsynctesting.UniqueName("slot_"), rb.transport(t, proxy.URL(t, rb.url)), func(c *pgwal.Config) {
@@ -173,14 +175,7 @@ func TestWALFaults(t *testing.T) {
 	t.Run("PostgresRestart", func(t *testing.T) {
 		t.Parallel()
 		pg := cqrsynctesting.StartPostgres(t)
-		broker := memory.NewBroker(nil)
-		sub, err := broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"item"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = sub.Close() })
-		pub := broker.Publisher()
-		t.Cleanup(func() { _ = pub.Close() })
+		_, sub, pub := memoryQueue(t)
 		f := startWorkload(t, pg.URL, true)
 		var logs cqrsynctesting.SyncBuffer
 		r := walRelay(t, pg.URL, "cqrsync", pub, func(c *pgwal.Config) {

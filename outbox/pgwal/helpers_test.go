@@ -22,6 +22,7 @@ import (
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/memory"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -250,4 +251,19 @@ func (r *rabbit) subscribe(t *testing.T) transport.Subscription {
 	}
 	t.Cleanup(func() { _ = sub.Close() })
 	return sub
+}
+
+// memoryQueue returns an in-memory broker with the queue "q" bound to
+// item, its subscription and a publisher, closed when the test ends.
+func memoryQueue(t *testing.T) (*memory.Broker, transport.Subscription, transport.Publisher) {
+	t.Helper()
+	broker := memory.NewBroker(nil)
+	sub, err := broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"item"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Close() })
+	pub := broker.Publisher()
+	t.Cleanup(func() { _ = pub.Close() })
+	return broker, sub, pub
 }

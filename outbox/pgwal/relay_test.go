@@ -17,7 +17,6 @@ import (
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
-	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
 // TestWALMatchesTableOutbox runs the same changes through a master with
@@ -83,14 +82,7 @@ func TestWALMatchesTableOutbox(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = db.Close() })
-		broker := memory.NewBroker(nil)
-		sub, err := broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"item"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = sub.Close() })
-		pub := broker.Publisher()
-		t.Cleanup(func() { _ = pub.Close() })
+		_, sub, pub := memoryQueue(t)
 		now := func() time.Time { return published }
 		if mode == cqrsync.OutboxWAL {
 			started(t, walRelay(t, url, cqrsynctesting.UniqueName("slot_"), pub, func(c *pgwal.Config) { c.Now = now }))
@@ -152,14 +144,7 @@ func TestWALRollbackPublishesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	broker := memory.NewBroker(nil)
-	sub, err := broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"item"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
-	pub := broker.Publisher()
-	t.Cleanup(func() { _ = pub.Close() })
+	broker, sub, pub := memoryQueue(t)
 	started(t, walRelay(t, url, cqrsynctesting.UniqueName("slot_"), pub, nil))
 
 	boom := errors.New("rolled back on purpose")
@@ -201,14 +186,7 @@ func TestWALSlot(t *testing.T) {
 	if err := master.Check(t.Context(), ex); err != nil {
 		t.Fatalf("Check on a wal_level = logical server: %v", err)
 	}
-	broker := memory.NewBroker(nil)
-	sub, err := broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"item"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Close() })
-	pub := broker.Publisher()
-	t.Cleanup(func() { _ = pub.Close() })
+	_, sub, pub := memoryQueue(t)
 	slot := cqrsynctesting.UniqueName("slot_")
 
 	st, err := pgwal.ReadStatus(t.Context(), ex, &pgwal.StatusParams{Slot: slot})
