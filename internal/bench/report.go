@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,6 +43,7 @@ type Setup struct {
 	BatchWaitMS    float64   `json:"consumer_batch_wait_ms"`
 	Prefetch       int       `json:"consumer_prefetch"`
 	RelayBatch     int       `json:"relay_batch"`
+	Outbox         string    `json:"outbox"`
 	Seed           uint64    `json:"seed"`
 	CPUs           int       `json:"cpus"`
 	GOMAXPROCS     int       `json:"gomaxprocs"`
@@ -290,7 +292,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.BatchWaitMS > 0 {
 		wait = fmt.Sprintf(" (waiting up to %g ms to fill it)", s.BatchWaitMS)
 	}
-	fmt.Fprintf(&b, "consumer %d workers × batch %d%s, prefetch %d; relay batch %d\n", s.Workers, s.BatchSize, wait, s.Prefetch, s.RelayBatch)
+	fmt.Fprintf(&b, "consumer %d workers × batch %d%s, prefetch %d; relay batch %d; outbox: %s\n", s.Workers, s.BatchSize, wait, s.Prefetch, s.RelayBatch, cmp.Or(s.Outbox, "table"))
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
 	}
