@@ -430,13 +430,11 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		}
 		if ok {
 			predictedEvent = &ev
-			// A message in the write-ahead log cannot be taken back if the
-			// prediction is wrong: with OutboxWAL it is written after the
-			// row came back (deferred, on a pipelining driver, to the
-			// COMMIT).
-			if m.cfg.Outbox != OutboxWAL {
-				p.Outbox = predictedEvent
-			}
+			p.Outbox = predictedEvent
+			// With OutboxWAL the event goes into the log in the same
+			// statement; a wrong prediction is then retracted (the log
+			// cannot be rewritten) and the right event written after it.
+			p.OutboxWAL = m.cfg.Outbox == OutboxWAL
 		}
 	}
 	rows, withOutbox, err := m.dialect.InsertRow(ctx, ex, p, cols)
@@ -474,7 +472,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		// the row as Create does, which continues a deleted key's
 		// revisions, and capture that.
 		if withOutbox {
-			if err := m.dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+			if err := m.dropPredicted(ctx, ex, outboxID); err != nil {
 				return err
 			}
 		}
@@ -493,13 +491,23 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		}
 	} else if withOutbox {
 		// The stored row is not the predicted one: replace its event.
-		if err := m.dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+		if err := m.dropPredicted(ctx, ex, outboxID); err != nil {
 			return err
 		}
 	}
 	return m.publishRows(ctx, ex, mm, SignalSave, row, "", func(r masterRow) Object {
 		return previousData(mm, r, true, nil)
 	})
+}
+
+// dropPredicted takes back the event Insert wrote with the row: the
+// outbox row with that id, or, with OutboxWAL, the log message at that
+// position (by a retraction the relay applies).
+func (m *Master[TTx]) dropPredicted(ctx context.Context, ex sqldialect.Executor, id int64) error {
+	if m.cfg.Outbox == OutboxWAL {
+		return m.dialect.RetractWALMessage(ctx, ex, id)
+	}
+	return m.dialect.DeleteOutbox(ctx, ex, []int64{id})
 }
 
 // columnValues orders the values of Insert or UpdateRow by column name (one

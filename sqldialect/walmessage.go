@@ -15,9 +15,35 @@ import (
 // prefix and skips all others.
 const WALMessagePrefix = "cqrsync"
 
-// walMessageVersion is the first byte of every message: a relay that meets
-// another version refuses it rather than publish something it misreads.
-const walMessageVersion = 1
+// walMessageVersion is the first byte of every event message: a relay that
+// meets another version refuses it rather than publish something it
+// misreads. walRetraction is the first byte of a retraction.
+const (
+	walMessageVersion = 1
+	walRetraction     = 0x80
+)
+
+// AppendWALRetraction appends the message that cancels the event written
+// at position lsn in the same transaction (see Dialect.RetractWALMessage).
+func AppendWALRetraction(dst []byte, lsn int64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, walRetraction), uint64(lsn))
+}
+
+// WALRetraction reports whether b is a retraction, and the position of
+// the event it cancels.
+func WALRetraction(b []byte) (lsn int64, ok bool) {
+	if len(b) != 9 || b[0] != walRetraction {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b[1:])), true
+}
+
+func (d *standard) RetractWALMessage(ctx context.Context, ex Executor, lsn int64) error {
+	if d.name != "postgres" {
+		return fmt.Errorf("sqldialect: %s has no write-ahead log capture: %w", d.name, errors.ErrUnsupported)
+	}
+	return execDeferred(ctx, ex, "SELECT pg_logical_emit_message(true, '"+WALMessagePrefix+"', $1::bytea)", AppendWALRetraction(nil, lsn))
+}
 
 // ErrBadWALMessage is wrapped by ParseWALMessage for content it cannot
 // read.

@@ -58,3 +58,14 @@ func TestEmitOutboxOnlyOnPostgres(t *testing.T) {
 		}
 	}
 }
+
+func TestWALRetraction(t *testing.T) {
+	t.Parallel()
+	if lsn, ok := sqldialect.WALRetraction(sqldialect.AppendWALRetraction(nil, 0x16B374D848)); !ok || lsn != 0x16B374D848 {
+		t.Fatalf("round trip: %x %v", lsn, ok)
+	}
+	event := sqldialect.AppendWALMessage(nil, &sqldialect.OutboxRow{CQRSID: "item"})
+	if _, ok := sqldialect.WALRetraction(event); ok {
+		t.Fatal("an event message read as a retraction")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,11 +219,11 @@ func (r *Relay) run(ctx context.Context, started func()) error {
 	}
 }
 
-// event is one message read from the slot; end is the transaction's end
-// position on its last event, 0 on the others.
+// event is one message read from the slot, at position lsn; end is the
+// transaction's end position on its last event, 0 on the others.
 type event struct {
-	row sqldialect.OutboxRow
-	end pglogrepl.LSN
+	row      sqldialect.OutboxRow
+	lsn, end pglogrepl.LSN
 }
 
 // batch is events handed to the publisher; end is the position the slot
@@ -493,9 +494,10 @@ type reader struct {
 
 func (rd *reader) run(ctx context.Context) error {
 	var (
-		open    bool // between BEGIN and COMMIT
-		pending []event
-		server  pglogrepl.LSN // the server's position after what it sent
+		open      bool // between BEGIN and COMMIT
+		pending   []event
+		retracted []pglogrepl.LSN // positions of the open transaction's retracted events
+		server    pglogrepl.LSN   // the server's position after what it sent
 	)
 	next := time.Now().Add(rd.r.cfg.StatusInterval)
 	for {
@@ -553,7 +555,7 @@ func (rd *reader) run(ctx context.Context) error {
 			}
 			switch pglogrepl.MessageType(xld.WALData[0]) {
 			case pglogrepl.MessageTypeBegin:
-				open, pending = true, nil
+				open, pending, retracted = true, nil, nil
 			case pglogrepl.MessageTypeMessage:
 				var m pglogrepl.LogicalDecodingMessage
 				if err := m.Decode(xld.WALData[1:]); err != nil {
@@ -562,11 +564,15 @@ func (rd *reader) run(ctx context.Context) error {
 				if !m.Transactional || m.Prefix != sqldialect.WALMessagePrefix {
 					continue
 				}
+				if lsn, ok := sqldialect.WALRetraction(m.Content); ok {
+					retracted = append(retracted, pglogrepl.LSN(lsn))
+					continue
+				}
 				row, err := sqldialect.ParseWALMessage(m.Content) // copies the body
 				if err != nil {
 					return fmt.Errorf("pgwal: message at %s: %w", m.LSN, err)
 				}
-				pending = append(pending, event{row: row})
+				pending = append(pending, event{row: row, lsn: m.LSN})
 			case pglogrepl.MessageTypeCommit:
 				var c pglogrepl.CommitMessage
 				if err := c.Decode(xld.WALData[1:]); err != nil {
@@ -574,6 +580,12 @@ func (rd *reader) run(ctx context.Context) error {
 				}
 				open = false
 				server = max(server, c.TransactionEndLSN)
+				if len(retracted) > 0 {
+					// Master.Insert took these events back in their
+					// transaction (its prediction of the row was wrong).
+					pending = slices.DeleteFunc(pending, func(e event) bool { return slices.Contains(retracted, e.lsn) })
+					retracted = nil
+				}
 				if len(pending) == 0 {
 					continue
 				}

@@ -65,6 +65,9 @@ func TestWALMatchesTableOutbox(t *testing.T) {
 			},
 			func(tx *sql.Tx) error { return m.Sync(ctx, tx, "item", "q", int64(1), int64(2)) },
 			func(tx *sql.Tx) error { return m.Delete(ctx, tx, "item", int64(2)) },
+			func(tx *sql.Tx) error { // a deleted key again: Insert's predicted event is replaced
+				return m.Insert(ctx, tx, "item", map[string]any{"id": int64(2), "name": "Bob again", "plan": "free"})
+			},
 		}
 		for _, step := range steps {
 			if err := cqrsync.RunTx(ctx, db, m, step); err != nil {
@@ -73,7 +76,7 @@ func TestWALMatchesTableOutbox(t *testing.T) {
 		}
 		return nil
 	}
-	const events = 7
+	const events = 8
 
 	run := func(mode cqrsync.OutboxMode) []transport.Message {
 		url := cqrsynctesting.PostgresDatabase(t)
@@ -131,6 +134,11 @@ func TestWALMatchesTableOutbox(t *testing.T) {
 	}
 	if !p.Expires.Equal(published.Add(time.Hour).Truncate(time.Second)) || len(p.PreviousData) != 1 || len(p.Meta) != 2 {
 		t.Errorf("event 2: expires %v, previous_data %v, meta %v: want expires at publish + 1h, the old plan and the meta", p.Expires, p.PreviousData, p.Meta)
+	}
+	if p, err := cqrsync.DecodePayload(wal[7].Body, published); err != nil || fmt.Sprint(p.InstancePK) != "2" {
+		t.Fatalf("event 7: %v, %v", p, err)
+	} else if rev, _ := p.Revision(); rev != 3 {
+		t.Errorf("event 7: revision %d, want 3 (after the tombstone's 2): was Insert's mispredicted event published?", rev)
 	}
 }
 
