@@ -196,15 +196,19 @@ func (r *Relay) run(ctx context.Context, started func()) error {
 	retry := backoff.Backoff{Min: r.cfg.MinBackoff, Max: r.cfg.MaxBackoff}
 	log := r.cfg.Logger.With(slog.String("slot", r.cfg.Slot))
 	for {
-		err := r.session(ctx, func() {
-			started()
-			if retry.Failing() {
-				log.InfoContext(ctx, "pgwal: relay streaming again")
-				retry.Reset()
-			}
-		})
+		published, began := r.published.Load(), time.Now()
+		err := r.session(ctx, started)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if retry.Failing() && (r.published.Load() > published || time.Since(began) > r.cfg.MaxBackoff) {
+			// The session got events through, or streamed a good while,
+			// before it failed: start the backoff again. (A session that
+			// fails at once, as while the broker is down, keeps backing
+			// off: each costs a replication connection that decodes from
+			// the slot again.)
+			log.InfoContext(ctx, "pgwal: relay was streaming again before this failure")
+			retry.Reset()
 		}
 		r.failures.Add(1)
 		wait := retry.Next()
