@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -13,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/hook/otelhook"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/internal/obstest"
+	"github.com/cqrsync/cqrsync/outbox"
 )
 
 // TestOneTraceFromCaptureToApply: a row captured on the master inside a
@@ -24,11 +27,20 @@ func TestOneTraceFromCaptureToApply(t *testing.T) {
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	h, err := otelhook.New(&otelhook.Config{TracerProvider: tp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := obstest.Start(t, obstest.Options{Observe: func(*obstest.Pipeline) (hook.Hooks, hook.Propagator) { return h, h.Propagator() }})
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	var h *otelhook.Hooks
+	p := obstest.Start(t, obstest.Options{Observe: func(p *obstest.Pipeline) (hook.Hooks, hook.Propagator) {
+		var err error
+		h, err = otelhook.New(&otelhook.Config{TracerProvider: tp, MeterProvider: mp,
+			Outbox: outbox.StatsFunc(p.MasterDriver), Broker: p.Transport, Queues: []string{p.Queue}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = h.Close() })
+		return h, h.Propagator()
+	}})
 
 	ctx, request := tp.Tracer("test").Start(t.Context(), "request")
 	p.Insert(ctx, t, 1, "Ada")
@@ -82,5 +94,24 @@ func TestOneTraceFromCaptureToApply(t *testing.T) {
 	}
 	if got := p.ReplicaName(t, 1); got != "Ada" {
 		t.Errorf("replica has name %q, want Ada", got)
+	}
+
+	// The metrics of the same run, read as an exporter would.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			got[m.Name] = true
+		}
+	}
+	for _, name := range []string{"cqrsync.capture.events", "cqrsync.relay.published", "cqrsync.relay.confirm.duration",
+		"cqrsync.consumer.events", "cqrsync.apply.batch.size", "cqrsync.apply.duration", "cqrsync.lag",
+		"cqrsync.outbox.backlog", "cqrsync.outbox.oldest_age", "cqrsync.broker.queue.depth"} {
+		if !got[name] {
+			t.Errorf("metric %s not recorded; got %v", name, got)
+		}
 	}
 }
