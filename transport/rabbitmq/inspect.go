@@ -10,12 +10,19 @@ import (
 var _ transport.Inspector = (*Transport)(nil)
 
 // Ping checks that the broker answers: it opens and closes a channel on the
-// subscribing connection, waiting (within ctx) for it to reconnect if it was
-// lost.
+// publishing connection (the one New opened), waiting (within ctx) for it
+// to reconnect if it was lost.
 func (t *Transport) Ping(ctx context.Context) error {
-	ch, err := t.toolChannel(ctx)
+	if t.isClosed() {
+		return fmt.Errorf("rabbitmq: ping: %w", transport.ErrClosed)
+	}
+	conn, err := t.pubConn.get(ctx)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: ping: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("rabbitmq: ping: open channel: %w", err)
 	}
 	if err := ch.Close(); err != nil {
 		return fmt.Errorf("rabbitmq: ping: close channel: %w", err)
