@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
@@ -108,6 +109,15 @@ type Options struct {
 	// BatchWait is the consumer's ConsumerConfig.BatchWait. Default 0.
 	BatchWait time.Duration
 
+	// Hooks runs the pipeline with the Prometheus and OpenTelemetry hooks
+	// on (hook/promhook and hook/otelhook on master, relay and consumer,
+	// spans exported to nowhere, metrics gathered every second).
+	Hooks bool
+	// HooksRounds, when positive, replaces the throughput phase by a
+	// warm-up round and 2 × HooksRounds throughput rounds of Changes
+	// changes each, with the hooks off and on in turn (off, on, on, off, …),
+	// and reports the overhead of the hooks from the medians of both sides.
+	HooksRounds int
 	// SkipRaw skips the raw limits.
 	SkipRaw bool
 	// RawDuration is how long each raw database figure runs. Default 3 s.
@@ -200,6 +210,12 @@ func (o *Options) Validate() error {
 			errs = append(errs, fmt.Errorf("bench: --rate %v: rates must be positive", r))
 		}
 	}
+	if o.HooksRounds < 0 {
+		errs = append(errs, errors.New("bench: --hooks-rounds must not be negative"))
+	}
+	if o.HooksRounds > 0 && o.Changes == 0 {
+		errs = append(errs, errors.New("bench: --hooks-rounds compares throughput rounds: set --changes"))
+	}
 	if o.Writers < 1 || o.TxRows < 1 || o.FillTxRows < 1 || o.Workers < 1 || o.BatchSize < 1 || o.Prefetch < 1 || o.RelayBatch < 1 || o.RowBytes < 16 {
 		errs = append(errs, errors.New("bench: --writers, --tx-rows, --fill-tx-rows, --workers, --batch, --prefetch and --relay-batch must be at least 1, --row-bytes at least 16"))
 	}
@@ -255,6 +271,7 @@ type pipeline struct {
 	insertSQL, updateSQL        string
 
 	relayOn, consumerOn bool
+	obs                 *observers // the hooks of --hooks and --hooks-rounds; nil without
 }
 
 const table = "bench_item"
@@ -363,7 +380,12 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		cleanups = append(cleanups, func() error { pprof.StopCPUProfile(); return f.Close() })
 	}
 
-	if opts.Changes > 0 {
+	switch {
+	case opts.Changes > 0 && opts.HooksRounds > 0:
+		if rep.Hooks, err = p.compareHooks(ctx, opts.Changes, opts.HooksRounds); err != nil {
+			return rep, err
+		}
+	case opts.Changes > 0:
 		if rep.Throughput, err = p.throughput(ctx, opts.Changes); err != nil {
 			return rep, err
 		}
@@ -518,32 +540,19 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	closers = append(closers, p.subTr.Close)
 	p.br.track(p.queue, "dead_letter_"+p.queue)
 
-	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
-	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
-		Publisher: p.pubTr,
-		BatchSize: o.RelayBatch, Logger: o.Logger,
-	}); err != nil {
-		return stop, err
+	if o.Hooks || o.HooksRounds > 0 {
+		obs, err := p.newObservers()
+		if err != nil {
+			return stop, err
+		}
+		p.obs = obs
+		closers = append(closers, obs.close)
 	}
-	if p.master, err = cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: o.Logger, Relay: p.relay}); err != nil {
-		return stop, err
+	var obs *observers
+	if o.Hooks {
+		obs = p.obs
 	}
-	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
-		return stop, err
-	}
-	replica, err := cqrsync.NewReplica(p.replicaDrv, &cqrsync.ReplicaConfig{Logger: o.Logger})
-	if err != nil {
-		return stop, err
-	}
-	// No hooks: they would take the model off the batched apply path (the
-	// probe connections time the events instead, see probe.go).
-	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: p.cqrsID, Table: table}); err != nil {
-		return stop, err
-	}
-	if p.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
-		Workers: o.Workers, BatchSize: o.BatchSize, BatchWait: o.BatchWait, Prefetch: o.Prefetch, Logger: o.Logger,
-	}); err != nil {
+	if err := p.build(obs); err != nil {
 		return stop, err
 	}
 	for i := range o.Writers {
@@ -561,6 +570,47 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		return stop, err
 	}
 	return stop, nil
+}
+
+// build makes the master, its relay, the replica and its consumer, with
+// the hooks of obs (nil: none). Relay and consumer are not started.
+func (p *pipeline) build(obs *observers) error {
+	o := p.opts
+	var hooks hook.Hooks
+	var prop hook.Propagator
+	if obs != nil {
+		hooks, prop = obs.hooks, obs.prop
+	}
+	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
+	var err error
+	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
+		Publisher: p.pubTr,
+		BatchSize: o.RelayBatch, Logger: o.Logger, Hooks: hooks,
+	}); err != nil {
+		return err
+	}
+	if p.master, err = cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: o.Logger, Relay: p.relay, Hooks: hooks, Propagator: prop}); err != nil {
+		return err
+	}
+	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
+		return err
+	}
+	replica, err := cqrsync.NewReplica(p.replicaDrv, &cqrsync.ReplicaConfig{Logger: o.Logger, Propagator: prop})
+	if err != nil {
+		return err
+	}
+	// No OnSave handlers: they would take the model off the batched apply
+	// path (the probe connections time the events instead, see probe.go).
+	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: p.cqrsID, Table: table}); err != nil {
+		return err
+	}
+	if p.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		Replica: replica, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
+		Workers: o.Workers, BatchSize: o.BatchSize, BatchWait: o.BatchWait, Prefetch: o.Prefetch, Logger: o.Logger, Hooks: hooks,
+	}); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (p *pipeline) startRelay(ctx context.Context) error {

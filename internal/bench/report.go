@@ -14,14 +14,15 @@ import (
 // Report is the outcome of a run. Rates are per second; latencies in
 // milliseconds; ratios are our figure over the raw limit (1 = as fast).
 type Report struct {
-	Setup      Setup          `json:"setup"`
-	Raw        *RawLimits     `json:"raw,omitempty"`
-	Throughput *Throughput    `json:"throughput,omitempty"`
-	Drain      *Drain         `json:"drain,omitempty"`
-	Steady     []Steady       `json:"steady,omitempty"`
-	Consumer   ConsumerCounts `json:"consumer"`
-	Check      *Check         `json:"check,omitempty"`
-	Goals      []Goal         `json:"goals"`
+	Setup      Setup            `json:"setup"`
+	Raw        *RawLimits       `json:"raw,omitempty"`
+	Throughput *Throughput      `json:"throughput,omitempty"`
+	Drain      *Drain           `json:"drain,omitempty"`
+	Steady     []Steady         `json:"steady,omitempty"`
+	Hooks      *HooksComparison `json:"hooks,omitempty"`
+	Consumer   ConsumerCounts   `json:"consumer"`
+	Check      *Check           `json:"check,omitempty"`
+	Goals      []Goal           `json:"goals"`
 }
 
 // Setup describes what ran where.
@@ -265,6 +266,14 @@ func (r *Report) evaluate() []Goal {
 		g.Note = "the whole bench process: master pools, bookkeeping and consumer"
 	}
 	goals = append(goals, g)
+
+	g = Goal{Name: "hooks overhead (issue 15)", Target: "≤ 3% of end-to-end throughput with Prometheus + OpenTelemetry on", Status: "not measured"}
+	if h := r.Hooks; h != nil {
+		g.Measured = fmt.Sprintf("%.1f%% (median %s off, %s on; master commit %.1f%%)", 100*h.Overhead, rps(h.EndToEndOff), rps(h.EndToEndOn), 100*h.MasterOverhead)
+		g.Status = status(h.Overhead <= 0.03)
+		g.Note = fmt.Sprintf("%d rounds per side", len(h.Rounds)/2)
+	}
+	goals = append(goals, g)
 	return goals
 }
 
@@ -336,6 +345,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 		stmtRows(row, "relay: master statements", d.RelayStatements)
 		diagRows(row, d.Diagnostics)
 	}
+	if h := r.Hooks; h != nil {
+		left(fmt.Sprintf("HOOKS OFF vs ON (Prometheus + OpenTelemetry; %d rounds of %d changes, alternating)", len(h.Rounds), h.Changes))
+		row("", "off", "on", "cost")
+		row("end-to-end, median", rps(h.EndToEndOff), rps(h.EndToEndOn), pct(h.Overhead))
+		row("master commit rate, median", rps(h.MasterCommitOff), rps(h.MasterCommitOn), pct(h.MasterOverhead))
+		for i, rd := range h.Rounds {
+			row(fmt.Sprintf("  round %d, hooks %s: end-to-end / commit", i+1, onOff(rd.Hooks)), rps(rd.EndToEnd), rps(rd.MasterCommit), "")
+		}
+	}
 	for _, st := range r.Steady {
 		left(fmt.Sprintf("STEADY %.0f changes/s for %.1f s (first %.1f s left out)", st.TargetRate, st.Seconds, st.WarmupSeconds))
 		row("achieved rate", rps(st.AchievedRate), "", "")
@@ -359,7 +377,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	if len(r.Goals) > 0 {
-		b.WriteString("\nGOALS (issue 7)\n")
+		b.WriteString("\nGOALS (issues 7 and 15)\n")
 		for _, g := range r.Goals {
 			fmt.Fprintf(&b, "  %-14s %s: %s", "["+g.Status+"]", g.Name, g.Target)
 			if g.Measured != "" {
