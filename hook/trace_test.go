@@ -16,7 +16,9 @@ type tracer struct {
 
 type ctxKey string
 
-func (t tracer) OnCapture(context.Context, hook.Capture) { *t.calls = append(*t.calls, t.name+" OnCapture") }
+func (t tracer) OnCapture(context.Context, hook.Capture) {
+	*t.calls = append(*t.calls, t.name+" OnCapture")
+}
 
 func (t tracer) TraceCapture(ctx context.Context, _, _ string) (context.Context, func(error)) {
 	*t.calls = append(*t.calls, t.name+" TraceCapture saw "+string(ctx.Value(ctxKey("by")).(string)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,13 @@ type HooksComparison struct {
 	// of the master commit rates.
 	Overhead       float64 `json:"overhead"`
 	MasterOverhead float64 `json:"master_overhead"`
+	// CPUPerChangeOff and On are the medians of this process's CPU time
+	// (user + system: writers, relay, consumer, hooks) per change, in µs;
+	// CPUOverhead is on/off − 1. Steadier than the rates on a shared
+	// machine: other processes' load moves the rates, less the CPU spent.
+	CPUPerChangeOff float64 `json:"cpu_us_per_change_off"`
+	CPUPerChangeOn  float64 `json:"cpu_us_per_change_on"`
+	CPUOverhead     float64 `json:"cpu_overhead"`
 }
 
 // HooksRound is one throughput round.
@@ -139,6 +147,7 @@ type HooksRound struct {
 	Hooks        bool    `json:"hooks"`
 	EndToEnd     float64 `json:"end_to_end_per_s"`
 	MasterCommit float64 `json:"master_commit_per_s"`
+	CPUPerChange float64 `json:"cpu_us_per_change"`
 }
 
 // compareHooks runs a warm-up round, then 2 × rounds throughput rounds of
@@ -151,7 +160,7 @@ func (p *pipeline) compareHooks(ctx context.Context, n, rounds int) (*HooksCompa
 	if _, err := p.throughput(ctx, max(n/2, 1)); err != nil {
 		return res, fmt.Errorf("bench: hooks warm-up round: %w", err)
 	}
-	var e2e, commit [2][]float64 // [off, on]
+	var e2e, commit, cpus [2][]float64 // [off, on]
 	for i := range 2 * rounds {
 		// off, on, on, off, off, on, …: each side runs as often first as
 		// second in a pair, so a drift of the machine's load favours neither.
@@ -164,14 +173,18 @@ func (p *pipeline) compareHooks(ctx context.Context, n, rounds int) (*HooksCompa
 		if err != nil {
 			return res, fmt.Errorf("bench: hooks round %d (%s): %w", i+1, onOff(on), err)
 		}
-		res.Rounds = append(res.Rounds, HooksRound{Hooks: on, EndToEnd: t.EndToEndRate, MasterCommit: t.MasterCommitRate})
+		cpu := math.Round(t.Usage.CPUSeconds/float64(max(t.Changes, 1))*1e7) / 10
+		res.Rounds = append(res.Rounds, HooksRound{Hooks: on, EndToEnd: t.EndToEndRate, MasterCommit: t.MasterCommitRate, CPUPerChange: cpu})
 		side := 0
 		if on {
 			side = 1
 		}
 		e2e[side] = append(e2e[side], t.EndToEndRate)
 		commit[side] = append(commit[side], t.MasterCommitRate)
+		cpus[side] = append(cpus[side], cpu)
 	}
+	res.CPUPerChangeOff, res.CPUPerChangeOn = median(cpus[0]), median(cpus[1])
+	res.CPUOverhead = -overhead(res.CPUPerChangeOff, res.CPUPerChangeOn)
 	res.EndToEndOff, res.EndToEndOn = median(e2e[0]), median(e2e[1])
 	res.MasterCommitOff, res.MasterCommitOn = median(commit[0]), median(commit[1])
 	res.Overhead = overhead(res.EndToEndOff, res.EndToEndOn)
