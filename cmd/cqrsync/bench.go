@@ -133,6 +133,7 @@ are missed are reported, not turned into a failure.`,
 	f.IntVar(&opts.RelayBatch, "relay-batch", 500, "relay batch size")
 	f.BoolVar(&opts.Hooks, "hooks", false, "run with the Prometheus and OpenTelemetry hooks on (metrics gathered every second, a span per capture, publish and apply)")
 	f.IntVar(&opts.HooksRounds, "hooks-rounds", 0, "measure the hooks' cost: N throughput rounds with the hooks off and N on, alternating, each of --changes changes (0: off)")
+	f.Float64Var(&opts.HooksSample, "hooks-sample", 1, "share of events the hooks trace (parent-based head sampling; 1: every event)")
 	f.BoolVar(&opts.SkipRaw, "skip-raw", false, "do not measure the raw limits")
 	f.DurationVar(&opts.RawDuration, "raw-duration", 3*time.Second, "length of each raw database measurement")
 	f.IntVar(&opts.RawMessages, "raw-messages", 0, "messages of the raw broker measurements (default: the largest phase, 10,000 to 100,000)")

@@ -113,6 +113,10 @@ type Options struct {
 	// on (hook/promhook and hook/otelhook on master, relay and consumer,
 	// spans exported to nowhere, metrics gathered every second).
 	Hooks bool
+	// HooksSample is the share of traces the hooks record (head sampling,
+	// parent-based: an event's publish and apply follow its capture).
+	// Default 1: every event traced.
+	HooksSample float64
 	// HooksRounds, when positive, replaces the throughput phase by a
 	// warm-up round and 2 × HooksRounds throughput rounds of Changes
 	// changes each, with the hooks off and on in turn (off, on, on, off, …),
@@ -179,6 +183,7 @@ func (o Options) WithDefaults() Options {
 	o.BatchSize = cmp.Or(o.BatchSize, 100)
 	o.Prefetch = cmp.Or(o.Prefetch, max(1001, 2*o.Workers*o.BatchSize))
 	o.RelayBatch = cmp.Or(o.RelayBatch, 500)
+	o.HooksSample = cmp.Or(o.HooksSample, 1)
 	o.RawDuration = cmp.Or(o.RawDuration, 3*time.Second)
 	if o.RawMessages == 0 {
 		o.RawMessages = min(max(o.Changes, o.Drain, 10_000), 100_000)
@@ -209,6 +214,9 @@ func (o *Options) Validate() error {
 		if r <= 0 {
 			errs = append(errs, fmt.Errorf("bench: --rate %v: rates must be positive", r))
 		}
+	}
+	if o.HooksSample < 0 || o.HooksSample > 1 {
+		errs = append(errs, fmt.Errorf("bench: --hooks-sample %v: give a share between 0 and 1", o.HooksSample))
 	}
 	if o.HooksRounds < 0 {
 		errs = append(errs, errors.New("bench: --hooks-rounds must not be negative"))

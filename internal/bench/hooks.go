@@ -50,7 +50,8 @@ func (discardExporter) Shutdown(context.Context) error                          
 
 func (p *pipeline) newObservers() (*observers, error) {
 	o := &observers{reg: prometheus.NewRegistry(), reader: sdkmetric.NewManualReader(), stop: make(chan struct{})}
-	o.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
+	o.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(p.opts.HooksSample))))
 	o.mp = sdkmetric.NewMeterProvider(sdkmetric.WithReader(o.reader))
 	stats := outbox.StatsFunc(databasesql.New(p.masterDB, p.mdb.dialect))
 	queues := []string{p.queue, "dead_letter_" + p.queue}
@@ -122,6 +123,7 @@ func (p *pipeline) rewire(ctx context.Context, on bool) error {
 // hooks off and on, in alternating rounds of the same run (--hooks-rounds).
 type HooksComparison struct {
 	Changes int          `json:"changes_per_round"`
+	Sample  float64      `json:"trace_sample"`
 	Rounds  []HooksRound `json:"rounds"`
 	// Median end-to-end and master commit rates of each side.
 	EndToEndOff     float64 `json:"end_to_end_off_per_s"`
@@ -153,7 +155,7 @@ type HooksRound struct {
 // compareHooks runs a warm-up round, then 2 × rounds throughput rounds of
 // n changes, hooks off and on in the order off, on, on, off, off, on, ….
 func (p *pipeline) compareHooks(ctx context.Context, n, rounds int) (*HooksComparison, error) {
-	res := &HooksComparison{Changes: n}
+	res := &HooksComparison{Changes: n, Sample: p.opts.HooksSample}
 	// A warm-up round, not counted: the first round after the start runs
 	// on cold caches and connections.
 	p.logf("hooks: warm-up round of %d changes, hooks off, not counted", max(n/2, 1))

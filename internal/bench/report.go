@@ -272,7 +272,7 @@ func (r *Report) evaluate() []Goal {
 		g.Measured = fmt.Sprintf("%.1f%% (median %s off, %s on; master commit %.1f%%; process CPU per change %+.1f%%)",
 			100*h.Overhead, rps(h.EndToEndOff), rps(h.EndToEndOn), 100*h.MasterOverhead, 100*h.CPUOverhead)
 		g.Status = status(h.Overhead <= 0.03)
-		g.Note = fmt.Sprintf("%d rounds per side", len(h.Rounds)/2)
+		g.Note = fmt.Sprintf("%d rounds per side, %g%% of events traced", len(h.Rounds)/2, 100*h.Sample)
 	}
 	goals = append(goals, g)
 	return goals
@@ -347,7 +347,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		diagRows(row, d.Diagnostics)
 	}
 	if h := r.Hooks; h != nil {
-		left(fmt.Sprintf("HOOKS OFF vs ON (Prometheus + OpenTelemetry; %d rounds of %d changes, alternating)", len(h.Rounds), h.Changes))
+		left(fmt.Sprintf("HOOKS OFF vs ON (Prometheus + OpenTelemetry, %g%% of events traced; %d rounds of %d changes, alternating)", 100*h.Sample, len(h.Rounds), h.Changes))
 		row("", "off", "on", "cost")
 		row("end-to-end, median", rps(h.EndToEndOff), rps(h.EndToEndOn), pct(h.Overhead))
 		row("master commit rate, median", rps(h.MasterCommitOff), rps(h.MasterCommitOn), pct(h.MasterOverhead))
