@@ -22,10 +22,12 @@ func (discardExporter) Shutdown(context.Context) error                          
 // the calls: its capture (span, header injection, counter), its publish
 // (span from the headers, re-injected), its apply (span, outcome counters,
 // batch histograms, lag). Batches are counted per event (batch of 1), an
-// upper bound. "none" is the cost without hooks: nothing is called.
+// upper bound. Without hooks nothing is called. Spans go through a batch
+// processor to an exporter that drops them.
 func BenchmarkEventHooks(b *testing.B) {
-	newOTel := func(b *testing.B) *otelhook.Hooks {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
+	newOTel := func(b *testing.B, sample float64) *otelhook.Hooks {
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}),
+			sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(sample))))
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 		b.Cleanup(func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) })
 		h, err := otelhook.New(&otelhook.Config{TracerProvider: tp, MeterProvider: mp})
@@ -39,9 +41,13 @@ func BenchmarkEventHooks(b *testing.B) {
 		make func(b *testing.B) (hook.Hooks, hook.Propagator)
 	}{
 		{"prometheus", func(*testing.B) (hook.Hooks, hook.Propagator) { return promhook.New(nil), nil }},
-		{"otel", func(b *testing.B) (hook.Hooks, hook.Propagator) { h := newOTel(b); return h, h.Propagator() }},
+		{"otel", func(b *testing.B) (hook.Hooks, hook.Propagator) { h := newOTel(b, 1); return h, h.Propagator() }},
 		{"prometheus+otel", func(b *testing.B) (hook.Hooks, hook.Propagator) {
-			h := newOTel(b)
+			h := newOTel(b, 1)
+			return hook.Join(promhook.New(nil), h), h.Propagator()
+		}},
+		{"prometheus+otel/sampled=10%", func(b *testing.B) (hook.Hooks, hook.Propagator) {
+			h := newOTel(b, 0.1)
 			return hook.Join(promhook.New(nil), h), h.Propagator()
 		}},
 	} {
