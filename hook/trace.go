@@ -47,6 +47,8 @@ func Join(hs ...Hooks) Hooks {
 			j = append(j, h...)
 		case joinedTracer:
 			j = append(j, h.joined...)
+		case joinedOneTracer:
+			j = append(j, h.joined...)
 		default:
 			j = append(j, h)
 		}
@@ -57,12 +59,26 @@ func Join(hs ...Hooks) Hooks {
 	case 1:
 		return j[0]
 	}
+	var tracers []Tracer
 	for _, h := range j {
-		if _, ok := h.(Tracer); ok {
-			return joinedTracer{j}
+		if t, ok := h.(Tracer); ok {
+			tracers = append(tracers, t)
 		}
 	}
-	return j
+	switch len(tracers) {
+	case 0:
+		return j
+	case 1:
+		return joinedOneTracer{j, tracers[0]}
+	}
+	return joinedTracer{j}
+}
+
+// joinedOneTracer is a joined with one Tracer among its members, to which
+// it forwards the spans as they are (no chaining to allocate).
+type joinedOneTracer struct {
+	joined
+	Tracer
 }
 
 type joined []Hooks

@@ -23,7 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -74,7 +73,7 @@ type Hooks struct {
 	confirm, applyDuration, lag                                      metric.Float64Histogram
 	batchSize                                                        metric.Int64Histogram
 
-	attrs sync.Map // attribute key string -> metric.MeasurementOption
+	byModel, bySignal, byOutcome observe.Cache[opts] // attribute sets
 }
 
 var (
@@ -187,18 +186,31 @@ const (
 	attrOutcome = attribute.Key("cqrsync.outcome")
 )
 
+// Span start options, made once.
+var (
+	kindInternal = trace.WithSpanKind(trace.SpanKindInternal)
+	kindProducer = trace.WithSpanKind(trace.SpanKindProducer)
+	kindConsumer = trace.WithSpanKind(trace.SpanKindConsumer)
+	opSend       = attribute.String("messaging.operation.type", "send")
+	opProcess    = attribute.String("messaging.operation.type", "process")
+)
+
 // TraceCapture starts the "cqrsync capture" span.
 func (h *Hooks) TraceCapture(ctx context.Context, cqrsID, signal string) (context.Context, func(error)) {
-	ctx, span := h.tracer.Start(ctx, "cqrsync capture", trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(attrCQRSID.String(cqrsID), attrSignal.String(signal)))
+	ctx, span := h.tracer.Start(ctx, "cqrsync capture", kindInternal)
+	if span.IsRecording() {
+		span.SetAttributes(attrCQRSID.String(cqrsID), attrSignal.String(signal))
+	}
 	return ctx, func(err error) { endSpan(span, err) }
 }
 
 // TracePublish starts the "cqrsync publish" span, child of the capture
 // span whose context headers carry, and writes its own context into them.
 func (h *Hooks) TracePublish(ctx context.Context, cqrsID string, headers hook.Carrier) func(error) {
-	ctx, span := h.tracer.Start(h.prop.Extract(ctx, headers), "cqrsync publish", trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attrCQRSID.String(cqrsID), attribute.String("messaging.operation.type", "send")))
+	ctx, span := h.tracer.Start(h.prop.Extract(ctx, headers), "cqrsync publish", kindProducer)
+	if span.IsRecording() {
+		span.SetAttributes(attrCQRSID.String(cqrsID), opSend)
+	}
 	h.prop.Inject(ctx, headers)
 	return func(err error) { endSpan(span, err) }
 }
@@ -206,10 +218,12 @@ func (h *Hooks) TracePublish(ctx context.Context, cqrsID string, headers hook.Ca
 // TraceApply starts the "cqrsync apply" span, child of the publish span
 // whose context headers carry.
 func (h *Hooks) TraceApply(ctx context.Context, cqrsID string, headers hook.Carrier) func(string, error) {
-	_, span := h.tracer.Start(h.prop.Extract(ctx, headers), "cqrsync apply", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attrCQRSID.String(cqrsID), attribute.String("messaging.operation.type", "process")))
+	_, span := h.tracer.Start(h.prop.Extract(ctx, headers), "cqrsync apply", kindConsumer)
+	if span.IsRecording() {
+		span.SetAttributes(attrCQRSID.String(cqrsID), opProcess)
+	}
 	return func(outcome string, err error) {
-		if outcome != "" {
+		if outcome != "" && span.IsRecording() {
 			span.SetAttributes(attrOutcome.String(outcome))
 		}
 		endSpan(span, err)
@@ -224,29 +238,34 @@ func endSpan(span trace.Span, err error) {
 	span.End()
 }
 
-// opt returns the cached measurement option of the attributes cqrs_id=id
-// and, when k2 is not "", k2=v2.
-func (h *Hooks) opt(id, k2, v2 string) metric.MeasurementOption {
-	key := id + "\x00" + k2 + "\x00" + v2
-	if o, ok := h.attrs.Load(key); ok {
-		return o.(metric.MeasurementOption)
-	}
-	kvs := []attribute.KeyValue{attribute.String("cqrs_id", id)}
-	if k2 != "" {
-		kvs = append(kvs, attribute.String(k2, v2))
-	}
-	o, _ := h.attrs.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(kvs...)))
-	return o.(metric.MeasurementOption)
+// opts are the options of one attribute set, as the instruments take them
+// (made once, so that recording allocates nothing).
+type opts struct {
+	add []metric.AddOption
+	rec []metric.RecordOption
+}
+
+// opt returns the cached options of the attributes cqrs_id=id and, when k2
+// is not "", k2=v2, from cache.
+func opt(cache *observe.Cache[opts], id, k2, v2 string) opts {
+	return cache.Get(observe.Key{CQRSID: id, Label: v2}, func(observe.Key) opts {
+		kvs := []attribute.KeyValue{attribute.String("cqrs_id", id)}
+		if k2 != "" {
+			kvs = append(kvs, attribute.String(k2, v2))
+		}
+		o := metric.WithAttributeSet(attribute.NewSet(kvs...))
+		return opts{add: []metric.AddOption{o}, rec: []metric.RecordOption{o}}
+	})
 }
 
 // OnCapture counts captured rows, or the failed call.
 func (h *Hooks) OnCapture(ctx context.Context, e hook.Capture) {
-	o := h.opt(e.CQRSID, "signal", e.Signal)
+	o := opt(&h.bySignal, e.CQRSID, "signal", e.Signal)
 	if e.Err != nil {
-		h.captureErrors.Add(ctx, 1, o)
+		h.captureErrors.Add(ctx, 1, o.add...)
 		return
 	}
-	h.captured.Add(ctx, int64(e.Rows), o)
+	h.captured.Add(ctx, int64(e.Rows), o.add...)
 }
 
 // OnClaim counts failed claims.
@@ -268,29 +287,31 @@ func (h *Hooks) OnPublish(ctx context.Context, e hook.Publish) {
 
 // OnApply counts outcomes and records the batch's size and duration.
 func (h *Hooks) OnApply(ctx context.Context, e hook.Apply) {
-	o := h.opt(e.CQRSID, "", "")
-	h.applyDuration.Record(ctx, e.Duration.Seconds(), o)
+	o := opt(&h.byModel, e.CQRSID, "", "")
+	h.applyDuration.Record(ctx, e.Duration.Seconds(), o.rec...)
 	if e.Err != nil {
-		h.applyErrors.Add(ctx, 1, o)
+		h.applyErrors.Add(ctx, 1, o.add...)
 		return
 	}
-	h.batchSize.Record(ctx, int64(e.Size), o)
-	observe.Outcomes(&e, func(outcome string, n int) {
-		h.events.Add(ctx, int64(n), h.opt(e.CQRSID, "outcome", outcome))
-	})
+	h.batchSize.Record(ctx, int64(e.Size), o.rec...)
+	for _, oc := range observe.Outcomes(&e) {
+		if oc.N > 0 {
+			h.events.Add(ctx, int64(oc.N), opt(&h.byOutcome, e.CQRSID, "outcome", oc.Name).add...)
+		}
+	}
 }
 
 // OnRetry counts retries.
 func (h *Hooks) OnRetry(ctx context.Context, e hook.Retry) {
-	h.retries.Add(ctx, 1, h.opt(e.CQRSID, "", ""))
+	h.retries.Add(ctx, 1, opt(&h.byModel, e.CQRSID, "", "").add...)
 }
 
 // OnDeadLetter counts dead letters.
 func (h *Hooks) OnDeadLetter(ctx context.Context, e hook.DeadLetter) {
-	h.deadLetters.Add(ctx, 1, h.opt(e.CQRSID, "", ""))
+	h.deadLetters.Add(ctx, 1, opt(&h.byModel, e.CQRSID, "", "").add...)
 }
 
 // OnLag records an applied event's end-to-end lag.
 func (h *Hooks) OnLag(ctx context.Context, e hook.Lag) {
-	h.lag.Record(ctx, e.Lag.Seconds(), h.opt(e.CQRSID, "", ""))
+	h.lag.Record(ctx, e.Lag.Seconds(), opt(&h.byModel, e.CQRSID, "", "").rec...)
 }

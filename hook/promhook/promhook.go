@@ -67,14 +67,13 @@ type Config struct {
 type Hooks struct {
 	src observe.Sources
 
-	captured, captureErrors       *prometheus.CounterVec
-	claimErrors                   prometheus.Counter
-	published, publishFailures    prometheus.Counter
-	confirm                       prometheus.Histogram
-	events, retries, deadLetters  *prometheus.CounterVec
-	batchSize, applyDuration, lag *prometheus.HistogramVec
-	applyErrors                   *prometheus.CounterVec
-	scrapeErrors                  *prometheus.CounterVec
+	captured, captureErrors                   *counters
+	claimErrors                               prometheus.Counter
+	published, publishFailures                prometheus.Counter
+	confirm                                   prometheus.Histogram
+	events, retries, deadLetters, applyErrors *counters
+	batchSize, applyDuration, lag             *histograms
+	scrapeErrors                              *prometheus.CounterVec
 
 	backlogDesc, oldestDesc, depthDesc *prometheus.Desc
 }
@@ -93,20 +92,26 @@ func New(cfg *Config) *Hooks {
 	}
 	cl := cfg.ConstLabels
 	name := func(n string) string { return "cqrsync_" + n }
-	counter := func(n, help string, labels ...string) *prometheus.CounterVec {
+	counterVec := func(n, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name(n), Help: help, ConstLabels: cl}, labels)
 	}
-	histogram := func(n, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	counter := func(n, help string, labels ...string) *counters {
+		return &counters{vec: counterVec(n, help, labels...)}
+	}
+	histogramVec := func(n, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name(n), Help: help, Buckets: buckets, ConstLabels: cl}, labels)
+	}
+	histogram := func(n, help string, buckets []float64, labels ...string) *histograms {
+		return &histograms{vec: histogramVec(n, help, buckets, labels...)}
 	}
 	return &Hooks{
 		src:             observe.Sources{Outbox: cfg.Outbox, Broker: cfg.Broker, Queues: cfg.Queues, Timeout: cfg.ScrapeTimeout},
 		captured:        counter("captured_events_total", "Rows captured by successful capture calls of the master.", "cqrs_id", "signal"),
 		captureErrors:   counter("capture_errors_total", "Capture calls of the master that failed.", "cqrs_id", "signal"),
-		claimErrors:     counter("relay_claim_errors_total", "Outbox claims of the relay that failed.").WithLabelValues(),
-		published:       counter("relay_published_events_total", "Events the relay published and the broker confirmed.").WithLabelValues(),
-		publishFailures: counter("relay_publish_failures_total", "Events the broker did not take; they stay in the outbox and are sent again.").WithLabelValues(),
-		confirm:         histogram("relay_confirm_duration_seconds", "Time from a batch's publish to the broker's confirmation.", observe.DurationBuckets).WithLabelValues().(prometheus.Histogram),
+		claimErrors:     counterVec("relay_claim_errors_total", "Outbox claims of the relay that failed.").WithLabelValues(),
+		published:       counterVec("relay_published_events_total", "Events the relay published and the broker confirmed.").WithLabelValues(),
+		publishFailures: counterVec("relay_publish_failures_total", "Events the broker did not take; they stay in the outbox and are sent again.").WithLabelValues(),
+		confirm:         histogramVec("relay_confirm_duration_seconds", "Time from a batch's publish to the broker's confirmation.", observe.DurationBuckets).WithLabelValues().(prometheus.Histogram),
 		events:          counter("consumer_events_total", "Events of committed batches by outcome: applied, or dropped as stale, duplicate, tombstoned or ignored.", "cqrs_id", "outcome"),
 		retries:         counter("consumer_retries_total", "Events the consumer scheduled for another try.", "cqrs_id"),
 		deadLetters:     counter("consumer_dead_letters_total", "Events the consumer moved to the dead-letter queue.", "cqrs_id"),
@@ -114,7 +119,7 @@ func New(cfg *Config) *Hooks {
 		applyDuration:   histogram("apply_duration_seconds", "Duration of a batch's transaction, commit included.", observe.DurationBuckets, "cqrs_id"),
 		applyErrors:     counter("apply_errors_total", "Batches whose transaction failed (their events are applied again one by one).", "cqrs_id"),
 		lag:             histogram("lag_seconds", "End-to-end lag: from the event's capture on the master (cqrs_updated) to its batch's commit on the replica.", observe.LagBuckets, "cqrs_id"),
-		scrapeErrors:    counter("scrape_errors_total", "Scrape-time reads that failed, by source (outbox, broker).", "source"),
+		scrapeErrors:    counterVec("scrape_errors_total", "Scrape-time reads that failed, by source (outbox, broker).", "source"),
 		backlogDesc:     prometheus.NewDesc(name("outbox_backlog_rows"), "Events waiting in the outbox, read at scrape.", nil, cl),
 		oldestDesc:      prometheus.NewDesc(name("outbox_oldest_age_seconds"), "Age of the oldest event waiting in the outbox (0 when empty), read at scrape.", nil, cl),
 		depthDesc:       prometheus.NewDesc(name("broker_queue_depth"), "Messages ready in the broker queue, read at scrape.", []string{"queue"}, cl),
@@ -122,8 +127,41 @@ func New(cfg *Config) *Hooks {
 }
 
 func (h *Hooks) collectors() []prometheus.Collector {
-	return []prometheus.Collector{h.captured, h.captureErrors, h.claimErrors, h.published, h.publishFailures, h.confirm,
-		h.events, h.retries, h.deadLetters, h.batchSize, h.applyDuration, h.applyErrors, h.lag, h.scrapeErrors}
+	return []prometheus.Collector{h.captured.vec, h.captureErrors.vec, h.claimErrors, h.published, h.publishFailures, h.confirm,
+		h.events.vec, h.retries.vec, h.deadLetters.vec, h.batchSize.vec, h.applyDuration.vec, h.applyErrors.vec, h.lag.vec, h.scrapeErrors}
+}
+
+// counters is a counter vector labelled by cqrs_id and at most one more
+// label, with its series cached.
+type counters struct {
+	vec   *prometheus.CounterVec
+	cache observe.Cache[prometheus.Counter]
+}
+
+func (c *counters) at(cqrsID, label string) prometheus.Counter {
+	return c.cache.Get(observe.Key{CQRSID: cqrsID, Label: label}, func(k observe.Key) prometheus.Counter {
+		return c.vec.WithLabelValues(values(k)...)
+	})
+}
+
+// histograms is a histogram vector labelled by cqrs_id, with its series
+// cached.
+type histograms struct {
+	vec   *prometheus.HistogramVec
+	cache observe.Cache[prometheus.Observer]
+}
+
+func (c *histograms) at(cqrsID string) prometheus.Observer {
+	return c.cache.Get(observe.Key{CQRSID: cqrsID}, func(k observe.Key) prometheus.Observer {
+		return c.vec.WithLabelValues(values(k)...)
+	})
+}
+
+func values(k observe.Key) []string {
+	if k.Label == "" {
+		return []string{k.CQRSID}
+	}
+	return []string{k.CQRSID, k.Label}
 }
 
 // Describe sends the metrics' descriptions (prometheus.Collector).
@@ -158,10 +196,10 @@ func (h *Hooks) Collect(ch chan<- prometheus.Metric) {
 // OnCapture counts captured rows, or the failed call.
 func (h *Hooks) OnCapture(_ context.Context, e hook.Capture) {
 	if e.Err != nil {
-		h.captureErrors.WithLabelValues(e.CQRSID, e.Signal).Inc()
+		h.captureErrors.at(e.CQRSID, e.Signal).Inc()
 		return
 	}
-	h.captured.WithLabelValues(e.CQRSID, e.Signal).Add(float64(e.Rows))
+	h.captured.at(e.CQRSID, e.Signal).Add(float64(e.Rows))
 }
 
 // OnClaim counts failed claims.
@@ -183,30 +221,32 @@ func (h *Hooks) OnPublish(_ context.Context, e hook.Publish) {
 
 // OnApply counts outcomes and observes the batch's size and duration.
 func (h *Hooks) OnApply(_ context.Context, e hook.Apply) {
-	h.applyDuration.WithLabelValues(e.CQRSID).Observe(e.Duration.Seconds())
+	h.applyDuration.at(e.CQRSID).Observe(e.Duration.Seconds())
 	if e.Err != nil {
-		h.applyErrors.WithLabelValues(e.CQRSID).Inc()
+		h.applyErrors.at(e.CQRSID, "").Inc()
 		return
 	}
-	h.batchSize.WithLabelValues(e.CQRSID).Observe(float64(e.Size))
-	observe.Outcomes(&e, func(outcome string, n int) {
-		h.events.WithLabelValues(e.CQRSID, outcome).Add(float64(n))
-	})
+	h.batchSize.at(e.CQRSID).Observe(float64(e.Size))
+	for _, o := range observe.Outcomes(&e) {
+		if o.N > 0 {
+			h.events.at(e.CQRSID, o.Name).Add(float64(o.N))
+		}
+	}
 }
 
 // OnRetry counts retries.
 func (h *Hooks) OnRetry(_ context.Context, e hook.Retry) {
-	h.retries.WithLabelValues(e.CQRSID).Inc()
+	h.retries.at(e.CQRSID, "").Inc()
 }
 
 // OnDeadLetter counts dead letters.
 func (h *Hooks) OnDeadLetter(_ context.Context, e hook.DeadLetter) {
-	h.deadLetters.WithLabelValues(e.CQRSID).Inc()
+	h.deadLetters.at(e.CQRSID, "").Inc()
 }
 
 // OnLag observes an applied event's end-to-end lag.
 func (h *Hooks) OnLag(_ context.Context, e hook.Lag) {
-	h.lag.WithLabelValues(e.CQRSID).Observe(e.Lag.Seconds())
+	h.lag.at(e.CQRSID).Observe(e.Lag.Seconds())
 }
 
 // Handler returns an http.Handler serving /metrics from a registry of its

@@ -19,9 +19,11 @@ func Example() {
 	r := src.Read(context.Background())
 	fmt.Println(r.HasOutbox, r.Rows, r.OldestAge >= time.Minute)
 
-	observe.Outcomes(&hook.Apply{Size: 4, Applied: 3, Stale: 1}, func(outcome string, n int) {
-		fmt.Println(outcome, n)
-	})
+	for _, o := range observe.Outcomes(&hook.Apply{Size: 4, Applied: 3, Stale: 1}) {
+		if o.N > 0 {
+			fmt.Println(o.Name, o.N)
+		}
+	}
 	// Output:
 	// true 3 true
 	// applied 3

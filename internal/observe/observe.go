@@ -6,6 +6,7 @@ package observe
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/cqrsync/cqrsync/hook"
@@ -89,16 +90,16 @@ const (
 	Ignored    = "ignored"
 )
 
-// Outcomes calls fn for each outcome of a with a non-zero count.
-func Outcomes(a *hook.Apply, fn func(outcome string, n int)) {
-	for _, o := range [...]struct {
-		name string
-		n    int
-	}{{Applied, a.Applied}, {Stale, a.Stale}, {Duplicate, a.Duplicate}, {Tombstoned, a.Tombstoned}, {Ignored, a.Ignored}} {
-		if o.n > 0 {
-			fn(o.name, o.n)
-		}
-	}
+// Outcome is a count of one outcome of a batch.
+type Outcome struct {
+	Name string
+	N    int
+}
+
+// Outcomes returns the counts of a's outcomes, zero ones included (callers
+// skip them), without allocating.
+func Outcomes(a *hook.Apply) [5]Outcome {
+	return [5]Outcome{{Applied, a.Applied}, {Stale, a.Stale}, {Duplicate, a.Duplicate}, {Tombstoned, a.Tombstoned}, {Ignored, a.Ignored}}
 }
 
 // LagBuckets are the end-to-end lag histogram's bucket bounds, in seconds:
@@ -111,3 +112,37 @@ var DurationBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 // SizeBuckets are the bounds of the apply batch size histogram.
 var SizeBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}
+
+// Key names a series: a model and one label value (a signal, an outcome;
+// "" when the series has only the model).
+type Key struct{ CQRSID, Label string }
+
+// Cache memoizes the per-series handles of a metric (a Prometheus counter,
+// an OpenTelemetry attribute set) so that recording one costs a map lookup,
+// without hashing label values or allocating. It is safe for concurrent
+// use; the zero value is ready.
+type Cache[V any] struct {
+	mu sync.RWMutex
+	m  map[Key]V
+}
+
+// Get returns the handle of k, made by mk on first use.
+func (c *Cache[V]) Get(k Key, mk func(Key) V) V {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[k]; ok {
+		return v
+	}
+	if c.m == nil {
+		c.m = map[Key]V{}
+	}
+	v = mk(k)
+	c.m[k] = v
+	return v
+}
