@@ -290,6 +290,9 @@ type item struct {
 }
 
 func (c *Consumer) run(ctx context.Context, started func()) error {
+	// While it runs, WaitFor calls rely on its batches, not on polling.
+	c.cfg.Replica.waiters.consumers.Add(1)
+	defer c.cfg.Replica.waiters.consumers.Add(-1)
 	// Work in hand continues for up to ShutdownTimeout after a stop.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()

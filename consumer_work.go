@@ -199,6 +199,7 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	}
 	c.applied.Add(applied)
 	c.dropped.Add(dropped)
+	c.cfg.Replica.Applied(ps) // wake the WaitFor calls of these keys
 	return nil
 }
 

@@ -436,10 +436,15 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		switch {
 		case withOutbox:
 			m.cfg.Notify()
+			collectTokens(ctx, mm, row)
 			return nil
 		case predictedEvent != nil:
 			// The event is right: insert it as built, not a second time.
-			return m.enqueue(ctx, ex, []sqldialect.OutboxRow{*predictedEvent})
+			if err := m.enqueue(ctx, ex, []sqldialect.OutboxRow{*predictedEvent}); err != nil {
+				return err
+			}
+			collectTokens(ctx, mm, row)
+			return nil
 		case mm.Serializer == nil:
 			return nil // no event: produce off, or the model refused the row
 		}
@@ -639,6 +644,7 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	// revisions: replicas then order every event of a key by revision alone.
 	tombs := make([]sqldialect.Tombstone, len(rows))
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
+	published := make([]masterRow, 0, len(rows))
 	for i, row := range rows {
 		rev, err := revisionOf(row)
 		if err != nil {
@@ -666,12 +672,17 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 		}
 		if ok {
 			events = append(events, ev)
+			published = append(published, row)
 		}
 	}
 	if err := m.dialect.RecordTombstones(ctx, ex, tombs); err != nil {
 		return err
 	}
-	return m.enqueue(ctx, ex, events)
+	if err := m.enqueue(ctx, ex, events); err != nil {
+		return err
+	}
+	collectTokens(ctx, mm, published)
+	return nil
 }
 
 // deleteRows deletes the rows with the keys pks and returns them as they
@@ -899,6 +910,7 @@ func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, m
 	}
 	now := m.now()
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
+	published := make([]masterRow, 0, len(rows))
 	for i, row := range rows {
 		var p Object
 		if prev != nil {
@@ -910,9 +922,29 @@ func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, m
 		}
 		if ok {
 			events = append(events, ev)
+			published = append(published, row)
 		}
 	}
-	return m.enqueue(ctx, ex, events)
+	if err := m.enqueue(ctx, ex, events); err != nil {
+		return err
+	}
+	collectTokens(ctx, mm, published)
+	return nil
+}
+
+// collectTokens appends the tokens of the events captured for rows to the
+// context's collector (see CollectTokens), if it has one.
+func collectTokens(ctx context.Context, mm *MasterModel, rows []masterRow) {
+	toks := collector(ctx)
+	if toks == nil || len(rows) == 0 {
+		return
+	}
+	list := make([]Token, len(rows))
+	for i, r := range rows {
+		rev, _ := revisionOf(r) // the event was built from it: it is an integer
+		list[i] = Token{CQRSID: mm.CQRSID, PK: r.pk, Revision: rev}
+	}
+	toks.add(list)
 }
 
 // instanceDatas builds instance_data for rows: through the model's
