@@ -155,6 +155,10 @@ type ReplicaSettings struct {
 	// TombstoneRetention, DeadLetterTTL and ShutdownTimeout: 0 means the
 	// defaults (7 days, 10 days, 30 s).
 	TombstoneRetention, DeadLetterTTL, ShutdownTimeout time.Duration
+	// WaitPoll is how often a wait for a read-your-writes token (cqrsync
+	// wait, Replica.WaitFor) re-reads the key without a consumer in the
+	// process; 0 means the default (1 s).
+	WaitPoll time.Duration
 	// Retry is the default retry policy; nil means django-cqrs's (30
 	// retries, 2 s apart).
 	Retry *Retry
@@ -466,7 +470,7 @@ func (c *Config) ReplicaModels() []*cqrsync.ReplicaModel {
 // ReplicaConfig returns the replica-wide settings as a cqrsync.ReplicaConfig
 // (without Dialect or Logger).
 func (c *Config) ReplicaConfig() cqrsync.ReplicaConfig {
-	return cqrsync.ReplicaConfig{TombstoneRetention: c.Replica.TombstoneRetention}
+	return cqrsync.ReplicaConfig{TombstoneRetention: c.Replica.TombstoneRetention, WaitPoll: c.Replica.WaitPoll}
 }
 
 // ConsumerConfig returns the consumer settings as a template

@@ -77,6 +77,7 @@ func decode(data []byte) (*Config, []Problem) {
 				"dead_letter_ttl":     func(n *yaml.Node, p string) { d.ttl(n, p, &r.DeadLetterTTL) },
 				"shutdown_timeout":    func(n *yaml.Node, p string) { d.duration(n, p, &r.ShutdownTimeout) },
 				"batch_wait":          func(n *yaml.Node, p string) { d.duration(n, p, &r.BatchWait) },
+				"wait_poll":           func(n *yaml.Node, p string) { d.duration(n, p, &r.WaitPoll) },
 				"retry":               func(n *yaml.Node, p string) { r.Retry = d.retry(n, p) },
 			})
 		},
