@@ -185,7 +185,8 @@ func (f ContractFinding) String() string {
 
 // ContractReport is the result of [Replica.CheckContract].
 type ContractReport struct {
-	// Findings are sorted by model, then field.
+	// Findings come model by model (by CQRS ID; first the replica's models
+	// the master does not publish), in the order of the master's fields.
 	Findings []ContractFinding
 }
 

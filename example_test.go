@@ -185,3 +185,37 @@ func exampleAccounts() (*sql.DB, *cqrsync.Master[*sql.Tx], func()) {
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
 	return db, master, done
 }
+
+// ExampleReplica_CheckContract compares a replica's table with what the
+// master publishes, before any event: the replica here reads the name
+// into an integer column, and has a NOT NULL column nothing fills.
+func ExampleReplica_CheckContract() {
+	ctx := context.Background()
+	db, master, done := exampleAccounts()
+	defer done()
+	schema, err := master.Schema(ctx, sqldialect.FromSQL(db))
+	if err != nil {
+		panic(err)
+	}
+	// The document travels as JSON (cqrsync schema, cqrsync check).
+	var doc strings.Builder
+	_ = schema.WriteJSON(&doc)
+	schema, _ = cqrsync.ReadSchema(strings.NewReader(doc.String()))
+
+	if _, err := db.Exec(`CREATE TABLE account_copy (id INTEGER PRIMARY KEY, name INTEGER, region TEXT NOT NULL,
+		cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`); err != nil {
+		panic(err)
+	}
+	replica, _ := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), nil)
+	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account_copy"})
+	report, err := replica.CheckContract(ctx, sqldialect.FromSQL(db), schema)
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range report.Findings {
+		fmt.Println(f)
+	}
+	// Output:
+	// refused: account.name: master TEXT (string) into replica INTEGER (int): only text that reads as int is taken, other values fail their event (change the column's type)
+	// refused: account → region: column region is NOT NULL without a default and no field of the master fills it: every SAVE fails (map a field to it, or give it a default)
+}

@@ -90,6 +90,9 @@ type Master interface {
 	Models() []string
 	// Check verifies the outbox and the tables of the given models.
 	Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error
+	// Schema describes what the given models publish (every model when
+	// none is given), for a replica's contract check.
+	Schema(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) (*cqrsync.Schema, error)
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

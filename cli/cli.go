@@ -171,6 +171,8 @@ command failed, 2 it was called or configured wrongly.`,
 		newDeletedSyncReplicaCommand(st),
 		newDeadLettersCommand(st),
 		newWaitCommand(st),
+		newSchemaCommand(st),
+		newCheckCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)
