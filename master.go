@@ -146,6 +146,13 @@ type MasterConfig struct {
 	Propagator hook.Propagator
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// ResendQueue, when set, is the queue where this master's [Resender]
+	// takes resend requests: every event carries it in the
+	// HeaderResendQueue header (beside the body, which does not change), so
+	// cqrsync replicas that see a gap in a key's revisions, or dead-letter
+	// its event, ask for the key again. Django replicas ignore the header.
+	// Empty: no event carries it, and no replica asks.
+	ResendQueue string
 }
 
 // Waker is woken when a transaction that captured events has committed; an
@@ -231,6 +238,9 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 	c := *cfg
 	if err := checkMessageTTL("MasterConfig.MessageTTL", c.MessageTTL); err != nil {
 		return nil, err
+	}
+	if c.ResendQueue != "" && !validName(c.ResendQueue) {
+		return nil, fmt.Errorf("cqrsync: MasterConfig.ResendQueue %q: set a queue name without '.', '*', '#' or spaces", c.ResendQueue)
 	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.MessageTTL = cmp.Or(c.MessageTTL, DefaultMessageTTL)
@@ -1179,12 +1189,19 @@ func (m *Master[TTx]) observe(ctx context.Context, cqrsID string, signal SignalT
 // headers returns the headers stored with an event: its correlation ID and
 // what the Propagator injects from ctx; nil when there are none.
 func (m *Master[TTx]) headers(ctx context.Context, correlationID string) map[string]string {
-	if m.cfg.Propagator == nil && correlationID == "" {
+	resent, _ := ctx.Value(resentKey{}).(bool)
+	if m.cfg.Propagator == nil && correlationID == "" && m.cfg.ResendQueue == "" {
 		return nil
 	}
 	h := hook.MapCarrier{}
 	if correlationID != "" {
 		h[hook.HeaderCorrelationID] = correlationID
+	}
+	if m.cfg.ResendQueue != "" {
+		h[HeaderResendQueue] = m.cfg.ResendQueue
+		if resent {
+			h[HeaderResent] = "1"
+		}
 	}
 	if m.cfg.Propagator != nil {
 		m.cfg.Propagator.Inject(ctx, h)

@@ -581,8 +581,13 @@ func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, store
 		}
 	case OutcomeUpdated:
 		if lost := rev - stored - 1; lost > 0 {
+			p.gap = p.SignalType == SignalSave
 			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: lost packages: revision gap", attrs(slog.Int64("stored_revision", stored), slog.Int64("lost", lost))...)
 		}
+	case OutcomeCreated:
+		// A key first seen past revision 0: its earlier events were lost
+		// (or it was re-created after a delete this replica saw).
+		p.gap = p.SignalType == SignalSave && rev > 0
 	}
 }
 

@@ -27,6 +27,7 @@ type captureStore interface {
 	RecordTombstones(ctx context.Context, ex sqldialect.Executor, tombstones []sqldialect.Tombstone) error
 	InsertOutbox(ctx context.Context, ex sqldialect.Executor, rows []sqldialect.OutboxRow) error
 	DeleteOutbox(ctx context.Context, ex sqldialect.Executor, ids []int64) error
+	KeyVersion(ctx context.Context, ex sqldialect.Executor, params *sqldialect.KeyVersionParams) (sqldialect.KeyVersion, error)
 }
 
 // applyStore is what a Replica asks of its dialect: key locks, the guarded

@@ -173,6 +173,7 @@ command failed, 2 it was called or configured wrongly.`,
 		newWaitCommand(st),
 		newSchemaCommand(st),
 		newCheckCommand(st),
+		newResendCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)

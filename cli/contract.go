@@ -98,3 +98,47 @@ and exits 1 when any finding is refused, cut or dropped, 0 otherwise.`,
 	cmd.Flags().StringVar(&input, "schema", "", `the master's schema document, "-" for stdin (required)`)
 	return cmd
 }
+
+func newResendCommand(st *state) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "resend",
+		Short: "Answer cqrsync replicas' resend requests until stopped (master side)",
+		Long: `resend takes the resend requests of cqrsync replicas from the master's resend
+queue (master.resend_queue) and answers each with a SYNC of the key's current
+row to the asking replica's queue alone, or a DELETE if the key is gone,
+through the outbox (a relay sends them). Replicas ask after a revision gap, a
+key first seen past revision 0, or a dead-lettered event, at most once per key
+per replica.resend_interval; the master's events name the queue in a header,
+so Django replicas never ask.`,
+		Example: `  cqrsync resend`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			check := func(app *App) error {
+				if app.ResendQueue == "" {
+					return UsageError{Err: errtext.Errorf("resend needs the master's resend queue: set master.resend_queue in the configuration")}
+				}
+				return nil
+			}
+			return st.run(cmd, Needs{DB: true, Master: true, Transport: true}, check, func(s *session) error {
+				tr, err := s.transport()
+				if err != nil {
+					return err
+				}
+				r, err := cqrsync.NewResender(s.app.Master, &cqrsync.ResenderConfig{Subscriber: tr.Subscriber, Queue: s.app.ResendQueue, Logger: s.log})
+				if err != nil {
+					return UsageError{Err: err}
+				}
+				if err := r.Start(s.ctx); err != nil {
+					return err
+				}
+				<-r.Started()
+				if s.ctx.Err() == nil {
+					fmt.Fprintf(s.env.Err, "cqrsync: answering resend requests on queue %s; stop with SIGTERM or Ctrl-C\n", s.app.ResendQueue)
+				}
+				<-s.ctx.Done()
+				return r.Stop()
+			})
+		},
+	}
+	return cmd
+}

@@ -141,6 +141,9 @@ type MasterSettings struct {
 	RelayBatch int
 	// RelayPollInterval is the relay's poll interval; 0 means 200 ms.
 	RelayPollInterval time.Duration
+	// ResendQueue is the queue where `cqrsync resend` answers replicas'
+	// resend requests (cqrsync.MasterConfig.ResendQueue); empty: none.
+	ResendQueue string
 }
 
 // ReplicaSettings are the replica side's settings: the consumer's.
@@ -159,6 +162,11 @@ type ReplicaSettings struct {
 	// wait, Replica.WaitFor) re-reads the key without a consumer in the
 	// process; 0 means the default (1 s).
 	WaitPoll time.Duration
+	// NoResend turns the consumer's resend requests off; ResendInterval is
+	// the least time between two requests for one key (0: 1 min). See
+	// cqrsync.ConsumerConfig.
+	NoResend       bool
+	ResendInterval time.Duration
 	// Retry is the default retry policy; nil means django-cqrs's (30
 	// retries, 2 s apart).
 	Retry *Retry
@@ -435,7 +443,7 @@ func registerAll[M any](register func(M) error, models []M) error {
 // MasterConfig returns the master-wide settings as a cqrsync.MasterConfig
 // (without Dialect, Logger, Relay, Notify, Hooks or Propagator).
 func (c *Config) MasterConfig() cqrsync.MasterConfig {
-	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields}
+	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields, ResendQueue: c.Master.ResendQueue}
 }
 
 // MasterModels returns the master models, ready to register.
@@ -484,6 +492,8 @@ func (c *Config) ConsumerConfig() cqrsync.ConsumerConfig {
 		BatchWait:       c.Replica.BatchWait,
 		Prefetch:        c.Replica.Prefetch,
 		ShutdownTimeout: c.Replica.ShutdownTimeout,
+		NoResend:        c.Replica.NoResend,
+		ResendInterval:  c.Replica.ResendInterval,
 	}
 	if c.Replica.Retry != nil {
 		cc.Retry = c.Replica.Retry.policy()

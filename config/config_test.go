@@ -38,7 +38,7 @@ func TestExampleFile(t *testing.T) {
 	if c.Master.MessageTTL != 24*time.Hour || c.Master.RelayBatch != 500 || c.Master.RelayPollInterval != 200*time.Millisecond {
 		t.Errorf("master settings: %+v", c.Master)
 	}
-	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour || c.ReplicaConfig().WaitPoll != time.Second ||
+	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour || c.ReplicaConfig().WaitPoll != time.Second || c.ConsumerConfig().ResendInterval != time.Minute || c.ConsumerConfig().NoResend ||
 		c.Replica.Retry == nil || *c.Replica.Retry.MaxRetries != 30 || c.Replica.Retry.Delay != 2*time.Second {
 		t.Errorf("replica settings: %+v", c.Replica)
 	}

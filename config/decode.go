@@ -65,6 +65,7 @@ func decode(data []byte) (*Config, []Problem) {
 				"auto_update_fields":  func(n *yaml.Node, p string) { d.boolean(n, p, &m.AutoUpdateFields) },
 				"relay_batch":         func(n *yaml.Node, p string) { d.count(n, p, &m.RelayBatch) },
 				"relay_poll_interval": func(n *yaml.Node, p string) { d.duration(n, p, &m.RelayPollInterval) },
+				"resend_queue":        func(n *yaml.Node, p string) { d.str(n, p, &m.ResendQueue) },
 			})
 		},
 		"replica": func(n *yaml.Node, p string) {
@@ -78,6 +79,8 @@ func decode(data []byte) (*Config, []Problem) {
 				"shutdown_timeout":    func(n *yaml.Node, p string) { d.duration(n, p, &r.ShutdownTimeout) },
 				"batch_wait":          func(n *yaml.Node, p string) { d.duration(n, p, &r.BatchWait) },
 				"wait_poll":           func(n *yaml.Node, p string) { d.duration(n, p, &r.WaitPoll) },
+				"no_resend":           func(n *yaml.Node, p string) { d.boolean(n, p, &r.NoResend) },
+				"resend_interval":     func(n *yaml.Node, p string) { d.duration(n, p, &r.ResendInterval) },
 				"retry":               func(n *yaml.Node, p string) { r.Retry = d.retry(n, p) },
 			})
 		},
