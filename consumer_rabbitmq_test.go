@@ -55,7 +55,7 @@ func setupRabbit(t *testing.T) *rabbitBundle {
 // newRabbitTransport returns a transport on the test's own exchange, closed
 // when the test ends, when the exchange and queue (with its dead letters)
 // are removed.
-func newRabbitTransport(t *testing.T, url, exchange, queue string) *rabbitmq.Transport {
+func newRabbitTransport(t testing.TB, url, exchange, queue string) *rabbitmq.Transport {
 	t.Helper()
 	tr, err := rabbitmq.New(t.Context(), &rabbitmq.Config{URL: url, Exchange: exchange, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -81,7 +82,7 @@ type rywBundle struct {
 	queue     string
 }
 
-func setupReadYourWrites(t *testing.T, waitPoll time.Duration) *rywBundle {
+func setupReadYourWrites(t testing.TB, waitPoll time.Duration) *rywBundle {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	amqpURL := testenv.AMQPURL(t)
@@ -117,14 +118,14 @@ func setupReadYourWrites(t *testing.T, waitPoll time.Duration) *rywBundle {
 	return b
 }
 
-func (b *rywBundle) consume(t *testing.T) {
+func (b *rywBundle) consume(t testing.TB) {
 	t.Helper()
 	runConsumer(t, &cqrsync.ConsumerConfig{Replica: b.replica, Subscriber: b.tr, Publisher: b.tr, Queue: b.queue,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 }
 
 // write runs fn in a master transaction and returns the tokens it captured.
-func (b *rywBundle) write(t *testing.T, fn func(ctx context.Context, tx *sql.Tx) error) []cqrsync.Token {
+func (b *rywBundle) write(t testing.TB, fn func(ctx context.Context, tx *sql.Tx) error) []cqrsync.Token {
 	t.Helper()
 	ctx, toks := cqrsync.CollectTokens(t.Context())
 	if err := cqrsync.RunTx(ctx, b.masterDB, b.master, func(tx *sql.Tx) error { return fn(ctx, tx) }); err != nil {
@@ -275,4 +276,60 @@ func TestReadYourWritesHTTP(t *testing.T) {
 			t.Errorf("GET ?%s: status %d, want %d", query, code, want)
 		}
 	}
+}
+
+// BenchmarkReadYourWrites measures a write on the PostgreSQL master and
+// the wait until the MariaDB replica has it, through the outbox, the relay,
+// RabbitMQ and the consumer: the latency a read-after-write request pays.
+// WaitFor is woken by the consumer's batches; the baseline, measured in the
+// same run, polls the replica's row every millisecond instead (hot
+// polling: one query per millisecond per waiting request).
+func BenchmarkReadYourWrites(b *testing.B) {
+	rb := setupReadYourWrites(b, time.Hour)
+	rb.consume(b)
+	if err := rb.relay.Start(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rb.relay.Stop() })
+	rb.write(b, func(ctx context.Context, tx *sql.Tx) error {
+		return rb.master.Insert(ctx, tx, "ryw_account", map[string]any{"id": 1, "name": "bench", "balance": "0"})
+	})
+	n := 0
+	update := func(b *testing.B) cqrsync.Token {
+		n++
+		return rb.write(b, func(ctx context.Context, tx *sql.Tx) error {
+			return rb.master.UpdateRow(ctx, tx, "ryw_account", int64(1), map[string]any{"name": fmt.Sprint("v", n)})
+		})[0]
+	}
+	b.Run("WaitFor", func(b *testing.B) {
+		for b.Loop() {
+			tok := update(b)
+			ctx, cancel := context.WithTimeout(b.Context(), 30*time.Second)
+			err := rb.replica.WaitFor(ctx, tok)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("poll1ms", func(b *testing.B) {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		queries := 0
+		for b.Loop() {
+			tok := update(b)
+			for {
+				var rev int64
+				queries++
+				if err := rb.replicaDB.QueryRowContext(b.Context(), "SELECT cqrs_revision FROM ryw_account_copy WHERE account_id = 1").Scan(&rev); err != nil {
+					b.Fatal(err)
+				}
+				if rev >= tok.Revision {
+					break
+				}
+				<-tick.C
+			}
+		}
+		b.ReportMetric(float64(queries)/float64(b.N), "queries/op")
+	})
 }
