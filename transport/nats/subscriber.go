@@ -180,7 +180,7 @@ type part struct {
 	releasing bool   // stopped pulling; the lease goes once outstanding is 0
 	stop      context.CancelFunc
 	pulled    chan struct{}   // closed when the puller returned
-	leftover  []jetstream.Msg // pulled, never handed out: nacked by stopPulling's caller
+	leftover  []jetstream.Msg // pulled, never handed out: nacked by reap or shutdown
 
 	outstanding int // handed out, unsettled; guarded by subscription.mu
 }
@@ -286,24 +286,25 @@ func (s *subscription) balance(ctx context.Context) {
 		}
 	}
 	for _, pt := range s.parts {
+		s.reap(pt)
 		want := rank >= 0 && n > 0 && pt.k%n == rank
 		switch {
 		case pt.rev != 0 && pt.releasing:
 			s.mu.Lock()
 			settled := pt.outstanding == 0
 			s.mu.Unlock()
-			if settled {
+			if settled && pt.pulled == nil {
 				s.release(ctx, pt)
 				continue
 			}
 			s.renew(ctx, pt)
 		case pt.rev != 0 && !want:
-			s.stopPulling(pt)
+			s.stopAsync(pt)
 			pt.releasing = true
 			s.renew(ctx, pt)
 		case pt.rev != 0:
 			s.renew(ctx, pt)
-		case want:
+		case want && pt.pulled == nil:
 			octx, cancel := s.opCtx(ctx)
 			rev, err := kv.Create(octx, s.leaseKey(pt.k), []byte(s.member))
 			cancel()
@@ -326,7 +327,7 @@ func (s *subscription) renew(ctx context.Context, pt *part) {
 		pt.rev = rev
 	case isWrongRevision(err):
 		s.log.Warn("nats: partition lease lost (expired while unrenewed); stopped pulling it", slog.Int("partition", pt.k))
-		s.stopPulling(pt)
+		s.stopAsync(pt)
 		pt.rev, pt.releasing = 0, false
 	}
 	// Other errors (a lost connection): try again at the next tick; the
@@ -357,11 +358,38 @@ func (s *subscription) startPulling(ctx context.Context, pt *part) {
 	go s.pull(pctx, pt, pt.pulled)
 }
 
-// stopPulling stops pt's puller and waits for it, and nacks back the
-// messages it had pulled and not handed out.
-func (s *subscription) stopPulling(pt *part) {
-	s.haltPulling(pt)
+// stopAsync tells pt's puller to stop; reap finishes the job once it
+// has. The lease loop never waits for a puller (up to PullWait), which
+// would let its leases expire.
+func (s *subscription) stopAsync(pt *part) {
+	if pt.stop != nil {
+		pt.stop()
+		pt.stop = nil
+	}
+}
+
+// reap, once pt's stopped puller has returned, makes sure the server saw
+// its pull request go and nacks back what it had not handed out.
+func (s *subscription) reap(pt *part) {
+	if pt.stop != nil || pt.pulled == nil {
+		return
+	}
+	select {
+	case <-pt.pulled:
+	default:
+		return
+	}
+	pt.pulled = nil
+	s.flush()
 	s.nakLeftover(pt)
+}
+
+// flush waits (up to 2 s) until the server has processed what this
+// connection sent.
+func (s *subscription) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.t.nc.FlushWithContext(ctx)
 }
 
 // haltPulling stops pt's puller, waits for it, and makes sure the server
@@ -369,15 +397,13 @@ func (s *subscription) stopPulling(pt *part) {
 // server still holds the pull request would be redelivered into it and
 // lost until AckWait.
 func (s *subscription) haltPulling(pt *part) {
-	if pt.stop == nil {
+	s.stopAsync(pt)
+	if pt.pulled == nil {
 		return
 	}
-	pt.stop()
 	<-pt.pulled
-	pt.stop, pt.pulled = nil, nil
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = s.t.nc.FlushWithContext(ctx)
+	pt.pulled = nil
+	s.flush()
 }
 
 // nakLeftover nacks the messages pt's stopped puller had not handed out.
@@ -395,7 +421,13 @@ func (s *subscription) nakLeftover(pt *part) {
 // until AckWait. What it pulled and did not hand out is kept in
 // pt.leftover, to be nacked once the request is over.
 func (s *subscription) pull(ctx context.Context, pt *part, done chan struct{}) {
-	defer close(done)
+	defer func() {
+		close(done)
+		select { // the lease loop reaps it now
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}()
 	n := min(s.p.Prefetch, s.t.cfg.PullBatch)
 	for ctx.Err() == nil {
 		batch, err := pt.cons.Fetch(n, jetstream.FetchMaxWait(s.t.cfg.PullWait))
