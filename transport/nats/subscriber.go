@@ -387,6 +387,9 @@ func (s *subscription) reap(pt *part) {
 // flush waits (up to 2 s) until the server has processed what this
 // connection sent.
 func (s *subscription) flush() {
+	if !s.t.nc.IsConnected() {
+		return // nothing reaches the server; the leases expire
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.t.nc.FlushWithContext(ctx)
@@ -579,6 +582,9 @@ func (s *subscription) shutdown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if !s.t.nc.IsConnected() {
+		cancel() // the leases expire by themselves after LeaseTTL
+	}
 	for _, pt := range s.parts {
 		if pt.rev != 0 {
 			s.release(ctx, pt)

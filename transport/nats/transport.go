@@ -210,9 +210,11 @@ func (t *Transport) Close() error {
 		_ = s.Close()
 	}
 	t.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = t.nc.FlushWithContext(ctx)
+	if t.nc.IsConnected() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = t.nc.FlushWithContext(ctx)
+	}
 	t.nc.Close()
 	return nil
 }
