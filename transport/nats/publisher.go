@@ -12,9 +12,13 @@ import (
 	"github.com/cqrsync/cqrsync/transport"
 )
 
+// publishWindow bounds the publish acknowledgements one Publish call waits
+// for at once (the client allows 4096 in flight per connection).
+const publishWindow = 1000
+
 // Publish sends msgs to the exchange's streams and returns nil once
 // JetStream has stored every one of them (a publish acknowledgement per
-// message, all in flight at once). A broadcast goes to
+// message, up to 1,000 in flight at once). A broadcast goes to
 // "<exchange>.m.<partition>.<cqrs_id>"; a message with Queue set to
 // "...<cqrs_id>.<queue>" when Queue is a replica queue, or to the
 // dead-letter stream when Queue is a dead-letter queue (as the queue
@@ -36,7 +40,7 @@ func (t *Transport) Publish(ctx context.Context, msgs []transport.Message) error
 		i int
 		f jetstream.PubAckFuture
 	}
-	inflight := make([]pending, 0, len(msgs))
+	inflight := make([]pending, 0, min(len(msgs), publishWindow))
 	var failed []int
 	var firstErr error
 	fail := func(i int, err error) {
@@ -45,7 +49,22 @@ func (t *Transport) Publish(ctx context.Context, msgs []transport.Message) error
 			firstErr = err
 		}
 	}
+	wait := func(ps []pending) {
+		for _, p := range ps {
+			select {
+			case <-p.f.Ok():
+			case err := <-p.f.Err():
+				fail(p.i, err)
+			case <-ctx.Done():
+				fail(p.i, ctx.Err())
+			}
+		}
+	}
 	for i := range msgs {
+		if len(inflight) == publishWindow {
+			wait(inflight)
+			inflight = inflight[:0]
+		}
 		m := &msgs[i]
 		subject, err := t.subject(ctx, m)
 		if err != nil {
@@ -63,15 +82,7 @@ func (t *Transport) Publish(ctx context.Context, msgs []transport.Message) error
 		}
 		inflight = append(inflight, pending{i, f})
 	}
-	for _, p := range inflight {
-		select {
-		case <-p.f.Ok():
-		case err := <-p.f.Err():
-			fail(p.i, err)
-		case <-ctx.Done():
-			fail(p.i, ctx.Err())
-		}
-	}
+	wait(inflight)
 	if failed == nil {
 		return nil
 	}

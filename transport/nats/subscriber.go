@@ -247,19 +247,29 @@ func (s *subscription) balance(ctx context.Context) {
 	// Live members by slot.
 	live := make([]bool, P)
 	n := 0
+	doubt := false // a slot could not be read: change nothing but renewals
 	for i := range P {
 		octx, cancel := s.opCtx(ctx)
 		e, err := kv.Get(octx, s.memberKey(i))
 		cancel()
-		if err == nil || !errors.Is(err, jetstream.ErrKeyNotFound) {
-			live[i] = true // a read error counts as alive: never grab on doubt
-			if err == nil && i != s.slot && string(e.Value()) == s.member {
-				live[i] = false
-			}
+		switch {
+		case err == nil:
+			live[i] = i == s.slot || string(e.Value()) != s.member
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			doubt = true
 		}
 		if live[i] {
 			n++
 		}
+	}
+	if doubt {
+		for _, pt := range s.parts {
+			s.reap(pt)
+			if pt.rev != 0 {
+				s.renew(ctx, pt)
+			}
+		}
+		return
 	}
 	if s.slot < 0 {
 		for i := range P {

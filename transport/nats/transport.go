@@ -206,9 +206,11 @@ func (t *Transport) Close() error {
 		subs = append(subs, s)
 	}
 	t.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, s := range subs {
-		_ = s.Close()
+		wg.Go(func() { _ = s.Close() }) // each waits for its last pull request
 	}
+	wg.Wait()
 	t.wg.Wait()
 	if t.nc.IsConnected() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
