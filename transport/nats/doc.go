@@ -78,7 +78,8 @@
 // delayed naks of a message in the bucket <stream>_retries under its
 // stream sequence ([transport.Delivery.Delays]; kept [Config.RetryMemory]).
 //
-// A message with an Expiration carries its deadline in a header of its own;
+// A message with an Expiration carries its deadline (by the publisher's
+// clock, as the body's expires) in a header of its own;
 // the subscription acknowledges and drops a message whose deadline passed
 // instead of handing it out. A NATS 2.9 server has no per-message TTL (2.11
 // added one, which needs a stream created for it); the django-cqrs

@@ -441,8 +441,12 @@ func (s *subscription) pull(ctx context.Context, pt *part, done chan struct{}) {
 		default:
 		}
 	}()
-	n := min(s.p.Prefetch, s.t.cfg.PullBatch)
+	most := min(s.p.Prefetch, s.t.cfg.PullBatch)
 	for ctx.Err() == nil {
+		// Ask for no more than the prefetch window has room for: a message
+		// pulled waits in the client, its AckWait running, until a slot
+		// frees.
+		n := max(1, min(most, cap(s.sem)-len(s.sem)))
 		batch, err := pt.cons.Fetch(n, jetstream.FetchMaxWait(s.t.cfg.PullWait))
 		if err != nil {
 			if s.consumerGone(err) {
