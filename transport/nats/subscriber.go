@@ -578,6 +578,9 @@ func (s *subscription) takeLocked(id uint64) *held {
 // releases the leases and the member slot.
 func (s *subscription) shutdown() {
 	for _, pt := range s.parts {
+		s.stopAsync(pt) // all at once: each waits for its pull request
+	}
+	for _, pt := range s.parts {
 		s.haltPulling(pt)
 	}
 	s.mu.Lock()
