@@ -1,6 +1,9 @@
 package cqrsync
 
-import "github.com/cqrsync/cqrsync/transport"
+import (
+	"github.com/cqrsync/cqrsync/internal/ujson"
+	"github.com/cqrsync/cqrsync/transport"
+)
 
 // PartitionKey returns the key by which a partitioning transport spreads
 // events (transport/nats's Config.PartitionKey): the message's CQRS ID and
@@ -13,7 +16,7 @@ func PartitionKey(m *transport.Message) []byte {
 	key := make([]byte, 0, len(m.CQRSID)+24)
 	key = append(key, m.CQRSID...)
 	key = append(key, 0)
-	if start, end, ok := topLevelValue(m.Body, "instance_pk"); ok {
+	if start, end, ok := ujson.TopLevelValue(m.Body, "instance_pk"); ok {
 		key = append(key, m.Body[start:end]...)
 	}
 	return key

@@ -13,6 +13,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -82,7 +83,7 @@ func TestConsumerRetriesAndDeadLetters(t *testing.T) {
 		t.Fatalf("stats %+v, want 3 applied, 2 retries, 1 dead letter", st)
 	}
 
-	n, err := cqrsync.RetryDeadLetters(ctx, tr, tr, queue, dlq, nil)
+	n, err := tools.RetryDeadLetters(ctx, tr, tr, queue, dlq, nil)
 	if err != nil || n != 1 {
 		t.Fatalf("RetryDeadLetters = %d, %v; want 1", n, err)
 	}
