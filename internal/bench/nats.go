@@ -51,7 +51,9 @@ func redactNATS(raw string) string {
 	return "<invalid URL>"
 }
 
-func (b *natsBroker) Version() string { return "NATS " + b.nc.ConnectedServerVersion() + " (JetStream)" }
+func (b *natsBroker) Version() string {
+	return "NATS " + b.nc.ConnectedServerVersion() + " (JetStream)"
+}
 
 func (b *natsBroker) Redacted() string { return redactNATS(b.url) }
 
