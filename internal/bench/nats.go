@@ -51,10 +51,12 @@ func redactNATS(raw string) string {
 	return "<invalid URL>"
 }
 
+// Version names the server: "NATS 2.9.10 (JetStream)".
 func (b *natsBroker) Version() string {
 	return "NATS " + b.nc.ConnectedServerVersion() + " (JetStream)"
 }
 
+// Redacted is the server URL without its password.
 func (b *natsBroker) Redacted() string { return redactNATS(b.url) }
 
 // Transport opens the transport on the run's exchange, with one partition
