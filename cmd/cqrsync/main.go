@@ -12,6 +12,7 @@ import (
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/config"
 	_ "github.com/cqrsync/cqrsync/config/mysql"
+	_ "github.com/cqrsync/cqrsync/config/nats"
 	_ "github.com/cqrsync/cqrsync/config/postgres"
 	_ "github.com/cqrsync/cqrsync/config/sqlite"
 )

@@ -15,7 +15,7 @@ import (
 // TestRunShort runs `cqrsync bench --short` once per database pair (not
 // under go test -short) and asserts only that it completes and that the
 // replica converged; the figures depend on the machine and are not
-// checked. RabbitMQ (and PostgreSQL) come from testenv: skipped locally
+// checked. RabbitMQ, NATS (and PostgreSQL) come from testenv: skipped locally
 // when absent, a failure under CI=true.
 func TestRunShort(t *testing.T) {
 	testenv.Slow(t, "a benchmark run")
@@ -23,14 +23,20 @@ func TestRunShort(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		postgres bool
+		url      func(testing.TB) string // the broker; default RabbitMQ
 	}{
 		{name: "sqlite-rabbitmq-sqlite"},
 		{name: "postgres-rabbitmq-postgres", postgres: true},
+		{name: "sqlite-nats-sqlite", url: testenv.NATSURL},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			url := testenv.AMQPURL
+			if tc.url != nil {
+				url = tc.url
+			}
 			opts := bench.Options{
-				MasterDB: "sqlite", ReplicaDB: "sqlite", Transport: testenv.AMQPURL(t),
+				MasterDB: "sqlite", ReplicaDB: "sqlite", Transport: url(t),
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
 			if tc.postgres {
