@@ -3,6 +3,7 @@ package tools_test
 import (
 	"bytes"
 	"fmt"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/cqrsync/cqrsync"
@@ -34,10 +35,28 @@ func (p *djangoPair) sides() (*tools.LocalMaster, *tools.LocalReplica) {
 // TestVerifyFindsContentDrift edits replica rows behind the replica's back
 // (revision untouched), deletes one and adds one: Verify reports exactly
 // those keys, which the revision-based diff does not see in full.
+// The master is reached directly and through VerifyHandler over HTTP.
 func TestVerifyFindsContentDrift(t *testing.T) {
 	t.Parallel()
+	for _, remote := range []bool{false, true} {
+		t.Run(map[bool]string{false: "local", true: "http"}[remote], func(t *testing.T) {
+			t.Parallel()
+			testVerifyFindsContentDrift(t, remote)
+		})
+	}
+}
+
+func testVerifyFindsContentDrift(t *testing.T, remote bool) {
 	p := loadedPair(t)
-	m, r := p.sides()
+	local, r := p.sides()
+	var m tools.MasterSide = local
+	if remote {
+		srv := httptest.NewServer(tools.VerifyHandler(local))
+		t.Cleanup(srv.Close)
+		client := tools.NewVerifyClient(srv.URL, srv.Client())
+		t.Cleanup(srv.Client().CloseIdleConnections)
+		m = client
+	}
 	opts := &tools.VerifyOpts{Sizes: []int{8, 3}}
 	rep, err := tools.Verify(t.Context(), m, r, "djpeer_basic", opts)
 	if err != nil || !rep.Clean() {
