@@ -36,25 +36,12 @@ func setupRabbit(t *testing.T) *rabbitBundle {
 	t.Helper()
 	b := &rabbitBundle{url: testenv.AMQPURL(t), exchange: cqrsynctesting.UniqueName("cqrsynctest_x_"), queue: cqrsynctesting.UniqueName("cqrsynctest_q_")}
 	var err error
+	cqrsynctesting.CleanupRabbitMQ(t, b.url, b.exchange, b.queue) // after b.tr.Close
 	b.tr, err = rabbitmq.New(t.Context(), &rabbitmq.Config{URL: b.url, Exchange: b.exchange, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = b.tr.Close()
-		// The exchange and queues are this test's own: remove them.
-		conn, err := amqp.Dial(b.url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if ch, err := conn.Channel(); err == nil {
-			_, _ = ch.QueueDelete(b.queue, false, false, false)
-			_, _ = ch.QueueDelete(transport.DeadLetterQueue(b.queue), false, false, false)
-			_ = ch.ExchangeDelete(b.exchange, false, false)
-			_ = ch.Close()
-		}
-	})
+	t.Cleanup(func() { _ = b.tr.Close() })
 	b.replicaDB = cqrsynctesting.OpenPostgres(t, `CREATE TABLE djpeer_basic (
 		id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMPTZ NOT NULL,
 		int_field INTEGER NOT NULL, char_field VARCHAR(200) NOT NULL, date_field DATE, datetime_field TIMESTAMPTZ,

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/internal/testenv"
@@ -18,7 +16,6 @@ import (
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/tools"
-	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
@@ -51,24 +48,12 @@ func setupRabbitPair(t *testing.T) *rabbitPair {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p.masterDB = cqrsynctesting.OpenPostgres(t, verifyItemMaster)
 	p.replicaDB = cqrsynctesting.OpenMySQL(t, verifyItemReplica)
+	cqrsynctesting.CleanupRabbitMQ(t, url, exchange, p.queue) // after tr.Close
 	tr, err := rabbitmq.New(ctx, &rabbitmq.Config{URL: url, Exchange: exchange, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = tr.Close()
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if ch, err := conn.Channel(); err == nil {
-			_, _ = ch.QueueDelete(p.queue, false, false, false)
-			_, _ = ch.QueueDelete(transport.DeadLetterQueue(p.queue), false, false, false)
-			_ = ch.ExchangeDelete(exchange, false, false)
-			_ = ch.Close()
-		}
-	})
+	t.Cleanup(func() { _ = tr.Close() })
 	mdrv := databasesql.New(p.masterDB, sqldialect.Postgres())
 	if err := sqldialect.Postgres().Migrate(ctx, sqldialect.FromSQL(p.masterDB)); err != nil {
 		t.Fatal(err)
@@ -222,4 +207,3 @@ func TestVerifyPostgresMariaDBRabbitMQ(t *testing.T) {
 		t.Fatalf("revision diff after the repair = %v", keys)
 	}
 }
-
