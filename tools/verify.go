@@ -426,6 +426,9 @@ func rangeFilter(pk string, after, until any) (string, error) {
 
 // scanBatch is the page size of a side's reads for a request.
 func scanBatch(req *BucketRequest) int {
+	if req.Bounds != nil {
+		return 10000
+	}
 	return min(max(req.Size, 1000), 10000)
 }
 
