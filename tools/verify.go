@@ -29,6 +29,10 @@ type BucketRequest struct {
 	// Size cuts the range into buckets of at most Size keys, in the side's
 	// key order. Ignored when Bounds is set.
 	Size int
+	// Limit, with Size, stops after Limit buckets (the last one full); 0
+	// cuts the whole range. The caller asks again after the last bucket's
+	// Hi.
+	Limit int
 	// Bounds are the inclusive upper bounds of consecutive buckets that
 	// start after After: bucket i holds the keys in (Bounds[i-1], Bounds[i]].
 	// A nil bound (last only) is unbounded.
@@ -210,45 +214,81 @@ func (w *walker) buckets(ctx context.Context, s Side, req *BucketRequest, rows *
 	return bs, err
 }
 
+// walkPage is the number of buckets per master request: the walk asks
+// for the next page while the replica hashes the current one, so both
+// sides read at the same time.
+const walkPage = 32
+
 // check compares the range (after, until] at a level of the walk.
 func (w *walker) check(ctx context.Context, after, until any, level int) error {
 	if level == len(w.sizes) {
 		return w.leaf(ctx, after, until)
 	}
-	mb, err := w.buckets(ctx, w.master, &BucketRequest{After: after, Until: until, Size: w.sizes[level]}, &w.rep.MasterRows)
-	if err != nil {
-		return fmt.Errorf("cqrsync: verify: master: %w", err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type page struct {
+		bs  []Bucket
+		err error
 	}
-	if len(mb) == 0 {
-		mb = []Bucket{{Hashes: make([]uint64, len(w.rep.Fields))}}
+	fetch := func(from any) <-chan page {
+		ch := make(chan page, 1)
+		req := &BucketRequest{CQRSID: w.rep.CQRSID, Fields: w.rep.Fields, After: from, Until: until, Size: w.sizes[level], Limit: walkPage}
+		go func() {
+			bs, err := w.master.Buckets(ctx, req)
+			ch <- page{bs, err}
+		}()
+		return ch
 	}
-	bounds := make([]any, len(mb))
-	for i, b := range mb {
-		bounds[i] = b.Hi
-	}
-	bounds[len(bounds)-1] = until // the replica may hold keys after the master's last
-	rb, err := w.buckets(ctx, w.replica, &BucketRequest{After: after, Until: until, Bounds: bounds}, &w.rep.ReplicaRows)
-	if err != nil {
-		return fmt.Errorf("cqrsync: verify: replica: %w", err)
-	}
-	if len(rb) != len(mb) {
-		return fmt.Errorf("cqrsync: verify: the replica side answered %d buckets for %d bounds", len(rb), len(mb))
-	}
+	next := fetch(after)
 	prev := after
-	for i := range mb {
-		if mb[i].Count != rb[i].Count || !slices.Equal(mb[i].Hashes, rb[i].Hashes) {
-			// Skip the levels that would cut this bucket into one.
-			next := level + 1
-			for next < len(w.sizes) && mb[i].Count <= int64(w.sizes[next]) {
-				next++
-			}
-			if err := w.check(ctx, prev, bounds[i], next); err != nil {
-				return err
-			}
+	for {
+		p := <-next
+		w.rep.Requests++
+		if p.err != nil {
+			return fmt.Errorf("cqrsync: verify: master: %w", p.err)
 		}
-		prev = bounds[i]
+		mb := p.bs
+		for _, b := range mb {
+			w.rep.MasterRows += b.Count
+		}
+		last := len(mb) < walkPage // the master has no more keys in the range
+		if !last {
+			next = fetch(mb[len(mb)-1].Hi) // read on while the replica hashes
+		}
+		if len(mb) == 0 {
+			mb = []Bucket{{Hashes: make([]uint64, len(w.rep.Fields))}}
+		}
+		bounds := make([]any, len(mb))
+		for i, b := range mb {
+			bounds[i] = b.Hi
+		}
+		if last {
+			bounds[len(bounds)-1] = until // the replica may hold keys after the master's last
+		}
+		rb, err := w.buckets(ctx, w.replica, &BucketRequest{After: prev, Until: until, Bounds: bounds}, &w.rep.ReplicaRows)
+		if err != nil {
+			return fmt.Errorf("cqrsync: verify: replica: %w", err)
+		}
+		if len(rb) != len(mb) {
+			return fmt.Errorf("cqrsync: verify: the replica side answered %d buckets for %d bounds", len(rb), len(mb))
+		}
+		for i := range mb {
+			if mb[i].Count != rb[i].Count || !slices.Equal(mb[i].Hashes, rb[i].Hashes) {
+				// Skip the levels that would cut this bucket into one.
+				deeper := level + 1
+				for deeper < len(w.sizes) && mb[i].Count <= int64(w.sizes[deeper]) {
+					deeper++
+				}
+				if err := w.check(ctx, prev, bounds[i], deeper); err != nil {
+					return err
+				}
+			}
+			prev = bounds[i]
+		}
+		if last {
+			return nil
+		}
 	}
-	return nil
 }
 
 // leaf compares the range (after, until] key by key.
@@ -389,12 +429,19 @@ func cutBuckets(ctx context.Context, req *BucketRequest, read rangeSource) ([]Bu
 		if req.Size < 1 {
 			return nil, fmt.Errorf("cqrsync: verify: a bucket request needs Size or Bounds")
 		}
+		errFull := errors.New("limit reached")
 		err := read(ctx, req, req.After, req.Until, func(pk any, get func(string) (any, bool)) error {
 			if h.cur == nil || h.cur.Count == int64(req.Size) {
+				if req.Limit > 0 && len(h.out) == req.Limit {
+					return errFull
+				}
 				h.open()
 			}
 			return h.add(pk, get)
 		})
+		if errors.Is(err, errFull) {
+			err = nil
+		}
 		return h.out, err
 	}
 	prev := req.After

@@ -21,6 +21,7 @@ type verifyMessage struct {
 	After  json.RawMessage `json:"after,omitempty"`
 	Until  json.RawMessage `json:"until,omitempty"`
 	Size   int             `json:"size,omitempty"`
+	Limit  int             `json:"limit,omitempty"`
 	Bounds json.RawMessage `json:"bounds,omitempty"`
 	Fields []string        `json:"fields,omitempty"`
 	Keys   json.RawMessage `json:"keys,omitempty"`
@@ -114,7 +115,7 @@ func serveVerify(ctx context.Context, m MasterSide, msg *verifyMessage) (*verify
 		fields, err := m.Fields(ctx, msg.CQRSID)
 		return &verifyAnswer{Fields: fields}, err
 	case "buckets":
-		req := &BucketRequest{CQRSID: msg.CQRSID, Size: msg.Size, Fields: msg.Fields}
+		req := &BucketRequest{CQRSID: msg.CQRSID, Size: msg.Size, Limit: msg.Limit, Fields: msg.Fields}
 		var err error
 		if req.After, err = decodeWire(msg.After); err != nil {
 			return bad(fmt.Errorf("after: %w", err))
@@ -217,7 +218,7 @@ func (c *VerifyClient) Fields(ctx context.Context, cqrsID string) ([]string, err
 
 // Buckets asks the master for the checksums of a key range.
 func (c *VerifyClient) Buckets(ctx context.Context, req *BucketRequest) ([]Bucket, error) {
-	msg := &verifyMessage{Op: "buckets", CQRSID: req.CQRSID, Size: req.Size, Fields: req.Fields}
+	msg := &verifyMessage{Op: "buckets", CQRSID: req.CQRSID, Size: req.Size, Limit: req.Limit, Fields: req.Fields}
 	var err error
 	if msg.After, err = encodeWire(req.After); err != nil {
 		return nil, err
