@@ -17,6 +17,7 @@ func newConsumeCommand(st *state) *cobra.Command {
 		workers, batch int
 		batchWait      time.Duration
 		cqrsIDs        []string
+		bgVerify       backgroundVerify
 	)
 	cmd := &cobra.Command{
 		Use:   "consume [-w N] [--cqrs-id ID]...",
@@ -36,7 +37,12 @@ consume after them, or let the service manager restart it.
 
 Events of one row always go to the same worker, in order. --cqrs-id limits
 the consumer to some models (repeat the flag, or separate with commas). It
-prints one line on stderr once it is subscribed, and its counts when it stops.`,
+prints one line on stderr once it is subscribed, and its counts when it stops.
+
+--verify-every D with --verify-master-url URL runs a drift check (see verify)
+of each consumed model every D, against the master's verify endpoint, and
+repairs what it finds (--verify-dry-run only logs it). Each check reads the
+whole table on both sides: make D hours, not seconds.`,
 		Example: `  cqrsync consume
   cqrsync consume -w 4 --cqrs-id account --cqrs-id invoice
   cqrsync consume -w 8 --batch 500 --log-level info`,
@@ -44,6 +50,9 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if batchWait < 0 {
 				return UsageError{Err: errtext.Errorf("--batch-wait must not be negative, got %v", batchWait)}
+			}
+			if err := bgVerify.check(); err != nil {
+				return err
 			}
 			if cmd.Flags().Changed("workers") && workers < 1 {
 				return UsageError{Err: errtext.Errorf("--workers must be at least 1, got %d", workers)}
@@ -112,10 +121,12 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 					fmt.Fprintf(s.env.Err, "cqrsync: consuming queue %s (%s) with %d worker(s); stop with SIGTERM or Ctrl-C\n",
 						full.Queue, strings.Join(full.CQRSIDs, ", "), full.Workers)
 				}
+				stopVerify := bgVerify.start(s, full.CQRSIDs)
 				select {
 				case <-s.ctx.Done():
 				case <-consumer.Done():
 				}
+				stopVerify()
 				err = consumer.Stop()
 				stats := consumer.Stats()
 				fmt.Fprintf(s.env.Err, "cqrsync: consumer stopped: %d received, %d applied, %d dropped (duplicate or stale), %d retried, %d dead-lettered\n",
@@ -135,5 +146,6 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 	f.IntVarP(&batch, "batch", "b", 100, "most events applied per transaction (default: the configuration's, else 100)")
 	f.DurationVar(&batchWait, "batch-wait", 0, "how long a worker waits to fill its batch before applying it (e.g. 2ms; default: the configuration's, else 0: at once)")
 	f.StringSliceVarP(&cqrsIDs, "cqrs-id", "c", nil, "consume only these models (default: every replica model)")
+	bgVerify.add(cmd)
 	return cmd
 }

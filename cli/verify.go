@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -60,6 +61,7 @@ than running it in a loop.`,
 			check := func(app *App) error { return checkModel("replica", cqrsID, app.Replica.Models()) }
 			return st.run(cmd, Needs{DB: true, Replica: true, Queue: repair}, check, func(s *session) error {
 				client := tools.NewVerifyClient(masterURL, &http.Client{Timeout: 10 * time.Minute})
+				defer client.CloseIdleConnections()
 				start := time.Now()
 				rep, err := tools.Verify(s.ctx, client, tools.NewLocalReplica(s.app.Replica, s.ex()), cqrsID, &tools.VerifyOpts{
 					Sizes: []int{bucket, narrow}, Repair: repair, Queue: s.app.Queue,
@@ -153,4 +155,74 @@ behind its own authentication. It runs until interrupted.`,
 	f.StringVar(&listen, "listen", "", "address to listen on (required), e.g. 127.0.0.1:8089")
 	f.StringVar(&path, "path", "/cqrsync/verify", "URL path of the endpoint")
 	return cmd
+}
+
+// backgroundVerify is consume's drift check: every interval, a verify of
+// each consumed model against the master's verify endpoint, repairing what
+// it finds unless dryRun.
+type backgroundVerify struct {
+	every     time.Duration
+	masterURL string
+	dryRun    bool
+}
+
+func (b *backgroundVerify) add(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.DurationVar(&b.every, "verify-every", 0, "run a drift check (see verify) of every consumed model this often, e.g. 1h, and repair what it finds; 0: never")
+	f.StringVar(&b.masterURL, "verify-master-url", "", "the master's verify endpoint, for --verify-every")
+	f.BoolVar(&b.dryRun, "verify-dry-run", false, "with --verify-every: log what the drift check finds, repair nothing")
+}
+
+func (b *backgroundVerify) check() error {
+	switch {
+	case b.every < 0:
+		return UsageError{Err: errtext.Errorf("--verify-every must not be negative, got %v", b.every)}
+	case b.every == 0 && b.masterURL != "":
+		return UsageError{Err: errors.New("--verify-master-url needs --verify-every, e.g. --verify-every 1h")}
+	case b.every > 0 && !strings.HasPrefix(b.masterURL, "http://") && !strings.HasPrefix(b.masterURL, "https://"):
+		return UsageError{Err: errtext.Errorf("--verify-every needs --verify-master-url, the http(s) URL where the master serves verify (cqrsync verify-serve), got %q", b.masterURL)}
+	}
+	return nil
+}
+
+// start runs the checks until the returned stop is called; the first one
+// runs after one interval.
+func (b *backgroundVerify) start(s *session, cqrsIDs []string) (stop func()) {
+	if b.every == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		client := tools.NewVerifyClient(b.masterURL, &http.Client{Timeout: b.every})
+		defer client.CloseIdleConnections()
+		tick := time.NewTicker(b.every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			for _, id := range cqrsIDs {
+				rep, err := tools.Verify(ctx, client, tools.NewLocalReplica(s.app.Replica, s.ex()), id, &tools.VerifyOpts{Repair: !b.dryRun, Queue: s.app.Queue})
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil:
+					s.log.Error("drift check failed", "cqrs_id", id, "error", err)
+				case rep.Clean():
+					s.log.Info("drift check: replica matches master", "cqrs_id", id, "master_rows", rep.MasterRows, "replica_rows", rep.ReplicaRows)
+				default:
+					s.log.Warn("drift check: replica differs from master", "cqrs_id", id, "differ", rep.Differ, "missing", rep.Missing, "extra", rep.Extra,
+						"resynced", rep.Resynced, "deleted", rep.Deleted)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

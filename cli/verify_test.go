@@ -70,3 +70,33 @@ func TestVerifyUsage(t *testing.T) {
 	run(t, b.master, "", "verify-serve").fails(t, cli.ExitUsage, "--listen is required")
 	run(t, b.replica, "", "verify", "-c", "djpeer_basic", "--master-url", "http://127.0.0.1:1/cqrsync/verify").fails(t, cli.ExitFailure, "verify-serve")
 }
+
+// TestConsumeVerifyEvery: consume's background drift check repairs a row
+// edited by hand on the replica, with no operator.
+func TestConsumeVerifyEvery(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.loadMaster(t)
+	run(t, b.replica, b.vector(t, "cmd_cqrs_bulk_dump_basic.dump"), "bulk-load", "-i", "-").ok(t)
+	srv := start(t, b.master, "verify-serve", "--listen", "127.0.0.1:0")
+	srv.waitFor(t, "listening on http://")
+	url := regexp.MustCompile(`http://\S+`).FindString(srv.errOut.String())
+	if _, err := b.replicaDB.ExecContext(t.Context(), `UPDATE djpeer_basic SET char_field = 'edited by hand' WHERE id = 3`); err != nil {
+		t.Fatal(err)
+	}
+	consume := start(t, b.replica, "consume", "--verify-every", "20ms", "--verify-master-url", url)
+	consume.waitFor(t, "consuming queue djpeer_replica")
+	relay := start(t, b.master, "relay")
+	eventually(t, "the background drift check repairs row 3", func() bool {
+		var v string
+		err := b.replicaDB.QueryRowContext(t.Context(), `SELECT char_field FROM djpeer_basic WHERE id = 3`).Scan(&v)
+		return err == nil && v != "edited by hand"
+	})
+	relay.stop()
+	if res := consume.stop(); res.code != cli.ExitOK {
+		t.Fatalf("consume ended with %d: %s", res.code, res.errOut)
+	}
+	srv.stop()
+	run(t, b.replica, "", "consume", "--verify-every", "1h").fails(t, cli.ExitUsage, "--verify-master-url")
+	run(t, b.replica, "", "consume", "--verify-master-url", url).fails(t, cli.ExitUsage, "--verify-every")
+}

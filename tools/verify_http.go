@@ -171,6 +171,9 @@ func NewVerifyClient(url string, hc *http.Client) *VerifyClient {
 
 var _ MasterSide = (*VerifyClient)(nil)
 
+// CloseIdleConnections closes the HTTP client's idle connections.
+func (c *VerifyClient) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // BytesExchanged returns the request and response body bytes so far.
 func (c *VerifyClient) BytesExchanged() (sent, received int64) {
 	return c.sent.Load(), c.receivd.Load()
