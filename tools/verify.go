@@ -2,10 +2,13 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -444,6 +447,34 @@ func cutBuckets(ctx context.Context, req *BucketRequest, read rangeSource) ([]Bu
 		}
 		return h.out, err
 	}
+	if his, ok := intBounds(req.Bounds); ok {
+		// Integer keys: one read of the whole range, cut where each key
+		// passes its bound (integers order alike in every database).
+		i := 0
+		h.open()
+		err := read(ctx, req, req.After, req.Bounds[len(req.Bounds)-1], func(pk any, get func(string) (any, bool)) error {
+			k, ok := intKey(pk)
+			if !ok {
+				return fmt.Errorf("cqrsync: verify: key %v is not an integer like the bounds", pk)
+			}
+			for i < len(his)-1 && k > his[i] {
+				h.cur.Hi = req.Bounds[i]
+				i++
+				h.open()
+			}
+			return h.add(pk, get)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for len(h.out) < len(req.Bounds) {
+			h.open()
+		}
+		for j := range h.out {
+			h.out[j].Hi = req.Bounds[j]
+		}
+		return h.out, nil
+	}
 	prev := req.After
 	for _, hi := range req.Bounds {
 		h.open()
@@ -453,6 +484,40 @@ func cutBuckets(ctx context.Context, req *BucketRequest, read rangeSource) ([]Bu
 		h.cur.Hi, prev = hi, hi
 	}
 	return h.out, nil
+}
+
+// intBounds returns bounds as integers when every bound but an open last
+// one is an integer, the open one as the largest int64.
+func intBounds(bounds []any) ([]int64, bool) {
+	out := make([]int64, len(bounds))
+	for i, b := range bounds {
+		if b == nil && i == len(bounds)-1 {
+			out[i] = math.MaxInt64
+			continue
+		}
+		k, ok := intKey(b)
+		if !ok {
+			return nil, false
+		}
+		out[i] = k
+	}
+	return out, len(bounds) > 0
+}
+
+// intKey returns an integer key's value.
+func intKey(v any) (int64, bool) {
+	switch k := v.(type) {
+	case int64:
+		return k, true
+	case int:
+		return int64(k), true
+	case int32:
+		return int64(k), true
+	case json.Number:
+		n, err := strconv.ParseInt(string(k), 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }
 
 // rangeFilter is the filter of the key range (after, until] on column pk.

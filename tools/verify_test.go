@@ -2,11 +2,13 @@ package tools_test
 
 import (
 	"bytes"
+	"database/sql"
 	"fmt"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/tools"
@@ -122,5 +124,31 @@ func TestVerifyMappedReplica(t *testing.T) {
 	rep, err = tools.Verify(t.Context(), m, r, "djpeer_basic", nil)
 	if err != nil || fmt.Sprint(rep.Differ, rep.DifferFields) != "[16] [[char_field]]" {
 		t.Fatalf("verify = %+v, %v; want row 16's char_field", rep, err)
+	}
+}
+
+// TestVerifyTextKeys checks a model keyed by text, whose ranges the
+// replica reads bound by bound.
+func TestVerifyTextKeys(t *testing.T) {
+	t.Parallel()
+	const ddl = `CREATE TABLE code (id TEXT PRIMARY KEY, cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated TIMESTAMP NOT NULL, label TEXT NOT NULL)`
+	masterDB, replicaDB := cqrsynctesting.OpenSQLite(t, ddl), cqrsynctesting.OpenSQLite(t, ddl)
+	for _, db := range []*sql.DB{masterDB, replicaDB} {
+		if _, err := db.Exec(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+			INSERT INTO code SELECT printf('k%04d', i), 1, '2026-01-01 00:00:00', 'label ' || i FROM n`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := replicaDB.Exec(`UPDATE code SET label = 'x' WHERE id IN ('k0005', 'k0150')`); err != nil {
+		t.Fatal(err)
+	}
+	master, _ := cqrsync.NewMaster(databasesql.New(masterDB, sqldialect.SQLite()), nil)
+	_ = master.Register(&cqrsync.MasterModel{CQRSID: "code", Table: "code"})
+	replica, _ := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.SQLite()), nil)
+	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "code", Table: "code"})
+	rep, err := tools.Verify(t.Context(), tools.NewLocalMaster(master, sqldialect.FromSQL(masterDB)), tools.NewLocalReplica(replica, sqldialect.FromSQL(replicaDB)),
+		"code", &tools.VerifyOpts{Sizes: []int{32, 4}})
+	if err != nil || fmt.Sprint(rep.Differ, rep.Missing, rep.Extra) != "[k0005 k0150] [] []" {
+		t.Fatalf("verify = %+v, %v; want k0005 and k0150", rep, err)
 	}
 }
