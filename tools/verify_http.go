@@ -94,7 +94,7 @@ func VerifyHandler(m MasterSide) http.Handler {
 			return
 		}
 		a, err := serveVerify(req.Context(), m, &msg)
-		if errors.Is(err, errBadVerifyRequest) {
+		if errors.Is(err, errBadVerifyRequest) || errors.Is(err, cqrsync.ErrBadFilter) || errors.Is(err, cqrsync.ErrInvalidValue) || errors.Is(err, cqrsync.ErrUnknownModel) {
 			answer(http.StatusBadRequest, &verifyAnswer{Error: err.Error()})
 			return
 		}

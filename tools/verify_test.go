@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/cqrsync/cqrsync"
@@ -150,5 +153,44 @@ func TestVerifyTextKeys(t *testing.T) {
 		"code", &tools.VerifyOpts{Sizes: []int{32, 4}})
 	if err != nil || fmt.Sprint(rep.Differ, rep.Missing, rep.Extra) != "[k0005 k0150] [] []" {
 		t.Fatalf("verify = %+v, %v; want k0005 and k0150", rep, err)
+	}
+}
+
+// TestVerifyHandlerErrors: the handler says what is wrong, and the client
+// passes it on.
+func TestVerifyHandlerErrors(t *testing.T) {
+	t.Parallel()
+	p := loadedPair(t)
+	local, r := p.sides()
+	srv := httptest.NewServer(tools.VerifyHandler(local))
+	t.Cleanup(srv.Close)
+	t.Cleanup(srv.Client().CloseIdleConnections)
+	for _, c := range []struct {
+		method, body string
+		code         int
+		want         string
+	}{
+		{"GET", "", http.StatusMethodNotAllowed, "POST a JSON request"},
+		{"POST", "nope", http.StatusBadRequest, "not a JSON request"},
+		{"POST", `{"op":"drop"}`, http.StatusBadRequest, "unknown op"},
+		{"POST", `{"op":"buckets","cqrs_id":"djpeer_basic","size":4,"after":"{"}`, http.StatusBadRequest, "bad filter"},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), c.method, srv.URL, strings.NewReader(c.body))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s %s: %d %s; want %d mentioning %q", c.method, c.body, resp.StatusCode, body, c.code, c.want)
+		}
+	}
+	client := tools.NewVerifyClient(srv.URL, srv.Client())
+	if _, err := tools.Verify(t.Context(), client, r, "nope", nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("verify of an unknown model = %v; want an error naming it", err)
+	}
+	if _, err := tools.Verify(t.Context(), client, r, "djpeer_basic", &tools.VerifyOpts{Repair: true}); err == nil || !strings.Contains(err.Error(), "Queue") {
+		t.Errorf("repair without a queue = %v; want an error asking for it", err)
 	}
 }
