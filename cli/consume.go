@@ -51,9 +51,6 @@ whole table on both sides: make D hours, not seconds.`,
 			if batchWait < 0 {
 				return UsageError{Err: errtext.Errorf("--batch-wait must not be negative, got %v", batchWait)}
 			}
-			if err := bgVerify.check(); err != nil {
-				return err
-			}
 			if cmd.Flags().Changed("workers") && workers < 1 {
 				return UsageError{Err: errtext.Errorf("--workers must be at least 1, got %d", workers)}
 			}
@@ -70,7 +67,7 @@ whole table on both sides: make D hours, not seconds.`,
 				if err := errors.Join(errs...); err != nil {
 					return UsageError{Err: err}
 				}
-				return nil
+				return bgVerify.resolve(cmd, app)
 			}
 			return st.run(cmd, Needs{DB: true, Replica: true, Transport: true, Queue: true}, check, func(s *session) error {
 				ids := cqrsIDs

@@ -173,6 +173,7 @@ func (b *backgroundVerify) add(cmd *cobra.Command) {
 	f.BoolVar(&b.dryRun, "verify-dry-run", false, "with --verify-every: log what the drift check finds, repair nothing")
 }
 
+// check validates the settings, once merged with the App's (resolve).
 func (b *backgroundVerify) check() error {
 	switch {
 	case b.every < 0:
@@ -183,6 +184,18 @@ func (b *backgroundVerify) check() error {
 		return UsageError{Err: errtext.Errorf("--verify-every needs --verify-master-url, the http(s) URL where the master serves verify (cqrsync verify-serve), got %q", b.masterURL)}
 	}
 	return nil
+}
+
+// resolve fills in the App's settings where the flags were not given, and
+// checks the result.
+func (b *backgroundVerify) resolve(cmd *cobra.Command, app *App) error {
+	if !cmd.Flags().Changed("verify-every") {
+		b.every = app.Verify.Every
+	}
+	if !cmd.Flags().Changed("verify-master-url") {
+		b.masterURL = app.Verify.MasterURL
+	}
+	return b.check()
 }
 
 // start runs the checks until the returned stop is called; the first one

@@ -1,9 +1,11 @@
 package cli_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cqrsync/cqrsync/cli"
 )
@@ -84,7 +86,16 @@ func TestConsumeVerifyEvery(t *testing.T) {
 	if _, err := b.replicaDB.ExecContext(t.Context(), `UPDATE djpeer_basic SET char_field = 'edited by hand' WHERE id = 3`); err != nil {
 		t.Fatal(err)
 	}
-	consume := start(t, b.replica, "consume", "--verify-every", "20ms", "--verify-master-url", url)
+	// The settings come from the App (YAML replica.verify_every and
+	// verify_master_url), as the flags' defaults.
+	withVerify := &cli.Options{Setup: func(ctx context.Context, req *cli.SetupRequest) (*cli.App, error) {
+		app, err := b.replica.Setup(ctx, req)
+		if app != nil {
+			app.Verify = cli.VerifySettings{Every: 20 * time.Millisecond, MasterURL: url}
+		}
+		return app, err
+	}}
+	consume := start(t, withVerify, "consume")
 	consume.waitFor(t, "consuming queue djpeer_replica")
 	relay := start(t, b.master, "relay")
 	eventually(t, "the background drift check repairs row 3", func() bool {

@@ -81,6 +81,8 @@ func decode(data []byte) (*Config, []Problem) {
 				"shutdown_timeout":    func(n *yaml.Node, p string) { d.duration(n, p, &r.ShutdownTimeout) },
 				"batch_wait":          func(n *yaml.Node, p string) { d.duration(n, p, &r.BatchWait) },
 				"retry":               func(n *yaml.Node, p string) { r.Retry = d.retry(n, p) },
+				"verify_every":        func(n *yaml.Node, p string) { d.duration(n, p, &r.VerifyEvery) },
+				"verify_master_url":   func(n *yaml.Node, p string) { d.str(n, p, &r.VerifyMasterURL) },
 			})
 		},
 		"masters": func(n *yaml.Node, p string) {
