@@ -122,7 +122,7 @@ type VerifyReport struct {
 	Extra []any
 	// MasterRows and ReplicaRows count the rows each side read.
 	MasterRows, ReplicaRows int64
-	// Requests counts the bucket requests sent to each side.
+	// Requests counts the bucket requests, both sides together.
 	Requests int
 	// Resynced and Deleted count the repairs (with VerifyOpts.Repair).
 	Resynced, Deleted int64
