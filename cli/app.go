@@ -62,6 +62,9 @@ type App struct {
 	// command fills in Replica, transport, Queue, CQRSIDs and Logger, and
 	// --workers and --batch override.
 	Consumer cqrsync.ConsumerConfig
+	// Verify is consume's background drift check, when Verify.Every is set;
+	// consume's --verify-every and --verify-master-url override it.
+	Verify VerifySettings
 	// Relay is the template of the relay that relay, sync and diff-sync run:
 	// BatchSize, PollInterval and the like are used; the command fills in
 	// Publisher and Logger, and runs it on DB.
@@ -88,6 +91,16 @@ type App struct {
 	// transaction beyond the idle limit opens and closes a connection. Nil:
 	// DB's pool is left as it is.
 	SizePool func(conns int)
+}
+
+// VerifySettings configure consume's background drift check (see the
+// verify command).
+type VerifySettings struct {
+	// Every is how often each consumed model is checked; 0 means never.
+	Every time.Duration
+	// MasterURL is the master's verify endpoint (verify-serve, or
+	// tools.VerifyHandler mounted in the master service).
+	MasterURL string
 }
 
 // WALOutbox locates a master's write-ahead log outbox (see App.WAL).

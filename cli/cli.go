@@ -174,6 +174,8 @@ command failed, 2 it was called or configured wrongly.`,
 		newSchemaCommand(st),
 		newCheckCommand(st),
 		newResendCommand(st),
+		newVerifyCommand(st),
+		newVerifyServeCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)

@@ -99,6 +99,7 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	app := &cli.App{
 		Queue:    cfg.Queue,
 		Consumer: cfg.ConsumerConfig(),
+		Verify:   cli.VerifySettings{Every: cfg.Replica.VerifyEvery, MasterURL: cfg.Replica.VerifyMasterURL},
 		Secrets:  cfg.Passwords(),
 	}
 	app.DeadLetterQueue = cfg.DeadLetterQueue

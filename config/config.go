@@ -177,6 +177,11 @@ type ReplicaSettings struct {
 	// Retry is the default retry policy; nil means django-cqrs's (30
 	// retries, 2 s apart).
 	Retry *Retry
+	// VerifyEvery and VerifyMasterURL run consume's background drift check
+	// (YAML verify_every, verify_master_url; consume --verify-every and
+	// --verify-master-url override them); 0 means none.
+	VerifyEvery     time.Duration
+	VerifyMasterURL string
 }
 
 // Retry is a retry policy.

@@ -243,3 +243,18 @@ func TestLoadUnreadable(t *testing.T) {
 		t.Fatalf("Load = %+v, %v", c, err)
 	}
 }
+
+// TestReplicaVerifySettings: consume's background drift check from YAML.
+func TestReplicaVerifySettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("x.yaml", []byte("replica:\n  verify_every: 6h\n  verify_master_url: http://master:8089/cqrsync/verify\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Replica.VerifyEvery != 6*time.Hour || c.Replica.VerifyMasterURL != "http://master:8089/cqrsync/verify" {
+		t.Fatalf("replica settings = %+v", c.Replica)
+	}
+	if _, err := config.Parse("x.yaml", []byte("replica: {verify_every: often}\n"), nil); err == nil || !strings.Contains(err.Error(), "verify_every") {
+		t.Fatalf("a bad verify_every = %v; want an error naming it", err)
+	}
+}

@@ -85,6 +85,8 @@ func decode(data []byte) (*Config, []Problem) {
 				"no_resend":           func(n *yaml.Node, p string) { d.boolean(n, p, &r.NoResend) },
 				"resend_interval":     func(n *yaml.Node, p string) { d.duration(n, p, &r.ResendInterval) },
 				"retry":               func(n *yaml.Node, p string) { r.Retry = d.retry(n, p) },
+				"verify_every":        func(n *yaml.Node, p string) { d.duration(n, p, &r.VerifyEvery) },
+				"verify_master_url":   func(n *yaml.Node, p string) { d.str(n, p, &r.VerifyMasterURL) },
 			})
 		},
 		"masters": func(n *yaml.Node, p string) {
