@@ -308,6 +308,15 @@ func (m *Master[TTx]) Models() []string {
 	return sortedKeys(m.models)
 }
 
+// Model returns the registered model of cqrsID, for tools that show it (the
+// admin page); the caller must not change it.
+func (m *Master[TTx]) Model(cqrsID string) (*MasterModel, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	mm, ok := m.models[cqrsID]
+	return mm, ok
+}
+
 func (m *Master[TTx]) model(cqrsID string) (*MasterModel, error) {
 	m.mu.RLock()
 	mm, ok := m.models[cqrsID]
