@@ -202,7 +202,7 @@ func (h *Handler) backlog(ctx context.Context) *backlog {
 		b.Rows, b.Oldest = st.Rows, st.Oldest
 	}
 	if rl := h.cfg.Relay; rl != nil {
-		b.Relay = "starting"
+		b.Relay = "not running"
 		select {
 		case <-rl.Started():
 			b.Relay = "running"
