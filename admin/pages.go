@@ -242,6 +242,9 @@ type tableState struct {
 	Rows                int64
 	Newest              time.Time
 	Err                 string
+	// Behind, on a replica row of a service that is also the model's
+	// master, says how far its newest change trails the master's.
+	Behind string
 }
 
 func (h *Handler) freshness(w http.ResponseWriter, r *http.Request, c caller) {
@@ -265,10 +268,29 @@ func (h *Handler) freshness(w http.ResponseWriter, r *http.Request, c caller) {
 				out = append(out, tableState{Side: "replica", CQRSID: id, Err: "no table (custom handlers only)"})
 				continue
 			}
-			out = append(out, h.tableState(ctx, rp.DB(), "replica", id, rm.Table))
+			st := h.tableState(ctx, rp.DB(), "replica", id, rm.Table)
+			for _, m := range out {
+				if m.Side == "master" && m.CQRSID == id && m.Err == "" && st.Err == "" {
+					st.Behind = behind(m, st)
+				}
+			}
+			out = append(out, st)
 		}
 	}
 	h.render(w, r, "freshness", c, out)
+}
+
+// behind says how far a replica table trails its master table.
+func behind(master, replica tableState) string {
+	switch {
+	case master.Newest.IsZero():
+		return ""
+	case replica.Newest.IsZero():
+		return "has no rows yet"
+	case !replica.Newest.Before(master.Newest):
+		return "up to date"
+	}
+	return master.Newest.Sub(replica.Newest).Round(time.Millisecond).String() + " behind"
 }
 
 // tableState counts a table's rows and reads its newest cqrs_updated.

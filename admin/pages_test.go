@@ -26,10 +26,16 @@ func TestModelsAndFreshness(t *testing.T) {
 		}
 	}
 	_, _, page = c.do("GET", "/freshness", nil, nil)
-	for _, want := range []string{`data-side="master" data-cqrs-id="account"`, `<td class="rows">2</td>`, "2026-01-02 03:04:06 UTC", `<td class="rows">0</td>`} {
+	for _, want := range []string{`data-side="master" data-cqrs-id="account"`, `<td class="rows">2</td>`, "2026-01-02 03:04:06 UTC", `<td class="rows">0</td>`, `<td class="behind">has no rows yet</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("freshness page lacks %q:\n%s", want, page)
 		}
+	}
+	if _, err := b.replicaDB.Exec(`INSERT INTO account_copy (id, name, cqrs_updated) VALUES (1, 'a', '2026-01-02 03:04:05')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, page = c.do("GET", "/freshness", nil, nil); !strings.Contains(page, `<td class="behind">1s behind</td>`) {
+		t.Errorf("freshness page does not say the replica is 1s behind:\n%s", page)
 	}
 }
 
