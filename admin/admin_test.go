@@ -202,3 +202,25 @@ func TestMountedUnderPrefix(t *testing.T) {
 		t.Fatalf("GET the stylesheet = %d", code)
 	}
 }
+
+// TestCookieAttributes: the login cookies are HttpOnly and SameSite=Strict,
+// and Secure when the page is reached over HTTPS (through a proxy here).
+func TestCookieAttributes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, nil)
+	for _, proto := range []string{"", "https"} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", b.srv.URL+"/login", nil)
+		if proto != "" {
+			req.Header.Set("X-Forwarded-Proto", proto)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		c := resp.Header.Get("Set-Cookie")
+		if !strings.Contains(c, "HttpOnly") || !strings.Contains(c, "SameSite=Strict") || strings.Contains(c, "Secure") != (proto == "https") {
+			t.Errorf("X-Forwarded-Proto %q: Set-Cookie %q; want HttpOnly, SameSite=Strict, and Secure only over https", proto, c)
+		}
+	}
+}

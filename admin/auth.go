@@ -178,7 +178,7 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) showLogin(w http.ResponseWriter, r *http.Request, failed bool) {
 	tok := randomToken()
-	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: cookiePath(r), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: 3600})
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: cookiePath(r), HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode, MaxAge: 3600})
 	if failed {
 		w.WriteHeader(http.StatusUnauthorized)
 	}
@@ -215,7 +215,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	path := cookiePath(r)
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: path, MaxAge: -1})
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: path, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, MaxAge: int(h.cfg.SessionTTL.Seconds())})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: path, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode, MaxAge: int(h.cfg.SessionTTL.Seconds())})
 	http.Redirect(w, r, relative(r, "./"), http.StatusSeeOther)
 }
 
@@ -228,6 +228,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: cookiePath(r), MaxAge: -1})
 	http.Redirect(w, r, relative(r, "login"), http.StatusSeeOther)
+}
+
+// secure reports whether the browser reached the page over HTTPS, itself
+// or through a proxy that terminates TLS, so that cookies are marked
+// Secure. (A client that claims it falsely only loses its own cookies.)
+func secure(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
 // mountPrefix returns the path the handler is mounted at ("/" or
