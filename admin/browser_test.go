@@ -117,7 +117,7 @@ func setupLive(t *testing.T) *live {
 	if l.master, err = cqrsync.NewMaster(mdrv, &cqrsync.MasterConfig{Relay: l.relay}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"}); err != nil {
+	if err := l.master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account", Fields: []string{"id", "name"}, TrackedFields: []string{"name"}}); err != nil {
 		t.Fatal(err)
 	}
 	replica, err := cqrsync.NewReplica(databasesql.New(l.replicaDB, sqldialect.Postgres()), &cqrsync.ReplicaConfig{Logger: quiet()})
