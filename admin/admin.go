@@ -2,13 +2,11 @@ package admin
 
 import (
 	"cmp"
-	"context"
 	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -18,20 +16,16 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
 // Master is what the page uses of a *cqrsync.Master[TTx], whatever its
-// transaction type.
+// transaction type: the tools' view of it (the sync preview is a dump).
 type Master interface {
+	tools.Master
 	// Models returns the registered CQRS IDs.
 	Models() []string
-	// Model returns a registered model.
-	Model(cqrsID string) (*cqrsync.MasterModel, bool)
-	// SyncQuery enqueues SYNCs of the rows a filter selects.
-	SyncQuery(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *cqrsync.SyncOpts) (int64, error)
-	// Dump writes the rows a filter selects (the sync preview).
-	Dump(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *cqrsync.DumpOpts) (written, processed int64, err error)
 }
 
 var _ Master = (*cqrsync.Master[any])(nil)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -28,7 +29,7 @@ var errPreviewFull = errors.New("admin: preview full")
 // are more than that.
 func previewRows(ctx context.Context, m Master, ex sqldialect.Executor, cqrsID, filter string, show, countLimit int) (rows []string, count int, more bool, err error) {
 	w := &lineWriter{show: show, limit: countLimit}
-	_, _, err = m.Dump(ctx, ex, cqrsID, w, &cqrsync.DumpOpts{Filter: filter, SkipRefused: true, BatchSize: 500})
+	_, _, err = tools.Dump(ctx, m, ex, cqrsID, w, &tools.DumpOpts{Filter: filter, SkipRefused: true, BatchSize: 500})
 	w.flush()
 	if errors.Is(err, errPreviewFull) {
 		return w.rows, w.count, true, nil
@@ -83,8 +84,8 @@ func (w *lineWriter) flush() {
 
 // deadLetterFilter selects the dead letters of a model and a reason; ""
 // selects any.
-func deadLetterFilter(cqrsID, reason string, anyReason bool) *cqrsync.DeadLetterFilter {
-	f := &cqrsync.DeadLetterFilter{}
+func deadLetterFilter(cqrsID, reason string, anyReason bool) *tools.DeadLetterFilter {
+	f := &tools.DeadLetterFilter{}
 	if cqrsID != "" {
 		f.CQRSIDs = []string{cqrsID}
 	}
@@ -96,14 +97,14 @@ func deadLetterFilter(cqrsID, reason string, anyReason bool) *cqrsync.DeadLetter
 
 // retryDeadLetters sends the selected dead letters back to queue, as
 // `cqrsync dead-letters retry` does.
-func retryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transport.Publisher, queue, dlq string, f *cqrsync.DeadLetterFilter) (int, error) {
-	return cqrsync.RetryDeadLetters(ctx, dl, pub, queue, dlq, &cqrsync.RetryDeadLettersOpts{Filter: f})
+func retryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transport.Publisher, queue, dlq string, f *tools.DeadLetterFilter) (int, error) {
+	return tools.RetryDeadLetters(ctx, dl, pub, queue, dlq, &tools.RetryDeadLettersOpts{Filter: f})
 }
 
 // purgeDeadLetters removes the selected dead letters, as `cqrsync
 // dead-letters purge` does.
-func purgeDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, f *cqrsync.DeadLetterFilter) (int, error) {
-	return cqrsync.PurgeDeadLetters(ctx, dl, dlq, f)
+func purgeDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string, f *tools.DeadLetterFilter) (int, error) {
+	return tools.PurgeDeadLetters(ctx, dl, dlq, f)
 }
 
 // reasonOf returns why a dead letter was dead-lettered, "" when it does
