@@ -48,9 +48,21 @@ func (h *Handler) parseTemplates() error {
 	return nil
 }
 
-// render writes a page.
+// render writes a page. A GET with ?refresh=N (1 to 60) reloads itself
+// every N seconds, without JavaScript.
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, page string, c caller, data any) {
-	h.renderRefresh(w, r, page, c, data, 0)
+	l := &layout{Title: h.cfg.Title, Page: page, User: c.user, CSRF: c.csrf, Data: data}
+	q := r.URL.Query()
+	if n, err := strconv.Atoi(q.Get("refresh")); err == nil && r.Method == http.MethodGet {
+		l.Refresh = min(max(n, 1), 60)
+	}
+	if id := q.Get("flash"); id != "" {
+		l.Flash = h.takeFlash(id)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := h.pages[page].ExecuteTemplate(w, "layout", l); err != nil {
+		h.log.Error("cqrsync admin: render", "page", page, "error", err)
+	}
 }
 
 // age says how long ago t was, to the second.
@@ -216,24 +228,7 @@ func (h *Handler) backlog(ctx context.Context) *backlog {
 func (h *Handler) outbox(w http.ResponseWriter, r *http.Request, c caller) {
 	ctx, cancel := context.WithTimeout(r.Context(), pageTimeout)
 	defer cancel()
-	refresh := 0
-	if n, err := strconv.Atoi(r.URL.Query().Get("refresh")); err == nil {
-		refresh = min(max(n, 1), 60)
-	}
-	h.renderRefresh(w, r, "outbox", c, h.backlog(ctx), refresh)
-}
-
-// renderRefresh renders a page that reloads itself every refresh seconds
-// (0: never), without JavaScript, with the flash message the URL names.
-func (h *Handler) renderRefresh(w http.ResponseWriter, r *http.Request, page string, c caller, data any, refresh int) {
-	l := &layout{Title: h.cfg.Title, Page: page, User: c.user, CSRF: c.csrf, Data: data, Refresh: refresh}
-	if id := r.URL.Query().Get("flash"); id != "" {
-		l.Flash = h.takeFlash(id)
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := h.pages[page].ExecuteTemplate(w, "layout", l); err != nil {
-		h.log.Error("cqrsync admin: render", "page", page, "error", err)
-	}
+	h.render(w, r, "outbox", c, h.backlog(ctx))
 }
 
 // tableState is a table's freshness.

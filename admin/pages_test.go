@@ -34,8 +34,11 @@ func TestModelsAndFreshness(t *testing.T) {
 	if _, err := b.replicaDB.Exec(`INSERT INTO account_copy (id, name, cqrs_updated) VALUES (1, 'a', '2026-01-02 03:04:05')`); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, page = c.do("GET", "/freshness", nil, nil); !strings.Contains(page, `<td class="behind">1s behind</td>`) {
+	if _, _, page = c.do("GET", "/freshness?refresh=5", nil, nil); !strings.Contains(page, `<td class="behind">1s behind</td>`) {
 		t.Errorf("freshness page does not say the replica is 1s behind:\n%s", page)
+	}
+	if !strings.Contains(page, `<meta http-equiv="refresh" content="5">`) {
+		t.Errorf("?refresh=5 does not reload the page every 5 s:\n%s", page)
 	}
 }
 
