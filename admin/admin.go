@@ -141,6 +141,7 @@ type Handler struct {
 	mu       sync.Mutex
 	sessions map[string]*session
 	flashes  map[string]*flash
+	failed   map[string]*failures // failed logins by remote address
 }
 
 //go:embed templates/*.html

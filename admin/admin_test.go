@@ -7,8 +7,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cqrsync/cqrsync/admin"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -222,5 +224,31 @@ func TestCookieAttributes(t *testing.T) {
 		if !strings.Contains(c, "HttpOnly") || !strings.Contains(c, "SameSite=Strict") || strings.Contains(c, "Secure") != (proto == "https") {
 			t.Errorf("X-Forwarded-Proto %q: Set-Cookie %q; want HttpOnly, SameSite=Strict, and Secure only over https", proto, c)
 		}
+	}
+}
+
+// TestFailedLoginsAreLimited: after 10 failed logins in 10 minutes, an
+// address is refused even the right token until the window passes.
+func TestFailedLoginsAreLimited(t *testing.T) {
+	t.Parallel()
+	clock := cqrsynctesting.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	b := setup(t, func(c *admin.Config) { c.Now = clock.Now })
+	c := newClient(t, b.srv.URL)
+	login := func(token string) int {
+		_, _, page := c.do("GET", "/login", nil, nil)
+		code, _, _ := c.do("POST", "/login", url.Values{"csrf": {csrf(t, page)}, "token": {token}}, nil)
+		return code
+	}
+	for i := range 10 {
+		if code := login("wrong-token-0123456789"); code != http.StatusUnauthorized {
+			t.Fatalf("failed login %d = %d; want 401", i+1, code)
+		}
+	}
+	if code := login(testToken); code != http.StatusTooManyRequests {
+		t.Fatalf("login after 10 failures = %d; want 429", code)
+	}
+	clock.Advance(10 * time.Minute)
+	if code := login(testToken); code != http.StatusSeeOther {
+		t.Fatalf("login once the window passed = %d; want 303", code)
 	}
 }

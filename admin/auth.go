@@ -6,9 +6,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -197,9 +200,17 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.forbidden(w, r, "the login form's security token (CSRF) is missing or wrong: reload the login page and try again")
 		return
 	}
+	ip := remoteIP(r)
+	if h.throttled(ip) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
+		w.WriteHeader(http.StatusTooManyRequests)
+		h.render(w, r, "error", caller{}, &errorPage{Status: "429 too many failed logins", Message: fmt.Sprintf("%d failed logins from this address in %v: wait, then log in again", maxFailedLogins, loginWindow)})
+		return
+	}
 	user, ok := h.checkCredentials(r.PostFormValue("token"), r.PostFormValue("username"), r.PostFormValue("password"))
 	if !ok {
 		h.log.Warn("cqrsync admin: failed login", "remote", r.RemoteAddr)
+		h.failedLogin(ip)
 		h.showLogin(w, r, true)
 		return
 	}
@@ -217,6 +228,62 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: path, MaxAge: -1})
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: path, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode, MaxAge: int(h.cfg.SessionTTL.Seconds())})
 	http.Redirect(w, r, relative(r, "./"), http.StatusSeeOther)
+}
+
+// Failed logins from one address are limited: after maxFailedLogins within
+// loginWindow, its logins are refused until the window passes.
+const (
+	maxFailedLogins = 10
+	loginWindow     = 10 * time.Minute
+)
+
+// failures counts an address's failed logins since first.
+type failures struct {
+	n     int
+	first time.Time
+}
+
+// remoteIP is the address of the client (the proxy's, behind one).
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// throttled reports whether ip has failed too often lately.
+func (h *Handler) throttled(ip string) bool {
+	now := h.cfg.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f, ok := h.failed[ip]
+	if ok && now.Sub(f.first) >= loginWindow {
+		delete(h.failed, ip)
+		return false
+	}
+	return ok && f.n >= maxFailedLogins
+}
+
+// failedLogin counts a failed login of ip.
+func (h *Handler) failedLogin(ip string) {
+	now := h.cfg.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failed == nil {
+		h.failed = map[string]*failures{}
+	}
+	for k, f := range h.failed { // forget old windows
+		if now.Sub(f.first) >= loginWindow {
+			delete(h.failed, k)
+		}
+	}
+	f, ok := h.failed[ip]
+	if !ok {
+		f = &failures{first: now}
+		h.failed[ip] = f
+	}
+	f.n++
 }
 
 // logout ends the session.
