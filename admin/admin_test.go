@@ -247,6 +247,19 @@ func TestFailedLoginsAreLimited(t *testing.T) {
 	if code := login(testToken); code != http.StatusTooManyRequests {
 		t.Fatalf("login after 10 failures = %d; want 429", code)
 	}
+	// Credentials in a header count, and are refused, the same way.
+	if code, _, _ := c.do("GET", "/models", nil, map[string]string{"Authorization": "Bearer " + testToken}); code != http.StatusTooManyRequests {
+		t.Fatalf("the right bearer token after 10 failures = %d; want 429", code)
+	}
+	clock.Advance(10 * time.Minute)
+	for i := range 10 {
+		if code, _, _ := c.do("GET", "/models", nil, map[string]string{"Authorization": "Bearer wrong-token-0123456789"}); code != http.StatusUnauthorized {
+			t.Fatalf("failed bearer token %d = %d; want 401", i+1, code)
+		}
+	}
+	if code := login(testToken); code != http.StatusTooManyRequests {
+		t.Fatalf("login after 10 failed bearer tokens = %d; want 429", code)
+	}
 	clock.Advance(10 * time.Minute)
 	if code := login(testToken); code != http.StatusSeeOther {
 		t.Fatalf("login once the window passed = %d; want 303", code)

@@ -106,8 +106,17 @@ func (h *Handler) authenticate(r *http.Request) (caller, bool) {
 // form and anything else gets 401; a POST must also pass the CSRF checks.
 func (h *Handler) authed(fn func(w http.ResponseWriter, r *http.Request, c caller)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		headerAuth := r.Header.Get("Authorization") != ""
+		if headerAuth && h.throttled(remoteIP(r)) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(loginWindow.Seconds())))
+			http.Error(w, "429 too many failed logins from this address: wait, then try again", http.StatusTooManyRequests)
+			return
+		}
 		c, ok := h.authenticate(r)
 		if !ok {
+			if headerAuth {
+				h.failedLogin(remoteIP(r))
+			}
 			if r.Method == http.MethodGet && r.Header.Get("Authorization") == "" && strings.Contains(r.Header.Get("Accept"), "text/html") {
 				http.Redirect(w, r, relative(r, "login"), http.StatusSeeOther)
 				return
