@@ -27,7 +27,9 @@
 // neither a Token nor a Username and Password. A browser logs in on the
 // login form and gets a session cookie (HttpOnly, SameSite=Strict); a
 // script may send the token as "Authorization: Bearer" or the user and
-// password as HTTP basic auth instead. Every state-changing request (login,
+// password as HTTP basic auth instead. After 10 failed logins in 10
+// minutes an address is refused for the rest of the window. Every
+// state-changing request (login,
 // logout, retry, purge, sync) must be a POST carrying the page's CSRF token,
 // compared in constant time, and an Origin (or Referer) header of the
 // page's own host. Responses carry a strict Content-Security-Policy,
