@@ -66,6 +66,11 @@ type Config struct {
 	// MasterDB is the master database: the outbox backlog, the master
 	// tables' freshness, the sync action. Required with Master.
 	MasterDB sqldialect.DB
+	// WALSlot, when set, says the master's outbox is PostgreSQL's
+	// write-ahead log (cqrsync.OutboxWAL), streamed through this
+	// replication slot: cqrs_outbox stays empty, so the outbox page shows
+	// no table backlog and points to `cqrsync outbox status`.
+	WALSlot string
 	// Relay, when set, is the outbox relay of this process: its state is
 	// shown and a sync wakes it. Nil: another process's relay sends the
 	// events (cqrsync relay).

@@ -193,7 +193,8 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request, c caller) {
 
 // backlog is the outbox's state.
 type backlog struct {
-	Known     bool // a master database is configured
+	Known     bool   // a master database is configured
+	WALSlot   string // the outbox is the WAL, through this slot
 	Rows      int64
 	Oldest    time.Time
 	Err       string
@@ -207,6 +208,9 @@ func (h *Handler) backlog(ctx context.Context) *backlog {
 		return b
 	}
 	b.Known = true
+	if b.WALSlot = h.cfg.WALSlot; b.WALSlot != "" {
+		return b
+	}
 	st, err := h.cfg.MasterDB.Dialect().OutboxStats(ctx, h.cfg.MasterDB.Pool())
 	if err != nil {
 		b.Err = h.scrub(err.Error())

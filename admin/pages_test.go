@@ -142,3 +142,18 @@ func TestSyncByKeys(t *testing.T) {
 		t.Fatalf("outbox page:\n%s", page)
 	}
 }
+
+// TestWALOutbox: a master whose outbox is the WAL has no table backlog to
+// show; the page says where its events wait instead.
+func TestWALOutbox(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(c *admin.Config) { c.WALSlot = "orders_slot" })
+	c := newClient(t, b.srv.URL)
+	page := c.login()
+	if !strings.Contains(page, "in the WAL, slot <code>orders_slot</code>") || strings.Contains(page, `id="overview-backlog"`) {
+		t.Fatalf("overview of a WAL master:\n%s", page)
+	}
+	if _, _, page = c.do("GET", "/outbox", nil, nil); !strings.Contains(page, `id="wal-outbox"`) || strings.Contains(page, `id="backlog-rows"`) {
+		t.Fatalf("outbox page of a WAL master:\n%s", page)
+	}
+}

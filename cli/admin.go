@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/cqrsync/cqrsync/admin"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
+	"github.com/cqrsync/cqrsync/outbox/pgwal"
 )
 
 func newAdminCommand(st *state) *cobra.Command {
@@ -54,6 +56,9 @@ running. It runs until SIGTERM or SIGINT (Ctrl-C).`,
 				if runRelay && (app.Master == nil || app.OpenTransport == nil) {
 					return UsageError{Err: errors.New("--relay needs master models and a broker, and the setup has none")}
 				}
+				if runRelay && app.WAL != nil {
+					return UsageError{Err: errors.New("--relay runs the table outbox's relay, and this master's outbox is the WAL (master.outbox: wal): run cqrsync relay beside the admin page instead")}
+				}
 				return nil
 			}
 			return st.run(cmd, Needs{DB: true}, check, func(s *session) error {
@@ -78,6 +83,9 @@ func serveAdmin(s *session, listen string, runRelay bool) error {
 	}
 	if app.Master != nil {
 		cfg.Master, cfg.MasterDB = app.Master, s.db()
+	}
+	if app.WAL != nil {
+		cfg.WALSlot = cmp.Or(app.WAL.Slot, pgwal.DefaultSlot)
 	}
 	if app.OpenTransport != nil {
 		tr, err := s.transport()

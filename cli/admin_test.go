@@ -68,3 +68,17 @@ func TestAdminServes(t *testing.T) {
 		t.Fatalf("admin exit %d, stderr:\n%s", res.code, res.errOut)
 	}
 }
+
+func TestAdminRelayRefusedOnAWALMaster(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	opts := withAdmin(b.master, cli.AdminSettings{Token: "0123456789abcdef0123"})
+	wal := &cli.Options{Setup: func(ctx context.Context, req *cli.SetupRequest) (*cli.App, error) {
+		app, err := opts.Setup(ctx, req)
+		if app != nil {
+			app.WAL = &cli.WALOutbox{ConnString: "postgres://unused"}
+		}
+		return app, err
+	}}
+	run(t, wal, "", "admin", "--listen", "127.0.0.1:0", "--relay").fails(t, cli.ExitUsage, "this master's outbox is the WAL")
+}
