@@ -6,9 +6,8 @@ import (
 	"github.com/cqrsync/cqrsync/transport"
 )
 
-// DeleteRabbitMQ deletes a test's queues, their dead-letter queues and its
-// exchange from the RabbitMQ server at url, best effort: a test calls it in
-// its cleanup, since the server is shared.
+// DeleteRabbitMQ removes a test's own exchange and queues, with each queue's
+// dead-letter queue, from the broker at url; what cannot be removed is left.
 func DeleteRabbitMQ(url, exchange string, queues ...string) {
 	conn, err := amqp.Dial(url)
 	if err != nil {
