@@ -215,3 +215,27 @@ func TestDeadLettersKeepTheEventsHeaders(t *testing.T) {
 		t.Fatalf("retried event headers = %v, want the traceparent and the broadcast mark, without the reason", d.Headers)
 	}
 }
+
+// TestDeadLettersSelectByReason: the admin page retries and purges the dead
+// letters of one reason; the others stay.
+func TestDeadLettersSelectByReason(t *testing.T) {
+	t.Parallel()
+	b, dlq := deadLetterBundle(t)
+	var notJSON string
+	if err := b.broker.BrowseDeadLetters(t.Context(), dlq, func(_ context.Context, m *transport.Message) error {
+		if string(m.Body) == "this is not json" {
+			notJSON = m.Headers[cqrsync.HeaderDeadLetterReason]
+		}
+		return nil
+	}); err != nil || notJSON == "" {
+		t.Fatalf("browse = %v, reason of the malformed body %q; want one", err, notJSON)
+	}
+	n, err := tools.PurgeDeadLetters(t.Context(), b.broker, dlq, &tools.DeadLetterFilter{Reasons: []string{notJSON}})
+	if err != nil || n != 1 || b.broker.QueueLen(dlq) != 2 {
+		t.Fatalf("purge of reason %q = %d, %v (left %d); want 1 removed, 2 left", notJSON, n, err, b.broker.QueueLen(dlq))
+	}
+	n, err = tools.PurgeDeadLetters(t.Context(), b.broker, dlq, &tools.DeadLetterFilter{Reasons: []string{"no such reason"}})
+	if err != nil || n != 0 {
+		t.Fatalf("purge of an unknown reason = %d, %v; want 0", n, err)
+	}
+}

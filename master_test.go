@@ -303,3 +303,17 @@ func TestConstructorsRefuseNoDriver(t *testing.T) {
 		t.Errorf("NewReplica(nil) = %v, want an error naming databasesql.New", err)
 	}
 }
+
+// TestMasterModelLookup: Model returns what was registered, for tools that
+// show it, and nothing for an unknown CQRS ID.
+func TestMasterModelLookup(t *testing.T) {
+	t.Parallel()
+	b := setupMaster(t, &cqrsync.MasterModel{CQRSID: "item", Table: "item", Fields: []string{"id", "name"}})
+	mm, ok := b.master.Model("item")
+	if !ok || mm.Table != "item" || strings.Join(mm.Fields, ",") != "id,name" {
+		t.Fatalf("Model(item) = %+v, %v; want the registered model", mm, ok)
+	}
+	if mm, ok := b.master.Model("nope"); ok || mm != nil {
+		t.Fatalf("Model(nope) = %+v, %v; want nil, false", mm, ok)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/admin"
 	"github.com/cqrsync/cqrsync/internal/dberr"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
@@ -84,6 +85,10 @@ type App struct {
 	// Close, when set, is called when the command ends, to release DB and
 	// anything else the setup opened.
 	Close func() error
+	// Admin is what the admin command serves the page with: its
+	// credentials (required: the command refuses to start without) and the
+	// URLs it shows, passwords redacted.
+	Admin AdminSettings
 	// SizePool, when set, is called by consume before it starts with the
 	// number of database connections it uses at once (one per worker, one
 	// for the tombstone purge), so that a setup that owns DB can size its
@@ -101,6 +106,20 @@ type VerifySettings struct {
 	// MasterURL is the master's verify endpoint (verify-serve, or
 	// tools.VerifyHandler mounted in the master service).
 	MasterURL string
+}
+
+// AdminSettings are the admin command's credentials and the URLs its
+// overview shows (see package admin).
+type AdminSettings struct {
+	// Token logs in on the form or as "Authorization: Bearer"; at least 16
+	// characters.
+	Token string
+	// Username and Password log in on the form or by basic auth; the
+	// password has at least 12 characters.
+	Username, Password string
+	// Endpoints are the database and broker URLs shown, passwords
+	// redacted.
+	Endpoints []admin.Endpoint
 }
 
 // WALOutbox locates a master's write-ahead log outbox (see App.WAL).

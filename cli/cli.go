@@ -176,6 +176,7 @@ command failed, 2 it was called or configured wrongly.`,
 		newResendCommand(st),
 		newVerifyCommand(st),
 		newVerifyServeCommand(st),
+		newAdminCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)

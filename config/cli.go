@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/admin"
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 )
@@ -103,6 +104,12 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 		Secrets:  cfg.Passwords(),
 	}
 	app.DeadLetterQueue = cfg.DeadLetterQueue
+	app.Admin = cli.AdminSettings{Token: cfg.Admin.Token, Username: cfg.Admin.Username, Password: cfg.Admin.Password}
+	for _, e := range []admin.Endpoint{{Name: "database", URL: cfg.Database.URL}, {Name: "broker", URL: cfg.Transport.URL}} {
+		if e.URL != "" {
+			app.Admin.Endpoints = append(app.Admin.Endpoints, e)
+		}
+	}
 	app.Relay.BatchSize = cfg.Master.RelayBatch
 	app.Relay.PollInterval = cfg.Master.RelayPollInterval
 	app.ResendQueue = cfg.Master.ResendQueue

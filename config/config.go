@@ -50,6 +50,8 @@
 //	CQRSYNC_DATABASE_URL    database.url
 //	CQRSYNC_TRANSPORT_URL   transport.url
 //	CQRSYNC_QUEUE           queue
+//	CQRSYNC_ADMIN_TOKEN     admin.token
+//	CQRSYNC_ADMIN_PASSWORD  admin.password
 //
 // (CQRSYNC_CONFIG names the file itself; [CLI] reads it.)
 package config
@@ -80,6 +82,10 @@ const (
 	EnvDatabaseURL  = "CQRSYNC_DATABASE_URL"
 	EnvTransportURL = "CQRSYNC_TRANSPORT_URL"
 	EnvQueue        = "CQRSYNC_QUEUE"
+	// EnvAdminToken and EnvAdminPassword override admin.token and
+	// admin.password.
+	EnvAdminToken    = "CQRSYNC_ADMIN_TOKEN"
+	EnvAdminPassword = "CQRSYNC_ADMIN_PASSWORD"
 )
 
 // DefaultFile is the configuration file read when none is named.
@@ -106,6 +112,8 @@ type Config struct {
 	Masters []MasterModel
 	// Replicas are the replica models.
 	Replicas []ReplicaModel
+	// Admin holds the admin page's credentials.
+	Admin AdminSettings
 
 	// Where each value came from, for messages about the environment.
 	databaseFrom, transportFrom, queueFrom string
@@ -119,6 +127,19 @@ type Database struct {
 	// MaxOpenConns bounds the connection pool, open and idle alike; 0 means
 	// what the command needs, at least 10 (consume: workers + 1).
 	MaxOpenConns int
+}
+
+// AdminSettings is the admin section: the credentials of the admin page
+// (cqrsync admin). Set a token, or a username and a password; keep them
+// out of the file with the environment (CQRSYNC_ADMIN_TOKEN,
+// CQRSYNC_ADMIN_PASSWORD).
+type AdminSettings struct {
+	// Token logs in on the page's form or as "Authorization: Bearer"; at
+	// least 16 characters.
+	Token string
+	// Username and Password log in on the form or by basic auth; the
+	// password has at least 12 characters.
+	Username, Password string
 }
 
 // Transport is the transport section.
@@ -333,6 +354,12 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 		if v := getenv(EnvQueue); v != "" {
 			c.Queue, c.queueFrom = v, EnvQueue
 		}
+		if v := getenv(EnvAdminToken); v != "" {
+			c.Admin.Token = v
+		}
+		if v := getenv(EnvAdminPassword); v != "" {
+			c.Admin.Password = v
+		}
 	}
 	probs = append(probs, c.validate()...)
 	if len(probs) > 0 {
@@ -387,10 +414,15 @@ func validName(s string) bool {
 	return s != "" && !strings.ContainsAny(s, ".*# \t\r\n")
 }
 
-// Passwords returns the passwords in the URLs, so that callers can scrub
-// them from any message.
+// Passwords returns the passwords in the URLs and the admin page's
+// credentials, so that callers can scrub them from any message.
 func (c *Config) Passwords() []string {
 	var out []string
+	for _, s := range []string{c.Admin.Token, c.Admin.Password} {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
 	if u, err := dburl.Parse(c.Database.URL); err == nil && u.Password != "" {
 		out = append(out, u.Password)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -256,5 +257,33 @@ func TestReplicaVerifySettings(t *testing.T) {
 	}
 	if _, err := config.Parse("x.yaml", []byte("replica: {verify_every: often}\n"), nil); err == nil || !strings.Contains(err.Error(), "verify_every") {
 		t.Fatalf("a bad verify_every = %v; want an error naming it", err)
+	}
+}
+
+// TestAdminSection: the admin page's credentials come from the file or the
+// environment, and are among the secrets scrubbed from messages.
+func TestAdminSection(t *testing.T) {
+	t.Parallel()
+	text := []byte("admin:\n  token: from-the-file-0123456789\n  username: ops\n  password: file-password-123\n")
+	c, err := config.Parse("x.yaml", text, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin != (config.AdminSettings{Token: "from-the-file-0123456789", Username: "ops", Password: "file-password-123"}) {
+		t.Fatalf("admin = %+v", c.Admin)
+	}
+	env := map[string]string{config.EnvAdminToken: "from-the-env-0123456789", config.EnvAdminPassword: "env-password-123"}
+	c, err = config.Parse("x.yaml", text, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Admin.Token != env[config.EnvAdminToken] || c.Admin.Password != env[config.EnvAdminPassword] {
+		t.Fatalf("environment overrides not applied: %+v", c.Admin)
+	}
+	if p := c.Passwords(); !slices.Contains(p, "from-the-env-0123456789") || !slices.Contains(p, "env-password-123") {
+		t.Fatalf("Passwords() = %q; want the admin token and password among them", p)
+	}
+	if _, err := config.Parse("x.yaml", []byte("admin:\n  tokn: x\n"), nil); err == nil || !strings.Contains(err.Error(), "admin.tokn") {
+		t.Fatalf("a misspelt admin key: %v; want it named", err)
 	}
 }

@@ -56,6 +56,13 @@ func decode(data []byte) (*Config, []Problem) {
 				"exchange": func(n *yaml.Node, p string) { d.name(n, p, &c.Transport.Exchange) },
 			})
 		},
+		"admin": func(n *yaml.Node, p string) {
+			d.object(n, p, fields{
+				"token":    func(n *yaml.Node, p string) { d.str(n, p, &c.Admin.Token) },
+				"username": func(n *yaml.Node, p string) { d.str(n, p, &c.Admin.Username) },
+				"password": func(n *yaml.Node, p string) { d.str(n, p, &c.Admin.Password) },
+			})
+		},
 		"queue":             func(n *yaml.Node, p string) { d.str(n, p, &c.Queue) },
 		"dead_letter_queue": func(n *yaml.Node, p string) { d.str(n, p, &c.DeadLetterQueue) },
 		"master": func(n *yaml.Node, p string) {

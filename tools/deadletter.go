@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/cqrsync/cqrsync"
@@ -18,6 +19,11 @@ import (
 type DeadLetterFilter struct {
 	// CQRSIDs, when not empty, selects these models only.
 	CQRSIDs []string
+	// Reasons, when not empty, selects the dead letters whose
+	// HeaderDeadLetterReason is one of these, exactly (the admin page
+	// groups dead letters by reason). A dead letter without the header
+	// (django-cqrs's) matches the reason "".
+	Reasons []string
 	// OlderThan, when positive, selects dead letters that have been in the
 	// queue at least this long (messages without the cqrsync.HeaderDeadLetteredAt
 	// header, e.g. from django-cqrs, count as old).
@@ -35,6 +41,9 @@ func (f *DeadLetterFilter) match(m *transport.Message) bool {
 		if !found {
 			return false
 		}
+	}
+	if len(f.Reasons) > 0 && !slices.Contains(f.Reasons, m.Headers[cqrsync.HeaderDeadLetterReason]) {
+		return false
 	}
 	if f.OlderThan > 0 {
 		if at, err := time.Parse(time.RFC3339Nano, m.Headers[cqrsync.HeaderDeadLetteredAt]); err == nil {
@@ -225,7 +234,7 @@ func PurgeDeadLetters(ctx context.Context, dl transport.DeadLetters, dlq string,
 	if err := canRemoveDeadLetters(dl, "purge", dlq); err != nil {
 		return 0, err
 	}
-	if filter == nil || (len(filter.CQRSIDs) == 0 && filter.OlderThan <= 0) {
+	if filter == nil || (len(filter.CQRSIDs) == 0 && len(filter.Reasons) == 0 && filter.OlderThan <= 0) {
 		return dl.PurgeDeadLetters(ctx, dlq)
 	}
 	return dl.ScanDeadLetters(ctx, dlq, func(_ context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
