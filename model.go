@@ -49,6 +49,12 @@ type tableInfo struct {
 	columns []sqldialect.Column
 	types   map[string]ValueType
 	byName  map[string]int
+
+	// trig says whether the table has capture triggers (package
+	// capture/trigger), once trigKnown: a master asks on first capture.
+	trigMu    sync.Mutex
+	trigKnown bool
+	trig      bool
 }
 
 func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
