@@ -86,7 +86,7 @@ func newMaster(t *testing.T, b backend, ddl ...string) *master {
 	mt.broker = memory.NewBroker(nil)
 	pub := mt.broker.Publisher()
 	t.Cleanup(func() { _ = pub.Close() })
-	mt.sub, err = mt.broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"account"}})
+	mt.sub, err = mt.broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"account", "counter"}})
 	if err != nil {
 		t.Fatal(err)
 	}
