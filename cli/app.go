@@ -100,6 +100,18 @@ type Master interface {
 	// DeletedDiffMaster lists the keys of a deleted-diff-replica stream
 	// that the master no longer has.
 	DeletedDiffMaster(ctx context.Context, ex sqldialect.Executor, in io.Reader, w io.Writer) ([]any, error)
+	// Model returns a registered model (capture install, uninstall, status).
+	Model(cqrsID string) (cqrsync.MasterModel, error)
+	// RenderOutbox renders the outbox rows of capture triggers (relay).
+	RenderOutbox(ctx context.Context, row *sqldialect.OutboxRow) (bool, error)
+}
+
+// renderer makes cfg's relay render capture triggers' row images with the
+// App's master, when there is one.
+func (s *session) renderer(cfg *outbox.Config) {
+	if cfg.Renderer == nil && s.app.Master != nil {
+		cfg.Renderer = s.app.Master
+	}
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

@@ -170,6 +170,7 @@ command failed, 2 it was called or configured wrongly.`,
 		newDeletedDiffMasterCommand(st),
 		newDeletedSyncReplicaCommand(st),
 		newDeadLettersCommand(st),
+		newCaptureCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)

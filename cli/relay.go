@@ -61,6 +61,7 @@ it runs, and the count of events it published when it stops.`,
 				}
 				cfg := s.app.Relay
 				cfg.Publisher, cfg.Logger = tr.Publisher, s.log
+				s.renderer(&cfg)
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
 				}

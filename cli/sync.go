@@ -149,6 +149,7 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 func drain(s *session, tr *Transport, since time.Time, timeout time.Duration) (int64, error) {
 	cfg := s.app.Relay
 	cfg.Publisher, cfg.Logger = tr.Publisher, s.log
+	s.renderer(&cfg)
 	relay, err := outbox.NewRelay(s.db(), &cfg)
 	if err != nil {
 		return 0, err
