@@ -5,13 +5,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/capture/trigger"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/outbox"
-	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/pgxv5"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
@@ -23,19 +21,9 @@ import (
 func TestOnPgxDriver(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, err := pgxpool.New(ctx, cqrsynctesting.PostgresDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := cqrsynctesting.OpenPgxPool(t, `CREATE TABLE account (id BIGINT PRIMARY KEY, name TEXT NOT NULL, balance NUMERIC(12,2),
+		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated TIMESTAMPTZ)`)
 	drv := pgxv5.New(pool)
-	if err := sqldialect.Postgres().Migrate(ctx, drv.Pool()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `CREATE TABLE account (id BIGINT PRIMARY KEY, name TEXT NOT NULL, balance NUMERIC(12,2),
-		cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated TIMESTAMPTZ)`); err != nil {
-		t.Fatal(err)
-	}
 	master, err := cqrsync.NewMaster(drv, nil)
 	if err != nil {
 		t.Fatal(err)
