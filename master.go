@@ -241,7 +241,7 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 		c.Notify = func() {}
 	}
 	d := drv.Dialect()
-	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d}, models: map[string]*MasterModel{}}, nil
+	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d, triggers: true}, models: map[string]*MasterModel{}}, nil
 }
 
 // DB returns the master database's driver, as passed to NewMaster.

@@ -192,12 +192,13 @@ func imageValue(mysql bool, c sqldialect.Column, t ValueType, raw any) (any, err
 
 // markCapture tells the table's capture triggers, if it has any, that the
 // statements that follow are this capture's (see
-// sqldialect.MarkLibraryCapture), so one change makes one event. Call the
-// returned func when they are done; it is never nil.
+// sqldialect.MarkLibraryCapture), so one change makes one event. Whether
+// the table has triggers is read with its columns (Check, or the first
+// capture) and cached with them. Call the returned func when the
+// statements are done; it is never nil.
 func (m *Master[TTx]) markCapture(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) (func(), error) {
-	has, err := ti.hasCaptureTriggers(ctx, ex, m.dialect, mm.Table)
-	if err != nil || !has {
-		return func() {}, err
+	if !ti.triggers {
+		return func() {}, nil
 	}
 	keys := make([]string, 0, len(pks))
 	for _, pk := range pks {
@@ -208,20 +209,3 @@ func (m *Master[TTx]) markCapture(ctx context.Context, ex sqldialect.Executor, m
 	return sqldialect.MarkLibraryCapture(ctx, ex, m.dialect, mm.CQRSID, keys)
 }
 
-// hasCaptureTriggers reports whether the table has capture triggers,
-// asking the database once per cached table description.
-func (ti *tableInfo) hasCaptureTriggers(ctx context.Context, ex sqldialect.Executor, d sqldialect.Dialect, table string) (bool, error) {
-	if d.Name() != "postgres" && d.Name() != "mysql" {
-		return false, nil
-	}
-	ti.trigMu.Lock()
-	defer ti.trigMu.Unlock()
-	if !ti.trigKnown {
-		has, err := sqldialect.HasCaptureTriggers(ctx, ex, d, table)
-		if err != nil {
-			return false, fmt.Errorf("cqrsync: looking for capture triggers on %s: %w", table, err)
-		}
-		ti.trig, ti.trigKnown = has, true
-	}
-	return ti.trig, nil
-}

@@ -50,11 +50,9 @@ type tableInfo struct {
 	types   map[string]ValueType
 	byName  map[string]int
 
-	// trig says whether the table has capture triggers (package
-	// capture/trigger), once trigKnown: a master asks on first capture.
-	trigMu    sync.Mutex
-	trigKnown bool
-	trig      bool
+	// triggers says whether the table has capture triggers (package
+	// capture/trigger); read with the columns by a master's cache.
+	triggers bool
 }
 
 func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
@@ -63,8 +61,11 @@ func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
 // models on one table may declare different Types.
 type tableCache struct {
 	dialect sqldialect.Dialect
-	mu      sync.Mutex
-	models  map[string]*tableInfo
+	// triggers makes read look for capture triggers too (a master's
+	// cache), so that captures need not ask in the caller's transaction.
+	triggers bool
+	mu       sync.Mutex
+	models   map[string]*tableInfo
 }
 
 // get returns the metadata of the model cqrsID, whose table is table and
@@ -137,6 +138,11 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 		return nil, nil, errtext.Errorf("cqrsync: reading the columns of table %s: %w", table, err)
 	}
 	ti = &tableInfo{columns: cols, types: make(map[string]ValueType, len(cols)), byName: make(map[string]int, len(cols))}
+	if c.triggers {
+		if ti.triggers, err = sqldialect.HasCaptureTriggers(ctx, ex, c.dialect, table); err != nil {
+			return nil, nil, errtext.Errorf("cqrsync: looking for capture triggers on table %s: %w", table, err)
+		}
+	}
 	for i, col := range cols {
 		ti.byName[col.Name] = i
 		ti.types[col.Name] = ValueTypeOfSQL(col.DeclaredType)
