@@ -208,4 +208,3 @@ func (m *Master[TTx]) markCapture(ctx context.Context, ex sqldialect.Executor, m
 	}
 	return sqldialect.MarkLibraryCapture(ctx, ex, m.dialect, mm.CQRSID, keys)
 }
-
