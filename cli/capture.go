@@ -45,9 +45,10 @@ master model without --cqrs-id), or replaces them: run it again after a
 change of the table's columns or of the model. It is safe on a live table:
 writers wait for it (one transaction on PostgreSQL, a write lock of the
 table on MySQL) and no write commits uncaptured. migrate must have run.
-Services that capture through the library learn of the triggers when they
-first capture on the table: restart them after the first install, or some
-of their changes are published twice (harmless: replicas drop duplicates).`,
+Services that capture through the library read whether a table has
+triggers when they start (Check) or first capture on it: restart them after
+the first install, or until then some of their changes are captured twice
+(replicas still converge).`,
 			trigger.Install),
 		newCaptureChangeCommand(st, "uninstall", "Remove the capture triggers of master models' tables",
 			`uninstall removes the capture triggers of each named model's table (every

@@ -21,10 +21,12 @@
 // PostgreSQL a plain UPDATE followed by Master.Update of the same row in
 // one transaction also makes one event (the library removes the trigger's
 // row image of that key); on MySQL it makes two, in revision order, which
-// replicas apply one after the other. A running Master learns that a table
-// has triggers when it first captures on it: restart services that capture
-// through the library after installing triggers, or they publish some
-// changes twice (harmless: replicas drop the duplicate revisions).
+// replicas apply one after the other. A Master reads whether a table has
+// triggers with its columns (Master.Check at start, or its first capture
+// on the table) and keeps it: restart services that capture through the
+// library after installing or removing triggers, or until then their
+// captures and the triggers both capture some changes (two events, some
+// revisions skipped; replicas still converge).
 //
 // Install is safe on a live table: it runs in one transaction on
 // PostgreSQL, and on MySQL under a write lock of the table, so writers
