@@ -72,6 +72,9 @@ func runOnModels(st *state, cmd *cobra.Command, ids []string, fn func(s *session
 		return nil
 	}
 	return st.run(cmd, Needs{DB: true, Master: true}, check, func(s *session) error {
+		if s.app.Dialect.Name() != "postgres" && s.app.Dialect.Name() != "mysql" {
+			return UsageError{Err: errtext.Errorf("capture triggers are available on PostgreSQL and MySQL/MariaDB; this database is %s, where the service's own writes are the only writes (capture them through the library)", s.app.Dialect.Name())}
+		}
 		names := ids
 		if len(names) == 0 {
 			names = s.app.Master.Models()

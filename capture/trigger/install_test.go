@@ -2,6 +2,7 @@ package trigger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -12,6 +13,8 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/capture/trigger"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
 
 // TestInstallStatusUninstall checks the life cycle of a table's triggers.
@@ -152,5 +155,19 @@ func TestInstallOnLiveTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSQLiteHasNoTriggers checks that SQLite says so clearly.
+func TestSQLiteHasNoTriggers(t *testing.T) {
+	t.Parallel()
+	db := cqrsynctesting.OpenSQLite(t, `CREATE TABLE account (id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME)`)
+	drv := databasesql.New(db, sqldialect.SQLite())
+	err := trigger.Install(t.Context(), drv, accountModel())
+	if !errors.Is(err, sqldialect.ErrNoCaptureTriggers) {
+		t.Fatalf("Install on SQLite = %v, want ErrNoCaptureTriggers", err)
+	}
+	if _, err := trigger.StatusOf(t.Context(), drv, accountModel()); !errors.Is(err, sqldialect.ErrNoCaptureTriggers) {
+		t.Fatalf("StatusOf on SQLite = %v, want ErrNoCaptureTriggers", err)
 	}
 }
