@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -169,5 +170,47 @@ func TestSQLiteHasNoTriggers(t *testing.T) {
 	}
 	if _, err := trigger.StatusOf(t.Context(), drv, accountModel()); !errors.Is(err, sqldialect.ErrNoCaptureTriggers) {
 		t.Fatalf("StatusOf on SQLite = %v, want ErrNoCaptureTriggers", err)
+	}
+}
+
+// TestCheckReportsStaleTriggers checks that Master.Check names triggers
+// that no longer fit the table or the model, and what to run.
+func TestCheckReportsStaleTriggers(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			mt := newMaster(t, b)
+			mt.install(t)
+			ctx := t.Context()
+			if err := mt.m.Check(ctx, mt.drv.Pool()); err != nil {
+				t.Fatalf("Check after install: %v", err)
+			}
+			// MySQL's triggers name every column; PostgreSQL's do not, but
+			// they do depend on the model's produce setting.
+			changed, err := cqrsync.NewMaster(mt.drv, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			model := accountModel()
+			if b.name == "mysql" {
+				mt.exec(t, `ALTER TABLE account ADD COLUMN nickname VARCHAR(20)`)
+			} else {
+				model.NoProduce = true
+			}
+			if err := changed.Register(model); err != nil {
+				t.Fatal(err)
+			}
+			err = changed.Check(ctx, mt.drv.Pool())
+			if !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "run cqrsync capture install -c account") {
+				t.Fatalf("Check with stale triggers = %v, want a problem naming capture install", err)
+			}
+			if err := trigger.Install(ctx, mt.drv, model); err != nil {
+				t.Fatal(err)
+			}
+			if err := changed.Check(ctx, mt.drv.Pool()); err != nil {
+				t.Fatalf("Check after reinstalling: %v", err)
+			}
+		})
 	}
 }
