@@ -181,9 +181,10 @@ func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID stri
 	switch d.Name() {
 	case "postgres":
 		// A data-modifying WITH runs whether or not it is read. xmin is the
-		// id of the (top-level) transaction that inserted the row.
+		// 32-bit id of the (top-level) transaction that inserted the row;
+		// txid_current() is this transaction's, with its epoch.
 		_, err := ex.Exec(ctx, `WITH gone AS (DELETE FROM cqrs_outbox
-			WHERE xmin::text::bigint = pg_current_xact_id()::text::bigint % 4294967296
+			WHERE xmin::text::bigint = txid_current() % 4294967296
 			  AND cqrs_id = $1 AND substring(body for `+fmt.Sprint(len(RowImagePrefix))+`) = convert_to($2, 'UTF8')
 			  AND convert_from(body, 'UTF8')::json->>'key' = ANY($3::text[]))
 			SELECT set_config('`+CaptureMarker+`', 'library', true)`, cqrsID, RowImagePrefix, keys)
@@ -346,9 +347,14 @@ func postgresInstallCapture(ctx context.Context, ex Executor, d *standard, p *Ca
 		// none commits between them uncaptured.
 		"LOCK TABLE " + d.QuoteIdent(ts) + "." + d.QuoteIdent(p.Table) + " IN SHARE ROW EXCLUSIVE MODE",
 		"CREATE OR REPLACE FUNCTION " + fn + "() RETURNS trigger LANGUAGE plpgsql AS $cqrsync$" + body + "$cqrsync$",
-		fmt.Sprintf("CREATE OR REPLACE TRIGGER %s BEFORE INSERT OR UPDATE ON %s.%s FOR EACH ROW EXECUTE FUNCTION %s()",
+		// DROP and CREATE rather than CREATE OR REPLACE TRIGGER (PostgreSQL
+		// 14+): inside the transaction, under the lock, no write sees the
+		// table without them.
+		fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s.%s", pgBeforeTrigger, d.QuoteIdent(ts), d.QuoteIdent(p.Table)),
+		fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s.%s", pgAfterTrigger, d.QuoteIdent(ts), d.QuoteIdent(p.Table)),
+		fmt.Sprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s.%s FOR EACH ROW EXECUTE FUNCTION %s()",
 			pgBeforeTrigger, d.QuoteIdent(ts), d.QuoteIdent(p.Table), fn),
-		fmt.Sprintf("CREATE OR REPLACE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s.%s FOR EACH ROW EXECUTE FUNCTION %s()",
+		fmt.Sprintf("CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s.%s FOR EACH ROW EXECUTE FUNCTION %s()",
 			pgAfterTrigger, d.QuoteIdent(ts), d.QuoteIdent(p.Table), fn),
 	}
 	for _, q := range stmts {
