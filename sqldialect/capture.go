@@ -180,11 +180,14 @@ func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID stri
 	nothing := func() {}
 	switch d.Name() {
 	case "postgres":
-		// A data-modifying WITH runs whether or not it is read. xmin is the
-		// 32-bit id of the (top-level) transaction that inserted the row;
-		// txid_current() is this transaction's, with its epoch.
+		// A data-modifying WITH runs whether or not it is read. The
+		// transaction's row images start at the id its triggers noted (none
+		// noted: nothing to scan); xmin is the 32-bit id of the (top-level)
+		// transaction that inserted a row, txid_current() this one's, with
+		// its epoch.
 		_, err := ex.Exec(ctx, `WITH gone AS (DELETE FROM cqrs_outbox
-			WHERE xmin::text::bigint = txid_current() % 4294967296
+			WHERE id >= NULLIF(current_setting('`+firstImageSetting+`', true), '')::bigint
+			  AND xmin::text::bigint = txid_current() % 4294967296
 			  AND cqrs_id = $1 AND substring(body for `+fmt.Sprint(len(RowImagePrefix))+`) = convert_to($2, 'UTF8')
 			  AND convert_from(body, 'UTF8')::json->>'key' = ANY($3::text[]))
 			SELECT set_config('`+CaptureMarker+`', 'library', true)`, cqrsID, RowImagePrefix, keys)
@@ -292,6 +295,8 @@ func postgresCaptureSQL(d *standard, p *CaptureTriggerParams, outbox, tombstones
 	fmt.Fprintf(&b, `
 DECLARE
 	us bigint;
+	rid bigint;
+	img bytea;
 BEGIN
 	-- cqrsync capture trigger of %[1]s (cqrs_id %[2]s): do not edit; cqrsync capture install replaces it.
 	IF current_setting('%[3]s', true) = 'library' THEN
@@ -315,19 +320,34 @@ BEGIN
 		INSERT INTO %[4]s (cqrs_id, pk, revision, updated_us, deleted_us)
 		VALUES (%[2]s, (OLD.%[5]s)::text, OLD.cqrs_revision + 1, us, us) %[7]s;
 `, p.Table, id, CaptureMarker, tombstones, pk, updated, d.tombstoneConflict)
-	if !p.NoProduce {
-		fmt.Fprintf(&b, `		INSERT INTO %s (cqrs_id, body, created_us) VALUES (%s, %s, us);
-	ELSIF TG_OP = 'INSERT' THEN
-		INSERT INTO %[1]s (cqrs_id, body, created_us) VALUES (%[2]s, %[4]s, us);
-	ELSE
-		INSERT INTO %[1]s (cqrs_id, body, created_us) VALUES (%[2]s, %[5]s, us);
-`, outbox, id, image("DELETE", "OLD", "'null'", "row_to_json(OLD)::text"),
-			image("INSERT", "NEW", "row_to_json(NEW)::text", "'null'"),
-			image("UPDATE", "NEW", "row_to_json(NEW)::text", "row_to_json(OLD)::text"))
+	if p.NoProduce {
+		b.WriteString("\tEND IF;\n\tRETURN NULL;\nEND;\n")
+		return b.String()
 	}
-	b.WriteString("\tEND IF;\n\tRETURN NULL;\nEND;\n")
+	// The first row image of a transaction leaves its id in a
+	// transaction-local setting: a library capture later in the transaction
+	// looks for the images to replace from there (MarkLibraryCapture).
+	fmt.Fprintf(&b, `		img := %[3]s;
+	ELSIF TG_OP = 'INSERT' THEN
+		img := %[4]s;
+	ELSE
+		img := %[5]s;
+	END IF;
+	INSERT INTO %[1]s (cqrs_id, body, created_us) VALUES (%[2]s, img, us) RETURNING id INTO rid;
+	IF COALESCE(current_setting('%[6]s', true), '') = '' THEN
+		PERFORM set_config('%[6]s', rid::text, true);
+	END IF;
+	RETURN NULL;
+END;
+`, outbox, id, image("DELETE", "OLD", "'null'", "row_to_json(OLD)::text"),
+		image("INSERT", "NEW", "row_to_json(NEW)::text", "'null'"),
+		image("UPDATE", "NEW", "row_to_json(NEW)::text", "row_to_json(OLD)::text"), firstImageSetting)
 	return b.String()
 }
+
+// firstImageSetting is the transaction-local setting that holds the id of
+// the transaction's first row image (PostgreSQL).
+const firstImageSetting = "cqrsync.first_image"
 
 // quoteLiteral quotes s as a SQL string literal (standard: quotes doubled).
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
