@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Capture triggers make the database itself capture every INSERT, UPDATE
@@ -237,7 +238,11 @@ func captureName(prefix, table string) string {
 		return name
 	}
 	sum := sha256.Sum256([]byte(table))
-	return prefix + table[:63-len(prefix)-9] + "_" + hex.EncodeToString(sum[:4])
+	keep := 63 - len(prefix) - 9
+	for keep > 0 && !utf8.RuneStart(table[keep]) {
+		keep-- // never cut a character in two
+	}
+	return prefix + table[:keep] + "_" + hex.EncodeToString(sum[:4])
 }
 
 // postgresSchemas finds the schemas of table and of cqrs_outbox and

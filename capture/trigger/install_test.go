@@ -214,3 +214,40 @@ func TestCheckReportsStaleTriggers(t *testing.T) {
 		})
 	}
 }
+
+// TestLongAndQuotedTableName installs triggers on a table whose name needs
+// quoting and is too long to prefix (trigger names are then shortened with
+// a hash), and checks that its writes are captured.
+func TestLongAndQuotedTableName(t *testing.T) {
+	t.Parallel()
+	const table = "Order Items of a Rather Long Name, beyond trigger names"
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			q := b.dialect.QuoteIdent(table)
+			updated := map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[b.name]
+			mt := newMaster(t, b, `CREATE TABLE `+q+` (id INTEGER PRIMARY KEY, name VARCHAR(20), cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated `+updated+`)`)
+			model := &cqrsync.MasterModel{CQRSID: "counter", Table: table}
+			if err := mt.m.Register(model); err != nil {
+				t.Fatal(err)
+			}
+			if err := trigger.Install(t.Context(), mt.drv, model); err != nil {
+				t.Fatal(err)
+			}
+			st, err := trigger.StatusOf(t.Context(), mt.drv, model)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !st[0].Installed || !st[0].Current {
+				t.Fatalf("status: %+v", st[0])
+			}
+			mt.exec(t, `INSERT INTO `+q+` (id, name) VALUES (1, 'a')`, `UPDATE `+q+` SET name = 'b'`, `DELETE FROM `+q)
+			if got := mt.published(t); len(got) != 3 {
+				t.Fatalf("%d events, want 3: %q", len(got), got)
+			}
+			if err := trigger.Uninstall(t.Context(), mt.drv, model); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
