@@ -33,7 +33,9 @@
 // wait for it and none commits uncaptured. Running it again replaces the
 // triggers (after a change of the table's columns, run it again: MySQL's
 // triggers name every column, and [Status] reports them as not current).
-// TRUNCATE is not captured.
+// TRUNCATE is not captured. A table has one set of capture triggers, for
+// one model: installing them for a second model on the same table
+// replaces the first's.
 package trigger
 
 import (
