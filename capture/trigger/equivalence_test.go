@@ -80,52 +80,48 @@ func equivalenceSteps(b backend) []step {
 // masters, one with plain SQL captured by triggers, one through library
 // capture, and checks that the relays publish the same bytes.
 func TestTriggerEventsEqualLibraryEvents(t *testing.T) {
-	t.Parallel()
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			trig := newMaster(t, b)
-			trig.install(t)
-			lib := newMaster(t, b)
-			for _, s := range equivalenceSteps(b) {
-				if s.rollback {
-					tx, err := trig.db.BeginTx(t.Context(), nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := execAll(t.Context(), tx, s.sql...); err != nil {
-						t.Fatal(err)
-					}
-					if err := tx.Rollback(); err != nil {
-						t.Fatal(err)
-					}
-					if got := trig.published(t); len(got) != 0 {
-						t.Fatalf("%s: a rolled-back transaction published %q", s.name, got)
-					}
-					continue
+	forEachBackend(t, func(t *testing.T, b backend) {
+		trig := newMaster(t, b)
+		trig.install(t)
+		lib := newMaster(t, b)
+		for _, s := range equivalenceSteps(b) {
+			if s.rollback {
+				tx, err := trig.db.BeginTx(t.Context(), nil)
+				if err != nil {
+					t.Fatal(err)
 				}
-				trig.exec(t, s.sql...)
-				got := trig.published(t)
-				if len(got) == 0 {
-					t.Fatalf("%s: the triggers published nothing", s.name)
+				if err := execAll(t.Context(), tx, s.sql...); err != nil {
+					t.Fatal(err)
 				}
-				// The library captures at the time each statement's
-				// triggers did, so cqrs_updated is the same.
-				lib.times = nil
-				for _, body := range got {
-					if at := updatedOf(t, body); !slices.ContainsFunc(lib.times, at.Equal) {
-						lib.times = append(lib.times, at)
-					}
+				if err := tx.Rollback(); err != nil {
+					t.Fatal(err)
 				}
-				slices.SortFunc(lib.times, time.Time.Compare)
-				lib.libraryTx(t, lib.times[0], func(ctx context.Context, tx *sql.Tx) error { return s.library(ctx, lib, tx, s.sql) })
-				want := lib.published(t)
-				slices.Sort(got)
-				slices.Sort(want)
-				if d := diffBodies(got, want); d != "" {
-					t.Errorf("%s: trigger and library events differ:\n%s", s.name, d)
+				if got := trig.published(t); len(got) != 0 {
+					t.Fatalf("%s: a rolled-back transaction published %q", s.name, got)
+				}
+				continue
+			}
+			trig.exec(t, s.sql...)
+			got := trig.published(t)
+			if len(got) == 0 {
+				t.Fatalf("%s: the triggers published nothing", s.name)
+			}
+			// The library captures at the time each statement's
+			// triggers did, so cqrs_updated is the same.
+			lib.times = nil
+			for _, body := range got {
+				if at := updatedOf(t, body); !slices.ContainsFunc(lib.times, at.Equal) {
+					lib.times = append(lib.times, at)
 				}
 			}
-		})
-	}
+			slices.SortFunc(lib.times, time.Time.Compare)
+			lib.libraryTx(t, lib.times[0], func(ctx context.Context, tx *sql.Tx) error { return s.library(ctx, lib, tx, s.sql) })
+			want := lib.published(t)
+			slices.Sort(got)
+			slices.Sort(want)
+			if d := diffBodies(got, want); d != "" {
+				t.Errorf("%s: trigger and library events differ:\n%s", s.name, d)
+			}
+		}
+	})
 }

@@ -45,6 +45,17 @@ var backends = []backend{
 	},
 }
 
+// forEachBackend runs fn as a parallel subtest on every backend.
+func forEachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, b)
+		})
+	}
+}
+
 // accountModel is the model both capture ways publish: tracked fields, so
 // previous_data is checked too.
 func accountModel() *cqrsync.MasterModel {
