@@ -24,7 +24,7 @@ import (
 // transaction, and forgets that of each model it found problems with, so
 // that the next capture re-reads the table.
 func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, m.dialect, ex, sqldialect.OutboxTable)
+	problems, err := checkMigration(ctx, m.drv.Dialect(), ex, sqldialect.OutboxTable)
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 // model's table when they are not those capture install would install now
 // (the table, the model or cqrsync changed since): "" when they are.
 func (m *Master[TTx]) staleTriggers(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo) (string, error) {
-	st, err := sqldialect.CaptureTriggers(ctx, ex, m.dialect, &sqldialect.CaptureTriggerParams{
+	st, err := sqldialect.CaptureTriggers(ctx, ex, m.drv.Dialect(), &sqldialect.CaptureTriggerParams{
 		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, Columns: ti.columns, NoProduce: mm.NoProduce,
 	}, mm.Table)
 	if err != nil {
@@ -84,7 +84,7 @@ func (m *Master[TTx]) staleTriggers(ctx context.Context, ex sqldialect.Executor,
 // forgets that of each model it found problems with, so that the next
 // event re-reads the table.
 func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, r.dialect, ex, sqldialect.TombstonesTable)
+	problems, err := checkMigration(ctx, r.db.Dialect(), ex, sqldialect.TombstonesTable)
 	if err != nil {
 		return err
 	}

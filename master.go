@@ -210,7 +210,7 @@ func RunTx(ctx context.Context, db *sql.DB, m *Master[*sql.Tx], fn func(tx *sql.
 type Master[TTx any] struct {
 	cfg     MasterConfig
 	drv     sqldialect.Driver[TTx]
-	dialect sqldialect.Dialect
+	dialect captureStore
 	tables  tableCache
 
 	mu     sync.RWMutex
@@ -241,7 +241,9 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 		c.Notify = func() {}
 	}
 	d := drv.Dialect()
-	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d, triggers: true}, models: map[string]*MasterModel{}}, nil
+	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d, triggers: func(ctx context.Context, ex sqldialect.Executor, table string) (bool, error) {
+		return sqldialect.HasCaptureTriggers(ctx, ex, d, table)
+	}}, models: map[string]*MasterModel{}}, nil
 }
 
 // DB returns the master database's driver, as passed to NewMaster.
@@ -299,16 +301,6 @@ func checkFieldNames(mm *MasterModel) []error {
 		owner[name] = col
 	}
 	return errs
-}
-
-// Model returns a copy of the registered model cqrsID, as Register
-// completed it (PK defaulted), or an error wrapping ErrUnknownModel.
-func (m *Master[TTx]) Model(cqrsID string) (MasterModel, error) {
-	mm, err := m.model(cqrsID)
-	if err != nil {
-		return MasterModel{}, err
-	}
-	return *mm, nil
 }
 
 // Models returns the registered CQRS IDs, sorted.
@@ -713,17 +705,14 @@ func (m *Master[TTx]) deleteEvent(ctx context.Context, mm *MasterModel, row mast
 // RETURNING (a missing row is then simply not deleted); several keys are
 // read first, so that none is deleted unless all are there.
 func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
-	if len(pks) == 1 {
+	if len(pks) == 1 && m.dialect.Returning() {
 		// A key that cannot be read back fails before anything is deleted.
 		if _, err := WireValue(ti.types[mm.PK], pks[0]); err != nil {
 			return nil, &ModelError{CQRSID: mm.CQRSID, PK: pks[0], Err: err}
 		}
-		rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
+		return m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
 			return m.dialect.DeleteSelectRows(ctx, ex, mm.Table, mm.PK, chunk, cols)
 		})
-		if !errors.Is(err, errors.ErrUnsupported) {
-			return rows, err
-		}
 	}
 	rows, err := m.readRows(ctx, ex, mm, ti, pks)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cqrsync/cqrsync/internal/ujson"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -107,7 +108,7 @@ func decodeRowImage(body []byte) (*rowImage, error) {
 	}
 	o, ok := v.(Object)
 	if !ok {
-		return nil, fmt.Errorf("row image is %s, want an object", jsonKind(v))
+		return nil, fmt.Errorf("row image is %s, want an object", ujson.Kind(v))
 	}
 	img := &rowImage{}
 	opV, _ := o.Get("op")
@@ -130,7 +131,7 @@ func decodeRowImage(body []byte) (*rowImage, error) {
 		}
 		so, ok := sv.(Object)
 		if !ok {
-			return nil, fmt.Errorf("row image: %s is %s, want an object", side.key, jsonKind(sv))
+			return nil, fmt.Errorf("row image: %s is %s, want an object", side.key, ujson.Kind(sv))
 		}
 		*side.dst = so
 	}
@@ -145,7 +146,7 @@ func (m *Master[TTx]) imageRow(mm *MasterModel, ti *tableInfo, image Object) (ma
 		return masterRow{}, &ModelError{CQRSID: mm.CQRSID, Err: fmt.Errorf("row image lacks the row")}
 	}
 	all := make(Object, len(ti.columns))
-	mysql := m.dialect.Name() == "mysql"
+	mysql := m.drv.Dialect().Name() == "mysql"
 	for i, c := range ti.columns {
 		raw, ok := image.Get(c.Name)
 		if !ok {
@@ -206,5 +207,5 @@ func (m *Master[TTx]) markCapture(ctx context.Context, ex sqldialect.Executor, m
 			keys = append(keys, keyString(wire))
 		}
 	}
-	return sqldialect.MarkLibraryCapture(ctx, ex, m.dialect, mm.CQRSID, keys)
+	return sqldialect.MarkLibraryCapture(ctx, ex, m.drv.Dialect(), mm.CQRSID, keys)
 }

@@ -60,10 +60,11 @@ func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
 // tableCache holds the table metadata of each model, keyed by CQRS ID: two
 // models on one table may declare different Types.
 type tableCache struct {
-	dialect sqldialect.Dialect
-	// triggers makes read look for capture triggers too (a master's
-	// cache), so that captures need not ask in the caller's transaction.
-	triggers bool
+	dialect schemaStore
+	// triggers, when set, tells whether a table has capture triggers; read
+	// looks with the columns (a master's cache), so that captures need not
+	// ask in the caller's transaction.
+	triggers func(ctx context.Context, ex sqldialect.Executor, table string) (bool, error)
 	mu       sync.Mutex
 	models   map[string]*tableInfo
 }
@@ -138,8 +139,8 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 		return nil, nil, errtext.Errorf("cqrsync: reading the columns of table %s: %w", table, err)
 	}
 	ti = &tableInfo{columns: cols, types: make(map[string]ValueType, len(cols)), byName: make(map[string]int, len(cols))}
-	if c.triggers {
-		if ti.triggers, err = sqldialect.HasCaptureTriggers(ctx, ex, c.dialect, table); err != nil {
+	if c.triggers != nil {
+		if ti.triggers, err = c.triggers(ctx, ex, table); err != nil {
 			return nil, nil, errtext.Errorf("cqrsync: looking for capture triggers on table %s: %w", table, err)
 		}
 	}
@@ -156,7 +157,7 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 	if len(version) > 0 {
 		ddl := make([]string, len(version))
 		for i, col := range version {
-			ddl[i] = addColumnSQL(c.dialect, table, col)
+			ddl[i] = c.dialect.AddVersionColumnSQL(table, col)
 		}
 		them := "them"
 		if len(version) == 1 {
@@ -177,18 +178,6 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 	ti.types[RevisionField] = TypeInt
 	ti.types[UpdatedField] = TypeDateTime
 	return ti, problems, nil
-}
-
-// addColumnSQL is the DDL that adds one of the two version columns.
-func addColumnSQL(d sqldialect.Dialect, table, col string) string {
-	typ := "INTEGER NOT NULL DEFAULT 0"
-	if col == UpdatedField {
-		typ = map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[d.Name()]
-		if typ == "" {
-			typ = "DATETIME"
-		}
-	}
-	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.QuoteIdent(table), d.QuoteIdent(col), typ)
 }
 
 // validName reports whether s is usable as a CQRS ID or queue name: a topic

@@ -81,11 +81,11 @@ func runOnModels(st *state, cmd *cobra.Command, ids []string, fn func(s *session
 		}
 		models := make([]*cqrsync.MasterModel, 0, len(names))
 		for _, id := range names {
-			mm, err := s.app.Master.Model(id)
-			if err != nil {
-				return err
+			mm, ok := s.app.Master.Model(id)
+			if !ok {
+				return UsageError{Err: errtext.Errorf("--cqrs-id %q is not a master model here", id)}
 			}
-			models = append(models, &mm)
+			models = append(models, mm)
 		}
 		return fn(s, models)
 	})
