@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/internal/testenv"
 )
 
@@ -30,7 +31,10 @@ func TestTriggerCaptureExample(t *testing.T) {
 	const myTable = `CREATE TABLE %s (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, balance DECIMAL(12,2),
 		born DATE NULL, tags JSON NULL, active TINYINT(1) NOT NULL DEFAULT 1,
 		cqrs_revision INT NOT NULL DEFAULT 0, cqrs_updated DATETIME(6))`
-	for _, master := range []string{"postgres", "mariadb"} {
+	// postgres-wal: a master whose library captures go to the write-ahead
+	// log (outbox: wal); the triggers' rows still go through the outbox
+	// table, which its relay sends too.
+	for _, master := range []string{"postgres", "mariadb", "postgres-wal"} {
 		t.Run(master, func(t *testing.T) {
 			t.Parallel()
 			mq := newBroker(t)
@@ -38,17 +42,32 @@ func TestTriggerCaptureExample(t *testing.T) {
 			var masterURL, replicaURL string
 			var masterDB, replicaDB *sql.DB
 			var write func(t *testing.T, script string) result
-			if master == "postgres" {
+			masterSettings := ""
+			switch master {
+			case "postgres":
 				masterURL, masterDB = postgres(t, fmt.Sprintf(pgTable, "account"))
 				replicaURL, replicaDB = mariadb(t, fmt.Sprintf(myTable, "account_copy"))
 				write = func(t *testing.T, script string) result { return psql(t, masterURL, script) }
-			} else {
+			case "postgres-wal":
+				masterURL = cqrsynctesting.PostgresDatabase(t)
+				db, err := sql.Open("pgx", masterURL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = db.Close() })
+				masterDB = db
+				execSQL(t, masterDB, fmt.Sprintf(pgTable, "account"))
+				replicaURL, replicaDB = mariadb(t, fmt.Sprintf(myTable, "account_copy"))
+				write = func(t *testing.T, script string) result { return psql(t, masterURL, script) }
+				slot := cqrsynctesting.UniqueName("slot_")
+				masterSettings = fmt.Sprintf("master: {outbox: wal, wal_slot: %s, wal_publication: %s}\n", slot, slot)
+			default:
 				masterURL, masterDB = mariadb(t, fmt.Sprintf(myTable, "account"))
 				replicaURL, replicaDB = postgres(t, fmt.Sprintf(pgTable, "account_copy"))
 				write = func(t *testing.T, script string) result { return mysqlClient(t, masterURL, script) }
 			}
 			transport := fmt.Sprintf("transport:\n  url: %s\n  exchange: %s\n", mq.url, mq.exchange)
-			ms := newService(t, fmt.Sprintf("database:\n  url: %s\n%s", masterURL, transport)+`
+			ms := newService(t, fmt.Sprintf("database:\n  url: %s\n%s%s", masterURL, transport, masterSettings)+`
 masters:
   - cqrs_id: account
     table: account
@@ -77,7 +96,7 @@ replicas:
 			consumer := rs.start(t, "consume")
 			consumer.waitFor(t, "consuming queue "+queue)
 			relay := ms.start(t, "relay")
-			relay.waitFor(t, "relaying the outbox")
+			relay.waitFor(t, "cqrsync: relaying the")
 
 			write(t, string(writes)).ok(t)
 			const masterRows = `SELECT id, name, balance, born, tags, active, cqrs_revision, cqrs_updated FROM account ORDER BY id`
@@ -116,7 +135,11 @@ func psql(t *testing.T, dsn, script string) result {
 	schema := q.Get("search_path")
 	q.Del("search_path")
 	u.RawQuery = q.Encode()
-	return shell(t, t.TempDir(), fmt.Sprintf("PGOPTIONS='-c search_path=%s' psql %q -X -q -v ON_ERROR_STOP=1 <<'SQL'\n%s\nSQL", schema, u.String(), script))
+	env := ""
+	if schema != "" {
+		env = fmt.Sprintf("PGOPTIONS='-c search_path=%s' ", schema)
+	}
+	return shell(t, t.TempDir(), fmt.Sprintf("%spsql %q -X -q -v ON_ERROR_STOP=1 <<'SQL'\n%s\nSQL", env, u.String(), script))
 }
 
 // mysqlClient runs script with the mysql client on a test database.
