@@ -119,7 +119,7 @@ func TestTriggerCaptureMatchesDjangoVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			checked++
-			master := vectorMaster(t, drv, vc.MasterEnv, time.Now())
+			master := vectorMaster(t, drv, vectorMasterConfig(vc.MasterEnv, time.Now()))
 			events, err := sqldialect.Postgres().ClaimOutbox(ctx, drv.Pool(), &sqldialect.ClaimOutboxParams{Limit: 10, Now: time.Now(), LeaseUntil: time.Now().Add(time.Minute)})
 			if err != nil {
 				t.Fatal(err)
