@@ -66,20 +66,8 @@ func benchTriggerCapture(b *testing.B, be benchBackend, writers int) {
 	}
 	ph := be.dialect.Placeholder
 	payload := strings.Repeat("p", 256)
-	for _, t := range tables {
-		for first := 1; first <= rows; first += 1000 {
-			vals := make([]string, 0, 1000)
-			for id := first; id < first+1000; id++ {
-				vals = append(vals, fmt.Sprintf("(%d, 0, '%s')", id, payload))
-			}
-			if _, err := db.ExecContext(ctx, "INSERT INTO "+t+" (id, commit_us, payload) VALUES "+strings.Join(vals, ", ")); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	update := func(table string) string {
-		return fmt.Sprintf("UPDATE %s SET commit_us = %s, payload = %s WHERE id = %s", table, ph(1), ph(2), ph(3))
-	}
+	seedBenchRows(b, db, tables, rows, payload)
+	update := benchUpdateSQL(ph)
 	insert := func(table string) string {
 		return fmt.Sprintf("INSERT INTO %s (id, commit_us, payload) VALUES (%s, %s, %s)", table, ph(1), ph(2), ph(3))
 	}
