@@ -1,6 +1,7 @@
 package cqrsync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,13 +43,40 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 		if err != nil {
 			return err
 		}
-		found, err := m.tables.check(ctx, ex, "master model", id, mm.Table, mm.Types, func(ti *tableInfo) []string { return masterProblems(mm, ti) })
-		if err != nil {
+		var terr error
+		found, err := m.tables.check(ctx, ex, "master model", id, mm.Table, mm.Types, func(ti *tableInfo) []string {
+			p := masterProblems(mm, ti)
+			if len(p) == 0 && ti.triggers {
+				var stale string
+				stale, terr = m.staleTriggers(ctx, ex, mm, ti)
+				if stale != "" {
+					p = append(p, stale)
+				}
+			}
+			return p
+		})
+		if err = cmp.Or(err, terr); err != nil {
 			return err
 		}
 		problems = append(problems, found...)
 	}
 	return schemaProblems(problems)
+}
+
+// staleTriggers describes the problem with the capture triggers of the
+// model's table when they are not those capture install would install now
+// (the table, the model or cqrsync changed since): "" when they are.
+func (m *Master[TTx]) staleTriggers(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo) (string, error) {
+	st, err := sqldialect.CaptureTriggers(ctx, ex, m.drv.Dialect(), &sqldialect.CaptureTriggerParams{
+		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, Columns: ti.columns, NoProduce: mm.NoProduce,
+	}, mm.Table)
+	if err != nil {
+		return "", errtext.Errorf("cqrsync: reading the capture triggers of table %s: %w", mm.Table, err)
+	}
+	if st.Current {
+		return "", nil
+	}
+	return fmt.Sprintf("the capture triggers of table %s do not match the table and the model (they changed since the triggers were installed): run cqrsync capture install -c %s", mm.Table, mm.CQRSID), nil
 }
 
 // Check verifies, before the first event, that the database holds what the

@@ -293,7 +293,9 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 		return nil, fmt.Errorf("cqrsync: MasterConfig.Outbox is %q, but the database is %s: the write-ahead log outbox needs PostgreSQL; use %q", OutboxWAL, d.Name(), OutboxTable)
 	}
 	c.Outbox = mode
-	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d}, models: map[string]*MasterModel{}}, nil
+	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d, triggers: func(ctx context.Context, ex sqldialect.Executor, table string) (bool, error) {
+		return sqldialect.HasCaptureTriggers(ctx, ex, d, table)
+	}}, models: map[string]*MasterModel{}}, nil
 }
 
 // DB returns the master database's driver, as passed to NewMaster.
@@ -415,6 +417,11 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		return err
 	}
 	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
+	done, err := m.markCapture(ctx, ex, mm, ti, nil)
+	if err != nil {
+		return err
+	}
+	defer done()
 	p := &sqldialect.InsertRowParams{CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, Updated: m.now()}
 	if p.Columns, p.Values, err = columnValues("Insert into", mm, ti, values); err != nil {
 		return err
@@ -580,6 +587,11 @@ func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk a
 	if _, ok := values[mm.PK]; ok {
 		return fmt.Errorf("cqrsync: UpdateRow of %s: values hold the primary key %s: a row keeps its key (delete it and insert another)", mm.Table, mm.PK)
 	}
+	done, err := m.markCapture(ctx, ex, mm, ti, []any{pk})
+	if err != nil {
+		return err
+	}
+	defer done()
 	touch := &sqldialect.TouchRowsParams{CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: []any{pk}, Updated: m.now()}
 	if touch.Columns, touch.Values, err = columnValues("UpdateRow of", mm, ti, values); err != nil {
 		return err
@@ -713,6 +725,11 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 		return err
 	}
 	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
+	done, err := m.markCapture(ctx, ex, mm, ti, pks)
+	if err != nil {
+		return err
+	}
+	defer done()
 	rows, err := m.deleteRows(ctx, ex, mm, ti, pks)
 	if err != nil {
 		return err
@@ -724,32 +741,16 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
 	published := make([]masterRow, 0, len(rows))
 	for i, row := range rows {
-		rev, err := revisionOf(row)
-		if err != nil {
-			return &ModelError{CQRSID: cqrsID, PK: row.pk, Err: err}
-		}
-		tombs[i] = sqldialect.Tombstone{CQRSID: cqrsID, Key: keyString(row.pk), Revision: rev + 1, Updated: now, At: now}
-		data := Object{{Key: "id", Value: row.pk}, {Key: RevisionField, Value: rev + 1}, {Key: UpdatedField, Value: FormatDateTime(now)}}
-		// The filter and meta function see the row as deleted: with the
-		// DELETE's revision and time, as django-cqrs's instance has them.
-		row.all = row.all.Clone()
-		row.all.Set(RevisionField, rev+1)
-		row.all.Set(UpdatedField, FormatDateTime(now))
-		if mm.CustomDeleteData != nil {
-			custom, err := mm.CustomDeleteData(ctx, row.all)
-			if err != nil {
-				return &ModelError{CQRSID: cqrsID, PK: row.pk, Err: fmt.Errorf("custom delete data: %w", err)}
-			}
-			if custom != nil {
-				data = append(data, Member{Key: "custom", Value: custom})
-			}
-		}
-		ev, ok, err := m.event(ctx, mm, SignalDelete, row, data, nil, now, "")
+		tomb, ev, ok, err := m.deleteEvent(ctx, mm, row, now)
 		if err != nil {
 			return err
 		}
+		tombs[i] = tomb
 		if ok {
 			events = append(events, ev)
+			// The token names the DELETE's revision, the tombstone's.
+			row.all = row.all.Clone()
+			row.all.Set(RevisionField, tomb.Revision)
 			published = append(published, row)
 		}
 	}
@@ -761,6 +762,33 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	}
 	collectTokens(ctx, mm, published)
 	return nil
+}
+
+// deleteEvent builds the tombstone and the DELETE event of row, deleted at
+// now; ok is false when the model refuses the row (no event).
+func (m *Master[TTx]) deleteEvent(ctx context.Context, mm *MasterModel, row masterRow, now time.Time) (sqldialect.Tombstone, sqldialect.OutboxRow, bool, error) {
+	rev, err := revisionOf(row)
+	if err != nil {
+		return sqldialect.Tombstone{}, sqldialect.OutboxRow{}, false, &ModelError{CQRSID: mm.CQRSID, PK: row.pk, Err: err}
+	}
+	tomb := sqldialect.Tombstone{CQRSID: mm.CQRSID, Key: keyString(row.pk), Revision: rev + 1, Updated: now, At: now}
+	data := Object{{Key: "id", Value: row.pk}, {Key: RevisionField, Value: rev + 1}, {Key: UpdatedField, Value: FormatDateTime(now)}}
+	// The filter and meta function see the row as deleted: with the
+	// DELETE's revision and time, as django-cqrs's instance has them.
+	row.all = row.all.Clone()
+	row.all.Set(RevisionField, rev+1)
+	row.all.Set(UpdatedField, FormatDateTime(now))
+	if mm.CustomDeleteData != nil {
+		custom, err := mm.CustomDeleteData(ctx, row.all)
+		if err != nil {
+			return tomb, sqldialect.OutboxRow{}, false, &ModelError{CQRSID: mm.CQRSID, PK: row.pk, Err: fmt.Errorf("custom delete data: %w", err)}
+		}
+		if custom != nil {
+			data = append(data, Member{Key: "custom", Value: custom})
+		}
+	}
+	ev, ok, err := m.event(ctx, mm, SignalDelete, row, data, nil, now, "")
+	return tomb, ev, ok, err
 }
 
 // deleteRows deletes the rows with the keys pks and returns them as they
@@ -838,6 +866,11 @@ func (m *Master[TTx]) save(ctx context.Context, ex sqldialect.Executor, cqrsID s
 		return err
 	}
 	defer func() { m.tables.evictStale(mm.CQRSID, ti, err) }()
+	done, err := m.markCapture(ctx, ex, mm, ti, pks)
+	if err != nil {
+		return err
+	}
+	defer done()
 	touch := &sqldialect.TouchRowsParams{
 		CQRSID: mm.CQRSID, Table: mm.Table, PKColumn: mm.PK, PKs: pks, Updated: m.now(), Reset: create,
 	}
@@ -893,6 +926,13 @@ func previousData(mm *MasterModel, r masterRow, create bool, before *Snapshot) O
 	if !ok {
 		return nil
 	}
+	return changedTracked(mm, r, old)
+}
+
+// changedTracked is previous_data of an update from old, the row's every
+// column before it: the tracked fields that changed, with their old values.
+func changedTracked(mm *MasterModel, r masterRow, old Object) Object {
+	prev := Object{}
 	for _, f := range mm.TrackedFields {
 		was, _ := old.Get(f)
 		now, _ := r.all.Get(f)

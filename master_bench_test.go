@@ -161,20 +161,8 @@ func benchMasterCaptureUpdate(b *testing.B, be benchBackend, writers int) {
 	ph := be.dialect.Placeholder
 	payload := strings.Repeat("p", 256)
 	ctx := b.Context()
-	for _, t := range tables {
-		for first := 1; first <= rows; first += 1000 {
-			vals := make([]string, 0, 1000)
-			for id := first; id < first+1000; id++ {
-				vals = append(vals, fmt.Sprintf("(%d, 0, '%s')", id, payload))
-			}
-			if _, err := db.ExecContext(ctx, "INSERT INTO "+t+" (id, commit_us, payload) VALUES "+strings.Join(vals, ", ")); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	update := func(table string) string {
-		return fmt.Sprintf("UPDATE %s SET commit_us = %s, payload = %s WHERE id = %s", table, ph(1), ph(2), ph(3))
-	}
+	seedBenchRows(b, db, tables, rows, payload)
+	update := benchUpdateSQL(ph)
 	plainSQL, updatedSQL := update(tables[0]), update(tables[1])
 	var next atomic.Int64
 	inTx := func(fn func(tx *sql.Tx, id int64) error) func() error {
@@ -348,4 +336,28 @@ func benchMasterCaptureWAL(b *testing.B, be benchBackend, writers int) {
 	b.ReportMetric(rates[1]/rates[0], "insert/plain")
 	b.ReportMetric(rates[2]/rates[0], "wal_insert/plain")
 	b.ReportMetric(rates[3]/rates[0], "wal_create/plain")
+}
+
+// seedBenchRows fills each of tables with rows rows (ids 1..rows) of the
+// benchmark shape, 1,000 per statement.
+func seedBenchRows(b *testing.B, db *sql.DB, tables []string, rows int, payload string) {
+	b.Helper()
+	for _, t := range tables {
+		for first := 1; first <= rows; first += 1000 {
+			vals := make([]string, 0, 1000)
+			for id := first; id < first+1000; id++ {
+				vals = append(vals, fmt.Sprintf("(%d, 0, '%s')", id, payload))
+			}
+			if _, err := db.ExecContext(b.Context(), "INSERT INTO "+t+" (id, commit_us, payload) VALUES "+strings.Join(vals, ", ")); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// benchUpdateSQL renders the benchmarks' UPDATE of one row of a table.
+func benchUpdateSQL(ph func(int) string) func(table string) string {
+	return func(table string) string {
+		return fmt.Sprintf("UPDATE %s SET commit_us = %s, payload = %s WHERE id = %s", table, ph(1), ph(2), ph(3))
+	}
 }

@@ -54,26 +54,10 @@ type vectorCase struct {
 // after cqrs_updated (to the second) or null.
 func TestMasterMatchesDjangoVectors(t *testing.T) {
 	t.Parallel()
-	files, err := filepath.Glob(filepath.Join(cqrsynctesting.VectorsDir(t), "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Cases whose payload cannot come from a database read: django-cqrs
-	// serialises the values as the application assigned them (README
-	// §5.2); cqrsync always publishes the canonical, database form.
-	inMemoryOnly := map[string]bool{"basic_create_uncoerced_values": true}
 	checked := 0
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var vc vectorCase
-		if json.Unmarshal(data, &vc) != nil || vc.Case == "" || len(vc.Messages) == 0 {
-			continue
-		}
+	for _, vc := range masterVectorCases(t) {
 		first, err := cqrsync.DecodePayload([]byte(vc.Messages[0].Body), time.Now())
-		if err != nil || vectorTables[first.CQRSID] == "" || inMemoryOnly[vc.Case] {
+		if err != nil || vectorTables[first.CQRSID] == "" {
 			continue
 		}
 		for i, msg := range vc.Messages {
@@ -97,6 +81,33 @@ func TestMasterMatchesDjangoVectors(t *testing.T) {
 	}
 }
 
+// masterVectorCases reads the vector cases of master operations that a
+// database read can reproduce.
+func masterVectorCases(t *testing.T) []vectorCase {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(cqrsynctesting.VectorsDir(t), "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cases whose payload cannot come from a database read: django-cqrs
+	// serialises the values as the application assigned them (README
+	// §5.2); cqrsync always publishes the canonical, database form.
+	inMemoryOnly := map[string]bool{"basic_create_uncoerced_values": true}
+	var out []vectorCase
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vc vectorCase
+		if json.Unmarshal(data, &vc) != nil || vc.Case == "" || len(vc.Messages) == 0 || inMemoryOnly[vc.Case] {
+			continue
+		}
+		out = append(out, vc)
+	}
+	return out
+}
+
 // replayVector sets up the row the vector's message describes, performs the
 // matching capture call, and returns the body and routing key of the event
 // it put in the outbox. traced captures with OpenTelemetry tracing on
@@ -118,18 +129,7 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string, 
 		t.Fatal(err)
 	}
 	db := cqrsynctesting.OpenSQLite(t, vectorTables[want.CQRSID])
-	cfg := &cqrsync.MasterConfig{Now: func() time.Time { return updated }}
-	if env["DJPEER_MESSAGE_TTL"] == "none" {
-		cfg.MessageTTL = cqrsync.NoExpiry
-	}
-	if corr := env["DJPEER_CORRELATION_ID"]; corr != "" {
-		cfg.CorrelationID = func(context.Context, cqrsync.SignalType, string, any, string) string { return corr }
-	}
-	if env["DJPEER_GLOBAL_META"] == "1" {
-		cfg.Meta = func(context.Context, cqrsync.SignalType, cqrsync.Object) (cqrsync.Object, error) {
-			return cqrsync.Object{{Key: "service", Value: "djpeer_master"}}, nil
-		}
-	}
+	cfg := vectorMasterConfig(env, updated)
 	if traced {
 		tp := sdktrace.NewTracerProvider()
 		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -139,15 +139,7 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string, 
 		}
 		cfg.Hooks, cfg.Propagator = h, h.Propagator()
 	}
-	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range vectorModels {
-		if err := master.Register(m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	master := vectorMaster(t, databasesql.New(db, sqldialect.SQLite()), cfg)
 
 	// The row as it stood before the operation.
 	pk := want.InstanceData[0].Value
@@ -220,15 +212,54 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string, 
 	return string(out), amqptopology.RoutingKey(&msg)
 }
 
+// vectorMasterConfig configures a master as the django-cqrs master of a
+// vector was (env), with its clock at now.
+func vectorMasterConfig(env map[string]string, now time.Time) *cqrsync.MasterConfig {
+	cfg := &cqrsync.MasterConfig{Now: func() time.Time { return now }}
+	if env["DJPEER_MESSAGE_TTL"] == "none" {
+		cfg.MessageTTL = cqrsync.NoExpiry
+	}
+	if corr := env["DJPEER_CORRELATION_ID"]; corr != "" {
+		cfg.CorrelationID = func(context.Context, cqrsync.SignalType, string, any, string) string { return corr }
+	}
+	if env["DJPEER_GLOBAL_META"] == "1" {
+		cfg.Meta = func(context.Context, cqrsync.SignalType, cqrsync.Object) (cqrsync.Object, error) {
+			return cqrsync.Object{{Key: "service", Value: "djpeer_master"}}, nil
+		}
+	}
+	return cfg
+}
+
+// vectorMaster is a master of the vector models on drv, configured by cfg.
+func vectorMaster(t *testing.T, drv sqldialect.Driver[*sql.Tx], cfg *cqrsync.MasterConfig) *cqrsync.Master[*sql.Tx] {
+	t.Helper()
+	master, err := cqrsync.NewMaster(drv, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range vectorModels {
+		if err := master.Register(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return master
+}
+
 // insertRow inserts row's fields into table, converting wire values to
 // column values.
 func insertRow(t *testing.T, tx *sql.Tx, table string, row cqrsync.Object) {
 	t.Helper()
+	insertRowAs(t, tx, func(int) string { return "?" }, table, row)
+}
+
+// insertRowAs is insertRow with the placeholders ph of a dialect.
+func insertRowAs(t *testing.T, tx *sql.Tx, ph func(int) string, table string, row cqrsync.Object) {
+	t.Helper()
 	var cols, marks []string
 	var args []any
-	for _, m := range row {
+	for i, m := range row {
 		cols = append(cols, m.Key)
-		marks = append(marks, "?")
+		marks = append(marks, ph(i+1))
 		typ := cqrsync.TypeAuto
 		switch {
 		case m.Key == cqrsync.UpdatedField || strings.HasPrefix(m.Key, "datetime"):

@@ -49,6 +49,10 @@ type tableInfo struct {
 	columns []sqldialect.Column
 	types   map[string]ValueType
 	byName  map[string]int
+
+	// triggers says whether the table has capture triggers (package
+	// capture/trigger); read with the columns by a master's cache.
+	triggers bool
 }
 
 func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
@@ -57,8 +61,12 @@ func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
 // models on one table may declare different Types.
 type tableCache struct {
 	dialect schemaStore
-	mu      sync.Mutex
-	models  map[string]*tableInfo
+	// triggers, when set, tells whether a table has capture triggers; read
+	// looks with the columns (a master's cache), so that captures need not
+	// ask in the caller's transaction.
+	triggers func(ctx context.Context, ex sqldialect.Executor, table string) (bool, error)
+	mu       sync.Mutex
+	models   map[string]*tableInfo
 }
 
 // get returns the metadata of the model cqrsID, whose table is table and
@@ -131,6 +139,11 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 		return nil, nil, errtext.Errorf("cqrsync: reading the columns of table %s: %w", table, err)
 	}
 	ti = &tableInfo{columns: cols, types: make(map[string]ValueType, len(cols)), byName: make(map[string]int, len(cols))}
+	if c.triggers != nil {
+		if ti.triggers, err = c.triggers(ctx, ex, table); err != nil {
+			return nil, nil, errtext.Errorf("cqrsync: looking for capture triggers on table %s: %w", table, err)
+		}
+	}
 	for i, col := range cols {
 		ti.byName[col.Name] = i
 		ti.types[col.Name] = ValueTypeOfSQL(col.DeclaredType)

@@ -96,6 +96,7 @@ func serveAdmin(s *session, listen string, runRelay bool) error {
 		if runRelay {
 			rc := app.Relay
 			rc.Publisher, rc.Logger = tr.Publisher, s.log
+			s.renderer(&rc) // capture triggers' rows
 			relay, err := outbox.NewRelay(s.db(), &rc)
 			if err != nil {
 				return UsageError{Err: err}

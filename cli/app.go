@@ -144,6 +144,16 @@ type Master interface {
 	Schema(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) (*cqrsync.Schema, error)
 	// AnswerResend answers a replica's resend request (cqrsync resend).
 	AnswerResend(ctx context.Context, request []byte) error
+	// RenderOutbox renders the outbox rows of capture triggers (relay).
+	RenderOutbox(ctx context.Context, row *sqldialect.OutboxRow) (bool, error)
+}
+
+// renderer makes cfg's relay render capture triggers' row images with the
+// App's master, when there is one.
+func (s *session) renderer(cfg *outbox.Config) {
+	if cfg.Renderer == nil && s.app.Master != nil {
+		cfg.Renderer = s.app.Master
+	}
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

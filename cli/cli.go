@@ -177,6 +177,7 @@ command failed, 2 it was called or configured wrongly.`,
 		newVerifyCommand(st),
 		newVerifyServeCommand(st),
 		newAdminCommand(st),
+		newCaptureCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)

@@ -37,6 +37,11 @@ logical replication slot master.wal_slot instead (created when missing) and
 confirms each position to the slot once the broker confirmed the events
 before it; one relay streams a slot at a time, a second one waits. While no
 relay runs, PostgreSQL keeps the WAL for the slot: see cqrsync outbox status.
+It still relays the outbox table beside the slot, polling: capture triggers
+(cqrsync capture install) write there, and so did captures before the switch.
+
+Rows that capture triggers wrote are rendered into events with the master
+models of the configuration.
 
 At start it checks that migrate created cqrs_outbox (exit 2 otherwise). A
 database or broker that cannot be reached at start exits 1: start the relay
@@ -76,6 +81,7 @@ it runs, and the count of events it published when it stops.`,
 				}
 				cfg := s.app.Relay
 				cfg.Publisher, cfg.Logger = tr.Publisher, s.log
+				s.renderer(&cfg)
 				var ends *endpoints
 				if listen != "" {
 					var metrics hook.Hooks
@@ -89,11 +95,11 @@ it runs, and the count of events it published when it stops.`,
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
 				}
-				if s.app.WAL != nil {
-					return runWALRelay(s, tr, cfg.BatchSize)
-				}
 				if cmd.Flags().Changed("poll-interval") {
 					cfg.PollInterval = poll
+				}
+				if s.app.WAL != nil {
+					return runWALRelay(s, tr, cfg)
 				}
 				relay, err := outbox.NewRelay(s.db(), &cfg)
 				if err != nil {

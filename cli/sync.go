@@ -156,6 +156,7 @@ func drain(s *session, tr *Transport, since time.Time, timeout time.Duration) (i
 	}
 	cfg := s.app.Relay
 	cfg.Publisher, cfg.Logger = tr.Publisher, s.log
+	s.renderer(&cfg)
 	relay, err := outbox.NewRelay(s.db(), &cfg)
 	if err != nil {
 		return 0, err

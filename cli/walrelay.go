@@ -2,26 +2,39 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pgwal"
 )
 
 // runWALRelay is the relay command for a master with outbox: wal.
-func runWALRelay(s *session, tr *Transport, batch int) error {
+func runWALRelay(s *session, tr *Transport, table outbox.Config) error {
 	w := s.app.WAL
 	relay, err := pgwal.NewRelay(&pgwal.Config{
 		ConnString: w.ConnString, Slot: w.Slot, Publication: w.Publication,
-		Publisher: tr.Publisher, BatchSize: batch, Logger: s.log,
+		Publisher: tr.Publisher, BatchSize: table.BatchSize, Logger: s.log,
 	})
 	if err != nil {
 		return UsageError{Err: err}
 	}
+	// The outbox table still receives what capture triggers write (and
+	// holds what was captured before the switch to the WAL): a table relay
+	// runs beside the slot's, polling.
+	tableRelay, err := outbox.NewRelay(s.db(), &table)
+	if err != nil {
+		return UsageError{Err: err}
+	}
+	if err := tableRelay.Start(s.ctx); err != nil {
+		return err
+	}
 	if err := relay.Start(s.ctx); err != nil {
+		_ = tableRelay.Stop()
 		return err
 	}
 	t := time.NewTimer(connectTimeout)
@@ -36,8 +49,8 @@ func runWALRelay(s *session, tr *Transport, batch int) error {
 	}
 	t.Stop()
 	<-s.ctx.Done()
-	err = relay.Stop()
-	fmt.Fprintf(s.env.Err, "cqrsync: relay stopped: %d event(s) published; PostgreSQL keeps the WAL of later events for slot %s until a relay runs again\n", relay.Published(), slotName(w))
+	err = errors.Join(relay.Stop(), tableRelay.Stop())
+	fmt.Fprintf(s.env.Err, "cqrsync: relay stopped: %d event(s) published; PostgreSQL keeps the WAL of later events for slot %s until a relay runs again\n", relay.Published()+tableRelay.Published(), slotName(w))
 	return err
 }
 

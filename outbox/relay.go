@@ -46,6 +46,23 @@ type Config struct {
 	// Hooks, when set, observes every claim and publish (see package hook).
 	// Nil costs nothing.
 	Hooks hook.Hooks
+	// Renderer turns the outbox rows that capture triggers wrote (row
+	// images, package capture/trigger) into events before they are
+	// published: set it to the master (a *cqrsync.Master) whose models
+	// the triggers capture. Nil is fine while no table has capture
+	// triggers; a row image found then stays in the outbox, and the relay
+	// reports it and backs off, until a relay with a Renderer publishes it.
+	Renderer Renderer
+}
+
+// Renderer renders an outbox row that is not an event yet (a capture
+// trigger's row image) into one; *cqrsync.Master is one.
+type Renderer interface {
+	// RenderOutbox replaces row's Body and Headers with the event it
+	// describes, or returns publish false when there is none to send (the
+	// row is then deleted unpublished). It leaves an event alone. It is
+	// called from the relay's goroutine, one row at a time.
+	RenderOutbox(ctx context.Context, row *sqldialect.OutboxRow) (publish bool, err error)
 }
 
 // WithDefaults returns a copy of c with zero fields set to their defaults.
@@ -275,6 +292,11 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
+	claimed := len(rows)
+	var rerr error
+	if rows, rerr = r.render(ctx, rows); len(rows) == 0 {
+		return claimed, rerr
+	}
 	// django-cqrs sets expires when it publishes: an event held here
 	// through a broker outage must not arrive expired.
 	publishAt := r.cfg.Now()
@@ -335,7 +357,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	defer scancel()
 	if len(done) > 0 {
 		if err := r.d.DeleteOutbox(sctx, r.db, ids(done)); err != nil {
-			return len(rows), fmt.Errorf("outbox: delete %d published events (they will be sent again): %w", len(done), err)
+			return claimed, fmt.Errorf("outbox: delete %d published events (they will be sent again): %w", len(done), err)
 		}
 		r.published.Add(int64(len(done)))
 	}
@@ -345,9 +367,59 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		}
 	}
 	if perr != nil {
-		return len(rows), fmt.Errorf("outbox: publish %d of %d events: %w", len(failed), len(rows), perr)
+		return claimed, errors.Join(fmt.Errorf("outbox: publish %d of %d events: %w", len(failed), len(rows), perr), rerr)
 	}
-	return len(rows), nil
+	return claimed, rerr
+}
+
+// render renders the row images among rows (see Config.Renderer) and
+// returns the rows to publish. Rows with nothing to publish are deleted;
+// rows that cannot be rendered are released and reported in err, so the
+// relay backs off before it claims them again.
+func (r *Relay) render(ctx context.Context, rows []sqldialect.OutboxRow) ([]sqldialect.OutboxRow, error) {
+	var drop, hold []int64
+	var errs []error
+	out := rows[:0:0]
+	for i := range rows {
+		row := &rows[i]
+		if !sqldialect.IsRowImage(row.Body) {
+			out = append(out, *row)
+			continue
+		}
+		if r.cfg.Renderer == nil {
+			hold = append(hold, row.ID)
+			if len(errs) == 0 {
+				errs = append(errs, fmt.Errorf("outbox: row %d of %s was written by a capture trigger and needs rendering: set outbox.Config.Renderer to the master (cqrsync.Master) that registers %s", row.ID, row.CQRSID, row.CQRSID))
+			}
+			continue
+		}
+		publish, err := r.cfg.Renderer.RenderOutbox(ctx, row)
+		switch {
+		case err != nil:
+			hold = append(hold, row.ID)
+			errs = append(errs, fmt.Errorf("outbox: render row %d of %s: %w", row.ID, row.CQRSID, err))
+		case publish:
+			out = append(out, *row)
+		default:
+			drop = append(drop, row.ID)
+		}
+	}
+	if len(drop) == 0 && len(hold) == 0 {
+		return out, nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if len(drop) > 0 {
+		if err := r.d.DeleteOutbox(sctx, r.db, drop); err != nil {
+			errs = append(errs, fmt.Errorf("outbox: delete %d rows with no event: %w", len(drop), err))
+		}
+	}
+	if len(hold) > 0 {
+		if err := r.d.ReleaseOutbox(sctx, r.db, hold); err != nil {
+			r.cfg.Logger.WarnContext(ctx, "outbox: release rows that could not be rendered (their lease will expire)", slog.Any("error", err))
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // splitFailed separates the rows the broker confirmed, the rows it did not,

@@ -41,6 +41,16 @@
 //	cqrs_revision INTEGER NOT NULL DEFAULT 0
 //	cqrs_updated  TIMESTAMP (DATETIME on SQLite) NOT NULL
 //
+// # Capture triggers
+//
+// [InstallCaptureTriggers] puts triggers on a master table (PostgreSQL,
+// MySQL/MariaDB) that capture every write in the database: they keep
+// cqrs_revision and cqrs_updated, record tombstones and write row images
+// (see [RowImagePrefix]) into cqrs_outbox, which the relay renders into
+// events. [MarkLibraryCapture] keeps them off a library capture's own
+// statements. Package capture/trigger is the API for users; the tests of
+// these functions run there, against the real databases.
+//
 // # Conformance
 //
 // Every dialect passes the suite in package sqldialecttest against its real

@@ -123,6 +123,8 @@ func TestFailures(t *testing.T) {
 		{name: "filter on no column", args: []string{"sync", "-c", "account", "-f", `{"nope": 1}`, "--dry-run"}, code: 2, want: "bad filter"},
 		{name: "missing dump", args: []string{"bulk-load", "-i", "nope.dump"}, code: 1, want: "input file nope.dump does not exist"},
 		{name: "dump of another model", stdin: "invoice\n{}", args: []string{"bulk-load", "-i", "-"}, code: 1, want: `is a dump of "invoice", which is not a replica model here`},
+		{name: "capture triggers on SQLite", args: []string{"capture", "install", "-c", "account"}, code: 2, want: "capture triggers are available on PostgreSQL and MySQL/MariaDB"},
+		{name: "capture of no model", args: []string{"capture", "status", "-c", "invoice"}, code: 2, want: `--cqrs-id "invoice" is not a master model here`},
 		{name: "bad diff stream", stdin: "garbage", args: []string{"diff-replica", "-q", "q"}, code: 1, want: "bad diff stream"},
 		{name: "named config missing", args: []string{"--config", "nope.yaml", "outbox", "status"}, code: 2, want: "config file nope.yaml does not exist"},
 		{name: "no database configured", config: "queue: q\n", args: []string{"outbox", "status"}, code: 2,

@@ -8,10 +8,12 @@ import (
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/pgxexec"
 )
 
 // UniqueName returns prefix followed by random hex, for schemas, databases
@@ -124,4 +126,24 @@ func OpenMySQL(tb testing.TB, ddl ...string) *sql.DB {
 		}
 	}
 	return db
+}
+
+// OpenPgxPool opens a pgx pool on a migrated, empty schema of its own (see
+// PostgresDSN), closed when the test ends, and runs ddl on it.
+func OpenPgxPool(tb testing.TB, ddl ...string) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(tb.Context(), PostgresDSN(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	if err := sqldialect.Postgres().Migrate(tb.Context(), pgxexec.New(pool)); err != nil {
+		tb.Fatal(err)
+	}
+	for _, stmt := range ddl {
+		if _, err := pool.Exec(tb.Context(), stmt); err != nil {
+			tb.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return pool
 }

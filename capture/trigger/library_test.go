@@ -1,0 +1,90 @@
+package trigger_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+
+	"github.com/cqrsync/cqrsync"
+)
+
+// TestLibraryCaptureOnTriggerTable checks that a writer capturing through
+// the library on a table with triggers makes one event per change, with
+// the revisions library capture gives.
+func TestLibraryCaptureOnTriggerTable(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		mt := newMaster(t, b)
+		mt.install(t)
+		run := func(fn func(ctx context.Context, tx *sql.Tx) error) []string {
+			t.Helper()
+			mt.libraryTx(t, mt.clock.Now(), fn)
+			return mt.published(t)
+		}
+		type want struct {
+			signal cqrsync.SignalType
+			pk     int64
+			rev    int64
+		}
+		check := func(what string, got []string, w ...want) {
+			t.Helper()
+			if len(got) != len(w) {
+				t.Fatalf("%s: %d events, want %d: %q", what, len(got), len(w), got)
+			}
+			for i, body := range got {
+				p, err := cqrsync.DecodePayload([]byte(body), mt.pubAt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rev, _ := p.Revision()
+				pk, _ := cqrsync.ColumnValue(cqrsync.TypeInt, p.InstancePK)
+				if p.SignalType != w[i].signal || pk != w[i].pk || rev != w[i].rev {
+					t.Errorf("%s: event %d is %s of %v at revision %d, want %s of %d at %d", what, i, p.SignalType, pk, rev, w[i].signal, w[i].pk, w[i].rev)
+				}
+			}
+		}
+		check("Insert", run(func(ctx context.Context, tx *sql.Tx) error {
+			return mt.m.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada", "active": true})
+		}), want{cqrsync.SignalSave, 1, 0})
+		check("UpdateRow", run(func(ctx context.Context, tx *sql.Tx) error {
+			return mt.m.UpdateRow(ctx, tx, "account", 1, map[string]any{"name": "Ada L"})
+		}), want{cqrsync.SignalSave, 1, 1})
+		// A plain INSERT before Master.Create of the same row: on
+		// PostgreSQL the library's event replaces the trigger's; on
+		// MySQL both go, at the same revision (replicas drop the
+		// second as a duplicate).
+		inserted := []want{{cqrsync.SignalSave, 2, 0}}
+		if b.name == "mysql" {
+			inserted = append(inserted, want{cqrsync.SignalSave, 2, 0})
+		}
+		check("INSERT then Create", run(func(ctx context.Context, tx *sql.Tx) error {
+			return createAfterInsert(ctx, mt, tx, 2)
+		}), inserted...)
+		check("Delete", run(func(ctx context.Context, tx *sql.Tx) error {
+			return mt.m.Delete(ctx, tx, "account", 2)
+		}), want{cqrsync.SignalDelete, 2, 1})
+		if b.name == "postgres" {
+			// A plain UPDATE before Master.Update of the same row: the
+			// library's event replaces the trigger's.
+			check("UPDATE then Update", run(func(ctx context.Context, tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `UPDATE account SET name = 'x' WHERE id = 1`); err != nil {
+					return err
+				}
+				return mt.m.Update(ctx, tx, "account", 1)
+			}), want{cqrsync.SignalSave, 1, 3})
+		}
+		// After the library's statements, plain SQL on the same
+		// connection is captured again (the MySQL mark was cleared).
+		mt.db.SetMaxOpenConns(1)
+		check("plain UPDATE after library capture", run(func(ctx context.Context, tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE account SET name = 'y' WHERE id = 1`)
+			return err
+		}), want{cqrsync.SignalSave, 1, map[bool]int64{true: 4, false: 2}[b.name == "postgres"]})
+	})
+}
+
+func createAfterInsert(ctx context.Context, mt *master, tx *sql.Tx, id int) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO account (id, name) VALUES (`+mt.b.dialect.Placeholder(1)+`, 'Bob')`, id); err != nil {
+		return err
+	}
+	return mt.m.Create(ctx, tx, "account", id)
+}
