@@ -1,0 +1,35 @@
+package kafka_test
+
+import (
+	"testing"
+
+	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/kafka"
+	"github.com/cqrsync/cqrsync/transport/transporttest"
+)
+
+var (
+	_ transport.Publisher   = (*kafka.Transport)(nil)
+	_ transport.Subscriber  = (*kafka.Transport)(nil)
+	_ transport.DeadLetters = (*kafka.Transport)(nil)
+)
+
+// TestConformance runs the shared transport suite against kfake, an
+// in-process Kafka cluster per subtest, whose connections CutConnections
+// closes.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	transporttest.Run(t, transporttest.Options{}, newSuiteTransport)
+}
+
+func newSuiteTransport(tb testing.TB) transporttest.Transport {
+	c := newCluster(tb)
+	tr := c.open(tb, nil)
+	return transporttest.Transport{
+		Publisher: tr, Subscriber: tr, DeadLetters: tr,
+		CutConnections: func(testing.TB) { c.Cut() },
+	}
+}
+
+// BenchmarkTransport is the shared transport benchmark on kfake.
+func BenchmarkTransport(b *testing.B) { transporttest.Benchmark(b, newSuiteTransport) }

@@ -1,0 +1,99 @@
+package kafka_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/cqrsync/cqrsync/transport/kafka"
+)
+
+// cluster is an in-process kfake Kafka cluster whose client connections a
+// test can cut. There is no Kafka server on the test machines: every Kafka
+// test runs against kfake.
+type cluster struct {
+	*kfake.Cluster
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// newCluster starts a kfake cluster that the test closes when it ends.
+func newCluster(tb testing.TB) *cluster {
+	tb.Helper()
+	c := &cluster{conns: make(map[net.Conn]struct{})}
+	kc, err := kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			ln, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &trackingListener{Listener: ln, c: c}, nil
+		}),
+	)
+	if err != nil {
+		tb.Fatalf("kfake: %v", err)
+	}
+	c.Cluster = kc
+	tb.Cleanup(kc.Close)
+	return c
+}
+
+// Cut closes every client connection the cluster accepted, as a broker
+// restart or a network failure would.
+func (c *cluster) Cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for conn := range c.conns {
+		_ = conn.Close()
+		delete(c.conns, conn)
+	}
+}
+
+type trackingListener struct {
+	net.Listener
+	c *cluster
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.c.mu.Lock()
+	l.c.conns[conn] = struct{}{}
+	l.c.mu.Unlock()
+	return conn, nil
+}
+
+// config is a transport configuration for c with quick group heartbeats,
+// so that rebalances take milliseconds.
+func (c *cluster) config() *kafka.Config {
+	return &kafka.Config{
+		Brokers:           c.ListenAddrs(),
+		Partitions:        3,
+		HeartbeatInterval: 100 * time.Millisecond,
+		SessionTimeout:    6 * time.Second,
+		CommitInterval:    10 * time.Millisecond,
+	}
+}
+
+// open returns a transport on c that the test closes when it ends.
+func (c *cluster) open(tb testing.TB, cfg *kafka.Config) *kafka.Transport {
+	tb.Helper()
+	if cfg == nil {
+		cfg = c.config()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := kafka.New(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("kafka.New: %v", err)
+	}
+	tb.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
