@@ -2,12 +2,14 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cqrsync/cqrsync/transport/kafka"
 )
@@ -27,6 +29,7 @@ func newCluster(tb testing.TB) *cluster {
 	c := &cluster{conns: make(map[net.Conn]struct{})}
 	kc, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond),
 		kfake.ListenFn(func(network, address string) (net.Listener, error) {
 			ln, err := net.Listen(network, address)
 			if err != nil {
@@ -96,4 +99,47 @@ func (c *cluster) open(tb testing.TB, cfg *kafka.Config) *kafka.Transport {
 	}
 	tb.Cleanup(func() { _ = tr.Close() })
 	return tr
+}
+
+// process stands for one consumer process: its transport dials through it,
+// and kill cuts its connections and refuses new ones, as the death of the
+// process would. The brokers notice only when its group session expires.
+type process struct {
+	mu    sync.Mutex
+	dead  bool
+	conns []net.Conn
+}
+
+func (p *process) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dead {
+		return nil, errors.New("process killed")
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, host)
+	if err == nil {
+		p.conns = append(p.conns, conn)
+	}
+	return conn, err
+}
+
+func (p *process) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dead = true
+	for _, c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+// openProcess returns a transport on c whose connections go through a
+// process that the test can kill, with a short group session so that the
+// group reassigns a killed member's partitions within a second.
+func (c *cluster) openProcess(tb testing.TB) (*kafka.Transport, *process) {
+	p := &process{}
+	cfg := c.config()
+	cfg.SessionTimeout = time.Second
+	cfg.ClientOptions = []kgo.Opt{kgo.Dialer(p.dial), kgo.RetryTimeout(2 * time.Second)}
+	return c.open(tb, cfg), p
 }
