@@ -1,0 +1,123 @@
+// Package kafka lets package config open kafka:// transport URLs with
+// transport/kafka. Import it for its side effect:
+//
+//	import _ "github.com/cqrsync/cqrsync/config/kafka"
+//
+// kafka://host:port,host:port names the seed brokers; the query sets
+// exchange (the topic names' prefix, default "cqrs"), partitions (of the
+// topics the transport creates, default 6) and per_model=true (a broadcast
+// topic per model). kafka://kfake starts franz-go's in-process kfake
+// cluster instead, for the demo and `cqrsync bench` on a machine without
+// Kafka (its figures are kfake's, not a Kafka cluster's); it stops when
+// the transport closes.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/cqrsync/cqrsync/transport/kafka"
+)
+
+// KfakeHost is the host of a kafka:// URL that starts an in-process kfake
+// cluster.
+const KfakeHost = "kfake"
+
+// ParseURL returns the transport configuration a kafka:// URL describes,
+// and whether it asks for an in-process kfake cluster (whose brokers the
+// caller fills in).
+func ParseURL(raw string) (cfg *kafka.Config, fake bool, err error) {
+	rest, ok := strings.CutPrefix(raw, "kafka://")
+	if !ok {
+		return nil, false, fmt.Errorf("kafka: %q is not a kafka:// URL: use kafka://host:port,host:port?exchange=cqrs", raw)
+	}
+	hosts, rawQuery, _ := strings.Cut(rest, "?")
+	if strings.ContainsAny(hosts, "@/") {
+		return nil, false, errors.New("kafka: a kafka:// URL has no user or path: use kafka://host:port,host:port (TLS and SASL through kafka.Config.ClientOptions in Go)")
+	}
+	query, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return nil, false, fmt.Errorf("kafka: the query of %q: %w", raw, err)
+	}
+	cfg = &kafka.Config{}
+	fake = hosts == KfakeHost
+	if !fake {
+		if hosts == "" {
+			return nil, false, fmt.Errorf("kafka: %q names no broker: use kafka://host:port (or kafka://kfake for an in-process cluster)", raw)
+		}
+		for _, b := range strings.Split(hosts, ",") {
+			if b == "" {
+				return nil, false, fmt.Errorf("kafka: %q: empty broker in the host list", raw)
+			}
+			if !strings.Contains(b, ":") {
+				b += ":9092"
+			}
+			cfg.Brokers = append(cfg.Brokers, b)
+		}
+	}
+	var errs []error
+	for k, vs := range query {
+		v := vs[len(vs)-1]
+		switch k {
+		case "exchange":
+			cfg.Exchange = v
+		case "partitions":
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil || n < 1 {
+				errs = append(errs, fmt.Errorf("kafka: partitions=%q: use a positive count", v))
+			}
+			cfg.Partitions = int32(n)
+		case "per_model":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kafka: per_model=%q: use true or false", v))
+			}
+			cfg.TopicPerModel = b
+		default:
+			errs = append(errs, fmt.Errorf("kafka: unknown URL parameter %q: use exchange, partitions or per_model", k))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, false, err
+	}
+	return cfg, fake, nil
+}
+
+// Open connects the transport a kafka:// URL describes; for kafka://kfake
+// it first starts an in-process kfake cluster, which close stops after the
+// transport. close closes the transport.
+func Open(ctx context.Context, raw string, logger *slog.Logger) (tr *kafka.Transport, close func() error, err error) {
+	cfg, fake, err := ParseURL(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger = logger
+	var cluster *kfake.Cluster
+	if fake {
+		if cluster, err = kfake.NewCluster(kfake.NumBrokers(1)); err != nil {
+			return nil, nil, fmt.Errorf("kafka: start kfake: %w", err)
+		}
+		cfg.Brokers = cluster.ListenAddrs()
+	}
+	tr, err = kafka.New(ctx, cfg)
+	if err != nil {
+		if cluster != nil {
+			cluster.Close()
+		}
+		return nil, nil, err
+	}
+	return tr, func() error {
+		err := tr.Close()
+		if cluster != nil {
+			cluster.Close()
+		}
+		return err
+	}, nil
+}
