@@ -22,9 +22,21 @@ func TestConformance(t *testing.T) {
 	transporttest.Run(t, transporttest.Options{}, newSuiteTransport)
 }
 
-func newSuiteTransport(tb testing.TB) transporttest.Transport {
+// TestConformancePerModel runs the suite with a broadcast topic per model.
+func TestConformancePerModel(t *testing.T) {
+	t.Parallel()
+	transporttest.Run(t, transporttest.Options{}, func(tb testing.TB) transporttest.Transport {
+		return suiteTransport(tb, true)
+	})
+}
+
+func newSuiteTransport(tb testing.TB) transporttest.Transport { return suiteTransport(tb, false) }
+
+func suiteTransport(tb testing.TB, perModel bool) transporttest.Transport {
 	c := newCluster(tb)
-	tr := c.open(tb, nil)
+	cfg := c.config()
+	cfg.TopicPerModel = perModel
+	tr := c.open(tb, cfg)
 	return transporttest.Transport{
 		Publisher: tr, Subscriber: tr, DeadLetters: tr,
 		CutConnections: func(testing.TB) { c.Cut() },
