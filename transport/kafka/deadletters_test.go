@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
-	"github.com/cqrsync/cqrsync/sqldialect"
-	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -25,18 +21,11 @@ import (
 func TestConsumerRetriesAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := newCluster(t)
 	tr := c.open(t, nil)
 	db := cqrsynctesting.OpenSQLite(t)
 
-	replica, err := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), &cqrsync.ReplicaConfig{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "item", Table: "item_copy"}); err != nil {
-		t.Fatal(err)
-	}
+	replica := itemReplica(t, db)
 	const retries = 2
 	cons, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
 		Replica: replica, Subscriber: tr, Publisher: tr, Queue: "billing", Logger: quiet,

@@ -2,7 +2,10 @@ package kafka_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -11,6 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/sqldialect"
+	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 	"github.com/cqrsync/cqrsync/transport/kafka"
 )
 
@@ -142,4 +148,21 @@ func (c *cluster) openProcess(tb testing.TB) (*kafka.Transport, *process) {
 	cfg.SessionTimeout = time.Second
 	cfg.ClientOptions = []kgo.Opt{kgo.Dialer(p.dial), kgo.RetryTimeout(2 * time.Second)}
 	return c.open(tb, cfg), p
+}
+
+// quiet is a logger for the cqrsync parts of the tests.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// itemReplica is a replica on db that applies model "item" to table
+// item_copy.
+func itemReplica(tb testing.TB, db *sql.DB) *cqrsync.Replica {
+	tb.Helper()
+	replica, err := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), &cqrsync.ReplicaConfig{Logger: quiet})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "item", Table: "item_copy"}); err != nil {
+		tb.Fatal(err)
+	}
+	return replica
 }

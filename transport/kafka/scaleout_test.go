@@ -4,8 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -32,7 +30,6 @@ import (
 func TestScaleOut(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := newCluster(t)
 
 	masterDB := cqrsynctesting.OpenSQLite(t, `CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL, val INTEGER NOT NULL,
@@ -63,13 +60,7 @@ func TestScaleOut(t *testing.T) {
 	}
 	start := func() consumerProcess {
 		tr, proc := c.openProcess(t)
-		replica, err := cqrsync.NewReplica(databasesql.New(replicaDB, sqldialect.SQLite()), &cqrsync.ReplicaConfig{Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: "item", Table: "item_copy"}); err != nil {
-			t.Fatal(err)
-		}
+		replica := itemReplica(t, replicaDB)
 		cons, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
 			Replica: replica, Subscriber: tr, Publisher: tr, Queue: "scaleout",
 			Workers: 4, BatchSize: 20, Logger: quiet,
@@ -136,13 +127,13 @@ func TestScaleOut(t *testing.T) {
 		t.Fatalf("workload: %v", err)
 	}
 
-	want := scaleOutRows(t, masterDB, "SELECT id, name, val, cqrs_revision FROM item")
+	want := cqrsynctesting.RowsByID(t, masterDB, "SELECT id, name, val, cqrs_revision FROM item")
 	cqrsynctesting.Eventually(t, 60*time.Second, "the replica to equal the master", func() bool {
 		st, err := relay.Stats(ctx)
 		if err != nil || st.Rows > 0 {
 			return false
 		}
-		got := scaleOutRows(t, replicaDB, "SELECT id, name, val, cqrs_revision FROM item_copy")
+		got := cqrsynctesting.RowsByID(t, replicaDB, "SELECT id, name, val, cqrs_revision FROM item_copy")
 		if len(got) != len(want) {
 			return false
 		}
@@ -247,26 +238,4 @@ func scaleOutOp(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.Tx]
 		return err
 	}
 	return tx.Commit()
-}
-
-func scaleOutRows(tb testing.TB, db *sql.DB, query string) map[int64]string {
-	tb.Helper()
-	rows, err := db.Query(query)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[int64]string{}
-	for rows.Next() {
-		var id, val, rev int64
-		var name string
-		if err := rows.Scan(&id, &name, &val, &rev); err != nil {
-			tb.Fatal(err)
-		}
-		out[id] = fmt.Sprintf("%s/%d@%d", name, val, rev)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatal(err)
-	}
-	return out
 }
