@@ -27,18 +27,10 @@ func TestConsumerRetriesAndDeadLetters(t *testing.T) {
 
 	replica := itemReplica(t, db)
 	const retries = 2
-	cons, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+	cons := startConsumer(t, &cqrsync.ConsumerConfig{
 		Replica: replica, Subscriber: tr, Publisher: tr, Queue: "billing", Logger: quiet,
 		Retry: cqrsync.RetryPolicy{MaxRetries: retries, Delay: func(int) time.Duration { return 50 * time.Millisecond }},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cons.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cons.Stop() })
-	<-cons.Started()
 
 	const n = 5
 	msgs := make([]transport.Message, n)

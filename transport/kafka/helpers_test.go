@@ -166,3 +166,20 @@ func itemReplica(tb testing.TB, db *sql.DB) *cqrsync.Replica {
 	}
 	return replica
 }
+
+// startConsumer starts a consumer with cfg (its Logger quiet) and waits
+// until it has subscribed; the test stops it when it ends.
+func startConsumer(tb testing.TB, cfg *cqrsync.ConsumerConfig) *cqrsync.Consumer {
+	tb.Helper()
+	cfg.Logger = quiet
+	cons, err := cqrsync.NewConsumer(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cons.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cons.Stop() })
+	<-cons.Started()
+	return cons
+}

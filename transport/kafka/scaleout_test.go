@@ -61,18 +61,10 @@ func TestScaleOut(t *testing.T) {
 	start := func() consumerProcess {
 		tr, proc := c.openProcess(t)
 		replica := itemReplica(t, replicaDB)
-		cons, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		cons := startConsumer(t, &cqrsync.ConsumerConfig{
 			Replica: replica, Subscriber: tr, Publisher: tr, Queue: "scaleout",
 			Workers: 4, BatchSize: 20, Logger: quiet,
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cons.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cons.Stop() })
-		<-cons.Started()
 		return consumerProcess{cons, proc}
 	}
 	procs := []consumerProcess{start(), start(), start()}
