@@ -90,34 +90,39 @@ func ParseURL(raw string) (cfg *kafka.Config, fake bool, err error) {
 	return cfg, fake, nil
 }
 
-// Open connects the transport a kafka:// URL describes; for kafka://kfake
-// it first starts an in-process kfake cluster, which close stops after the
-// transport. close closes the transport.
+// Resolve returns the transport configuration of a kafka:// URL with its
+// brokers filled in: for kafka://kfake it starts an in-process kfake
+// cluster, which stop stops (a no-op otherwise). fake says which.
+func Resolve(raw string) (cfg *kafka.Config, fake bool, stop func(), err error) {
+	if cfg, fake, err = ParseURL(raw); err != nil {
+		return nil, false, nil, err
+	}
+	if !fake {
+		return cfg, false, func() {}, nil
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		return nil, false, nil, fmt.Errorf("kafka: start kfake: %w", err)
+	}
+	cfg.Brokers = cluster.ListenAddrs()
+	return cfg, true, cluster.Close, nil
+}
+
+// Open connects the transport a kafka:// URL describes (see [Resolve]);
+// close closes it, and then the kfake cluster kafka://kfake started.
 func Open(ctx context.Context, raw string, logger *slog.Logger) (tr *kafka.Transport, close func() error, err error) {
-	cfg, fake, err := ParseURL(raw)
+	cfg, _, stop, err := Resolve(raw)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg.Logger = logger
-	var cluster *kfake.Cluster
-	if fake {
-		if cluster, err = kfake.NewCluster(kfake.NumBrokers(1)); err != nil {
-			return nil, nil, fmt.Errorf("kafka: start kfake: %w", err)
-		}
-		cfg.Brokers = cluster.ListenAddrs()
-	}
-	tr, err = kafka.New(ctx, cfg)
-	if err != nil {
-		if cluster != nil {
-			cluster.Close()
-		}
+	if tr, err = kafka.New(ctx, cfg); err != nil {
+		stop()
 		return nil, nil, err
 	}
 	return tr, func() error {
 		err := tr.Close()
-		if cluster != nil {
-			cluster.Close()
-		}
+		stop()
 		return err
 	}, nil
 }
