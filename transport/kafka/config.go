@@ -26,6 +26,10 @@ const (
 	// DefaultCommitInterval is how long settled offsets may wait before
 	// they are committed in one request.
 	DefaultCommitInterval = 100 * time.Millisecond
+	// DefaultRevokeWait bounds how long a consumer group member handing
+	// partitions over in a rebalance waits for their deliveries to be
+	// settled.
+	DefaultRevokeWait = 10 * time.Second
 	// DefaultMaxHeld caps the retries a subscription keeps waiting for
 	// their delay before it stops fetching its queue topic.
 	DefaultMaxHeld = 10000
@@ -67,6 +71,14 @@ type Config struct {
 	// committed. Default [DefaultCommitInterval] (100 ms).
 	CommitInterval time.Duration
 
+	// RevokeWait is how long a member that loses partitions in a rebalance
+	// waits for their outstanding deliveries to be settled (and commits
+	// them) before it lets the rebalance go on; the group's other members
+	// wait meanwhile. What is still unsettled then is delivered again to
+	// the new owner. It must stay below the group's rebalance timeout (kgo's
+	// default 60 s). Default [DefaultRevokeWait] (10 s).
+	RevokeWait time.Duration
+
 	// MaxHeld caps the retries (NackDelay) a subscription holds in memory
 	// until their delay passes; beyond it the subscription pauses its
 	// queue topic. Default [DefaultMaxHeld].
@@ -102,6 +114,7 @@ func (c *Config) WithDefaults() *Config {
 	out.ReplicationFactor = cmp.Or(out.ReplicationFactor, -1)
 	out.CommitInterval = cmp.Or(out.CommitInterval, DefaultCommitInterval)
 	out.MaxHeld = cmp.Or(out.MaxHeld, DefaultMaxHeld)
+	out.RevokeWait = cmp.Or(out.RevokeWait, DefaultRevokeWait)
 	if out.Key == nil {
 		out.Key = RowKey
 	}
@@ -125,8 +138,8 @@ func (c *Config) validate() error {
 	if c.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("kafka: Config.Partitions is %d: use a positive count, or 0 for the default %d", c.Partitions, DefaultPartitions))
 	}
-	if c.HeartbeatInterval < 0 || c.SessionTimeout < 0 || c.CommitInterval < 0 || c.MaxHeld < 0 {
-		errs = append(errs, errors.New("kafka: Config: HeartbeatInterval, SessionTimeout, CommitInterval and MaxHeld must not be negative: use 0 for the defaults"))
+	if c.HeartbeatInterval < 0 || c.SessionTimeout < 0 || c.CommitInterval < 0 || c.MaxHeld < 0 || c.RevokeWait < 0 {
+		errs = append(errs, errors.New("kafka: Config: HeartbeatInterval, SessionTimeout, CommitInterval, RevokeWait and MaxHeld must not be negative: use 0 for the defaults"))
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/kafka"
@@ -14,18 +15,24 @@ var (
 	_ transport.DeadLetters = (*kafka.Transport)(nil)
 )
 
+// suiteOptions gives the suite's timing checks (a delayed redelivery must
+// come after the message published behind it) more room than the default
+// 200 ms: kfake runs in the test process and shares its CPU with the race
+// detector and the other parallel subtests.
+var suiteOptions = transporttest.Options{QuietPeriod: 500 * time.Millisecond}
+
 // TestConformance runs the shared transport suite against kfake, an
 // in-process Kafka cluster per subtest, whose connections CutConnections
 // closes.
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	transporttest.Run(t, transporttest.Options{}, newSuiteTransport)
+	transporttest.Run(t, suiteOptions, newSuiteTransport)
 }
 
 // TestConformancePerModel runs the suite with a broadcast topic per model.
 func TestConformancePerModel(t *testing.T) {
 	t.Parallel()
-	transporttest.Run(t, transporttest.Options{}, func(tb testing.TB) transporttest.Transport {
+	transporttest.Run(t, suiteOptions, func(tb testing.TB) transporttest.Transport {
 		return suiteTransport(tb, true)
 	})
 }

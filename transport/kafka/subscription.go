@@ -34,6 +34,7 @@ type tp struct {
 type partition struct {
 	tp
 	revoked   bool
+	revoking  bool     // being handed over: deliver nothing more from it
 	inflight  []*entry // tracked, oldest first; the done prefix is dropped on commit
 	next      int64    // offset after the last tracked record; -1 before the first
 	committed int64    // last committed offset; -1 when unknown
@@ -93,9 +94,10 @@ type subscription struct {
 	nextID  uint64
 	closed  bool
 
-	wake   chan struct{} // sender: ready or window changed
-	space  chan struct{} // poller: window space
-	commit chan struct{} // committer: something settled
+	wake    chan struct{} // sender: ready or window changed
+	settled chan struct{} // a revoke waiting for deliveries to be settled
+	space   chan struct{} // poller: window space
+	commit  chan struct{} // committer: something settled
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -140,7 +142,7 @@ func (t *Transport) Subscribe(ctx context.Context, params *transport.SubscribePa
 		bound: make(map[string]bool, len(p.CQRSIDs)), log: t.cfg.Logger.With(slog.String("queue", p.Queue)),
 		deliveries: make(chan transport.Delivery),
 		parts:      make(map[tp]*partition), pending: make(map[uint64]*entry),
-		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), commit: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), commit: make(chan struct{}, 1), settled: make(chan struct{}, 1),
 	}
 	for _, id := range p.CQRSIDs {
 		s.bound[id] = true
@@ -263,18 +265,60 @@ func (s *subscription) assigned(ctx context.Context, cl *kgo.Client, assigned ma
 	}
 }
 
-// revoked commits what was settled on the partitions going to another
-// member, and forgets them.
-func (s *subscription) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+// revoked hands partitions over to another member: it stops delivering
+// from them, waits (up to Config.RevokeWait) for their outstanding
+// deliveries to be settled, so that the new owner does not get them again,
+// commits, and forgets them. Deliveries settled later fail with a
+// rebalance error, and the new owner delivers them again.
+func (s *subscription) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	s.mu.Lock()
 	closed := s.closed
+	for topic, parts := range revoked {
+		for _, part := range parts {
+			if p := s.parts[tp{topic, part}]; p != nil {
+				p.revoking = true
+			}
+		}
+	}
 	s.mu.Unlock()
 	if !closed {
+		s.awaitSettled(ctx)
 		if err := s.commitNow(ctx, revoked); err != nil {
 			s.log.WarnContext(ctx, "kafka: commit before a rebalance failed; the new owner will see some settled events again", slog.Any("error", err))
 		}
 	}
 	s.drop(revoked)
+}
+
+// awaitSettled waits until no delivery of a revoking partition is
+// outstanding, for at most Config.RevokeWait or until the subscription
+// ends.
+func (s *subscription) awaitSettled(ctx context.Context) {
+	timer := time.NewTimer(s.t.cfg.RevokeWait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		outstanding := 0
+		for _, e := range s.pending {
+			if e.part.revoking {
+				outstanding++
+			}
+		}
+		s.mu.Unlock()
+		if outstanding == 0 {
+			return
+		}
+		select {
+		case <-s.settled:
+		case <-timer.C:
+			s.log.WarnContext(ctx, "kafka: partitions handed over with deliveries unsettled; the new owner delivers them again", slog.Int("unsettled", outstanding), slog.Duration("waited", s.t.cfg.RevokeWait))
+			return
+		case <-s.ctx.Done():
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // lost forgets partitions this member lost without a rebalance (its session
@@ -434,7 +478,7 @@ func (s *subscription) send() {
 			e := s.ready[0]
 			s.ready[0] = nil
 			s.ready = s.ready[1:]
-			if e.part.revoked {
+			if e.part.revoked || e.part.revoking {
 				continue
 			}
 			s.nextID++
@@ -519,6 +563,7 @@ func (s *subscription) settle(es []*entry) {
 	poke(s.space)
 	poke(s.wake)
 	poke(s.commit)
+	poke(s.settled)
 }
 
 // Ack settles deliveries: their offsets are committed once every record
