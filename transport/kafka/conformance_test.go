@@ -17,8 +17,8 @@ var (
 
 // suiteOptions gives the suite's timing checks (a delayed redelivery must
 // come after the message published behind it) and waits more room than the
-// defaults (200 ms, 10 s): kfake runs in the test process and shares its CPU with the race
-// detector and the other parallel subtests.
+// defaults (200 ms, 10 s): kfake runs in the test process and shares its
+// CPU with the race detector and the other parallel subtests.
 var suiteOptions = transporttest.Options{QuietPeriod: time.Second, Timeout: 30 * time.Second}
 
 // TestConformance runs the shared transport suite against kfake, an
