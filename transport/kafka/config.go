@@ -60,12 +60,16 @@ type Config struct {
 	// the broker's default.
 	ReplicationFactor int16
 
-	// HeartbeatInterval and SessionTimeout configure the consumer groups
-	// (kgo's defaults, 3 s and 45 s, when 0). A rebalance after a member
-	// joins reaches the others within a heartbeat; a member that dies
-	// without leaving keeps its partitions for the session timeout.
+	// HeartbeatInterval is how often a consumer group member tells the
+	// group it lives; a rebalance after a member joins reaches the others
+	// within one. Default kgo's, 3 s.
 	HeartbeatInterval time.Duration
-	SessionTimeout    time.Duration
+
+	// SessionTimeout is how long a member that dies without leaving keeps
+	// its partitions before the group hands them to the others. It must lie
+	// within the brokers' group.min/max.session.timeout.ms. Default kgo's,
+	// 45 s.
+	SessionTimeout time.Duration
 
 	// CommitInterval is the longest settled offsets wait before they are
 	// committed. Default [DefaultCommitInterval] (100 ms).
