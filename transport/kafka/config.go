@@ -3,10 +3,10 @@ package kafka
 import (
 	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -169,18 +169,115 @@ func topicName(what, name string) error {
 }
 
 // RowKey is the default [Config.Key]: the message's CQRS ID and the body's
-// instance_pk (django-cqrs's payload field, read as raw JSON), so the events
-// of one row share a partition and keep their order. A body without an
-// instance_pk is keyed by its CQRS ID alone. The body is not changed.
+// instance_pk (django-cqrs's payload field, as its raw JSON), so the events
+// of one row share a partition and keep their order. A body without a
+// top-level instance_pk is keyed by its CQRS ID alone. The body is read,
+// never changed.
 func RowKey(m *transport.Message) []byte {
-	var p struct {
-		PK json.RawMessage `json:"instance_pk"`
-	}
 	key := make([]byte, 0, len(m.CQRSID)+24)
 	key = append(key, m.CQRSID...)
-	if len(m.Body) > 0 && m.Body[0] == '{' && json.Unmarshal(m.Body, &p) == nil && len(p.PK) > 0 {
+	if pk, ok := topLevelField(m.Body, "instance_pk"); ok {
 		key = append(key, 0)
-		key = append(key, bytes.Trim(p.PK, `"`)...)
+		key = append(key, bytes.Trim(pk, `"`)...)
 	}
 	return key
+}
+
+// topLevelField returns the raw JSON value of the member name of the JSON
+// object body, without decoding the rest: the payload's other members are
+// skipped, nested ones never match. It reports false for a body that is
+// not an object it can read, or has no such member.
+func topLevelField(body []byte, name string) ([]byte, bool) {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, false
+	}
+	i++
+	for {
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != '"' {
+			return nil, false
+		}
+		end := skipString(body, i)
+		if end < 0 {
+			return nil, false
+		}
+		key := body[i+1 : end-1]
+		i = skipSpace(body, end)
+		if i >= len(body) || body[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(body, i+1)
+		start := i
+		if i = skipValue(body, i); i < 0 {
+			return nil, false
+		}
+		if string(key) == name {
+			return body[start:i], true
+		}
+		i = skipSpace(body, i)
+		if i >= len(body) || body[i] != ',' {
+			return nil, false
+		}
+		i++
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] ('"'),
+// or -1.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the JSON value starting at b[i], or
+// -1 when it does not end.
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				if i = skipString(b, i); i < 0 {
+					return -1
+				}
+				i--
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return -1
+	}
+	start := i
+	for i < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[i])) {
+		i++
+	}
+	if i == start {
+		return -1
+	}
+	return i
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -182,4 +183,12 @@ func startConsumer(tb testing.TB, cfg *cqrsync.ConsumerConfig) *cqrsync.Consumer
 	tb.Cleanup(func() { _ = cons.Stop() })
 	<-cons.Started()
 	return cons
+}
+
+func createTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int32) error {
+	resps, err := kadm.NewClient(cl).CreateTopics(ctx, partitions, -1, nil, topic)
+	if err != nil {
+		return err
+	}
+	return resps.Error()
 }
