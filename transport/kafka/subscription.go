@@ -82,7 +82,7 @@ type subscription struct {
 
 	ctx        context.Context
 	cancel     context.CancelFunc
-	stopAfter  func() bool
+	stopAfter  func() bool // under mu
 	deliveries chan transport.Delivery
 
 	mu      sync.Mutex
@@ -176,11 +176,14 @@ func (t *Transport) Subscribe(ctx context.Context, params *transport.SubscribePa
 	}
 	t.subs[s] = struct{}{}
 	t.mu.Unlock()
-	s.stopAfter = context.AfterFunc(ctx, func() { _ = s.Close() })
 	s.wg.Add(3)
 	go s.poll()
 	go s.send()
 	go s.commitLoop()
+	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
+	s.mu.Lock()
+	s.stopAfter = stop
+	s.mu.Unlock()
 	return s, nil
 }
 
@@ -749,7 +752,11 @@ func (s *subscription) commitParts(ctx context.Context, only map[string][]int32,
 // Redelivered. Acks after Close return [transport.ErrClosed].
 func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
-		s.stopAfter()
+		s.mu.Lock()
+		if s.stopAfter != nil {
+			s.stopAfter()
+		}
+		s.mu.Unlock()
 		s.cancel()
 		s.wg.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
