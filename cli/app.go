@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -63,6 +63,11 @@ type App struct {
 	// BatchSize, PollInterval and the like are used; the command fills in
 	// Publisher and Logger, and runs it on DB.
 	Relay outbox.Config
+	// WAL, when set, says the master writes its events into PostgreSQL's
+	// write-ahead log (cqrsync.MasterConfig.Outbox = OutboxWAL): the relay
+	// command then streams WAL.Slot (package outbox/pgwal) instead of
+	// claiming cqrs_outbox rows, and outbox status reports the slot.
+	WAL *WALOutbox
 	// ListenConnString, when set, is a PostgreSQL URL the relay command
 	// LISTENs on to wake up as soon as another process commits events
 	// (package outbox/pglisten). Empty: the relay polls.
@@ -82,24 +87,23 @@ type App struct {
 	SizePool func(conns int)
 }
 
+// WALOutbox locates a master's write-ahead log outbox (see App.WAL).
+type WALOutbox struct {
+	// ConnString is the master database's PostgreSQL URL, for the
+	// replication connection. Required.
+	ConnString string
+	// Slot and Publication are the relay's; "" means "cqrsync".
+	Slot, Publication string
+}
+
 // Master is what the master-side commands use of a *cqrsync.Master[TTx],
-// whatever its transaction type.
+// whatever its transaction type: what the tools use, and the checks.
 type Master interface {
+	tools.Master
 	// Models returns the registered CQRS IDs.
 	Models() []string
 	// Check verifies the outbox and the tables of the given models.
 	Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error
-	// SyncQuery enqueues SYNCs of the rows a filter selects.
-	SyncQuery(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *cqrsync.SyncOpts) (int64, error)
-	// Dump writes the bulk dump of a model.
-	Dump(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *cqrsync.DumpOpts) (written, processed int64, err error)
-	// DiffMaster writes the master side of a diff.
-	DiffMaster(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *cqrsync.DiffOpts) error
-	// DiffSync enqueues SYNCs of the keys a diff-replica stream lists.
-	DiffSync(ctx context.Context, ex sqldialect.Executor, in io.Reader) (synced, processed int64, err error)
-	// DeletedDiffMaster lists the keys of a deleted-diff-replica stream
-	// that the master no longer has.
-	DeletedDiffMaster(ctx context.Context, ex sqldialect.Executor, in io.Reader, w io.Writer) ([]any, error)
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

@@ -13,6 +13,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 // waitFlags are the flags of the commands that enqueue events and then send
@@ -92,7 +93,7 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 					target = "queue " + queue
 				}
 				if dryRun {
-					written, processed, err := s.app.Master.Dump(s.ctx, s.ex(), cqrsID, io.Discard, &cqrsync.DumpOpts{Filter: filter, BatchSize: batch, SkipRefused: true})
+					written, processed, err := tools.Dump(s.ctx, s.app.Master, s.ex(), cqrsID, io.Discard, &tools.DumpOpts{Filter: filter, BatchSize: batch, SkipRefused: true})
 					if err != nil {
 						return err
 					}
@@ -147,6 +148,12 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 // captured up to since is waiting (events captured later, by the service,
 // are left to its own relay). It returns how many events it published.
 func drain(s *session, tr *Transport, since time.Time, timeout time.Duration) (int64, error) {
+	if s.app.WAL != nil {
+		// The events are in the write-ahead log, which only the slot's
+		// relay reads (one relay per slot): the service's relay sends them.
+		fmt.Fprintf(s.env.Err, "cqrsync: the events are in the write-ahead log (outbox: wal): the service's WAL relay sends them (cqrsync relay)\n")
+		return 0, nil
+	}
 	cfg := s.app.Relay
 	cfg.Publisher, cfg.Logger = tr.Publisher, s.log
 	relay, err := outbox.NewRelay(s.db(), &cfg)

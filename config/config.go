@@ -123,7 +123,8 @@ type Database struct {
 
 // Transport is the transport section.
 type Transport struct {
-	// URL is amqp:// or amqps:// (RabbitMQ).
+	// URL is amqp:// or amqps:// (RabbitMQ), or the URL of another
+	// registered transport kind (see [RegisterTransport]).
 	URL string
 	// Exchange is the topic exchange; "" means "cqrs", as django-cqrs.
 	Exchange string
@@ -140,6 +141,13 @@ type MasterSettings struct {
 	RelayBatch int
 	// RelayPollInterval is the relay's poll interval; 0 means 200 ms.
 	RelayPollInterval time.Duration
+	// Outbox is where the master writes its events (YAML outbox: table or
+	// wal); "" means cqrsync.OutboxTable. With cqrsync.OutboxWAL (PostgreSQL
+	// only) the relay command streams a replication slot (outbox/pgwal).
+	Outbox cqrsync.OutboxMode
+	// WALSlot and WALPublication name the WAL relay's replication slot and
+	// publication (YAML wal_slot, wal_publication); "" means "cqrsync".
+	WALSlot, WALPublication string
 }
 
 // ReplicaSettings are the replica side's settings: the consumer's.
@@ -353,15 +361,8 @@ func (c *Config) validate() []Problem {
 }
 
 func checkTransportURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("not a valid URL (details withheld because it may contain a password): use amqp://user:password@host:5672/ and percent-encode reserved characters")
-	}
-	switch u.Scheme {
-	case "amqp", "amqps":
-		return nil
-	}
-	return fmt.Errorf("scheme %q is not supported: use amqp:// or amqps:// (RabbitMQ)", u.Scheme)
+	_, err := transportKind(raw)
+	return err
 }
 
 // validName reports whether s is usable as a CQRS ID or queue name.
@@ -437,7 +438,7 @@ func registerAll[M any](register func(M) error, models []M) error {
 // MasterConfig returns the master-wide settings as a cqrsync.MasterConfig
 // (without Dialect, Logger, Relay, Notify, Hooks or Propagator).
 func (c *Config) MasterConfig() cqrsync.MasterConfig {
-	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields}
+	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields, Outbox: c.Master.Outbox}
 }
 
 // MasterModels returns the master models, ready to register.

@@ -51,9 +51,9 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
+	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
-	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
 // Options configures a run. Zero fields take the defaults of WithDefaults.
@@ -65,10 +65,11 @@ type Options struct {
 	// own schema (PostgreSQL), database (MySQL) or file (SQLite) and drops it
 	// at the end.
 	MasterDB, ReplicaDB string
-	// AMQP is the RabbitMQ URL. Default CQRSYNC_AMQP_URL, else
-	// DefaultAMQPURL. Each run declares its own exchange and queues and
-	// deletes them at the end.
-	AMQP string
+	// Transport is the broker's URL; its scheme picks the broker (see
+	// [RegisterBroker]): amqp:// or amqps:// for RabbitMQ. Default
+	// CQRSYNC_AMQP_URL, else DefaultAMQPURL. Each run declares its own
+	// exchange and queues and deletes them at the end.
+	Transport string
 
 	// Changes is the size of the throughput phase; 0 skips it.
 	Changes int
@@ -105,6 +106,10 @@ type Options struct {
 	Workers, BatchSize, Prefetch int
 	// RelayBatch is the relay's batch size. Default 500 (the relay's own).
 	RelayBatch int
+	// Outbox is the master's outbox: "table" (default) or "wal" (PostgreSQL
+	// masters only: capture into the write-ahead log, relayed from a
+	// replication slot of the run's own by package outbox/pgwal).
+	Outbox string
 	// BatchWait is the consumer's ConsumerConfig.BatchWait. Default 0.
 	BatchWait time.Duration
 
@@ -152,7 +157,7 @@ func ShortOptions(o Options) Options {
 func (o Options) WithDefaults() Options {
 	o.MasterDB = cmp.Or(o.MasterDB, Postgres)
 	o.ReplicaDB = cmp.Or(o.ReplicaDB, Postgres)
-	o.AMQP = cmp.Or(o.AMQP, os.Getenv("CQRSYNC_AMQP_URL"), DefaultAMQPURL)
+	o.Transport = cmp.Or(o.Transport, os.Getenv("CQRSYNC_AMQP_URL"), DefaultAMQPURL)
 	o.Duration = cmp.Or(o.Duration, 10*time.Second)
 	o.Warmup = cmp.Or(o.Warmup, time.Second)
 	if o.Warmup < 0 {
@@ -169,6 +174,7 @@ func (o Options) WithDefaults() Options {
 	o.BatchSize = cmp.Or(o.BatchSize, 100)
 	o.Prefetch = cmp.Or(o.Prefetch, max(1001, 2*o.Workers*o.BatchSize))
 	o.RelayBatch = cmp.Or(o.RelayBatch, 500)
+	o.Outbox = cmp.Or(o.Outbox, string(cqrsync.OutboxTable))
 	o.RawDuration = cmp.Or(o.RawDuration, 3*time.Second)
 	if o.RawMessages == 0 {
 		o.RawMessages = min(max(o.Changes, o.Drain, 10_000), 100_000)
@@ -203,6 +209,11 @@ func (o *Options) Validate() error {
 	if o.Writers < 1 || o.TxRows < 1 || o.FillTxRows < 1 || o.Workers < 1 || o.BatchSize < 1 || o.Prefetch < 1 || o.RelayBatch < 1 || o.RowBytes < 16 {
 		errs = append(errs, errors.New("bench: --writers, --tx-rows, --fill-tx-rows, --workers, --batch, --prefetch and --relay-batch must be at least 1, --row-bytes at least 16"))
 	}
+	if mode, err := cqrsync.ParseOutboxMode(o.Outbox); err != nil {
+		errs = append(errs, fmt.Errorf("bench: --outbox %q: use table or wal", o.Outbox))
+	} else if mt, err := parseTarget(o.MasterDB); mode == cqrsync.OutboxWAL && err == nil && mt.kind != Postgres {
+		errs = append(errs, fmt.Errorf("bench: --outbox wal needs a PostgreSQL master, not %s", mt.kind))
+	}
 	if o.Prefetch > 65535 {
 		errs = append(errs, fmt.Errorf("bench: --prefetch %d: AMQP allows at most 65535", o.Prefetch))
 	}
@@ -236,11 +247,11 @@ type pipeline struct {
 	masterDB     *sql.DB       // through probe connections
 	replicaDrv   sqldialect.DB // the consumer's driver, through probe connections
 	rawReplicaDB *sql.DB
-	br           *broker
+	br           Broker
 
-	pubTr, subTr *rabbitmq.Transport
+	pubTr, subTr Transport
 	master       *cqrsync.Master[*sql.Tx]
-	relay        *outbox.Relay
+	relay        relay
 	consumer     *cqrsync.Consumer
 	stopListen   func()
 
@@ -258,6 +269,15 @@ type pipeline struct {
 }
 
 const table = "bench_item"
+
+// relay is what the run uses of its relay: an *outbox.Relay or, with
+// --outbox wal, a *pgwal.Relay.
+type relay interface {
+	Start(ctx context.Context) error
+	Started() <-chan struct{}
+	Stop() error
+	Published() int64
+}
 
 // Run runs the benchmark and returns its report. The report is returned
 // with an error too, as far as the run got.
@@ -333,11 +353,12 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return rep, err
 	}
 
-	if p.br, err = dialBroker(ctx, opts.AMQP, p.exchange); err != nil {
+	if p.br, err = openBroker(ctx, opts.Transport, p.exchange, opts.Logger); err != nil {
 		return rep, err
 	}
-	cleanups = append(cleanups, p.br.close)
-	rep.Setup.BrokerVersion = p.br.version
+	cleanups = append(cleanups, p.br.Close)
+	rep.Setup.BrokerVersion = p.br.Version()
+	rep.Setup.BrokerURL = p.br.Redacted()
 
 	if !opts.SkipRaw {
 		if rep.Raw, err = p.rawLimits(ctx); err != nil {
@@ -406,9 +427,9 @@ func (p *pipeline) logf(format string, args ...any) {
 func (p *pipeline) setup(mt, rt *target) Setup {
 	o := p.opts
 	return Setup{
-		MasterURL: mt.String(), ReplicaURL: rt.String(), BrokerURL: redactAMQP(o.AMQP),
+		MasterURL: mt.String(), ReplicaURL: rt.String(),
 		Mix: o.Mix, RowBytes: o.RowBytes, Writers: o.Writers, TxRows: o.TxRows, Insert: o.Insert,
-		Workers: o.Workers, BatchSize: o.BatchSize, BatchWaitMS: float64(o.BatchWait) / 1e6, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch,
+		Workers: o.Workers, BatchSize: o.BatchSize, BatchWaitMS: float64(o.BatchWait) / 1e6, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch, Outbox: o.Outbox,
 		Seed: o.Seed, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Started: time.Now().UTC().Truncate(time.Second),
 	}
@@ -474,15 +495,15 @@ func (p *pipeline) rawLimits(ctx context.Context) (*RawLimits, error) {
 	body := p.sampleBody()
 	raw.MessageBytes = len(body)
 	q, key := p.queue+"_raw", "raw_"+p.id
-	if err := p.br.declareRaw(q, key); err != nil {
+	if err := p.br.DeclareRaw(q, key); err != nil {
 		return nil, err
 	}
 	p.logf("raw: broker confirmed publish, %d messages of %d bytes in batches of %d", o.RawMessages, len(body), o.RelayBatch)
-	if raw.Publish, err = p.br.rawPublish(ctx, key, body, o.RawMessages, o.RelayBatch); err != nil {
+	if raw.Publish, err = p.br.RawPublish(ctx, key, body, o.RawMessages, o.RelayBatch); err != nil {
 		return nil, err
 	}
 	p.logf("raw: broker consume, prefetch %d, one ack per %d", o.Prefetch, o.BatchSize)
-	if raw.Consume, err = p.br.rawConsume(ctx, q, o.RawMessages, o.Prefetch, o.BatchSize); err != nil {
+	if raw.Consume, err = p.br.RawConsume(ctx, q, o.RawMessages, o.Prefetch, o.BatchSize); err != nil {
 		return nil, err
 	}
 	for _, side := range []*sql.DB{p.masterDB, p.rawReplicaDB} {
@@ -505,27 +526,40 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		}
 		return errors.Join(errs...)
 	}
-	trCfg := func(name string) *rabbitmq.Config {
-		return &rabbitmq.Config{URL: o.AMQP, Exchange: p.exchange, Logger: o.Logger, ConnectionName: "cqrsync bench " + name}
-	}
-	if p.pubTr, err = rabbitmq.New(ctx, trCfg("master")); err != nil {
+	if p.pubTr, err = p.br.Transport(ctx, "master"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.pubTr.Close)
-	if p.subTr, err = rabbitmq.New(ctx, trCfg("replica")); err != nil {
+	if p.subTr, err = p.br.Transport(ctx, "replica"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.subTr.Close)
-	p.br.track(p.queue, "dead_letter_"+p.queue)
+	p.br.Track(p.queue, "dead_letter_"+p.queue)
 
 	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
-	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
-		Publisher: p.pubTr,
-		BatchSize: o.RelayBatch, Logger: o.Logger,
-	}); err != nil {
-		return stop, err
+	mcfg := &cqrsync.MasterConfig{Logger: o.Logger, Outbox: cqrsync.OutboxMode(o.Outbox)}
+	if mcfg.Outbox == cqrsync.OutboxWAL {
+		// A slot and publication of the run's own, dropped at the end (a
+		// leftover slot keeps WAL on the server forever).
+		slot := "cqrsbench_" + p.id
+		if p.relay, err = pgwal.NewRelay(&pgwal.Config{
+			ConnString: p.mdb.dsn, Slot: slot, Publication: slot,
+			Publisher: p.pubTr, BatchSize: o.RelayBatch, Logger: o.Logger,
+		}); err != nil {
+			return stop, err
+		}
+		closers = append(closers, func() error { return p.dropSlot(slot) })
+	} else {
+		r, err := outbox.NewRelay(masterDrv, &outbox.Config{
+			Publisher: p.pubTr,
+			BatchSize: o.RelayBatch, Logger: o.Logger,
+		})
+		if err != nil {
+			return stop, err
+		}
+		p.relay, mcfg.Relay = r, r
 	}
-	if p.master, err = cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: o.Logger, Relay: p.relay}); err != nil {
+	if p.master, err = cqrsync.NewMaster(masterDrv, mcfg); err != nil {
 		return stop, err
 	}
 	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
@@ -561,6 +595,41 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		return stop, err
 	}
 	return stop, nil
+}
+
+// dropSlot drops the --outbox wal run's slot and publication (the relay
+// has stopped: stop runs the closers in reverse order).
+func (p *pipeline) dropSlot(slot string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", p.mdb.dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	// The walsender of a stopped relay may need a moment to let go.
+	var errs []error
+	for range 100 {
+		err = pgwal.DropSlot(ctx, sqldialect.FromSQL(db), slot)
+		if err == nil || errors.Is(err, pgwal.ErrNoSlot) {
+			err = nil
+			break
+		}
+		select {
+		case <-ctx.Done():
+			errs = append(errs, err)
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := db.ExecContext(ctx, "DROP PUBLICATION IF EXISTS "+slot); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (p *pipeline) startRelay(ctx context.Context) error {
@@ -681,7 +750,7 @@ func (p *pipeline) waitDone(ctx context.Context, ph *phase) (time.Time, error) {
 			return time.Time{}, ctx.Err()
 		case <-poll.C:
 		case <-timeout.C:
-			depth, _ := p.br.depth(p.queue)
+			depth, _ := p.br.Depth(p.queue)
 			return time.Time{}, fmt.Errorf("bench: %s: the consumer settled %d of %d events within %v (outbox backlog ≈ %d, queue depth %d, consumer %+v)",
 				ph.name, settled, events, p.opts.Timeout, p.committed.Load()-p.relay.Published(), depth, p.consumer.Stats())
 		}
@@ -715,7 +784,7 @@ func (p *pipeline) watch() *peaks {
 			setMax(&pk.outbox, p.committed.Load()-pub)
 			setMax(&pk.lag, pub-(st.Applied+st.Dropped+st.DeadLettered))
 			if n%10 == 0 {
-				if d, err := p.br.depth(p.queue); err == nil {
+				if d, err := p.br.Depth(p.queue); err == nil {
 					setMax(&pk.depth, int64(d))
 				}
 			}
@@ -835,7 +904,7 @@ func (p *pipeline) drain(ctx context.Context, n int) (*Drain, error) {
 	res.RelayUsage = mRelay.finish()
 	res.RelayStatements = p.masterSt.top(8)
 	p.masterSt.reset()
-	depth, err := p.br.depth(p.queue)
+	depth, err := p.br.Depth(p.queue)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -49,7 +50,7 @@ func TestConsumerRetriesAndDeadLetters(t *testing.T) {
 		t.Errorf("retried %d times, want %d (%d events × %d retries through the queue topic)", st.Retried, n*retries, n, retries)
 	}
 	var dump bytes.Buffer
-	if got, err := cqrsync.DumpDeadLetters(ctx, tr, dlq, nil, &dump); err != nil || got != n {
+	if got, err := tools.DumpDeadLetters(ctx, tr, dlq, nil, &dump); err != nil || got != n {
 		t.Fatalf("DumpDeadLetters: %d, %v; want %d", got, err, n)
 	}
 	if !strings.Contains(dump.String(), `"instance_pk":3`) {
@@ -59,7 +60,7 @@ func TestConsumerRetriesAndDeadLetters(t *testing.T) {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE item_copy (id INTEGER PRIMARY KEY, name TEXT NOT NULL, val INTEGER NOT NULL, cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := cqrsync.RetryDeadLetters(ctx, tr, tr, "billing", dlq, nil); err != nil || got != n {
+	if got, err := tools.RetryDeadLetters(ctx, tr, tr, "billing", dlq, nil); err != nil || got != n {
 		t.Fatalf("RetryDeadLetters: %d, %v; want %d", got, err, n)
 	}
 	cqrsynctesting.Eventually(t, 20*time.Second, "the retried events to be applied", func() bool {
