@@ -4,9 +4,9 @@
 //	import _ "github.com/cqrsync/cqrsync/config/kafka"
 //
 // kafka://host:port,host:port names the seed brokers; the query sets
-// exchange (the topic names' prefix, default "cqrs"), partitions (of the
-// topics the transport creates, default 6) and per_model=true (a broadcast
-// topic per model). kafka://kfake starts franz-go's in-process kfake
+// exchange (the topic names' prefix; default transport.exchange, else
+// "cqrs"), partitions (of the topics the transport creates, default 6) and
+// per_model=true (a broadcast topic per model). kafka://kfake starts franz-go's in-process kfake
 // cluster instead, for the demo and `cqrsync bench` on a machine without
 // Kafka (its figures are kfake's, not a Kafka cluster's); it stops when
 // the transport closes.
@@ -16,15 +16,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/cqrsync/cqrsync/cli"
+	"github.com/cqrsync/cqrsync/config"
 	"github.com/cqrsync/cqrsync/transport/kafka"
 )
+
+func init() {
+	config.RegisterTransport(&config.TransportKind{
+		Schemes: []string{"kafka"},
+		Example: "kafka://host:9092,host:9092 (Kafka)",
+		Open:    Open,
+	})
+}
 
 // KfakeHost is the host of a kafka:// URL that starts an in-process kfake
 // cluster.
@@ -108,21 +117,27 @@ func Resolve(raw string) (cfg *kafka.Config, fake bool, stop func(), err error) 
 	return cfg, true, cluster.Close, nil
 }
 
-// Open connects the transport a kafka:// URL describes (see [Resolve]);
-// close closes it, and then the kfake cluster kafka://kfake started.
-func Open(ctx context.Context, raw string, logger *slog.Logger) (tr *kafka.Transport, close func() error, err error) {
-	cfg, _, stop, err := Resolve(raw)
+// Open connects the transport req.URL describes (see [Resolve]), on
+// req.Exchange unless the URL names one. The returned Close closes it, and
+// then the kfake cluster kafka://kfake started. It is the kafka:// scheme's
+// opener in package config.
+func Open(ctx context.Context, req *config.TransportRequest) (*cli.Transport, error) {
+	cfg, _, stop, err := Resolve(req.URL)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cfg.Logger = logger
-	if tr, err = kafka.New(ctx, cfg); err != nil {
+	if cfg.Exchange == "" {
+		cfg.Exchange = req.Exchange
+	}
+	cfg.Logger = req.Logger
+	tr, err := kafka.New(ctx, cfg)
+	if err != nil {
 		stop()
-		return nil, nil, err
+		return nil, err
 	}
-	return tr, func() error {
+	return &cli.Transport{Publisher: tr, Subscriber: tr, DeadLetters: tr, Close: func() error {
 		err := tr.Close()
 		stop()
 		return err
-	}, nil
+	}}, nil
 }

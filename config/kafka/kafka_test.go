@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/cqrsync/cqrsync/config"
 	"github.com/cqrsync/cqrsync/config/kafka"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -51,21 +52,21 @@ func TestOpenKfake(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	tr, closeFn, err := kafka.Open(ctx, "kafka://kfake?partitions=2", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	tr, err := kafka.Open(ctx, &config.TransportRequest{URL: "kafka://kfake?partitions=2", Exchange: "sync", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := closeFn(); err != nil {
+		if err := tr.Close(); err != nil {
 			t.Error(err)
 		}
 	}()
-	sub, err := tr.Subscribe(ctx, &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"m"}})
+	sub, err := tr.Subscriber.Subscribe(ctx, &transport.SubscribeParams{Queue: "q", CQRSIDs: []string{"m"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sub.Close()
-	if err := tr.Publish(ctx, []transport.Message{{CQRSID: "m", Body: []byte("hello")}}); err != nil {
+	if err := tr.Publisher.Publish(ctx, []transport.Message{{CQRSID: "m", Body: []byte("hello")}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
