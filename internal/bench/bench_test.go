@@ -23,15 +23,22 @@ func TestRunShort(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		postgres bool
+		kafka    bool // on an in-process kfake cluster: no Kafka server here
 	}{
 		{name: "sqlite-rabbitmq-sqlite"},
 		{name: "postgres-rabbitmq-postgres", postgres: true},
+		{name: "sqlite-kfake-sqlite", kafka: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			opts := bench.Options{
-				MasterDB: "sqlite", ReplicaDB: "sqlite", Transport: testenv.AMQPURL(t),
+				MasterDB: "sqlite", ReplicaDB: "sqlite",
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			}
+			if tc.kafka {
+				opts.Transport = "kafka://kfake"
+			} else {
+				opts.Transport = testenv.AMQPURL(t)
 			}
 			if tc.postgres {
 				u := testenv.PostgresURL(t)
