@@ -46,6 +46,20 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
+// TestRegistered: importing the package makes package config accept
+// kafka:// transport URLs.
+func TestRegistered(t *testing.T) {
+	t.Parallel()
+	doc := []byte("transport: {url: 'kafka://k1:9092,k2:9092?partitions=12', exchange: sync}\n")
+	c, err := config.Parse("x.yaml", doc, nil)
+	if err != nil {
+		t.Fatalf("config.Parse: %v", err)
+	}
+	if c.Transport.URL != "kafka://k1:9092,k2:9092?partitions=12" || c.Transport.Exchange != "sync" {
+		t.Fatalf("transport section: %+v", c.Transport)
+	}
+}
+
 // TestOpenKfake opens kafka://kfake: an in-process cluster that a message
 // crosses, and that close stops.
 func TestOpenKfake(t *testing.T) {
