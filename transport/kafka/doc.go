@@ -43,7 +43,11 @@
 // reads its partitions in parallel and filters what its queue does not take
 // (broadcasts of models it does not register); the cqrsync consumer applies
 // one row's events in order. The order of a queue as a whole is not kept
-// (PerQueueOrder is not declared): only one key's order is.
+// (PerQueueOrder is not declared): only one key's order is. A member that
+// loses partitions in a rebalance stops delivering from them, waits up to
+// Config.RevokeWait for what it delivered from them to be settled, and
+// commits before it lets them go, so the new owner starts where it
+// stopped.
 //
 // Offsets are committed only past settled deliveries: a record is settled
 // by Ack, by Nack without requeue, and by Nack with requeue or NackDelay
