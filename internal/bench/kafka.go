@@ -28,6 +28,7 @@ type kafkaBroker struct {
 	stop     func()
 	cl       *kgo.Client
 	adm      *kadm.Client
+	inspect  *kafka.Transport // for Depth
 	exchange string
 
 	mu     sync.Mutex
@@ -49,12 +50,13 @@ func dialKafka(ctx context.Context, rawURL, exchange string, logger *slog.Logger
 		stop()
 		return nil, fmt.Errorf("bench: kafka client: %w", err)
 	}
-	if err := cl.Ping(ctx); err != nil {
+	inspect, err := kafka.New(ctx, cfg)
+	if err != nil {
 		cl.Close()
 		stop()
-		return nil, fmt.Errorf("bench: no Kafka broker of %v answers: %w", cfg.Brokers, err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
-	return &kafkaBroker{raw: rawURL, cfg: cfg, fake: fake, stop: stop, cl: cl, adm: kadm.NewClient(cl), exchange: exchange, rawTop: map[string]string{}}, nil
+	return &kafkaBroker{raw: rawURL, cfg: cfg, fake: fake, stop: stop, cl: cl, adm: kadm.NewClient(cl), inspect: inspect, exchange: exchange, rawTop: map[string]string{}}, nil
 }
 
 func (b *kafkaBroker) Version() string {
@@ -174,23 +176,11 @@ func (b *kafkaBroker) RawConsume(ctx context.Context, queue string, n, prefetch,
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// Depth is the lag of queue's consumer group: records in its topics past
-// its committed offsets.
+// Depth is the transport's QueueDepth: the lag of queue's consumer group.
 func (b *kafkaBroker) Depth(queue string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lags, err := b.adm.Lag(ctx, b.exchange+"."+queue)
-	if err != nil {
-		return 0, fmt.Errorf("bench: lag of queue %s: %w", queue, err)
-	}
-	total := 0
-	for _, l := range lags {
-		if l.Error() != nil {
-			return 0, fmt.Errorf("bench: lag of queue %s: %w", queue, l.Error())
-		}
-		total += int(l.Lag.Total())
-	}
-	return total, nil
+	return b.inspect.QueueDepth(ctx, queue)
 }
 
 // Close deletes the run's topics and groups, and stops kfake if the run
@@ -198,6 +188,7 @@ func (b *kafkaBroker) Depth(queue string) (int, error) {
 func (b *kafkaBroker) Close() error {
 	defer b.stop()
 	defer b.cl.Close()
+	defer b.inspect.Close()
 	if b.fake {
 		return nil // the cluster goes with everything in it
 	}
