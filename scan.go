@@ -201,6 +201,41 @@ func (r *Replica) tableModel(ctx context.Context, ex sqldialect.Executor, cqrsID
 // stops the scan and is returned. ScanOpts.Progress and InstanceData are
 // ignored.
 func (r *Replica) ScanKeys(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *ScanOpts, fn func(keys []any) error) error {
+	return r.scanPages(ctx, ex, cqrsID, opts, false, func(rows []Object) error {
+		keys := make([]any, len(rows))
+		for i, o := range rows {
+			keys[i] = o[0].Value
+		}
+		return fn(keys)
+	})
+}
+
+// ScanRows reads the rows of the model's table that match opts.Filter in
+// keyset pages of opts.BatchSize, in key order, and calls fn with each page:
+// every column of each row as a wire value, in table order, named by the
+// replica's columns (not the master's fields: see ReplicaModel.Mapping). ex
+// is the replica database. An error of fn stops the scan and is returned.
+// ScanOpts.Progress and InstanceData are ignored.
+func (r *Replica) ScanRows(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *ScanOpts, fn func(rows []Object) error) error {
+	return r.scanPages(ctx, ex, cqrsID, opts, true, fn)
+}
+
+// Columns returns the columns of the model's replica table, in table order.
+func (r *Replica) Columns(ctx context.Context, ex sqldialect.Executor, cqrsID string) ([]string, error) {
+	_, ti, err := r.tableModel(ctx, ex, cqrsID)
+	if err != nil {
+		return nil, err
+	}
+	cols := make([]string, len(ti.columns))
+	for i, c := range ti.columns {
+		cols[i] = c.Name
+	}
+	return cols, nil
+}
+
+// scanPages walks the model's table in keyset pages: the key column alone,
+// or every column when all is set.
+func (r *Replica) scanPages(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *ScanOpts, all bool, fn func([]Object) error) error {
 	if opts == nil {
 		opts = &ScanOpts{}
 	}
@@ -212,29 +247,37 @@ func (r *Replica) ScanKeys(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	if err != nil {
 		return err
 	}
+	cols, pkIndex := []string{rm.PK}, 0
+	if all {
+		cols = make([]string, len(ti.columns))
+		for i, c := range ti.columns {
+			cols[i] = c.Name
+		}
+		pkIndex = ti.byName[rm.PK]
+	}
 	batch := cmp.Or(opts.BatchSize, 10000)
 	var after any
 	for {
 		rows, err := r.dialect.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: rm.Table, PKColumn: rm.PK, Columns: []string{rm.PK}, After: after, Limit: batch, Where: filter.Conds(),
+			Table: rm.Table, PKColumn: rm.PK, Columns: cols, After: after, Limit: batch, Where: filter.Conds(),
 		})
 		if err != nil {
 			return err
 		}
-		var keys []any
-		err = scanRawObjects(rows, []string{rm.PK}, ti, func(raw []any, o Object) {
-			keys = append(keys, o[0].Value)
-			after = raw[0]
+		var page []Object
+		err = scanRawObjects(rows, cols, ti, func(raw []any, o Object) {
+			page = append(page, o)
+			after = raw[pkIndex]
 		})
 		if err != nil {
 			return err
 		}
-		if len(keys) > 0 {
-			if err := fn(keys); err != nil {
+		if len(page) > 0 {
+			if err := fn(page); err != nil {
 				return err
 			}
 		}
-		if len(keys) < batch {
+		if len(page) < batch {
 			return nil
 		}
 	}

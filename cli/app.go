@@ -45,6 +45,9 @@ type App struct {
 	// deleted-sync-replica. Consume and bulk-load run on its own driver
 	// (the one passed to cqrsync.NewReplica), normally on DB.
 	Replica *cqrsync.Replica
+	// ResendQueue is the master's resend queue (MasterConfig.ResendQueue):
+	// required by resend.
+	ResendQueue string
 	// Queue is this replica service's queue (django-cqrs's CQRS["queue"]).
 	// Required by consume, diff-replica and dead-letters.
 	Queue string
@@ -59,6 +62,9 @@ type App struct {
 	// command fills in Replica, transport, Queue, CQRSIDs and Logger, and
 	// --workers and --batch override.
 	Consumer cqrsync.ConsumerConfig
+	// Verify is consume's background drift check, when Verify.Every is set;
+	// consume's --verify-every and --verify-master-url override it.
+	Verify VerifySettings
 	// Relay is the template of the relay that relay, sync and diff-sync run:
 	// BatchSize, PollInterval and the like are used; the command fills in
 	// Publisher and Logger, and runs it on DB.
@@ -87,6 +93,16 @@ type App struct {
 	SizePool func(conns int)
 }
 
+// VerifySettings configure consume's background drift check (see the
+// verify command).
+type VerifySettings struct {
+	// Every is how often each consumed model is checked; 0 means never.
+	Every time.Duration
+	// MasterURL is the master's verify endpoint (verify-serve, or
+	// tools.VerifyHandler mounted in the master service).
+	MasterURL string
+}
+
 // WALOutbox locates a master's write-ahead log outbox (see App.WAL).
 type WALOutbox struct {
 	// ConnString is the master database's PostgreSQL URL, for the
@@ -104,6 +120,11 @@ type Master interface {
 	Models() []string
 	// Check verifies the outbox and the tables of the given models.
 	Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error
+	// Schema describes what the given models publish (every model when
+	// none is given), for a replica's contract check.
+	Schema(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) (*cqrsync.Schema, error)
+	// AnswerResend answers a replica's resend request (cqrsync resend).
+	AnswerResend(ctx context.Context, request []byte) error
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

@@ -20,6 +20,7 @@ func newConsumeCommand(st *state) *cobra.Command {
 		batchWait      time.Duration
 		cqrsIDs        []string
 		listen         string
+		bgVerify       backgroundVerify
 	)
 	cmd := &cobra.Command{
 		Use:   "consume [-w N] [--cqrs-id ID]...",
@@ -46,7 +47,12 @@ retried and dead-lettered by model, batch sizes and durations, end-to-end
 lag, the queue's and dead-letter queue's depth read at each scrape),
 /healthz (200 while the process runs) and /readyz (200 once the consumer is
 subscribed and the database and broker answer, 503 otherwise); see
-docs/observability.md.`,
+docs/observability.md.
+
+--verify-every D with --verify-master-url URL runs a drift check (see verify)
+of each consumed model every D, against the master's verify endpoint, and
+repairs what it finds (--verify-dry-run only logs it). Each check reads the
+whole table on both sides: make D hours, not seconds.`,
 		Example: `  cqrsync consume
   cqrsync consume -w 4 --cqrs-id account --cqrs-id invoice
   cqrsync consume -w 8 --batch 500 --log-level info
@@ -72,7 +78,7 @@ docs/observability.md.`,
 				if err := errors.Join(errs...); err != nil {
 					return UsageError{Err: err}
 				}
-				return nil
+				return bgVerify.resolve(cmd, app)
 			}
 			return st.run(cmd, Needs{DB: true, Replica: true, Transport: true, Queue: true}, check, func(s *session) error {
 				ids := cqrsIDs
@@ -134,10 +140,12 @@ docs/observability.md.`,
 					fmt.Fprintf(s.env.Err, "cqrsync: consuming queue %s (%s) with %d worker(s); stop with SIGTERM or Ctrl-C\n",
 						full.Queue, strings.Join(full.CQRSIDs, ", "), full.Workers)
 				}
+				stopVerify := bgVerify.start(s, full.CQRSIDs)
 				select {
 				case <-s.ctx.Done():
 				case <-consumer.Done():
 				}
+				stopVerify()
 				err = consumer.Stop()
 				stats := consumer.Stats()
 				fmt.Fprintf(s.env.Err, "cqrsync: consumer stopped: %d received, %d applied, %d dropped (duplicate or stale), %d retried, %d dead-lettered\n",
@@ -158,5 +166,6 @@ docs/observability.md.`,
 	f.DurationVar(&batchWait, "batch-wait", 0, "how long a worker waits to fill its batch before applying it (e.g. 2ms; default: the configuration's, else 0: at once)")
 	f.StringSliceVarP(&cqrsIDs, "cqrs-id", "c", nil, "consume only these models (default: every replica model)")
 	listenFlag(f, &listen)
+	bgVerify.add(cmd)
 	return cmd
 }

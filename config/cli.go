@@ -99,11 +99,13 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	app := &cli.App{
 		Queue:    cfg.Queue,
 		Consumer: cfg.ConsumerConfig(),
+		Verify:   cli.VerifySettings{Every: cfg.Replica.VerifyEvery, MasterURL: cfg.Replica.VerifyMasterURL},
 		Secrets:  cfg.Passwords(),
 	}
 	app.DeadLetterQueue = cfg.DeadLetterQueue
 	app.Relay.BatchSize = cfg.Master.RelayBatch
 	app.Relay.PollInterval = cfg.Master.RelayPollInterval
+	app.ResendQueue = cfg.Master.ResendQueue
 
 	if cfg.Database.URL != "" {
 		db, err := cfg.OpenDB()

@@ -39,7 +39,7 @@ func TestExampleFile(t *testing.T) {
 		c.Master.Outbox != cqrsync.OutboxTable || c.Master.WALSlot != "cqrsync" || c.Master.WALPublication != "cqrsync" {
 		t.Errorf("master settings: %+v", c.Master)
 	}
-	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour ||
+	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour || c.ReplicaConfig().WaitPoll != time.Second || c.ConsumerConfig().ResendInterval != time.Minute || c.ConsumerConfig().NoResend ||
 		c.Replica.Retry == nil || *c.Replica.Retry.MaxRetries != 30 || c.Replica.Retry.Delay != 2*time.Second {
 		t.Errorf("replica settings: %+v", c.Replica)
 	}
@@ -241,5 +241,20 @@ func TestLoadUnreadable(t *testing.T) {
 	}
 	if c, err := config.Load(path, nil); err != nil || c.File != path || c.Queue != "q" {
 		t.Fatalf("Load = %+v, %v", c, err)
+	}
+}
+
+// TestReplicaVerifySettings: consume's background drift check from YAML.
+func TestReplicaVerifySettings(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse("x.yaml", []byte("replica:\n  verify_every: 6h\n  verify_master_url: http://master:8089/cqrsync/verify\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Replica.VerifyEvery != 6*time.Hour || c.Replica.VerifyMasterURL != "http://master:8089/cqrsync/verify" {
+		t.Fatalf("replica settings = %+v", c.Replica)
+	}
+	if _, err := config.Parse("x.yaml", []byte("replica: {verify_every: often}\n"), nil); err == nil || !strings.Contains(err.Error(), "verify_every") {
+		t.Fatalf("a bad verify_every = %v; want an error naming it", err)
 	}
 }

@@ -21,6 +21,20 @@
 // operations Master.Scan, Master.MissingKeys, Master.SyncQuery,
 // Replica.ScanKeys, Replica.Revisions and Replica.DeleteKeys.
 //
+// # Drift check
+//
+// Verify compares a model's rows on a master and a replica by content, not
+// revision: both sides checksum the same key ranges (a hash per replicated
+// field over the values' wire encoding), the ranges that differ are narrowed,
+// and it returns the keys whose content differs, that the replica lacks, or
+// that only the replica has; VerifyOpts.Repair resends them through the sync
+// path. It finds what the diff pipes cannot: a replica row edited by hand at
+// the master's revision, a value the replica's column cut. A Side is one end:
+// NewLocalMaster and NewLocalReplica over their databases, or
+// NewVerifyClient, a client of the VerifyHandler a master service mounts, so
+// the replica needs no master credentials and only checksums cross the
+// network.
+//
 // # Dead letters
 //
 // A replica's consumer moves an event it cannot apply to the replica's

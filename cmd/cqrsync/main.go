@@ -13,6 +13,7 @@ import (
 	"github.com/cqrsync/cqrsync/config"
 	_ "github.com/cqrsync/cqrsync/config/kafka"
 	_ "github.com/cqrsync/cqrsync/config/mysql"
+	_ "github.com/cqrsync/cqrsync/config/nats"
 	_ "github.com/cqrsync/cqrsync/config/postgres"
 	_ "github.com/cqrsync/cqrsync/config/sqlite"
 )

@@ -15,7 +15,7 @@ import (
 // TestRunShort runs `cqrsync bench --short` once per database pair (not
 // under go test -short) and asserts only that it completes and that the
 // replica converged; the figures depend on the machine and are not
-// checked. RabbitMQ (and PostgreSQL) come from testenv: skipped locally
+// checked. RabbitMQ, NATS (and PostgreSQL) come from testenv: skipped locally
 // when absent, a failure under CI=true.
 func TestRunShort(t *testing.T) {
 	testenv.Slow(t, "a benchmark run")
@@ -23,22 +23,22 @@ func TestRunShort(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		postgres bool
-		kafka    bool // on an in-process kfake cluster: no Kafka server here
+		url      func(testing.TB) string // the broker; default RabbitMQ
 	}{
 		{name: "sqlite-rabbitmq-sqlite"},
 		{name: "postgres-rabbitmq-postgres", postgres: true},
-		{name: "sqlite-kfake-sqlite", kafka: true},
+		{name: "sqlite-nats-sqlite", url: testenv.NATSURL},
+		{name: "sqlite-kfake-sqlite", url: func(testing.TB) string { return "kafka://kfake" }}, // in-process: no Kafka server here
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			opts := bench.Options{
-				MasterDB: "sqlite", ReplicaDB: "sqlite",
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			url := testenv.AMQPURL
+			if tc.url != nil {
+				url = tc.url
 			}
-			if tc.kafka {
-				opts.Transport = "kafka://kfake"
-			} else {
-				opts.Transport = testenv.AMQPURL(t)
+			opts := bench.Options{
+				MasterDB: "sqlite", ReplicaDB: "sqlite", Transport: url(t),
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
 			if tc.postgres {
 				u := testenv.PostgresURL(t)

@@ -1,6 +1,8 @@
 package cqrsynctesting
 
 import (
+	"testing"
+
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/cqrsync/cqrsync/transport"
@@ -26,4 +28,12 @@ func DeleteRabbitMQ(url, exchange string, queues ...string) {
 	if exchange != "" {
 		_ = ch.ExchangeDelete(exchange, false, false)
 	}
+}
+
+// CleanupRabbitMQ deletes, when the test ends, an exchange and queues the
+// test created on the shared RabbitMQ server at url, with each queue's
+// dead-letter queue (DeleteRabbitMQ). Cleanup failures are ignored: the
+// names are unique.
+func CleanupRabbitMQ(tb testing.TB, url, exchange string, queues ...string) {
+	tb.Cleanup(func() { DeleteRabbitMQ(url, exchange, queues...) })
 }
