@@ -243,8 +243,8 @@ func convergeOnce(t *testing.T, rdb replicaDB, seed uint64, syncing bool) {
 		}
 	}
 
-	want := convergenceRows(t, masterDB, "SELECT id, name, val, cqrs_revision FROM item")
-	got := convergenceRows(t, replicaDB, fmt.Sprintf("SELECT %s, %s, %s, %s FROM %s", q("id"), q("name"), q("val"), q("cqrs_revision"), q("item_copy")))
+	want := cqrsynctesting.RowsByID(t, masterDB, "SELECT id, name, val, cqrs_revision FROM item")
+	got := cqrsynctesting.RowsByID(t, replicaDB, fmt.Sprintf("SELECT %s, %s, %s, %s FROM %s", q("id"), q("name"), q("val"), q("cqrs_revision"), q("item_copy")))
 	if len(want) == 0 {
 		fail("the workload left no rows; the comparison would prove nothing")
 	}
@@ -292,26 +292,4 @@ func convergenceOp(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.
 		return err
 	}
 	return tx.Commit()
-}
-
-func convergenceRows(t *testing.T, db *sql.DB, query string) map[int64]string {
-	t.Helper()
-	rows, err := db.QueryContext(t.Context(), query)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	out := map[int64]string{}
-	for rows.Next() {
-		var id, val, rev int64
-		var name string
-		if err := rows.Scan(&id, &name, &val, &rev); err != nil {
-			t.Fatal(err)
-		}
-		out[id] = fmt.Sprintf("%s/%d@%d", name, val, rev)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

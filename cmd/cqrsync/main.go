@@ -11,6 +11,7 @@ import (
 
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/config"
+	_ "github.com/cqrsync/cqrsync/config/kafka"
 	_ "github.com/cqrsync/cqrsync/config/mysql"
 	_ "github.com/cqrsync/cqrsync/config/nats"
 	_ "github.com/cqrsync/cqrsync/config/postgres"

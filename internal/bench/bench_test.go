@@ -28,6 +28,7 @@ func TestRunShort(t *testing.T) {
 		{name: "sqlite-rabbitmq-sqlite"},
 		{name: "postgres-rabbitmq-postgres", postgres: true},
 		{name: "sqlite-nats-sqlite", url: testenv.NATSURL},
+		{name: "sqlite-kfake-sqlite", url: func(testing.TB) string { return "kafka://kfake" }}, // in-process: no Kafka server here
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

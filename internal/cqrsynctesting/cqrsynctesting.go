@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	_ "modernc.org/sqlite" // the tests' embedded database
@@ -73,6 +74,43 @@ func SplitRounds(n, k int) []int {
 		if i < n%k {
 			out[i]++
 		}
+	}
+	return out
+}
+
+// RowsByID runs query, whose first column is an integer id, and returns
+// each row's other columns joined by "/", by id: two tables' rows compare
+// with ==.
+func RowsByID(tb testing.TB, db *sql.DB, query string) map[int64]string {
+	tb.Helper()
+	rows, err := db.QueryContext(tb.Context(), query)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[int64]string{}
+	var id int64
+	rest := make([]sql.NullString, len(cols)-1)
+	dest := []any{&id}
+	for i := range rest {
+		dest = append(dest, &rest[i])
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			tb.Fatal(err)
+		}
+		parts := make([]string, len(rest))
+		for i, r := range rest {
+			parts[i] = r.String
+		}
+		out[id] = strings.Join(parts, "/")
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
 	}
 	return out
 }
