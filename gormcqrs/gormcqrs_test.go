@@ -1,0 +1,50 @@
+package gormcqrs_test
+
+import (
+	"testing"
+
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+
+	"github.com/cqrsync/cqrsync/gormcqrs/internal/gormtest"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+)
+
+// openPostgres and openMySQL open a migrated database of the test's own
+// through GORM.
+func openPostgres(t *testing.T, cfg *gorm.Config) *gorm.DB {
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: cqrsynctesting.OpenPostgres(t)}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func openMySQL(t *testing.T, cfg *gorm.Config) *gorm.DB {
+	db, err := gorm.Open(mysql.New(mysql.Config{Conn: cqrsynctesting.OpenMySQL(t)}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+var databases = []struct {
+	name string
+	open gormtest.Opener
+}{{"Postgres", openPostgres}, {"MySQL", openMySQL}}
+
+// onEach runs suite on each database, in parallel.
+func onEach(t *testing.T, suite func(*testing.T, gormtest.Opener)) {
+	t.Parallel()
+	for _, d := range databases {
+		t.Run(d.name, func(t *testing.T) {
+			t.Parallel()
+			suite(t, d.open)
+		})
+	}
+}
+
+func TestEvents(t *testing.T)   { onEach(t, gormtest.RunEvents) }
+func TestRollback(t *testing.T) { onEach(t, gormtest.RunRollback) }
+func TestReplica(t *testing.T)  { onEach(t, gormtest.RunReplica) }
