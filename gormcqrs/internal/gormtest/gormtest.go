@@ -1,8 +1,9 @@
 // Package gormtest is the GORM plugin's test suite, run on every database
-// by a test package that opens it: gormcqrs's own tests on PostgreSQL and
-// MariaDB, gormcqrs/internal/sqlitetest on SQLite (a separate binary, as
-// the pure-Go GORM SQLite driver and the tests' SQLite driver both
-// register the name "sqlite").
+// by a test package that opens it: gormcqrs's own tests on SQLite
+// (github.com/glebarez/sqlite) and gormcqrs/internal/servertest on
+// PostgreSQL and MariaDB — a binary of its own, as the pure-Go GORM SQLite
+// driver and the test helpers' SQLite driver both register the name
+// "sqlite".
 package gormtest
 
 import (

@@ -1,4 +1,6 @@
-package gormcqrs_test
+// Package servertest runs the GORM plugin's suite on PostgreSQL and
+// MariaDB (see package gormtest for why it is not in gormcqrs's tests).
+package servertest
 
 import (
 	"testing"
