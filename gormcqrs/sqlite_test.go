@@ -18,9 +18,9 @@ import (
 )
 
 // openSQLite opens a new SQLite database file with cqrsync's migration run.
-func openSQLite(t *testing.T, cfg *gorm.Config) *gorm.DB {
+func openSQLite(t testing.TB, cfg *gorm.Config) *gorm.DB {
 	path := filepath.Join(t.TempDir(), "test.db")
-	db, err := gorm.Open(sqlite.Open("file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"), cfg)
+	db, err := gorm.Open(sqlite.Open("file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,3 +38,9 @@ func openSQLite(t *testing.T, cfg *gorm.Config) *gorm.DB {
 func TestEvents(t *testing.T)   { t.Parallel(); gormtest.RunEvents(t, openSQLite) }
 func TestRollback(t *testing.T) { t.Parallel(); gormtest.RunRollback(t, openSQLite) }
 func TestReplica(t *testing.T)  { t.Parallel(); gormtest.RunReplica(t, openSQLite) }
+
+// BenchmarkGORMCaptureCreate and BenchmarkGORMCaptureUpdate compare GORM
+// with the plugin to plain GORM and to database/sql on SQLite (see
+// gormtest.BenchCapture; internal/servertest has PostgreSQL and MariaDB).
+func BenchmarkGORMCaptureCreate(b *testing.B) { gormtest.BenchCapture(b, openSQLite, false) }
+func BenchmarkGORMCaptureUpdate(b *testing.B) { gormtest.BenchCapture(b, openSQLite, true) }

@@ -28,7 +28,7 @@ import (
 
 // Opener opens a new, empty database of the test's own with cqrsync's
 // migration run, through GORM configured by cfg.
-type Opener func(t *testing.T, cfg *gorm.Config) *gorm.DB
+type Opener func(tb testing.TB, cfg *gorm.Config) *gorm.DB
 
 // Account is the suite's master model.
 type Account struct {

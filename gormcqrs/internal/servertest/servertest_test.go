@@ -15,7 +15,7 @@ import (
 
 // openPostgres and openMySQL open a migrated database of the test's own
 // through GORM.
-func openPostgres(t *testing.T, cfg *gorm.Config) *gorm.DB {
+func openPostgres(t testing.TB, cfg *gorm.Config) *gorm.DB {
 	db, err := gorm.Open(postgres.New(postgres.Config{Conn: cqrsynctesting.OpenPostgres(t)}), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +23,7 @@ func openPostgres(t *testing.T, cfg *gorm.Config) *gorm.DB {
 	return db
 }
 
-func openMySQL(t *testing.T, cfg *gorm.Config) *gorm.DB {
+func openMySQL(t testing.TB, cfg *gorm.Config) *gorm.DB {
 	db, err := gorm.Open(mysql.New(mysql.Config{Conn: cqrsynctesting.OpenMySQL(t)}), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -50,3 +50,18 @@ func onEach(t *testing.T, suite func(*testing.T, gormtest.Opener)) {
 func TestEvents(t *testing.T)   { onEach(t, gormtest.RunEvents) }
 func TestRollback(t *testing.T) { onEach(t, gormtest.RunRollback) }
 func TestReplica(t *testing.T)  { onEach(t, gormtest.RunReplica) }
+
+// BenchmarkGORMCaptureCreate and BenchmarkGORMCaptureUpdate compare GORM
+// with the plugin to plain GORM and to database/sql (see
+// gormtest.BenchCapture), on each database.
+func BenchmarkGORMCaptureCreate(b *testing.B) {
+	for _, d := range databases {
+		b.Run(d.name, func(b *testing.B) { gormtest.BenchCapture(b, d.open, false) })
+	}
+}
+
+func BenchmarkGORMCaptureUpdate(b *testing.B) {
+	for _, d := range databases {
+		b.Run(d.name, func(b *testing.B) { gormtest.BenchCapture(b, d.open, true) })
+	}
+}
