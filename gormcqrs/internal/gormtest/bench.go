@@ -91,15 +91,13 @@ func benchCapture(b *testing.B, open Opener, update bool, writers int) {
 	payload := strings.Repeat("p", 256)
 	const rows = 10000
 	if update {
+		seed := make([]benchPlain, rows)
+		for i := range seed {
+			seed[i] = benchPlain{ID: int64(i + 1), Payload: payload}
+		}
 		for _, table := range []string{sqlTable, "bench_gorm", "bench_plugin"} {
-			for first := 1; first <= rows; first += 1000 {
-				vals := make([]string, 0, 1000)
-				for id := first; id < first+1000; id++ {
-					vals = append(vals, fmt.Sprintf("(%d, 0, '%s')", id, payload))
-				}
-				if _, err := sqlDB.ExecContext(ctx, "INSERT INTO "+table+" (id, commit_us, payload) VALUES "+strings.Join(vals, ", ")); err != nil {
-					b.Fatal(err)
-				}
+			if err := plain.Table(table).CreateInBatches(seed, 1000).Error; err != nil {
+				b.Fatal(err)
 			}
 		}
 	}
