@@ -246,8 +246,11 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 	// becomes an update of the key to itself).
 	st.upsert = doesUpdate(oc)
 	keys, zero := p.keysOf(db, m)
-	if zero > 0 && (st.upsert || db.Dialector.Name() == "mysql") {
-		_ = db.AddError(fmt.Errorf("gormcqrs: an upsert (clause.OnConflict) of %q needs the primary key of every row, to tell inserted rows from updated ones: %d rows have none", m.cqrsID, zero))
+	if zero > 0 && !onKey(oc, m) {
+		// A row without its key can only be a new row when the conflict is
+		// on the key (GORM's association saves); on another column it may
+		// update a row whose key the plugin cannot know before.
+		_ = db.AddError(fmt.Errorf("gormcqrs: an upsert (clause.OnConflict) of %q on other columns than its primary key needs the primary key of every row, to tell inserted rows from updated ones: %d rows have none", m.cqrsID, zero))
 		return
 	}
 	existing, err := p.selectKeys(db, m, []clause.Expression{inKeys(m, keys)}, false)
@@ -457,6 +460,21 @@ func onConflict(db *gorm.DB) (clause.OnConflict, bool) {
 // doesUpdate reports whether an upsert updates the rows it finds.
 func doesUpdate(oc clause.OnConflict) bool {
 	return !oc.DoNothing && (oc.UpdateAll || len(oc.DoUpdates) > 0)
+}
+
+// onKey reports whether an upsert's conflict target is the model's primary
+// key (or, for DoNothing on PostgreSQL and SQLite, any conflict at all,
+// where a row left alone keeps a zero key).
+func onKey(oc clause.OnConflict, m *model) bool {
+	if oc.OnConstraint != "" {
+		return false
+	}
+	for _, c := range oc.Columns {
+		if c.Name != m.pk.DBName {
+			return false
+		}
+	}
+	return true
 }
 
 // softDelete reports whether the statement's DELETE is GORM's soft delete

@@ -44,3 +44,5 @@ func TestReplica(t *testing.T)  { t.Parallel(); gormtest.RunReplica(t, openSQLit
 // gormtest.BenchCapture; internal/servertest has PostgreSQL and MariaDB).
 func BenchmarkGORMCaptureCreate(b *testing.B) { gormtest.BenchCapture(b, openSQLite, false) }
 func BenchmarkGORMCaptureUpdate(b *testing.B) { gormtest.BenchCapture(b, openSQLite, true) }
+
+func TestAssociations(t *testing.T) { t.Parallel(); gormtest.RunAssociations(t, openSQLite) }

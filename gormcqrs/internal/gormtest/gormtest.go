@@ -580,3 +580,81 @@ func RunReplica(t *testing.T, open Opener) {
 		t.Fatalf("handler log:\n%q\nwant\n%q", text, want)
 	}
 }
+
+// Owner has master-model Items: GORM saves them as associations, with
+// upserts on their key.
+type Owner struct {
+	ID    int64
+	Name  string `gorm:"size:100"`
+	Items []Item
+}
+
+// Item is a master model with keys the database assigns.
+type Item struct {
+	ID      int64
+	OwnerID int64
+	Name    string `gorm:"size:100"`
+	gormcqrs.Revision
+}
+
+// RunAssociations checks that master models GORM writes as associations
+// of another model are captured: created with keys the database assigns,
+// then updated through a full save of their owner.
+func RunAssociations(t *testing.T, open Opener) {
+	db := open(t, Config())
+	drv, err := gormcqrs.Driver(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&Owner{}, &Item{}); err != nil {
+		t.Fatal(err)
+	}
+	master, err := cqrsync.NewMaster(drv, &cqrsync.MasterConfig{Now: func() time.Time { return Clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := gormcqrs.New(master)
+	if err := db.Use(plugin); err != nil {
+		t.Fatal(err)
+	}
+	if err := plugin.Register(&Item{}, &cqrsync.MasterModel{CQRSID: "item"}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{sqlDB: drv.DB()}
+	events := func() []string {
+		var out []string
+		for _, body := range f.drain(t) {
+			p, err := cqrsync.DecodePayload([]byte(body), Clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev, _ := p.InstanceData.Get(cqrsync.RevisionField)
+			name, _ := p.InstanceData.Get("name")
+			out = append(out, fmt.Sprintf("%s %v %v %v", p.SignalType, p.InstancePK, rev, name))
+		}
+		return out
+	}
+	owner := Owner{Name: "o", Items: []Item{{Name: "a"}, {Name: "b"}}}
+	if err := db.Create(&owner).Error; err != nil {
+		t.Fatal(err)
+	}
+	a, b := owner.Items[0].ID, owner.Items[1].ID
+	if a == 0 || b == 0 {
+		t.Fatalf("items without keys: %+v", owner.Items)
+	}
+	want := []string{fmt.Sprintf("SAVE %d 0 a", a), fmt.Sprintf("SAVE %d 0 b", b)}
+	if got := events(); !slices.Equal(got, want) {
+		t.Fatalf("create with associations: %q, want %q", got, want)
+	}
+	// The owner changes too: on MariaDB, Save of an unchanged owner affects
+	// no row, and GORM then saves it again as an upsert, associations and
+	// all — two writes of each item, captured as two events each.
+	owner.Name, owner.Items[0].Name = "o2", "a2"
+	if err := db.Session(&gorm.Session{FullSaveAssociations: true}).Save(&owner).Error; err != nil {
+		t.Fatal(err)
+	}
+	want = []string{fmt.Sprintf("SAVE %d 1 a2", a), fmt.Sprintf("SAVE %d 1 b", b)}
+	if got := events(); !slices.Equal(got, want) {
+		t.Fatalf("full save with associations: %q, want %q", got, want)
+	}
+}

@@ -51,6 +51,8 @@ func TestEvents(t *testing.T)   { onEach(t, gormtest.RunEvents) }
 func TestRollback(t *testing.T) { onEach(t, gormtest.RunRollback) }
 func TestReplica(t *testing.T)  { onEach(t, gormtest.RunReplica) }
 
+func TestAssociations(t *testing.T) { onEach(t, gormtest.RunAssociations) }
+
 // BenchmarkGORMCaptureCreate and BenchmarkGORMCaptureUpdate compare GORM
 // with the plugin to plain GORM and to database/sql (see
 // gormtest.BenchCapture), on each database.
