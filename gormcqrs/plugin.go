@@ -253,7 +253,9 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 		_ = db.AddError(fmt.Errorf("gormcqrs: an upsert (clause.OnConflict) of %q on other columns than its primary key needs the primary key of every row, to tell inserted rows from updated ones: %d rows have none", m.cqrsID, zero))
 		return
 	}
-	existing, err := p.selectKeys(db, m, []clause.Expression{inKeys(m, keys)}, false)
+	// Every row the INSERT may meet, soft-deleted ones included: an upsert
+	// updates them too (Save falls back to one for a soft-deleted row).
+	existing, err := p.selectKeys(db, m, []clause.Expression{inKeys(m, keys)}, keyRead{unscoped: true})
 	if db.AddError(err) != nil {
 		return
 	}
@@ -570,24 +572,30 @@ func (p *Plugin) targetKeys(db *gorm.DB, m *model) (keys []any, ok bool, err err
 	if !withWhere && !db.AllowGlobalUpdate {
 		return nil, false, nil
 	}
-	keys, err = p.selectKeys(db, m, conds, true)
+	keys, err = p.selectKeys(db, m, conds, keyRead{lock: true, unscoped: stmt.Unscoped})
 	return keys, err == nil, err
 }
 
+// keyRead says how selectKeys reads.
+type keyRead struct {
+	lock     bool // FOR UPDATE, where the database has it
+	unscoped bool // soft-deleted rows too
+}
+
 // selectKeys reads the keys of the model's rows that match conds inside
-// the statement's transaction, with the statement's soft-delete scope.
-func (p *Plugin) selectKeys(db *gorm.DB, m *model, conds []clause.Expression, lock bool) ([]any, error) {
+// the statement's transaction, in key order.
+func (p *Plugin) selectKeys(db *gorm.DB, m *model, conds []clause.Expression, how keyRead) ([]any, error) {
 	stmt := db.Statement
 	q := db.Session(&gorm.Session{NewDB: true, SkipHooks: true, Context: stmt.Context})
 	q.Statement.ConnPool = stmt.ConnPool
-	if stmt.Unscoped {
+	if how.unscoped {
 		q = q.Unscoped()
 	}
 	q = q.Model(reflect.New(stmt.Schema.ModelType).Interface())
 	if len(conds) > 0 {
 		q = q.Clauses(clause.Where{Exprs: conds})
 	}
-	if lock && db.Dialector.Name() != "sqlite" {
+	if how.lock && db.Dialector.Name() != "sqlite" {
 		q = q.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate})
 	}
 	// In key order: the events of a multi-row change come out in a

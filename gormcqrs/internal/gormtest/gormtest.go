@@ -326,6 +326,20 @@ func RunEvents(t *testing.T, open Opener) {
 		},
 		want: 1,
 	}, {
+		// GORM's UPDATE skips the soft-deleted row, and Save falls back to
+		// an upsert, which brings it back: an update, not a creation.
+		name: "Save of a soft-deleted row",
+		gorm: func(db *gorm.DB) error { return db.Save(&Account{ID: 3, Name: "Cy again", Status: "bulk"}).Error },
+		lib: func(ctx context.Context, tx *sql.Tx, m *cqrsync.Master[*sql.Tx]) error {
+			prev, err := m.Snapshot(ctx, tx, "account", 3)
+			if err != nil {
+				return err
+			}
+			return cmpErr(exec(ctx, tx, "UPDATE {t} SET name = 'Cy again', deleted_at = NULL WHERE id = 3"),
+				m.UpdateWith(ctx, tx, "account", &cqrsync.UpdateOpts{Previous: prev}, 3))
+		},
+		want: 1,
+	}, {
 		name: "hard Delete",
 		gorm: func(db *gorm.DB) error { return db.Unscoped().Delete(&Account{ID: 2}).Error },
 		lib: func(ctx context.Context, tx *sql.Tx, m *cqrsync.Master[*sql.Tx]) error {
@@ -367,10 +381,10 @@ func RunEvents(t *testing.T, open Opener) {
 	if fmt.Sprint(rowsText(g)) != fmt.Sprint(rowsText(l)) {
 		t.Errorf("tables differ:\n%v\n%v", rowsText(g), rowsText(l))
 	}
-	// Once per GORM transaction that captured, events or not (12), but not
+	// Once per GORM transaction that captured, events or not (13), but not
 	// for CreateInBatches, whose transaction is db.Transaction's.
-	if n := f.wakes.n.Load(); n != 12 {
-		t.Errorf("the relay was woken %d times, want 12", n)
+	if n := f.wakes.n.Load(); n != 13 {
+		t.Errorf("the relay was woken %d times, want 13", n)
 	}
 }
 
