@@ -46,3 +46,8 @@ func BenchmarkGORMCaptureCreate(b *testing.B) { gormtest.BenchCapture(b, openSQL
 func BenchmarkGORMCaptureUpdate(b *testing.B) { gormtest.BenchCapture(b, openSQLite, true) }
 
 func TestAssociations(t *testing.T) { t.Parallel(); gormtest.RunAssociations(t, openSQLite) }
+
+func TestPreparedStatements(t *testing.T) {
+	t.Parallel()
+	gormtest.RunPreparedStatements(t, openSQLite)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func runExample(t *testing.T, master, replica string) {
 	o := options{
 		master: master, replica: replica, amqp: testenv.AMQPURL(t),
 		exchange: cqrsynctesting.UniqueName("gormexample_x_"), queue: cqrsynctesting.UniqueName("gormexample_q_"),
-		writers: 4, changes: 150, seed: 1, timeout: testTimeout,
+		writers: 4, changes: 150, seed: rand.Uint64(), timeout: testTimeout, // the output names the seed
 	}
 	t.Cleanup(func() {
 		conn, err := amqp.Dial(o.amqp)

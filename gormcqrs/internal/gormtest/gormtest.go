@@ -615,39 +615,7 @@ type Item struct {
 // of another model are captured: created with keys the database assigns,
 // then updated through a full save of their owner.
 func RunAssociations(t *testing.T, open Opener) {
-	db := open(t, Config())
-	drv, err := gormcqrs.Driver(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.AutoMigrate(&Owner{}, &Item{}); err != nil {
-		t.Fatal(err)
-	}
-	master, err := cqrsync.NewMaster(drv, &cqrsync.MasterConfig{Now: func() time.Time { return Clock }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plugin := gormcqrs.New(master)
-	if err := db.Use(plugin); err != nil {
-		t.Fatal(err)
-	}
-	if err := plugin.Register(&Item{}, &cqrsync.MasterModel{CQRSID: "item"}); err != nil {
-		t.Fatal(err)
-	}
-	f := &fixture{sqlDB: drv.DB()}
-	events := func() []string {
-		var out []string
-		for _, body := range f.drain(t) {
-			p, err := cqrsync.DecodePayload([]byte(body), Clock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rev, _ := p.InstanceData.Get(cqrsync.RevisionField)
-			name, _ := p.InstanceData.Get("name")
-			out = append(out, fmt.Sprintf("%s %v %v %v", p.SignalType, p.InstancePK, rev, name))
-		}
-		return out
-	}
+	db, events := itemFixture(t, open, Config())
 	owner := Owner{Name: "o", Items: []Item{{Name: "a"}, {Name: "b"}}}
 	if err := db.Create(&owner).Error; err != nil {
 		t.Fatal(err)
@@ -670,5 +638,70 @@ func RunAssociations(t *testing.T, open Opener) {
 	want = []string{fmt.Sprintf("SAVE %d 1 a2", a), fmt.Sprintf("SAVE %d 1 b", b)}
 	if got := events(); !slices.Equal(got, want) {
 		t.Fatalf("full save with associations: %q, want %q", got, want)
+	}
+}
+
+// itemFixture opens a database with Owner and Item, Item registered as a
+// master model, and returns a function that drains the outbox as
+// "SIGNAL pk revision name" lines.
+func itemFixture(t *testing.T, open Opener, cfg *gorm.Config) (*gorm.DB, func() []string) {
+	db := open(t, cfg)
+	drv, err := gormcqrs.Driver(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AutoMigrate(&Owner{}, &Item{}); err != nil {
+		t.Fatal(err)
+	}
+	master, err := cqrsync.NewMaster(drv, &cqrsync.MasterConfig{Now: func() time.Time { return Clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := gormcqrs.New(master)
+	if err := db.Use(plugin); err != nil {
+		t.Fatal(err)
+	}
+	if err := plugin.Register(&Item{}, &cqrsync.MasterModel{CQRSID: "item"}); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{sqlDB: drv.DB()}
+	return db, func() []string {
+		var out []string
+		for _, body := range f.drain(t) {
+			p, err := cqrsync.DecodePayload([]byte(body), Clock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev, _ := p.InstanceData.Get(cqrsync.RevisionField)
+			name, _ := p.InstanceData.Get("name")
+			out = append(out, fmt.Sprintf("%s %v %v %v", p.SignalType, p.InstancePK, rev, name))
+		}
+		return out
+	}
+}
+
+// RunPreparedStatements checks capture under GORM's PrepareStmt mode,
+// whose transactions wrap the *sql.Tx.
+func RunPreparedStatements(t *testing.T, open Opener) {
+	cfg := Config()
+	cfg.PrepareStmt = true
+	db, events := itemFixture(t, open, cfg)
+	owner := Owner{Name: "o"}
+	if err := db.Create(&owner).Error; err != nil {
+		t.Fatal(err)
+	}
+	it := Item{OwnerID: owner.ID, Name: "a"}
+	if err := db.Create(&it).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Model(&it).Select("*").Updates(Item{ID: it.ID, OwnerID: owner.ID, Name: "b"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Delete(&it).Error; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{fmt.Sprintf("SAVE %d 0 a", it.ID), fmt.Sprintf("SAVE %d 1 b", it.ID), fmt.Sprintf("DELETE %d 2 <nil>", it.ID)}
+	if got := events(); !slices.Equal(got, want) {
+		t.Fatalf("events: %q, want %q", got, want)
 	}
 }

@@ -53,6 +53,8 @@ func TestReplica(t *testing.T)  { onEach(t, gormtest.RunReplica) }
 
 func TestAssociations(t *testing.T) { onEach(t, gormtest.RunAssociations) }
 
+func TestPreparedStatements(t *testing.T) { onEach(t, gormtest.RunPreparedStatements) }
+
 // BenchmarkGORMCaptureCreate and BenchmarkGORMCaptureUpdate compare GORM
 // with the plugin to plain GORM and to database/sql (see
 // gormtest.BenchCapture), on each database.
