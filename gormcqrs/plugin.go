@@ -392,7 +392,7 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 	m := p.registered(db)
 	if st.deleted {
 		if db.RowsAffected > 0 {
-			_ = db.AddError(fmt.Errorf("gormcqrs: DELETE of %q removed %d rows beyond the %d read before it (a concurrent insert matched its WHERE): retry the transaction", m.cqrsID, db.RowsAffected, len(st.keys)))
+			_ = db.AddError(fmt.Errorf("gormcqrs: DELETE of %q removed %d rows beyond the %d read before it (a concurrent transaction made a row match its WHERE): retry the transaction", m.cqrsID, db.RowsAffected, len(st.keys)))
 			return
 		}
 		db.RowsAffected = int64(len(st.keys))
@@ -411,14 +411,18 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 // transaction between the two statements, whose change could not be
 // captured.
 func (p *Plugin) changedKnownRows(db *gorm.DB, m *model, st *state) bool {
-	if db.Error != nil || len(st.keys) == 0 {
+	if db.Error != nil {
 		return false
 	}
+	// Even with no key read: on PostgreSQL a row that a concurrent
+	// transaction was changing is skipped by the read (its committed
+	// version does not match) and then changed by the statement (which
+	// sees the new version).
 	if db.RowsAffected > int64(len(st.keys)) {
-		_ = db.AddError(fmt.Errorf("gormcqrs: the statement changed %d rows of %q but %d were read before it (a concurrent insert matched its WHERE): retry the transaction", db.RowsAffected, m.cqrsID, len(st.keys)))
+		_ = db.AddError(fmt.Errorf("gormcqrs: the statement changed %d rows of %q but %d were read before it (a concurrent transaction made a row match its WHERE): retry the transaction", db.RowsAffected, m.cqrsID, len(st.keys)))
 		return false
 	}
-	return true
+	return len(st.keys) > 0
 }
 
 // state returns the statement's capture state when its write succeeded.

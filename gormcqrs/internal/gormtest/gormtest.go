@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -703,5 +704,62 @@ func RunPreparedStatements(t *testing.T, open Opener) {
 	want := []string{fmt.Sprintf("SAVE %d 0 a", it.ID), fmt.Sprintf("SAVE %d 1 b", it.ID), fmt.Sprintf("DELETE %d 2 <nil>", it.ID)}
 	if got := events(); !slices.Equal(got, want) {
 		t.Fatalf("events: %q, want %q", got, want)
+	}
+}
+
+// RunConcurrentMatchPostgres checks, on PostgreSQL, a soft delete that
+// another transaction races: it brings the row back and commits between
+// the plugin's key read (which skips the row: its committed version is
+// deleted) and GORM's UPDATE (which then sees it back and deletes it
+// again). The statement must fail and roll back rather than change a row
+// it did not capture.
+func RunConcurrentMatchPostgres(t *testing.T, open Opener) {
+	f := newFixture(t, open, &cqrsync.MasterConfig{})
+	ctx := t.Context()
+	if err := f.db.Create(&Account{ID: 1, Name: "Ada"}).Error; err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Delete(&Account{ID: 1}).Error; err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t)
+	// The other transaction brings the row back, uncommitted for now.
+	other, err := f.sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback() //nolint:errcheck // committed below
+	if _, err := other.ExecContext(ctx, "UPDATE gorm_account SET deleted_at = NULL WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	// It commits right after the plugin read the keys.
+	var once sync.Once
+	err = f.db.Callback().Delete().After("cqrsync:before_delete").Before("gorm:delete").Register("test:commit_other", func(*gorm.DB) {
+		once.Do(func() {
+			if err := other.Commit(); err != nil {
+				t.Error(err)
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.db.Delete(&Account{ID: 1}).Error
+	if err == nil || !strings.Contains(err.Error(), "retry the transaction") {
+		t.Fatalf("soft delete raced by a transaction that brought the row back: error %v, want one saying to retry", err)
+	}
+	var a Account
+	if err := f.db.First(&a, 1).Error; err != nil {
+		t.Fatalf("the row is deleted after the failed soft delete: %v", err)
+	}
+	if got := f.drain(t); len(got) != 0 {
+		t.Fatalf("the failed statement published %d events", len(got))
+	}
+	// Retried, it is captured.
+	if err := f.db.Delete(&Account{ID: 1}).Error; err != nil {
+		t.Fatal(err)
+	}
+	if got := f.drain(t); len(got) != 1 {
+		t.Fatalf("the retried soft delete published %d events, want 1", len(got))
 	}
 }

@@ -69,3 +69,8 @@ func BenchmarkGORMCaptureUpdate(b *testing.B) {
 		b.Run(d.name, func(b *testing.B) { gormtest.BenchCapture(b, d.open, true) })
 	}
 }
+
+func TestConcurrentMatchPostgres(t *testing.T) {
+	t.Parallel()
+	gormtest.RunConcurrentMatchPostgres(t, openPostgres)
+}
