@@ -281,6 +281,26 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 		p.captured(db, p.master.Create(ctx, st.tx, m.cqrsID, keys...))
 		return
 	}
+	// A row that a concurrent transaction inserted after the read above,
+	// the INSERT met and updated (or, DoNothing, left alone): it was
+	// captured before (cqrs_updated is set, and a new row has none), so it
+	// is not a creation, whose revision 0 replicas would ignore.
+	var fresh []any
+	for _, k := range keys {
+		if !st.existing[keyString(k)] {
+			fresh = append(fresh, k)
+		}
+	}
+	if len(fresh) > 0 {
+		captured := clause.Expr{SQL: "? IS NOT NULL", Vars: []any{clause.Column{Table: clause.CurrentTable, Name: cqrsync.UpdatedField}}}
+		met, err := p.selectKeys(db, m, []clause.Expression{inKeys(m, fresh), captured}, keyRead{lock: true, unscoped: true})
+		if db.AddError(err) != nil {
+			return
+		}
+		for _, k := range met {
+			st.existing[keyString(k)] = true
+		}
+	}
 	var created, updated []any
 	for _, k := range keys {
 		if st.existing[keyString(k)] {

@@ -733,14 +733,7 @@ func RunConcurrentMatchPostgres(t *testing.T, open Opener) {
 		t.Fatal(err)
 	}
 	// It commits right after the plugin read the keys.
-	var once sync.Once
-	err = f.db.Callback().Delete().After("cqrsync:before_delete").Before("gorm:delete").Register("test:commit_other", func(*gorm.DB) {
-		once.Do(func() {
-			if err := other.Commit(); err != nil {
-				t.Error(err)
-			}
-		})
-	})
+	err = f.db.Callback().Delete().After("cqrsync:before_delete").Before("gorm:delete").Register("test:commit_other", commitOnce(t, other))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -761,5 +754,57 @@ func RunConcurrentMatchPostgres(t *testing.T, open Opener) {
 	}
 	if got := f.drain(t); len(got) != 1 {
 		t.Fatalf("the retried soft delete published %d events, want 1", len(got))
+	}
+}
+
+// RunConcurrentUpsert checks an upsert that another transaction races: it
+// inserts (and captures) the row and commits between the plugin's read of
+// the existing keys and GORM's INSERT, which then updates that row. The
+// upsert must publish an update past the other's revision, not a creation
+// at revision 0 that replicas would ignore.
+func RunConcurrentUpsert(t *testing.T, open Opener) {
+	f := newFixture(t, open, &cqrsync.MasterConfig{})
+	ctx := t.Context()
+	other, err := f.sqlDB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback() //nolint:errcheck // committed below
+	ph := placeholders(f.db)(4)
+	if _, err := other.ExecContext(ctx, "INSERT INTO gorm_account (id, name, cqrs_revision, cqrs_updated) VALUES "+ph, 7, "other", 5, Clock); err != nil {
+		t.Fatal(err)
+	}
+	err = f.db.Callback().Create().After("cqrsync:before_create").Before("gorm:create").Register("test:commit_other", commitOnce(t, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.Clauses(clause.OnConflict{UpdateAll: true}).Create(&[]Account{{ID: 7, Name: "upserted"}, {ID: 8, Name: "new"}}).Error; err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, body := range f.drain(t) {
+		p, err := cqrsync.DecodePayload([]byte(body), Clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev, _ := p.InstanceData.Get(cqrsync.RevisionField)
+		got = append(got, fmt.Sprintf("%v %v", p.InstancePK, rev))
+	}
+	if want := []string{"8 0", "7 6"}; !slices.Equal(got, want) {
+		t.Fatalf("events (key revision): %q, want %q", got, want)
+	}
+}
+
+// commitOnce returns a GORM callback that commits other the first time it
+// runs: a concurrent transaction committing at a chosen point of a
+// statement.
+func commitOnce(t *testing.T, other *sql.Tx) func(*gorm.DB) {
+	var once sync.Once
+	return func(*gorm.DB) {
+		once.Do(func() {
+			if err := other.Commit(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }

@@ -74,3 +74,5 @@ func TestConcurrentMatchPostgres(t *testing.T) {
 	t.Parallel()
 	gormtest.RunConcurrentMatchPostgres(t, openPostgres)
 }
+
+func TestConcurrentUpsert(t *testing.T) { onEach(t, gormtest.RunConcurrentUpsert) }
