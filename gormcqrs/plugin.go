@@ -372,8 +372,8 @@ func (p *Plugin) beforeDelete(db *gorm.DB) {
 // in a transaction; st is nil when there is nothing to capture (or the
 // statement failed).
 func (p *Plugin) begin(db *gorm.DB) (m *model, st *state) {
-	if db.Error != nil {
-		return nil, nil
+	if db.Error != nil || db.DryRun {
+		return nil, nil // DryRun builds the SQL and runs nothing
 	}
 	if m = p.registered(db); m == nil {
 		return nil, nil

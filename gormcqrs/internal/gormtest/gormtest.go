@@ -463,6 +463,15 @@ func RunRollback(t *testing.T, open Opener) {
 		t.Errorf("relay woken %d times after one transaction, want 1", d)
 	}
 
+	// A dry run runs nothing, and captures nothing.
+	dry := f.db.Session(&gorm.Session{DryRun: true})
+	if err := cmpErr(dry.Create(&Account{ID: 5, Name: "dry"}).Error, dry.Model(&Account{ID: 1}).Update("name", "dry").Error, dry.Delete(&Account{ID: 1}).Error); err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if got := f.drain(t); len(got) != 0 {
+		t.Fatalf("a dry run published %d events", len(got))
+	}
+
 	refused := []struct {
 		name string
 		run  func() error
