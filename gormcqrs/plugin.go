@@ -229,7 +229,11 @@ type state struct {
 	existing map[string]bool // upsert: the keys that were there before
 	prev     *cqrsync.Snapshot
 	upsert   bool // create: an upsert that updates the rows it finds
-	deleted  bool // delete: Master.Delete already removed the rows
+	// update by primary key alone: keys are the statement's, not read yet;
+	// conds find them after the UPDATE if it reports fewer rows
+	unread  bool
+	conds   []clause.Expression
+	deleted bool // delete: Master.Delete already removed the rows
 }
 
 func (p *Plugin) beforeCreate(db *gorm.DB) {
@@ -320,8 +324,22 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 func (p *Plugin) beforeUpdate(db *gorm.DB) {
 	m, st := p.begin(db)
 	if st != nil {
-		p.readTargets(db, m, st, m.tracked)
+		// Without tracked fields there is no snapshot to take: an update by
+		// primary key need not read its key first.
+		p.readTargets(db, m, st, m.tracked, !m.tracked)
 	}
+}
+
+// readUpdatedKeys reads, after an UPDATE by primary key alone, which of
+// its keys it updated, unless it reported one row per key: a missing row
+// (or, on MariaDB, an unchanged one) makes the count fall short.
+func (p *Plugin) readUpdatedKeys(db *gorm.DB, m *model, st *state) error {
+	if !st.unread || db.RowsAffected == int64(len(st.keys)) {
+		return nil
+	}
+	keys, err := p.selectKeys(db, m, st.conds, keyRead{lock: true, unscoped: db.Statement.Unscoped})
+	st.keys = keys
+	return err
 }
 
 func (p *Plugin) afterUpdate(db *gorm.DB) {
@@ -330,16 +348,17 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 		return
 	}
 	m := p.registered(db)
-	if !p.changedKnownRows(db, m, st) {
+	if db.AddError(p.readUpdatedKeys(db, m, st)) != nil || !p.changedKnownRows(db, m, st) {
+		return
+	}
+	if k, ok := assignedKey(db, m); ok && (len(st.keys) != 1 || keyString(k) != keyString(st.keys[0])) {
+		_ = db.AddError(fmt.Errorf("gormcqrs: the UPDATE of %q sets its primary key %s: a row keeps its key on replicas; delete it and create another", m.cqrsID, m.pk.DBName))
 		return
 	}
 	opts := &cqrsync.UpdateOpts{Previous: st.prev}
 	if !slices.Contains(db.Statement.Selects, "*") {
 		// A partial update: django-cqrs's save(update_fields=...).
-		opts.Fields = assignedColumns(db)
-		if opts.Fields == nil {
-			opts.Fields = []string{}
-		}
+		opts.Fields = updatedColumns(db)
 		if v, ok := db.Get(settingCQRSFields); ok {
 			opts.UpdateCQRSFields, _ = v.(bool)
 		}
@@ -358,7 +377,7 @@ func (p *Plugin) beforeDelete(db *gorm.DB) {
 		return
 	}
 	soft := softDelete(db)
-	if !p.readTargets(db, m, st, soft && m.tracked) || soft || len(st.keys) == 0 {
+	if !p.readTargets(db, m, st, soft && m.tracked, false) || soft || len(st.keys) == 0 {
 		return
 	}
 	// A hard delete: Master.Delete reads the rows for the events, deletes
@@ -386,10 +405,11 @@ func (p *Plugin) begin(db *gorm.DB) (m *model, st *state) {
 }
 
 // readTargets reads the keys of the rows an UPDATE or DELETE is about to
-// change, and with snapshot their values (for tracked fields), and keeps
-// them for the after-callback. It reports whether it did.
-func (p *Plugin) readTargets(db *gorm.DB, m *model, st *state, snapshot bool) bool {
-	keys, ok, err := p.targetKeys(db, m)
+// change (see targetKeys for byKey), and with snapshot their values (for
+// tracked fields), and keeps them for the after-callback. It reports
+// whether it did.
+func (p *Plugin) readTargets(db *gorm.DB, m *model, st *state, snapshot, byKey bool) bool {
+	keys, ok, err := p.targetKeys(db, m, st, byKey)
 	if db.AddError(err) != nil || !ok {
 		return false
 	}
@@ -517,20 +537,45 @@ func softDelete(db *gorm.DB) bool {
 	return false
 }
 
-// assignedColumns lists the columns an UPDATE's SET clause assigns.
-func assignedColumns(db *gorm.DB) []string {
-	c, ok := db.Statement.Clauses["SET"]
-	if !ok {
-		return nil
+// updatedColumns names the columns a partial update sets, as far as the
+// statement says: its Select, or its map's keys (GORM's SET clause is gone
+// by the time the after-callback runs).
+func updatedColumns(db *gorm.DB) []string {
+	cols := []string{}
+	if sel := db.Statement.Selects; len(sel) > 0 {
+		return append(cols, sel...)
 	}
-	set, _ := c.Expression.(clause.Set)
-	cols := make([]string, 0, len(set))
-	for _, a := range set {
-		if a.Column.Name != "" {
-			cols = append(cols, a.Column.Name)
+	if dest, ok := db.Statement.Dest.(map[string]any); ok {
+		for k := range dest {
+			cols = append(cols, k)
 		}
+		slices.Sort(cols)
 	}
 	return cols
+}
+
+// assignedKey returns the primary key value an UPDATE sets, if it sets
+// one: a map's entry (by column or field name), or the key of a struct
+// other than the model.
+func assignedKey(db *gorm.DB, m *model) (any, bool) {
+	switch dest := db.Statement.Dest.(type) {
+	case map[string]any:
+		for _, name := range []string{m.pk.DBName, m.pk.Name} {
+			if v, ok := dest[name]; ok {
+				return v, true
+			}
+		}
+		return nil, false
+	}
+	if db.Statement.Dest == db.Statement.Model {
+		return nil, false // the model's own key is the WHERE, not a SET
+	}
+	v := reflect.Indirect(reflect.ValueOf(db.Statement.Dest))
+	if v.Kind() != reflect.Struct || v.Type() != m.pk.StructField.Type && v.Type() != db.Statement.Schema.ModelType {
+		return nil, false
+	}
+	k, zero := m.pk.ValueOf(db.Statement.Context, v)
+	return k, !zero
 }
 
 // keysOf returns the non-zero primary keys of the rows the statement
@@ -569,8 +614,11 @@ func (p *Plugin) keysOf(db *gorm.DB, m *model) (keys []any, zero int) {
 // rows an UPDATE or DELETE is about to change: the statement's WHERE, the
 // primary keys of the value it carries, and the soft-delete condition
 // GORM adds, locked where the database can. ok is false when the
-// statement has no condition at all, which GORM refuses on its own.
-func (p *Plugin) targetKeys(db *gorm.DB, m *model) (keys []any, ok bool, err error) {
+// statement has no condition at all, which GORM refuses on its own. With
+// byKey, a statement whose only condition is one row's primary key (Save,
+// Updates of a loaded row) reads nothing: its key is returned as it is,
+// marked unread in st for readUpdatedKeys.
+func (p *Plugin) targetKeys(db *gorm.DB, m *model, st *state, byKey bool) (keys []any, ok bool, err error) {
 	stmt := db.Statement
 	var conds []clause.Expression
 	if c, has := stmt.Clauses["WHERE"]; has {
@@ -596,8 +644,28 @@ func (p *Plugin) targetKeys(db *gorm.DB, m *model) (keys []any, ok bool, err err
 	if !withWhere && !db.AllowGlobalUpdate {
 		return nil, false, nil
 	}
+	if in, isIn := lastIn(conds); byKey && len(conds) == 1 && isIn && len(in.Values) == 1 {
+		st.unread, st.conds = true, conds
+		return in.Values, true, nil
+	}
 	keys, err = p.selectKeys(db, m, conds, keyRead{lock: true, unscoped: stmt.Unscoped})
 	return keys, err == nil, err
+}
+
+// lastIn returns the last condition when it is an IN of single values.
+func lastIn(conds []clause.Expression) (clause.IN, bool) {
+	if len(conds) == 0 {
+		return clause.IN{}, false
+	}
+	in, ok := conds[len(conds)-1].(clause.IN)
+	if ok {
+		for _, v := range in.Values {
+			if _, multi := v.([]any); multi {
+				return clause.IN{}, false
+			}
+		}
+	}
+	return in, ok
 }
 
 // keyRead says how selectKeys reads.

@@ -51,3 +51,5 @@ func TestPreparedStatements(t *testing.T) {
 	t.Parallel()
 	gormtest.RunPreparedStatements(t, openSQLite)
 }
+
+func TestUpdateByKey(t *testing.T) { t.Parallel(); gormtest.RunUpdateByKey(t, openSQLite) }

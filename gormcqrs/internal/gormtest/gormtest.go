@@ -817,3 +817,42 @@ func commitOnce(t *testing.T, other *sql.Tx) func(*gorm.DB) {
 		})
 	}
 }
+
+// RunUpdateByKey checks updates by primary key of a model without tracked
+// fields, which the plugin does not read before the UPDATE: a missing
+// row, an unchanged row (MariaDB counts it as unaffected), partial
+// updates, and a change of the key itself, which is refused.
+func RunUpdateByKey(t *testing.T, open Opener) {
+	db, events := itemFixture(t, open, Config())
+	owner := Owner{Name: "o", Items: []Item{{Name: "a"}}}
+	if err := db.Create(&owner).Error; err != nil {
+		t.Fatal(err)
+	}
+	it := owner.Items[0]
+	events()
+	check := func(what string, err error, want ...string) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := events(); !slices.Equal(got, want) {
+			t.Fatalf("%s: events %q, want %q", what, got, want)
+		}
+	}
+	check("update of a missing row", db.Model(&Item{ID: it.ID + 100}).Update("name", "x").Error)
+	check("Save unchanged", db.Save(&it).Error, fmt.Sprintf("SAVE %d 1 a", it.ID))
+	check("partial update", db.Model(&it).Update("name", "b").Error)
+	check("partial update with UpdateCQRSFields", gormcqrs.UpdateCQRSFields(db).Model(&it).Update("name", "c").Error, fmt.Sprintf("SAVE %d 2 c", it.ID))
+	it.Name = "d"
+	check("Save", db.Save(&it).Error, fmt.Sprintf("SAVE %d 3 d", it.ID))
+	id := it.ID // GORM sets the struct's key even when the UPDATE is rolled back
+	err := db.Model(&it).Update("id", id+1000).Error
+	if err == nil || !strings.Contains(err.Error(), "keeps its key") {
+		t.Fatalf("a change of the primary key: error %v, want one saying a row keeps its key", err)
+	}
+	var n int64
+	if err := db.Model(&Item{}).Where("id = ?", id).Count(&n).Error; err != nil || n != 1 {
+		t.Fatalf("the refused key change left %d rows with the old key (%v)", n, err)
+	}
+	check("after the refused key change", nil)
+}

@@ -76,3 +76,5 @@ func TestConcurrentMatchPostgres(t *testing.T) {
 }
 
 func TestConcurrentUpsert(t *testing.T) { onEach(t, gormtest.RunConcurrentUpsert) }
+
+func TestUpdateByKey(t *testing.T) { onEach(t, gormtest.RunUpdateByKey) }
