@@ -23,7 +23,7 @@ import (
 // transaction, and forgets that of each model it found problems with, so
 // that the next capture re-reads the table.
 func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, m.dialect, ex, sqldialect.OutboxTable)
+	problems, err := checkMigration(ctx, m.drv.Dialect(), ex, sqldialect.OutboxTable)
 	if err != nil {
 		return err
 	}
@@ -56,7 +56,7 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 // forgets that of each model it found problems with, so that the next
 // event re-reads the table.
 func (r *Replica) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error {
-	problems, err := checkMigration(ctx, r.dialect, ex, sqldialect.TombstonesTable)
+	problems, err := checkMigration(ctx, r.db.Dialect(), ex, sqldialect.TombstonesTable)
 	if err != nil {
 		return err
 	}

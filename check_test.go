@@ -185,13 +185,7 @@ func TestReplicaCheck(t *testing.T) {
 
 // addColumn is the DDL that adds a version column on d.
 func addColumn(d sqldialect.Dialect, table, col string) string {
-	typ := map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[d.Name()]
-	if col == cqrsync.RevisionField {
-		typ = "INTEGER NOT NULL DEFAULT 0"
-	} else if typ == "" {
-		typ = "DATETIME"
-	}
-	return "ALTER TABLE " + table + " ADD COLUMN " + col + " " + typ
+	return d.AddVersionColumnSQL(table, col)
 }
 
 // migrateAnd runs cqrsync's migration on db, then the given DDL.

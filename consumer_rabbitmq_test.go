@@ -19,6 +19,7 @@ import (
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -182,7 +183,7 @@ func TestRabbitMQRetriesAndDeadLetters(t *testing.T) {
 		t.Fatalf("second consumer stats %+v, want 2 retries and 1 dead letter", st)
 	}
 	// Retry it after fixing nothing: it fails again and comes back, once.
-	n, err := cqrsync.RetryDeadLetters(ctx, b.tr, b.tr, b.queue, transport.DeadLetterQueue(b.queue), nil)
+	n, err := tools.RetryDeadLetters(ctx, b.tr, b.tr, b.queue, transport.DeadLetterQueue(b.queue), nil)
 	if err != nil || n != 1 {
 		t.Fatalf("RetryDeadLetters = %d, %v; want 1", n, err)
 	}
@@ -246,10 +247,10 @@ func TestRabbitMQUnknownCQRSIDIsDeadLetteredOnce(t *testing.T) {
 	}
 	// dead-letters dump --format jsonl shows the reason.
 	var out strings.Builder
-	if n, err := cqrsync.DumpDeadLettersJSONL(ctx, b.tr, transport.DeadLetterQueue(b.queue), &cqrsync.DeadLetterFilter{CQRSIDs: []string{"other_model"}}, &out); err != nil || n != 1 {
+	if n, err := tools.DumpDeadLettersJSONL(ctx, b.tr, transport.DeadLetterQueue(b.queue), &tools.DeadLetterFilter{CQRSIDs: []string{"other_model"}}, &out); err != nil || n != 1 {
 		t.Fatalf("DumpDeadLettersJSONL = %d, %v; want 1", n, err)
 	}
-	var line cqrsync.DeadLetterLine
+	var line tools.DeadLetterLine
 	if err := json.Unmarshal([]byte(out.String()), &line); err != nil {
 		t.Fatalf("dump line %q: %v", out.String(), err)
 	}

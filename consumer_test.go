@@ -28,13 +28,8 @@ import (
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
-const replicaBasicDDL = `CREATE TABLE djpeer_basic (
-	id INTEGER PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL,
-	int_field INTEGER NOT NULL, char_field VARCHAR(200) NOT NULL,
-	date_field DATE, datetime_field DATETIME, bool_field BOOLEAN NOT NULL,
-	nullable_int INTEGER, nullable_char VARCHAR(200), uuid_field UUID,
-	decimal_field NUMERIC(14,4), float_field DOUBLE PRECISION, json_field JSON,
-	CHECK (int_field <> 666))`
+// replicaBasicDDL is the replica table of djpeer_basic.
+const replicaBasicDDL = cqrsynctesting.ReplicaBasicDDL
 
 // consumerBundle is a replica database consuming a memory broker's queue.
 type consumerBundle struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/backoff"
+	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -333,7 +334,7 @@ func deadLetterHeaders(it item, reason error, now time.Time) map[string]string {
 	if h == nil {
 		h = make(map[string]string, 2)
 	}
-	h[HeaderDeadLetterReason] = truncate(reason.Error(), 1000)
+	h[HeaderDeadLetterReason] = errtext.Truncate(reason.Error(), 1000)
 	h[HeaderDeadLetteredAt] = now.UTC().Format(time.RFC3339Nano)
 	return h
 }
@@ -398,13 +399,6 @@ func (n *nackTimers) stop() {
 		t.Stop()
 		delete(n.pending, t)
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 // nackDelay hands the retry delay of it to the broker, which delivers the

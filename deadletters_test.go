@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -32,7 +33,7 @@ func TestDeadLettersDumpKeeps(t *testing.T) {
 	t.Parallel()
 	b, dlq := deadLetterBundle(t)
 	var out bytes.Buffer
-	n, err := cqrsync.DumpDeadLetters(t.Context(), b.broker, dlq, nil, &out)
+	n, err := tools.DumpDeadLetters(t.Context(), b.broker, dlq, nil, &out)
 	if err != nil || n != 3 {
 		t.Fatalf("dump = %d, %v; want 3", n, err)
 	}
@@ -53,7 +54,7 @@ func TestDeadLettersRetryResetsAndRemovesAfterConfirm(t *testing.T) {
 	}
 	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
 	var seen []int
-	n, err := cqrsync.RetryDeadLetters(t.Context(), b.broker, b.pub, b.queue, dlq, &cqrsync.RetryDeadLettersOpts{
+	n, err := tools.RetryDeadLetters(t.Context(), b.broker, b.pub, b.queue, dlq, &tools.RetryDeadLettersOpts{
 		Now: func() time.Time { return now }, OnRetry: func(i int, _ *cqrsync.Payload) { seen = append(seen, i) },
 	})
 	if n != 2 || err == nil || !strings.Contains(err.Error(), "1 dead letter(s) are not valid payloads") {
@@ -81,15 +82,15 @@ func TestDeadLettersRetryResetsAndRemovesAfterConfirm(t *testing.T) {
 func TestDeadLettersPurgeSelects(t *testing.T) {
 	t.Parallel()
 	b, dlq := deadLetterBundle(t)
-	n, err := cqrsync.PurgeDeadLetters(t.Context(), b.broker, dlq, &cqrsync.DeadLetterFilter{OlderThan: time.Hour})
+	n, err := tools.PurgeDeadLetters(t.Context(), b.broker, dlq, &tools.DeadLetterFilter{OlderThan: time.Hour})
 	if err != nil || n != 0 {
 		t.Fatalf("purge of dead letters older than an hour = %d, %v; want 0 (they are new)", n, err)
 	}
-	n, err = cqrsync.PurgeDeadLetters(t.Context(), b.broker, dlq, &cqrsync.DeadLetterFilter{CQRSIDs: []string{"other"}})
+	n, err = tools.PurgeDeadLetters(t.Context(), b.broker, dlq, &tools.DeadLetterFilter{CQRSIDs: []string{"other"}})
 	if err != nil || n != 0 {
 		t.Fatalf("purge of another model = %d, %v; want 0", n, err)
 	}
-	n, err = cqrsync.PurgeDeadLetters(t.Context(), b.broker, dlq, nil)
+	n, err = tools.PurgeDeadLetters(t.Context(), b.broker, dlq, nil)
 	if err != nil || n != 3 || b.broker.QueueLen(dlq) != 0 {
 		t.Fatalf("purge all = %d, %v (left %d); want 3 and empty", n, err, b.broker.QueueLen(dlq))
 	}
@@ -158,15 +159,15 @@ func TestDeadLettersBrowseOnlyTransport(t *testing.T) {
 	}
 	dl := appendOnlyDeadLetters{DeadLetters: b.broker, t: t}
 	var out bytes.Buffer
-	if n, err := cqrsync.DumpDeadLettersJSONL(t.Context(), dl, dlq, nil, &out); err != nil || n != 3 {
+	if n, err := tools.DumpDeadLettersJSONL(t.Context(), dl, dlq, nil, &out); err != nil || n != 3 {
 		t.Fatalf("dump = %d, %v; want 3 through BrowseDeadLetters", n, err)
 	}
-	n, err := cqrsync.RetryDeadLetters(t.Context(), dl, b.pub, b.queue, dlq, nil)
+	n, err := tools.RetryDeadLetters(t.Context(), dl, b.pub, b.queue, dlq, nil)
 	if n != 0 || !errors.Is(err, transport.ErrNotSupported) {
 		t.Fatalf("retry = %d, %v; want 0 and ErrNotSupported", n, err)
 	}
-	for _, f := range []*cqrsync.DeadLetterFilter{nil, {CQRSIDs: []string{"djpeer_basic"}}} {
-		if n, err := cqrsync.PurgeDeadLetters(t.Context(), dl, dlq, f); n != 0 || !errors.Is(err, transport.ErrNotSupported) {
+	for _, f := range []*tools.DeadLetterFilter{nil, {CQRSIDs: []string{"djpeer_basic"}}} {
+		if n, err := tools.PurgeDeadLetters(t.Context(), dl, dlq, f); n != 0 || !errors.Is(err, transport.ErrNotSupported) {
 			t.Fatalf("purge(%+v) = %d, %v; want 0 and ErrNotSupported", f, n, err)
 		}
 	}
@@ -201,7 +202,7 @@ func TestDeadLettersKeepTheEventsHeaders(t *testing.T) {
 	if letter["traceparent"] != trace || letter[cqrsync.HeaderDeadLetterReason] == "" {
 		t.Fatalf("dead letter headers = %v, want the event's traceparent and a reason", letter)
 	}
-	if _, err := cqrsync.RetryDeadLetters(t.Context(), b.broker, b.pub, b.queue, dlq, nil); err != nil {
+	if _, err := tools.RetryDeadLetters(t.Context(), b.broker, b.pub, b.queue, dlq, nil); err != nil {
 		t.Fatal(err)
 	}
 	sub, err := b.broker.Subscriber().Subscribe(t.Context(), &transport.SubscribeParams{Queue: b.queue, CQRSIDs: []string{"djpeer_basic"}})

@@ -21,13 +21,23 @@
 // acknowledges them after commit, and retries or dead-letters the events it
 // cannot apply.
 //
+// # Tools
+//
+// The operator tools that work on a whole table or queue (bulk dump and
+// load, the diff and repair pipelines, dead letters) live in package tools;
+// they are made of the store operations here: [Master.Scan],
+// [Master.MissingKeys], [Master.SyncQuery], [Replica.ScanKeys],
+// [Replica.Revisions] and [Replica.DeleteKeys].
+//
 // # Wire format
 //
 // [Payload.AppendJSON] writes exactly the bytes django-cqrs writes (ujson:
 // compact, ASCII-only, "\/" escaped) and [DecodePayload] reads what any
 // django-cqrs master sends; [WireValue] and [ColumnValue] convert between
 // database values and django-cqrs's value formats. The captured vectors in
-// the shared interop folder are the tests' oracle.
+// testdata/interop are the tests' oracle. The codec and the conversions
+// live in internal packages; [Object], [ValueType] and the functions named
+// here are their public face.
 //
 // # Schema
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/cqrsync/cqrsync/outbox/pglisten"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport/memory"
 	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
@@ -134,11 +135,11 @@ func TestNegativeDurations(t *testing.T) {
 		{"ConsumerConfig.PurgeInterval", func() error { return consumer(func(c *cqrsync.ConsumerConfig) { c.PurgeInterval = -1 }, nil, nil) }, "ConsumerConfig.PurgeInterval"},
 		{"ConsumerConfig.ShutdownTimeout", func() error { return consumer(func(c *cqrsync.ConsumerConfig) { c.ShutdownTimeout = neg }, nil, nil) }, "ConsumerConfig.ShutdownTimeout"},
 		{"RetryDeadLettersOpts.MessageTTL", func() error {
-			_, err := cqrsync.RetryDeadLetters(t.Context(), broker, pub, "q", "dead_letter_q", &cqrsync.RetryDeadLettersOpts{MessageTTL: neg})
+			_, err := tools.RetryDeadLetters(t.Context(), broker, pub, "q", "dead_letter_q", &tools.RetryDeadLettersOpts{MessageTTL: neg})
 			return err
 		}, "RetryDeadLettersOpts.MessageTTL"},
 		{"DeadLetterFilter.OlderThan (documented: not positive selects all)", func() error {
-			_, err := cqrsync.DumpDeadLetters(t.Context(), broker, "dead_letter_q", &cqrsync.DeadLetterFilter{OlderThan: neg}, io.Discard)
+			_, err := tools.DumpDeadLetters(t.Context(), broker, "dead_letter_q", &tools.DeadLetterFilter{OlderThan: neg}, io.Discard)
 			return err
 		}, ""},
 		{"outbox.Config.PollInterval", func() error { return relay(outbox.Config{PollInterval: neg}) }, "Config.PollInterval"},

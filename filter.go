@@ -17,17 +17,17 @@ var ErrBadFilter = errors.New("cqrsync: bad filter")
 var filterLookups = []string{"exact", "iexact", "in", "gt", "gte", "lt", "lte", "isnull", "startswith", "istartswith", "endswith", "iendswith", "contains", "icontains"}
 
 // Filter is a parsed, validated filter: a conjunction of conditions on a
-// table's columns. Build it with ParseFilter; render it with SQL.
+// table's columns. Build it with ParseFilter; render it with a dialect (see Conds).
 type Filter struct {
-	conds []filterCond
+	conds []sqldialect.Cond
 }
 
-type filterCond struct {
-	column string
-	lookup string
-	typ    ValueType
-	values []any // column values (one, or several for "in")
-	isNull bool
+// filterOps are the comparisons of the lookups that take one value.
+var filterOps = map[string]sqldialect.Op{
+	"exact": sqldialect.OpEqual, "gt": sqldialect.OpGreater, "gte": sqldialect.OpGreaterOrEqual,
+	"lt": sqldialect.OpLess, "lte": sqldialect.OpLessOrEqual,
+	"iexact": sqldialect.OpTextEqual, "startswith": sqldialect.OpStartsWith, "istartswith": sqldialect.OpStartsWith,
+	"endswith": sqldialect.OpEndsWith, "iendswith": sqldialect.OpEndsWith, "contains": sqldialect.OpContains, "icontains": sqldialect.OpContains,
 }
 
 // ParseFilter parses a Django-lookup-like JSON object, such as
@@ -69,7 +69,7 @@ func ParseFilter(text string, columns map[string]ValueType) (*Filter, error) {
 	return f, nil
 }
 
-func parseCond(key string, raw any, columns map[string]ValueType) (filterCond, error) {
+func parseCond(key string, raw any, columns map[string]ValueType) (sqldialect.Cond, error) {
 	field, lookup := key, "exact"
 	if i := strings.LastIndex(key, "__"); i > 0 && slices.Contains(filterLookups, key[i+2:]) {
 		field, lookup = key[:i], key[i+2:]
@@ -77,13 +77,13 @@ func parseCond(key string, raw any, columns map[string]ValueType) (filterCond, e
 	typ, ok := columns[field]
 	if !ok {
 		if strings.Contains(field, "__") {
-			return filterCond{}, fmt.Errorf("%w: %q: unknown lookup %q (use one of %s)", ErrBadFilter, key, field[strings.LastIndex(field, "__")+2:], strings.Join(filterLookups, ", "))
+			return sqldialect.Cond{}, fmt.Errorf("%w: %q: unknown lookup %q (use one of %s)", ErrBadFilter, key, field[strings.LastIndex(field, "__")+2:], strings.Join(filterLookups, ", "))
 		}
-		return filterCond{}, fmt.Errorf("%w: %q: no column %q in the model (columns: %s)", ErrBadFilter, key, field, strings.Join(sortedKeys(columns), ", "))
+		return sqldialect.Cond{}, fmt.Errorf("%w: %q: no column %q in the model (columns: %s)", ErrBadFilter, key, field, strings.Join(sortedKeys(columns), ", "))
 	}
-	c := filterCond{column: field, lookup: lookup, typ: typ}
-	bad := func(format string, args ...any) (filterCond, error) {
-		return filterCond{}, fmt.Errorf("%w: %q: %s", ErrBadFilter, key, fmt.Sprintf(format, args...))
+	c := sqldialect.Cond{Column: field, Op: filterOps[lookup]}
+	bad := func(format string, args ...any) (sqldialect.Cond, error) {
+		return sqldialect.Cond{}, fmt.Errorf("%w: %q: %s", ErrBadFilter, key, fmt.Sprintf(format, args...))
 	}
 	switch lookup {
 	case "isnull":
@@ -91,19 +91,23 @@ func parseCond(key string, raw any, columns map[string]ValueType) (filterCond, e
 		if !ok {
 			return bad("isnull takes true or false")
 		}
-		c.isNull = b
+		c.Op = sqldialect.OpIsNotNull
+		if b {
+			c.Op = sqldialect.OpIsNull
+		}
 		return c, nil
 	case "in":
 		list, ok := raw.([]any)
 		if !ok {
 			return bad("in takes a list")
 		}
+		c.Op, c.Values = sqldialect.OpIn, []any{}
 		for _, item := range list {
 			v, err := filterValue(typ, item)
 			if err != nil {
 				return bad("%v", err)
 			}
-			c.values = append(c.values, v)
+			c.Values = append(c.Values, v)
 		}
 		return c, nil
 	case "startswith", "istartswith", "endswith", "iendswith", "contains", "icontains", "iexact":
@@ -111,12 +115,12 @@ func parseCond(key string, raw any, columns map[string]ValueType) (filterCond, e
 		if !ok {
 			return bad("%s takes a string", lookup)
 		}
-		c.values = []any{s}
+		c.Values, c.Fold = []any{s}, strings.HasPrefix(lookup, "i")
 		return c, nil
 	default: // exact, gt, gte, lt, lte
 		if raw == nil {
 			if lookup == "exact" {
-				c.lookup, c.isNull = "isnull", true
+				c.Op = sqldialect.OpIsNull
 				return c, nil
 			}
 			return bad("%s takes a value, not null", lookup)
@@ -125,7 +129,7 @@ func parseCond(key string, raw any, columns map[string]ValueType) (filterCond, e
 		if err != nil {
 			return bad("%v", err)
 		}
-		c.values = []any{v}
+		c.Values = []any{v}
 		return c, nil
 	}
 }
@@ -164,70 +168,13 @@ func sortedKeys[V any](m map[string]V) []string {
 // Empty reports whether the filter selects every row.
 func (f *Filter) Empty() bool { return f == nil || len(f.conds) == 0 }
 
-// SQL renders the filter as a condition for d, with placeholders numbered
-// from first, and returns it with its arguments. Column names are quoted
-// identifiers from the allow-list and values are always bound: nothing from
-// the filter text is pasted into the SQL. An empty filter renders "".
-func (f *Filter) SQL(d sqldialect.Dialect, first int) (string, []any) {
-	if f.Empty() {
-		return "", nil
+// Conds returns the filter's conditions, for a [sqldialect.Dialect] to
+// render (SelectRowsParams.Where, CountRows): column names from the
+// allow-list and values converted to the columns' types, so nothing from the
+// filter text reaches the SQL but as a bound value. An empty filter has none.
+func (f *Filter) Conds() []sqldialect.Cond {
+	if f == nil {
+		return nil
 	}
-	var parts []string
-	var args []any
-	next := func(v any) string {
-		args = append(args, v)
-		return d.Placeholder(first + len(args) - 1)
-	}
-	for _, c := range f.conds {
-		col := d.QuoteIdent(c.column)
-		switch c.lookup {
-		case "isnull":
-			if c.isNull {
-				parts = append(parts, col+" IS NULL")
-			} else {
-				parts = append(parts, col+" IS NOT NULL")
-			}
-		case "in":
-			if len(c.values) == 0 {
-				// As in Django, an empty list matches nothing; "IN ()" is
-				// not SQL.
-				parts = append(parts, "1 = 0")
-				continue
-			}
-			marks := make([]string, len(c.values))
-			for i, v := range c.values {
-				marks[i] = next(v)
-			}
-			parts = append(parts, col+" IN ("+strings.Join(marks, ", ")+")")
-		case "exact":
-			parts = append(parts, col+" = "+next(c.values[0]))
-		case "gt", "gte", "lt", "lte":
-			op := map[string]string{"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[c.lookup]
-			parts = append(parts, col+" "+op+" "+next(c.values[0]))
-		default: // pattern lookups
-			s := c.values[0].(string)
-			pattern := likeEscape(s)
-			switch strings.TrimPrefix(c.lookup, "i") {
-			case "startswith":
-				pattern += "%"
-			case "endswith":
-				pattern = "%" + pattern
-			case "contains":
-				pattern = "%" + pattern + "%"
-			}
-			if strings.HasPrefix(c.lookup, "i") {
-				parts = append(parts, "LOWER("+col+") LIKE LOWER("+next(pattern)+") ESCAPE '!'")
-			} else {
-				parts = append(parts, col+" LIKE "+next(pattern)+" ESCAPE '!'")
-			}
-		}
-	}
-	return strings.Join(parts, " AND "), args
-}
-
-// likeEscape escapes LIKE's wildcards with '!' (not a backslash, which
-// MySQL also treats as a string escape).
-func likeEscape(s string) string {
-	r := strings.NewReplacer("!", "!!", "%", "!%", "_", "!_")
-	return r.Replace(s)
+	return f.conds
 }

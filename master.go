@@ -210,7 +210,7 @@ func RunTx(ctx context.Context, db *sql.DB, m *Master[*sql.Tx], fn func(tx *sql.
 type Master[TTx any] struct {
 	cfg     MasterConfig
 	drv     sqldialect.Driver[TTx]
-	dialect sqldialect.Dialect
+	dialect captureStore
 	tables  tableCache
 
 	mu     sync.RWMutex
@@ -680,17 +680,14 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 // RETURNING (a missing row is then simply not deleted); several keys are
 // read first, so that none is deleted unless all are there.
 func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm *MasterModel, ti *tableInfo, pks []any) ([]masterRow, error) {
-	if len(pks) == 1 {
+	if len(pks) == 1 && m.dialect.Returning() {
 		// A key that cannot be read back fails before anything is deleted.
 		if _, err := WireValue(ti.types[mm.PK], pks[0]); err != nil {
 			return nil, &ModelError{CQRSID: mm.CQRSID, PK: pks[0], Err: err}
 		}
-		rows, err := m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
+		return m.collectRows(mm, ti, pks, func(chunk []any, cols []string) (sqldialect.Rows, error) {
 			return m.dialect.DeleteSelectRows(ctx, ex, mm.Table, mm.PK, chunk, cols)
 		})
-		if !errors.Is(err, errors.ErrUnsupported) {
-			return rows, err
-		}
 	}
 	rows, err := m.readRows(ctx, ex, mm, ti, pks)
 	if err != nil {

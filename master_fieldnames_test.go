@@ -15,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 // TestMasterFieldNamesDjangoFK: a table whose foreign key column is
@@ -92,7 +93,7 @@ func TestMasterFieldNamesDjangoFK(t *testing.T) {
 		t.Fatalf("SYNC instance_data %s, want %s", syncData, wantData)
 	}
 	var dump bytes.Buffer
-	if _, _, err := master.Dump(ctx, sqldialect.FromSQL(tx), "djpeer_tracked", &dump, nil); err != nil {
+	if _, _, err := tools.Dump(ctx, master, sqldialect.FromSQL(tx), "djpeer_tracked", &dump, nil); err != nil {
 		t.Fatal(err)
 	}
 	if line := strings.Split(dump.String(), "\n")[1]; line != string(wantData) {
@@ -123,7 +124,7 @@ func TestMasterFieldNamesRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	_, _, err = master.Dump(t.Context(), sqldialect.FromSQL(db), "clash", &out, nil)
+	_, _, err = tools.Dump(t.Context(), master, sqldialect.FromSQL(db), "clash", &out, nil)
 	if !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "sends its own column owner too") {
 		t.Fatalf("Dump with a clashing rename = %v", err)
 	}
@@ -146,11 +147,11 @@ func TestDumpWritesRowsRefusedBySyncCheck(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	written, processed, err := master.Dump(t.Context(), sqldialect.FromSQL(db), "djpeer_filtered", &out, nil)
+	written, processed, err := tools.Dump(t.Context(), master, sqldialect.FromSQL(db), "djpeer_filtered", &out, nil)
 	if err != nil || written != 2 || processed != 2 || strings.Count(out.String(), "\n") != 2 {
 		t.Fatalf("Dump = %d written, %d processed, %v:\n%s", written, processed, err, out.String())
 	}
-	written, processed, err = master.Dump(t.Context(), sqldialect.FromSQL(db), "djpeer_filtered", io.Discard, &cqrsync.DumpOpts{SkipRefused: true})
+	written, processed, err = tools.Dump(t.Context(), master, sqldialect.FromSQL(db), "djpeer_filtered", io.Discard, &tools.DumpOpts{SkipRefused: true})
 	if err != nil || written != 1 || processed != 2 {
 		t.Fatalf("Dump with SkipRefused = %d written, %d processed, %v", written, processed, err)
 	}

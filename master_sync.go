@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
@@ -36,85 +35,19 @@ func (m *Master[TTx]) SyncQuery(ctx context.Context, ex sqldialect.Executor, cqr
 	if opts == nil {
 		opts = &SyncOpts{}
 	}
-	mm, err := m.model(cqrsID)
-	if err != nil {
+	if _, err := m.model(cqrsID); err != nil {
 		return 0, err
 	}
 	if opts.Queue != "" && !validName(opts.Queue) {
 		return 0, fmt.Errorf("cqrsync: sync %s: queue name %q has '.', '*', '#' or spaces", cqrsID, opts.Queue)
 	}
-	ti, err := m.table(ctx, ex, mm)
-	if err != nil {
-		return 0, err
-	}
-	filter, err := ParseFilter(opts.Filter, ti.types)
-	if err != nil {
-		return 0, err
-	}
-	d := m.dialect
-	where, args := filter.SQL(d, 1)
-	var total int64
-	if opts.Progress != nil {
-		if total, err = countRows(ctx, ex, d, mm.Table, where, args); err != nil {
-			return 0, err
-		}
-	}
-	cols := make([]string, len(ti.columns))
-	for i, c := range ti.columns {
-		cols[i] = c.Name
-	}
-	pkIndex := ti.byName[mm.PK]
-	batch := cmp.Or(opts.BatchSize, 1000)
 	var done int64
-	var after any
-	for {
-		rows, err := d.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: mm.Table, PKColumn: mm.PK, Columns: cols, After: after, Limit: batch, Where: where, WhereArgs: args,
-		})
-		if err != nil {
-			return done, err
-		}
-		var page []masterRow
-		var lastKey any
-		err = scanRawObjects(rows, cols, ti, func(raw []any, o Object) {
-			page = append(page, masterRow{pk: o[pkIndex].Value, all: o})
-			lastKey = raw[pkIndex]
-		})
-		if err != nil {
-			return done, errtext.Errorf("cqrsync: sync %s: %w", cqrsID, err)
-		}
-		if len(page) == 0 {
-			return done, nil
-		}
+	err := m.walk(ctx, ex, cqrsID, opts.Filter, cmp.Or(opts.BatchSize, 1000), opts.Progress, func(mm *MasterModel, page []masterRow) error {
 		if err := m.publishRows(ctx, ex, mm, SignalSync, page, opts.Queue, nil); err != nil {
-			return done, err
+			return err
 		}
 		done += int64(len(page))
-		if opts.Progress != nil {
-			opts.Progress(done, total)
-		}
-		if len(page) < batch {
-			return done, nil
-		}
-		after = lastKey
-	}
-}
-
-func countRows(ctx context.Context, ex sqldialect.Executor, d sqldialect.Dialect, table, where string, args []any) (int64, error) {
-	q := "SELECT COUNT(*) FROM " + d.QuoteIdent(table)
-	if where != "" {
-		q += " WHERE " + where
-	}
-	rows, err := ex.Query(ctx, q, args...)
-	if err != nil {
-		return 0, errtext.Errorf("cqrsync: count %s: %w", table, err)
-	}
-	defer rows.Close()
-	var n int64
-	if rows.Next() {
-		if err := rows.Scan(&n); err != nil {
-			return 0, err
-		}
-	}
-	return n, rows.Err()
+		return nil
+	})
+	return done, err
 }

@@ -56,7 +56,7 @@ func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
 // tableCache holds the table metadata of each model, keyed by CQRS ID: two
 // models on one table may declare different Types.
 type tableCache struct {
-	dialect sqldialect.Dialect
+	dialect schemaStore
 	mu      sync.Mutex
 	models  map[string]*tableInfo
 }
@@ -144,7 +144,7 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 	if len(version) > 0 {
 		ddl := make([]string, len(version))
 		for i, col := range version {
-			ddl[i] = addColumnSQL(c.dialect, table, col)
+			ddl[i] = c.dialect.AddVersionColumnSQL(table, col)
 		}
 		them := "them"
 		if len(version) == 1 {
@@ -165,18 +165,6 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 	ti.types[RevisionField] = TypeInt
 	ti.types[UpdatedField] = TypeDateTime
 	return ti, problems, nil
-}
-
-// addColumnSQL is the DDL that adds one of the two version columns.
-func addColumnSQL(d sqldialect.Dialect, table, col string) string {
-	typ := "INTEGER NOT NULL DEFAULT 0"
-	if col == UpdatedField {
-		typ = map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[d.Name()]
-		if typ == "" {
-			typ = "DATETIME"
-		}
-	}
-	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.QuoteIdent(table), d.QuoteIdent(col), typ)
 }
 
 // validName reports whether s is usable as a CQRS ID or queue name: a topic

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/internal/ujson"
+	"github.com/cqrsync/cqrsync/internal/wirevalue"
 )
 
 // SignalType is the kind of event a payload carries (its signal_type).
@@ -85,26 +87,26 @@ type Payload struct {
 func (p *Payload) AppendJSON(dst []byte) ([]byte, error) {
 	var err error
 	dst = append(dst, `{"signal_type":`...)
-	dst = jsonAppendString(dst, string(p.SignalType))
+	dst = ujson.AppendString(dst, string(p.SignalType))
 	dst = append(dst, `,"cqrs_id":`...)
-	dst = jsonAppendString(dst, p.CQRSID)
+	dst = ujson.AppendString(dst, p.CQRSID)
 	dst = append(dst, `,"instance_data":`...)
-	if dst, err = jsonAppendObject(dst, p.InstanceData, 1); err != nil {
+	if dst, err = ujson.AppendObject(dst, p.InstanceData, 1); err != nil {
 		return dst, errtext.Errorf("cqrsync: encoding payload instance_data: %w", err)
 	}
 	dst = append(dst, `,"previous_data":`...)
-	if dst, err = jsonAppendObject(dst, p.PreviousData, 1); err != nil {
+	if dst, err = ujson.AppendObject(dst, p.PreviousData, 1); err != nil {
 		return dst, errtext.Errorf("cqrsync: encoding payload previous_data: %w", err)
 	}
 	dst = append(dst, `,"instance_pk":`...)
-	if dst, err = jsonAppendValue(dst, p.InstancePK, 1); err != nil {
+	if dst, err = ujson.AppendValue(dst, p.InstancePK, 1); err != nil {
 		return dst, errtext.Errorf("cqrsync: encoding payload instance_pk: %w", err)
 	}
 	dst = append(dst, `,"correlation_id":`...)
 	if p.CorrelationID == "" {
 		dst = append(dst, "null"...)
 	} else {
-		dst = jsonAppendString(dst, p.CorrelationID)
+		dst = ujson.AppendString(dst, p.CorrelationID)
 	}
 	dst = append(dst, `,"retries":`...)
 	dst = strconv.AppendInt(dst, int64(p.Retries), 10)
@@ -113,11 +115,11 @@ func (p *Payload) AppendJSON(dst []byte) ([]byte, error) {
 		dst = append(dst, "null"...)
 	} else {
 		dst = append(dst, '"')
-		dst = dtAppendExpires(dst, p.Expires)
+		dst = wirevalue.AppendExpires(dst, p.Expires)
 		dst = append(dst, '"')
 	}
 	dst = append(dst, `,"meta":`...)
-	if dst, err = jsonAppendObject(dst, p.Meta, 1); err != nil {
+	if dst, err = ujson.AppendObject(dst, p.Meta, 1); err != nil {
 		return dst, errtext.Errorf("cqrsync: encoding payload meta: %w", err)
 	}
 	return append(dst, '}'), nil
@@ -217,7 +219,7 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 	}
 	obj, ok := v.(Object)
 	if !ok {
-		return nil, &PayloadError{Reason: "body is not a JSON object (got " + jsonKind(v) + ")"}
+		return nil, &PayloadError{Reason: "body is not a JSON object (got " + ujson.Kind(v) + ")"}
 	}
 	p := &Payload{}
 	var seen uint8
@@ -234,14 +236,14 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 			seen |= hasSignal
 			s, ok := m.Value.(string)
 			if !ok {
-				return nil, payloadFieldErr(m.Key, "must be a string, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a string, got %s", ujson.Kind(m.Value))
 			}
 			p.SignalType = SignalType(s)
 		case "cqrs_id":
 			seen |= hasID
 			s, ok := m.Value.(string)
 			if !ok {
-				return nil, payloadFieldErr(m.Key, "must be a string, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a string, got %s", ujson.Kind(m.Value))
 			}
 			if s == "" {
 				return nil, payloadFieldErr(m.Key, "is empty")
@@ -277,7 +279,7 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 			case json.Number:
 				p.CorrelationID = string(c)
 			default:
-				return nil, payloadFieldErr(m.Key, "must be a string or null, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a string or null, got %s", ujson.Kind(m.Value))
 			}
 		case "retries":
 			switch r := m.Value.(type) {
@@ -289,7 +291,7 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 				}
 				p.Retries = int(n)
 			default:
-				return nil, payloadFieldErr(m.Key, "must be an integer >= 0, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be an integer >= 0, got %s", ujson.Kind(m.Value))
 			}
 		case "expires":
 			seen |= hasExpires
@@ -302,7 +304,7 @@ func DecodePayload(body []byte, now time.Time) (*Payload, error) {
 				}
 				p.Expires = t.UTC()
 			default:
-				return nil, payloadFieldErr(m.Key, "must be a datetime string or null, got %s", jsonKind(m.Value))
+				return nil, payloadFieldErr(m.Key, "must be a datetime string or null, got %s", ujson.Kind(m.Value))
 			}
 		}
 	}
@@ -334,7 +336,7 @@ func payloadObject(m Member) (Object, error) {
 	case Object:
 		return o, nil
 	default:
-		return nil, payloadFieldErr(m.Key, "must be an object or null, got %s", jsonKind(m.Value))
+		return nil, payloadFieldErr(m.Key, "must be an object or null, got %s", ujson.Kind(m.Value))
 	}
 }
 
@@ -354,7 +356,7 @@ func (p *Payload) Revision() (int64, error) {
 	case json.Number:
 		n, err := strconv.ParseInt(string(r), 10, 64)
 		if err != nil {
-			return 0, payloadFieldErr(field, "must be an integer, got %s", jsonQuoteTrunc(string(r)))
+			return 0, payloadFieldErr(field, "must be an integer, got %s", ujson.QuoteTrunc(string(r)))
 		}
 		return n, nil
 	case int64:
@@ -371,7 +373,7 @@ func (p *Payload) Revision() (int64, error) {
 		}
 		return int64(r), nil
 	default:
-		return 0, payloadFieldErr(field, "must be an integer, got %s", jsonKind(v))
+		return 0, payloadFieldErr(field, "must be an integer, got %s", ujson.Kind(v))
 	}
 }
 
@@ -397,7 +399,7 @@ func (p *Payload) Updated() (time.Time, error) {
 	case time.Time:
 		return u, nil
 	default:
-		return time.Time{}, payloadFieldErr(field, "must be a datetime string, got %s", jsonKind(v))
+		return time.Time{}, payloadFieldErr(field, "must be a datetime string, got %s", ujson.Kind(v))
 	}
 }
 
@@ -421,7 +423,7 @@ func (p *Payload) Expired(now time.Time) bool {
 func RestampExpires(dst, body []byte, capturedAt, now time.Time) []byte {
 	start, end, ok := expiresBeforeEmptyMeta(body)
 	if !ok {
-		start, end, ok = topLevelValue(body, "expires")
+		start, end, ok = ujson.TopLevelValue(body, "expires")
 	}
 	if !ok || end-start < 2 || body[start] != '"' {
 		return append(dst[:0], body...)
@@ -436,7 +438,7 @@ func RestampExpires(dst, body []byte, capturedAt, now time.Time) []byte {
 	}
 	dst = append(dst[:0], body[:start]...)
 	dst = append(dst, '"')
-	dst = dtAppendExpires(dst, now.Add(ttl))
+	dst = wirevalue.AppendExpires(dst, now.Add(ttl))
 	dst = append(dst, '"')
 	return append(dst, body[end:]...)
 }
@@ -456,53 +458,4 @@ func expiresBeforeEmptyMeta(body []byte) (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	return start, end, true
-}
-
-// topLevelValue finds the value of key in the JSON object data (its last
-// occurrence, as decoding keeps the last value) and returns its byte span.
-func topLevelValue(data []byte, key string) (start, end int, ok bool) {
-	d := &jsonDecoder{data: data, src: string(data)}
-	d.skipSpace()
-	if d.pos >= len(data) || data[d.pos] != '{' {
-		return 0, 0, false
-	}
-	d.pos++
-	d.depth++
-	d.skipSpace()
-	if d.pos < len(data) && data[d.pos] == '}' {
-		return 0, 0, false
-	}
-	for d.pos < len(data) && data[d.pos] == '"' {
-		k, err := d.string()
-		if err != nil {
-			return 0, 0, false
-		}
-		d.skipSpace()
-		if d.pos >= len(data) || data[d.pos] != ':' {
-			return 0, 0, false
-		}
-		d.pos++
-		d.skipSpace()
-		s := d.pos
-		if _, err := d.value(); err != nil {
-			return 0, 0, false
-		}
-		if k == key {
-			start, end, ok = s, d.pos, true
-		}
-		d.skipSpace()
-		if d.pos >= len(data) {
-			return 0, 0, false
-		}
-		switch data[d.pos] {
-		case ',':
-			d.pos++
-			d.skipSpace()
-		case '}':
-			return start, end, ok
-		default:
-			return 0, 0, false
-		}
-	}
-	return 0, 0, false
 }

@@ -248,7 +248,7 @@ func TestDecodePayload(t *testing.T) {
 	base := Payload{
 		SignalType:   SignalSave,
 		CQRSID:       "m",
-		InstanceData: Object{{"id", json.Number("1")}},
+		InstanceData: Object{{Key: "id", Value: json.Number("1")}},
 		InstancePK:   json.Number("1"),
 		Expires:      now.Add(DefaultMessageTTL),
 	}
@@ -273,7 +273,7 @@ func TestDecodePayload(t *testing.T) {
 		{"correlation number", body(`,"correlation_id":42`), with(func(p *Payload) { p.CorrelationID = "42" })},
 		{"meta and previous", body(`,"previous_data":{},"meta":{"a":[1]}`), with(func(p *Payload) {
 			p.PreviousData = Object{}
-			p.Meta = Object{{"a", []any{json.Number("1")}}}
+			p.Meta = Object{{Key: "a", Value: []any{json.Number("1")}}}
 		})},
 		{"expires canonical", body(`,"expires":"2026-11-24T15:01:46+00:00"`), with(func(p *Payload) { p.Expires = time.Date(2026, 11, 24, 15, 1, 46, 0, time.UTC) })},
 		{"expires space, fraction, Z", body(`,"expires":"2026-11-24 15:01:46.5Z"`), with(func(p *Payload) { p.Expires = time.Date(2026, 11, 24, 15, 1, 46, 500000000, time.UTC) })},
@@ -386,11 +386,11 @@ func TestPayloadAppendJSON(t *testing.T) {
 				SignalType: SignalSave,
 				CQRSID:     "djpeer_basic",
 				InstanceData: Object{
-					{"id", int64(1)},
-					{"cqrs_revision", int64(0)},
-					{"cqrs_updated", "2026-11-23 15:01:46.452153+00:00"},
-					{"decimal_field", 10.0},
-					{"path", "a/b"},
+					{Key: "id", Value: int64(1)},
+					{Key: "cqrs_revision", Value: int64(0)},
+					{Key: "cqrs_updated", Value: "2026-11-23 15:01:46.452153+00:00"},
+					{Key: "decimal_field", Value: 10.0},
+					{Key: "path", Value: "a/b"},
 				},
 				InstancePK: int64(1),
 				Expires:    time.Date(2026, 11, 24, 20, 31, 46, 999999999, ist),
@@ -403,12 +403,12 @@ func TestPayloadAppendJSON(t *testing.T) {
 			p: Payload{
 				SignalType:    SignalDelete,
 				CQRSID:        "m",
-				InstanceData:  Object{{"id", "é"}},
-				PreviousData:  Object{{"owner_id", nil}},
+				InstanceData:  Object{{Key: "id", Value: "é"}},
+				PreviousData:  Object{{Key: "owner_id", Value: nil}},
 				InstancePK:    "é",
 				CorrelationID: "corr/1",
 				Retries:       2,
-				Meta:          Object{{"tags", []string{"a"}}},
+				Meta:          Object{{Key: "tags", Value: []string{"a"}}},
 			},
 			want: `{"signal_type":"DELETE","cqrs_id":"m","instance_data":{"id":"\u00e9"},"previous_data":{"owner_id":null},"instance_pk":"\u00e9","correlation_id":"corr\/1","retries":2,"expires":null,"meta":{"tags":["a"]}}`,
 		},
@@ -443,10 +443,10 @@ func TestPayloadAppendJSONErrors(t *testing.T) {
 		p       Payload
 		wantErr string
 	}{
-		{"bad instance_data", Payload{InstanceData: Object{{"t", time.Now()}}}, "instance_data: encoding JSON: unsupported Go type time.Time"},
-		{"bad previous_data", Payload{PreviousData: Object{{"f", 1.0 / zero()}}}, "previous_data"},
+		{"bad instance_data", Payload{InstanceData: Object{{Key: "t", Value: time.Now()}}}, "instance_data: encoding JSON: unsupported Go type time.Time"},
+		{"bad previous_data", Payload{PreviousData: Object{{Key: "f", Value: 1.0 / zero()}}}, "previous_data"},
 		{"bad pk", Payload{InstancePK: struct{}{}}, "instance_pk"},
-		{"bad meta", Payload{Meta: Object{{"x", json.Number("x")}}}, "meta"},
+		{"bad meta", Payload{Meta: Object{{Key: "x", Value: json.Number("x")}}}, "meta"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -502,14 +502,14 @@ func TestPayloadRevision(t *testing.T) {
 		want    int64
 		wantErr string
 	}{
-		{"wire integer", Object{{"cqrs_revision", json.Number("7")}}, 7, ""},
-		{"Go int64", Object{{"cqrs_revision", int64(3)}}, 3, ""},
-		{"Go int", Object{{"cqrs_revision", 4}}, 4, ""},
-		{"float literal", Object{{"cqrs_revision", json.Number("1.0")}}, 0, `key "instance_data.cqrs_revision" must be an integer, got "1.0"`},
-		{"string", Object{{"cqrs_revision", "1"}}, 0, `key "instance_data.cqrs_revision" must be an integer, got string`},
-		{"missing", Object{{"id", 1}}, 0, `key "instance_data.cqrs_revision" is missing`},
+		{"wire integer", Object{{Key: "cqrs_revision", Value: json.Number("7")}}, 7, ""},
+		{"Go int64", Object{{Key: "cqrs_revision", Value: int64(3)}}, 3, ""},
+		{"Go int", Object{{Key: "cqrs_revision", Value: 4}}, 4, ""},
+		{"float literal", Object{{Key: "cqrs_revision", Value: json.Number("1.0")}}, 0, `key "instance_data.cqrs_revision" must be an integer, got "1.0"`},
+		{"string", Object{{Key: "cqrs_revision", Value: "1"}}, 0, `key "instance_data.cqrs_revision" must be an integer, got string`},
+		{"missing", Object{{Key: "id", Value: 1}}, 0, `key "instance_data.cqrs_revision" is missing`},
 		{"null instance_data", nil, 0, `key "instance_data" is null`},
-		{"too big", Object{{"cqrs_revision", json.Number("9223372036854775808")}}, 0, "must be an integer"},
+		{"too big", Object{{Key: "cqrs_revision", Value: json.Number("9223372036854775808")}}, 0, "must be an integer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -538,11 +538,11 @@ func TestPayloadUpdated(t *testing.T) {
 		want    time.Time
 		wantErr string
 	}{
-		{"canonical", Object{{"cqrs_updated", "2026-11-23 15:01:46.452153+00:00"}}, ref, ""},
-		{"other offset", Object{{"cqrs_updated", "2026-11-23T20:31:46.452153+05:30"}}, ref, ""},
-		{"time.Time", Object{{"cqrs_updated", ref}}, ref, ""},
-		{"garbage", Object{{"cqrs_updated", "yesterday"}}, time.Time{}, `key "instance_data.cqrs_updated" is not a valid datetime`},
-		{"number", Object{{"cqrs_updated", json.Number("1")}}, time.Time{}, `must be a datetime string, got number`},
+		{"canonical", Object{{Key: "cqrs_updated", Value: "2026-11-23 15:01:46.452153+00:00"}}, ref, ""},
+		{"other offset", Object{{Key: "cqrs_updated", Value: "2026-11-23T20:31:46.452153+05:30"}}, ref, ""},
+		{"time.Time", Object{{Key: "cqrs_updated", Value: ref}}, ref, ""},
+		{"garbage", Object{{Key: "cqrs_updated", Value: "yesterday"}}, time.Time{}, `key "instance_data.cqrs_updated" is not a valid datetime`},
+		{"number", Object{{Key: "cqrs_updated", Value: json.Number("1")}}, time.Time{}, `must be a datetime string, got number`},
 		{"missing", Object{}, time.Time{}, `key "instance_data.cqrs_updated" is missing`},
 		{"null instance_data", nil, time.Time{}, `key "instance_data" is null`},
 	}
@@ -683,5 +683,16 @@ func TestRestampExpires(t *testing.T) {
 				t.Fatalf("RestampExpires\n got %s\nwant %s", got, c.want)
 			}
 		})
+	}
+}
+
+func BenchmarkDecodeJSON(b *testing.B) {
+	body := []byte(basicCreateFullBody)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeJSON(body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -165,7 +165,7 @@ type ReplicaConfig struct {
 type Replica struct {
 	cfg     ReplicaConfig
 	db      sqldialect.DB
-	dialect sqldialect.Dialect
+	dialect applyStore
 	tables  tableCache
 
 	mu     sync.RWMutex
@@ -175,7 +175,7 @@ type Replica struct {
 // NewReplica returns a Replica on the replica database db: a driver from
 // package sqldialect/databasesql (a *sql.DB and its dialect) or
 // sqldialect/pgxv5 (a *pgxpool.Pool). Its dialect renders every statement,
-// and the Consumer and Load run their transactions on it.
+// and the Consumer and tools.Load run their transactions on it.
 func NewReplica(db sqldialect.DB, cfg *ReplicaConfig) (*Replica, error) {
 	if db == nil {
 		return nil, errors.New("cqrsync: NewReplica: db is nil: pass the replica database's driver, e.g. databasesql.New(db, sqldialect.SQLite())")
@@ -199,7 +199,7 @@ func NewReplica(db sqldialect.DB, cfg *ReplicaConfig) (*Replica, error) {
 }
 
 // Dialect returns the replica database's dialect.
-func (r *Replica) Dialect() sqldialect.Dialect { return r.dialect }
+func (r *Replica) Dialect() sqldialect.Dialect { return r.db.Dialect() }
 
 // DB returns the replica database's driver, as passed to NewReplica.
 func (r *Replica) DB() sqldialect.DB { return r.db }
@@ -267,6 +267,7 @@ const (
 
 var outcomeNames = [...]string{"", "created", "updated", "synced", "duplicate", "stale", "tombstoned", "deleted", "noop", "ignored", "handled"}
 
+// String returns the outcome's name as logs show it ("created", "stale", ...).
 func (o Outcome) String() string {
 	if o > 0 && int(o) < len(outcomeNames) {
 		return outcomeNames[o]

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
@@ -104,10 +103,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 				deleteOrder = append(deleteOrder, g)
 			}
 			g.idx = append(g.idx, i)
-			g.params.PKs = append(g.params.PKs, pk)
-			g.params.Keys = append(g.params.Keys, keyString(pk))
-			g.params.Revisions = append(g.params.Revisions, rev)
-			g.params.Updated = append(g.params.Updated, updated)
+			g.params.Rows = append(g.params.Rows, sqldialect.DeleteGuardedRow{PK: pk, Key: keyString(pk), Revision: rev, Updated: updated})
 			continue
 		}
 		batchable := ok && rm.plain() && (p.SignalType == SignalSave || (p.SignalType == SignalSync && (!rm.OnlyDirectSyncs || p.Queue != "")))
@@ -167,15 +163,14 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []*Payload, g *batchGroup, outs []Outcome) error {
 	params := &sqldialect.UpsertBatchParams{
 		Table: g.rm.Table, PKColumn: g.rm.PK, Columns: g.rows[0].cols, Guard: g.guard, CQRSID: g.rm.CQRSID,
-		Rows: make([][]any, len(g.rows)), Keys: make([]string, len(g.rows)),
-		Revisions: make([]int64, len(g.rows)), Updated: make([]time.Time, len(g.rows)),
+		Rows: make([]sqldialect.UpsertRow, len(g.rows)),
 	}
 	params.Types = make([]string, len(params.Columns))
 	for i, c := range params.Columns {
 		params.Types[i] = g.ti.columns[g.ti.byName[c]].DeclaredType
 	}
 	for i, row := range g.rows {
-		params.Rows[i], params.Keys[i], params.Revisions[i], params.Updated[i] = row.vals, keyString(row.pk), row.rev, row.updated
+		params.Rows[i] = sqldialect.UpsertRow{Values: row.vals, Key: keyString(row.pk), Revision: row.rev, Updated: row.updated}
 	}
 	res, err := r.dialect.UpsertBatch(ctx, ex, params)
 	if err != nil {

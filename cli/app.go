@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -19,6 +18,7 @@ import (
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 	"github.com/cqrsync/cqrsync/transport"
 )
 
@@ -83,23 +83,13 @@ type App struct {
 }
 
 // Master is what the master-side commands use of a *cqrsync.Master[TTx],
-// whatever its transaction type.
+// whatever its transaction type: what the tools use, and the checks.
 type Master interface {
+	tools.Master
 	// Models returns the registered CQRS IDs.
 	Models() []string
 	// Check verifies the outbox and the tables of the given models.
 	Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error
-	// SyncQuery enqueues SYNCs of the rows a filter selects.
-	SyncQuery(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *cqrsync.SyncOpts) (int64, error)
-	// Dump writes the bulk dump of a model.
-	Dump(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *cqrsync.DumpOpts) (written, processed int64, err error)
-	// DiffMaster writes the master side of a diff.
-	DiffMaster(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *cqrsync.DiffOpts) error
-	// DiffSync enqueues SYNCs of the keys a diff-replica stream lists.
-	DiffSync(ctx context.Context, ex sqldialect.Executor, in io.Reader) (synced, processed int64, err error)
-	// DeletedDiffMaster lists the keys of a deleted-diff-replica stream
-	// that the master no longer has.
-	DeletedDiffMaster(ctx context.Context, ex sqldialect.Executor, in io.Reader, w io.Writer) ([]any, error)
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

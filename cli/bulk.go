@@ -16,6 +16,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 func newBulkDumpCommand(st *state) *cobra.Command {
@@ -63,11 +64,11 @@ rows saved and processed) goes to stderr.`,
 			check := func(app *App) error { return checkModel("master", cqrsID, app.Master.Models()) }
 			return st.run(cmd, Needs{DB: true, Master: true}, check, func(s *session) error {
 				p := prog.reporter(cmd, s, "bulk-dump "+cqrsID, "rows")
-				opts := &cqrsync.DumpOpts{Filter: filter, BatchSize: batch, Progress: p.update}
+				opts := &tools.DumpOpts{Filter: filter, BatchSize: batch, Progress: p.update}
 				var written, processed int64
 				var err error
 				if output == "-" {
-					written, processed, err = s.app.Master.Dump(s.ctx, s.ex(), cqrsID, s.env.Out, opts)
+					written, processed, err = tools.Dump(s.ctx, s.app.Master, s.ex(), cqrsID, s.env.Out, opts)
 				} else {
 					written, processed, err = dumpToFile(s, cqrsID, output, force, opts)
 				}
@@ -92,7 +93,7 @@ rows saved and processed) goes to stderr.`,
 
 // dumpToFile dumps into a temporary file beside path and renames it to path
 // once complete, so that path never holds half a dump.
-func dumpToFile(s *session, cqrsID, path string, force bool, opts *cqrsync.DumpOpts) (written, processed int64, err error) {
+func dumpToFile(s *session, cqrsID, path string, force bool, opts *tools.DumpOpts) (written, processed int64, err error) {
 	dir, base := filepath.Split(path)
 	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
 	if err != nil {
@@ -104,7 +105,7 @@ func dumpToFile(s *session, cqrsID, path string, force bool, opts *cqrsync.DumpO
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	written, processed, err = s.app.Master.Dump(s.ctx, s.ex(), cqrsID, tmp, opts)
+	written, processed, err = tools.Dump(s.ctx, s.app.Master, s.ex(), cqrsID, tmp, opts)
 	if err != nil {
 		return written, processed, err
 	}
@@ -171,12 +172,12 @@ of the table first, in the first batch's transaction (only when given:
 			}
 			cqrsID := strings.TrimSpace(header)
 			if cqrsID == "" {
-				return errtext.Errorf("%w: %s is empty; its first line must be the CQRS ID", cqrsync.ErrBadDump, inputName(input))
+				return errtext.Errorf("%w: %s is empty; its first line must be the CQRS ID", tools.ErrBadDump, inputName(input))
 			}
 			check := func(app *App) error {
 				if _, ok := app.Replica.Model(cqrsID); !ok {
 					return errtext.Errorf("%w: %s is a dump of %q, which is not a replica model here (registered: %s)",
-						cqrsync.ErrBadDump, inputName(input), truncate(cqrsID, 80), strings.Join(app.Replica.Models(), ", "))
+						tools.ErrBadDump, inputName(input), truncate(cqrsID, 80), strings.Join(app.Replica.Models(), ", "))
 				}
 				return nil
 			}
@@ -189,7 +190,7 @@ of the table first, in the first batch's transaction (only when given:
 					return dryRunLoad(s, counted, cqrsID, clear, bad)
 				}
 				p := prog.reporter(cmd, s, "bulk-load "+cqrsID, "lines")
-				res, err := s.app.Replica.Load(s.ctx, counted, &cqrsync.LoadOpts{
+				res, err := tools.Load(s.ctx, s.app.Replica, counted, &tools.LoadOpts{
 					BatchSize: batch, Clear: clear, OnBadLine: bad,
 					Progress: func(lines int64) {
 						frac := -1.0
@@ -290,7 +291,7 @@ func dryRunLoad(s *session, in io.Reader, cqrsID string, clear bool, bad func(in
 		}
 		pw.CloseWithError(err)
 	}()
-	differ, err := s.app.Replica.DiffReplica(s.ctx, s.ex(), "dry-run", pr, io.Discard)
+	differ, err := tools.DiffReplica(s.ctx, s.app.Replica, s.ex(), "dry-run", pr, io.Discard)
 	_ = pr.CloseWithError(errors.New("stopped"))
 	<-done
 	if err != nil {
@@ -305,7 +306,7 @@ func dryRunLoad(s *session, in io.Reader, cqrsID string, clear bool, bad func(in
 			keys, _ := v.([]any)
 			existing += int64(len(keys))
 		}}
-		if err := s.app.Replica.DeletedDiffReplica(s.ctx, s.ex(), cqrsID, counter, nil); err != nil {
+		if err := tools.DeletedDiffReplica(s.ctx, s.app.Replica, s.ex(), cqrsID, counter, nil); err != nil {
 			return err
 		}
 		fmt.Fprintf(out, "--clear would delete the %d row(s) of table %s first; the load would then write the %d good line(s).\n", existing, rm.Table, lines-skipped)

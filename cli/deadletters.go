@@ -11,6 +11,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/days"
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 // deadLetterFlags select dead letters.
@@ -31,8 +32,8 @@ func (d *deadLetterFlags) add(cmd *cobra.Command, dryRun bool) {
 	}
 }
 
-func (d *deadLetterFlags) filter() (*cqrsync.DeadLetterFilter, error) {
-	f := &cqrsync.DeadLetterFilter{CQRSIDs: d.cqrsIDs}
+func (d *deadLetterFlags) filter() (*tools.DeadLetterFilter, error) {
+	f := &tools.DeadLetterFilter{CQRSIDs: d.cqrsIDs}
 	if d.olderThan != "" {
 		age, err := days.ParseDuration(d.olderThan)
 		if err != nil || age <= 0 {
@@ -112,11 +113,11 @@ not JSON.`,
 			if err != nil {
 				return err
 			}
-			dump := cqrsync.DumpDeadLetters
+			dump := tools.DumpDeadLetters
 			switch format {
 			case "raw":
 			case "jsonl":
-				dump = cqrsync.DumpDeadLettersJSONL
+				dump = tools.DumpDeadLettersJSONL
 			default:
 				return UsageError{Err: fmt.Errorf("--format %q: want raw or jsonl", format)}
 			}
@@ -151,7 +152,7 @@ on stdout. --dry-run prints the dead letters it would retry.`,
 				return err
 			}
 			return deadLetterSession(st, cmd, &d, func(s *session, tr *Transport, queue, dlq string) error {
-				total, err := cqrsync.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, io.Discard)
+				total, err := tools.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, io.Discard)
 				if err != nil {
 					return err
 				}
@@ -163,7 +164,7 @@ on stdout. --dry-run prints the dead letters it would retry.`,
 						i++
 						fmt.Fprintf(out, "Would retry: %d/%d\n%s\n", i, total, line)
 					}}
-					if _, err := cqrsync.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, tap); err != nil {
+					if _, err := tools.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, tap); err != nil {
 						return err
 					}
 					fmt.Fprintf(out, "Dry run: would send %d dead letter(s) back to queue %s; nothing was changed.\n", i, queue)
@@ -172,7 +173,7 @@ on stdout. --dry-run prints the dead letters it would retry.`,
 				if total == 0 {
 					return nil
 				}
-				_, err = cqrsync.RetryDeadLetters(s.ctx, tr.DeadLetters, tr.Publisher, queue, dlq, &cqrsync.RetryDeadLettersOpts{
+				_, err = tools.RetryDeadLetters(s.ctx, tr.DeadLetters, tr.Publisher, queue, dlq, &tools.RetryDeadLettersOpts{
 					Filter: filter,
 					OnRetry: func(i int, p *cqrsync.Payload) {
 						body, err := p.AppendJSON(nil)
@@ -207,7 +208,7 @@ and, when N > 0, "Purged", on stdout. --dry-run only counts them.`,
 				return err
 			}
 			return deadLetterSession(st, cmd, &d, func(s *session, tr *Transport, _, dlq string) error {
-				total, err := cqrsync.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, io.Discard)
+				total, err := tools.DumpDeadLetters(s.ctx, tr.DeadLetters, dlq, filter, io.Discard)
 				if err != nil {
 					return err
 				}
@@ -219,7 +220,7 @@ and, when N > 0, "Purged", on stdout. --dry-run only counts them.`,
 				if total == 0 {
 					return nil
 				}
-				if _, err := cqrsync.PurgeDeadLetters(s.ctx, tr.DeadLetters, dlq, filter); err != nil {
+				if _, err := tools.PurgeDeadLetters(s.ctx, tr.DeadLetters, dlq, filter); err != nil {
 					return err
 				}
 				fmt.Fprintln(s.env.Out, "Purged")

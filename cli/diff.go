@@ -12,6 +12,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 // The diff and repair pipeline, in django-cqrs's stream formats:
@@ -64,7 +65,7 @@ does not publish are left out. Pipe it into diff-replica on the replica.` + pipe
 			}
 			check := func(app *App) error { return checkModel("master", d.cqrsID, app.Master.Models()) }
 			return st.run(cmd, Needs{DB: true, Master: true}, check, func(s *session) error {
-				return s.app.Master.DiffMaster(s.ctx, s.ex(), d.cqrsID, s.env.Out, &cqrsync.DiffOpts{Filter: d.filter, BatchSize: d.batch})
+				return tools.DiffMaster(s.ctx, s.app.Master, s.ex(), d.cqrsID, s.env.Out, &tools.DiffOpts{Filter: d.filter, BatchSize: d.batch})
 			})
 		},
 	}
@@ -103,7 +104,7 @@ as "PK to resync: {…}". Pipe it into diff-sync on the master.` + pipelineHelp,
 				out := &lineTap{w: s.env.Out, fn: func(line []byte) {
 					fmt.Fprintf(s.env.Err, "PK to resync: %s\n", pyRepr(line, true))
 				}}
-				_, err := s.app.Replica.DiffReplica(s.ctx, s.ex(), q, in, out)
+				_, err := tools.DiffReplica(s.ctx, s.app.Replica, s.ex(), q, in, out)
 				return err
 			})
 		},
@@ -151,7 +152,7 @@ counts the keys.` + pipelineHelp,
 			check := func(app *App) error {
 				if err := checkModel("master", cqrsID, app.Master.Models()); err != nil {
 					return errtext.Errorf("%w: the stream is about %q, which is not a master model here (registered: %s)",
-						cqrsync.ErrBadDiffStream, cqrsID, strings.Join(app.Master.Models(), ", "))
+						tools.ErrBadDiffStream, cqrsID, strings.Join(app.Master.Models(), ", "))
 				}
 				return nil
 			}
@@ -181,7 +182,7 @@ counts the keys.` + pipelineHelp,
 						fmt.Fprintf(s.env.Out, "Dry run: would sync up to %d instance(s) of %s to %s: %s\n", len(keys), cqrsID, target, line)
 						continue
 					}
-					synced, processed, err := s.app.Master.DiffSync(s.ctx, s.ex(), strings.NewReader(header+"\n"+line+"\n"))
+					synced, processed, err := tools.DiffSync(s.ctx, s.app.Master, s.ex(), strings.NewReader(header+"\n"+line+"\n"))
 					if err != nil {
 						return errtext.Errorf("line %d: %w", lineNo, err)
 					}
@@ -228,7 +229,7 @@ deleted-diff-master on the master.` + pipelineHelp,
 			}
 			check := func(app *App) error { return checkModel("replica", d.cqrsID, app.Replica.Models()) }
 			return st.run(cmd, Needs{DB: true, Replica: true}, check, func(s *session) error {
-				return s.app.Replica.DeletedDiffReplica(s.ctx, s.ex(), d.cqrsID, s.env.Out, &cqrsync.DiffOpts{Filter: d.filter, BatchSize: d.batch})
+				return tools.DeletedDiffReplica(s.ctx, s.app.Replica, s.ex(), d.cqrsID, s.env.Out, &tools.DiffOpts{Filter: d.filter, BatchSize: d.batch})
 			})
 		},
 	}
@@ -258,7 +259,7 @@ as "PK to delete: […]". Pipe it into deleted-sync-replica on the replica.` + p
 				out := &lineTap{w: s.env.Out, fn: func(line []byte) {
 					fmt.Fprintf(s.env.Err, "PK to delete: %s\n", pyRepr(line, false))
 				}}
-				_, err := s.app.Master.DeletedDiffMaster(s.ctx, s.ex(), in, out)
+				_, err := tools.DeletedDiffMaster(s.ctx, s.app.Master, s.ex(), in, out)
 				return err
 			})
 		},
@@ -290,7 +291,7 @@ delete and deletes nothing.` + pipelineHelp,
 			defer closeIn()
 			if !dryRun {
 				return st.run(cmd, Needs{DB: true, Replica: true}, nil, func(s *session) error {
-					_, err := s.app.Replica.DeletedSyncReplica(s.ctx, s.ex(), in)
+					_, err := tools.DeletedSyncReplica(s.ctx, s.app.Replica, s.ex(), in)
 					return err
 				})
 			}
@@ -302,7 +303,7 @@ delete and deletes nothing.` + pipelineHelp,
 			check := func(app *App) error {
 				if _, ok := app.Replica.Model(cqrsID); !ok {
 					return errtext.Errorf("%w: the stream is about %q, which is not a replica model here (registered: %s)",
-						cqrsync.ErrBadDiffStream, cqrsID, strings.Join(app.Replica.Models(), ", "))
+						tools.ErrBadDiffStream, cqrsID, strings.Join(app.Replica.Models(), ", "))
 				}
 				return nil
 			}
@@ -347,12 +348,12 @@ func readHeader(sc *bufio.Scanner, input string) (header, cqrsID, queue string, 
 		if err := sc.Err(); err != nil {
 			return "", "", "", errtext.Errorf("reading %s: %w", inputName(input), err)
 		}
-		return "", "", "", errtext.Errorf("%w: %s is empty; its first line must be \"<cqrs_id>,<datetime>\"", cqrsync.ErrBadDiffStream, inputName(input))
+		return "", "", "", errtext.Errorf("%w: %s is empty; its first line must be \"<cqrs_id>,<datetime>\"", tools.ErrBadDiffStream, inputName(input))
 	}
 	header = strings.TrimRight(sc.Text(), "\r")
 	parts := strings.Split(header, ",")
 	if len(parts) < 2 || parts[0] == "" {
-		return "", "", "", errtext.Errorf("%w: first line %q is not \"<cqrs_id>,<datetime>\"", cqrsync.ErrBadDiffStream, truncate(header, 80))
+		return "", "", "", errtext.Errorf("%w: first line %q is not \"<cqrs_id>,<datetime>\"", tools.ErrBadDiffStream, truncate(header, 80))
 	}
 	if len(parts) > 2 {
 		queue = parts[len(parts)-1]
@@ -365,7 +366,7 @@ func keyList(line string, lineNo int) ([]any, error) {
 	v, err := cqrsync.DecodeJSON([]byte(line))
 	keys, ok := v.([]any)
 	if err != nil || !ok {
-		return nil, errtext.Errorf("%w: line %d is not a JSON list of keys", cqrsync.ErrBadDiffStream, lineNo)
+		return nil, errtext.Errorf("%w: line %d is not a JSON list of keys", tools.ErrBadDiffStream, lineNo)
 	}
 	return keys, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 // waitFlags are the flags of the commands that enqueue events and then send
@@ -92,7 +93,7 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 					target = "queue " + queue
 				}
 				if dryRun {
-					written, processed, err := s.app.Master.Dump(s.ctx, s.ex(), cqrsID, io.Discard, &cqrsync.DumpOpts{Filter: filter, BatchSize: batch, SkipRefused: true})
+					written, processed, err := tools.Dump(s.ctx, s.app.Master, s.ex(), cqrsID, io.Discard, &tools.DumpOpts{Filter: filter, BatchSize: batch, SkipRefused: true})
 					if err != nil {
 						return err
 					}

@@ -14,7 +14,6 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/errtext"
-	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
 // CLIOpts configures [CLI].
@@ -25,9 +24,9 @@ type CLIOpts struct {
 	// Replicas are replica models registered in Go (custom handlers,
 	// no-DB-operations models...), next to those the file declares.
 	Replicas []*cqrsync.ReplicaModel
-	// OpenTransport connects to the broker; nil connects to RabbitMQ at
-	// transport.url. Set it for another transport, or the in-memory one in
-	// tests.
+	// OpenTransport connects to the broker; nil connects to transport.url
+	// with its registered kind (RabbitMQ's is built in, see
+	// [RegisterTransport]). Set it for the in-memory transport in tests.
 	OpenTransport func(ctx context.Context, c *Config, logger *slog.Logger) (*cli.Transport, error)
 	// Getenv reads the environment (CQRSYNC_CONFIG and the overrides).
 	// Default os.Getenv.
@@ -127,14 +126,12 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	case o.OpenTransport != nil:
 		app.OpenTransport = func(ctx context.Context) (*cli.Transport, error) { return o.OpenTransport(ctx, cfg, req.Logger) }
 	case cfg.Transport.URL != "":
-		url, exchange := cfg.Transport.URL, cfg.Transport.Exchange
-		app.OpenTransport = func(ctx context.Context) (*cli.Transport, error) {
-			t, err := rabbitmq.New(ctx, &rabbitmq.Config{URL: url, Exchange: exchange, Logger: req.Logger})
-			if err != nil {
-				return nil, err
-			}
-			return &cli.Transport{Publisher: t, Subscriber: t, DeadLetters: t, Close: t.Close}, nil
+		kind, err := transportKind(cfg.Transport.URL)
+		if err != nil { // Validate checked it; a kind unregistered since?
+			return nil, cli.UsageError{Err: err}
 		}
+		treq := &TransportRequest{URL: cfg.Transport.URL, Exchange: cfg.Transport.Exchange, Logger: req.Logger}
+		app.OpenTransport = func(ctx context.Context) (*cli.Transport, error) { return kind.Open(ctx, treq) }
 	}
 	return app, nil
 }

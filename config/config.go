@@ -123,7 +123,8 @@ type Database struct {
 
 // Transport is the transport section.
 type Transport struct {
-	// URL is amqp:// or amqps:// (RabbitMQ).
+	// URL is amqp:// or amqps:// (RabbitMQ), or the URL of another
+	// registered transport kind (see [RegisterTransport]).
 	URL string
 	// Exchange is the topic exchange; "" means "cqrs", as django-cqrs.
 	Exchange string
@@ -353,15 +354,8 @@ func (c *Config) validate() []Problem {
 }
 
 func checkTransportURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("not a valid URL (details withheld because it may contain a password): use amqp://user:password@host:5672/ and percent-encode reserved characters")
-	}
-	switch u.Scheme {
-	case "amqp", "amqps":
-		return nil
-	}
-	return fmt.Errorf("scheme %q is not supported: use amqp:// or amqps:// (RabbitMQ)", u.Scheme)
+	_, err := transportKind(raw)
+	return err
 }
 
 // validName reports whether s is usable as a CQRS ID or queue name.

@@ -87,6 +87,15 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// relayStore is what a Relay asks of its database's dialect: the outbox
+// and nothing else.
+type relayStore interface {
+	ClaimOutbox(ctx context.Context, ex sqldialect.Executor, params *sqldialect.ClaimOutboxParams) ([]sqldialect.OutboxRow, error)
+	DeleteOutbox(ctx context.Context, ex sqldialect.Executor, ids []int64) error
+	ReleaseOutbox(ctx context.Context, ex sqldialect.Executor, ids []int64) error
+	OutboxStats(ctx context.Context, ex sqldialect.Executor) (*sqldialect.OutboxStats, error)
+}
+
 // Relay moves committed events from the outbox to the broker: it claims a
 // batch in ID order, sets each event's expires to publish time plus its
 // message TTL (as django-cqrs does; see cqrsync.RestampExpires), publishes
@@ -99,7 +108,7 @@ func (c *Config) validate() error {
 type Relay struct {
 	cfg    Config
 	db     sqldialect.Executor // the master database's pool
-	d      sqldialect.Dialect
+	d      relayStore
 	runner startstop.Runner
 	wake   chan struct{}
 	// early is set by Notify: the wake came before the capturing

@@ -25,6 +25,12 @@ type Dialect interface {
 	QuoteIdent(name string) string
 	// Placeholder returns the n-th (1-based) bind parameter marker.
 	Placeholder(n int) string
+	// Returning declares that the database has UPDATE and DELETE …
+	// RETURNING (PostgreSQL, SQLite): TouchSelectRows and InsertRow then
+	// take one statement, and DeleteSelectRows works. Where it is false,
+	// DeleteSelectRows returns an error wrapping [errors.ErrUnsupported]:
+	// check Returning rather than the error.
+	Returning() bool
 
 	// MigrationSQL returns the DDL that Migrate runs, for users who apply
 	// schema changes with their own tools.
@@ -32,6 +38,12 @@ type Dialect interface {
 	// Migrate creates cqrsync's own tables (outbox, tombstones) if they do
 	// not exist. It is safe to run any number of times.
 	Migrate(ctx context.Context, ex Executor) error
+	// AddVersionColumnSQL returns the DDL that adds one of the two version
+	// columns every master and replica table carries, column being
+	// "cqrs_revision" (INTEGER NOT NULL DEFAULT 0) or "cqrs_updated" (this
+	// database's timestamp type), for a schema check to tell the user what
+	// to run.
+	AddVersionColumnSQL(table, column string) string
 	// TableColumns describes the columns of table, in table order. It
 	// returns an error wrapping ErrNoTable when the table does not exist.
 	TableColumns(ctx context.Context, ex Executor, table string) ([]Column, error)
@@ -74,13 +86,19 @@ type Dialect interface {
 	InsertRow(ctx context.Context, ex Executor, params *InsertRowParams, columns []string) (rows Rows, withOutbox bool, err error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
+	// CountRows counts the rows of table that match all of where (every
+	// row when where is empty).
+	CountRows(ctx context.Context, ex Executor, table string, where []Cond) (int64, error)
+	// DeleteAllRows deletes every row of table and returns how many it
+	// deleted.
+	DeleteAllRows(ctx context.Context, ex Executor, table string) (int64, error)
 	// DeleteRows deletes rows by primary key and returns how many it deleted.
 	DeleteRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any) (int64, error)
 	// DeleteSelectRows deletes rows by primary key (at most 10000 keys) and
 	// returns the given columns of the rows it deleted, as they were, with
 	// one DELETE … RETURNING (PostgreSQL, SQLite). Rows come in no
 	// particular order; a missing key is simply absent. Where the database
-	// lacks DELETE … RETURNING it returns an error wrapping
+	// lacks DELETE … RETURNING (see Returning) it returns an error wrapping
 	// [errors.ErrUnsupported], having done nothing: read the rows with
 	// SelectRows, then DeleteRows.
 	DeleteSelectRows(ctx context.Context, ex Executor, table, pkColumn string, pks []any, columns []string) (Rows, error)
@@ -117,7 +135,7 @@ type Dialect interface {
 	// DeleteGuardedBatch is DeleteGuarded for many rows, no key twice: it
 	// deletes each row unless its guards keep it (as in DeleteGuarded),
 	// records or raises every key's tombstone, and returns, aligned with
-	// params.PKs, whether each row was deleted. PostgreSQL runs two
+	// params.Rows, whether each row was deleted. PostgreSQL runs two
 	// statements for the whole batch; the others two per row.
 	DeleteGuardedBatch(ctx context.Context, ex Executor, params *DeleteGuardedBatchParams) ([]bool, error)
 	// RecordTombstones records deleted keys (a master's deletes, so a
@@ -275,11 +293,9 @@ type SelectRowsParams struct {
 	After any
 	// Limit bounds a page; 0 means no limit.
 	Limit int
-	// Where is an extra condition (without "WHERE"), built by the caller
-	// with this dialect's placeholders numbered from 1, and WhereArgs its
-	// arguments. Empty for none.
-	Where     string
-	WhereArgs []any
+	// Where selects the rows that match all these conditions (a parsed
+	// filter); empty for none.
+	Where []Cond
 	// ForUpdate locks the selected rows where the database supports it.
 	ForUpdate bool
 }
@@ -367,17 +383,26 @@ type UpsertBatchParams struct {
 	// Types are the columns' declared SQL types (from TableColumns), used
 	// where the database needs typed parameters.
 	Types []string
-	// Rows holds one value per column for each row.
-	Rows [][]any
+	// Rows are the rows to write, no key twice.
+	Rows []UpsertRow
 	// Guard applies to every row, as in UpsertParams: a batch never mixes
 	// guards.
 	Guard Guard
-	// CQRSID, and per row Keys, Revisions and Updated, drive the tombstone
-	// guard and the revision guard, as in UpsertParams.
-	CQRSID    string
-	Keys      []string
-	Revisions []int64
-	Updated   []time.Time
+	// CQRSID, with each row's Key, Revision and Updated, drives the
+	// tombstone guard and the revision guard, as in UpsertParams.
+	CQRSID string
+}
+
+// UpsertRow is one row of [UpsertBatchParams].
+type UpsertRow struct {
+	// Values holds one value per column of UpsertBatchParams.Columns.
+	Values []any
+	// Key is the row's key as text, its tombstone's key.
+	Key string
+	// Revision is the row's cqrs_revision, for the guards.
+	Revision int64
+	// Updated is the row's cqrs_updated, for the tombstone guard.
+	Updated time.Time
 }
 
 // UpsertResult is what UpsertBatch found and did for one row.
@@ -416,12 +441,23 @@ type DeleteGuardedBatchParams struct {
 	PKColumn string
 	// PKType is the key column's declared SQL type (from TableColumns),
 	// used where the database needs typed parameters.
-	PKType    string
-	CQRSID    string
-	PKs       []any
-	Keys      []string
-	Revisions []int64
-	Updated   []time.Time
+	PKType string
+	CQRSID string
+	// Rows are the rows to delete, no key twice.
+	Rows []DeleteGuardedRow
 	// Now is when the tombstones are recorded.
 	Now time.Time
+}
+
+// DeleteGuardedRow is one row of [DeleteGuardedBatchParams], as in
+// [DeleteGuardedParams].
+type DeleteGuardedRow struct {
+	// PK is the row's primary key.
+	PK any
+	// Key is the key as text, the tombstone's key.
+	Key string
+	// Revision is the DELETE's cqrs_revision.
+	Revision int64
+	// Updated is the DELETE's cqrs_updated.
+	Updated time.Time
 }

@@ -98,6 +98,19 @@ func (d *standard) QuoteIdent(name string) string {
 
 func (d *standard) Placeholder(n int) string { return d.placeholder(n) }
 
+func (d *standard) Returning() bool { return d.updateReturning }
+
+func (d *standard) AddVersionColumnSQL(table, column string) string {
+	typ := "INTEGER NOT NULL DEFAULT 0"
+	if column == "cqrs_updated" {
+		typ = map[string]string{"postgres": "TIMESTAMPTZ", "mysql": "DATETIME(6)"}[d.name]
+		if typ == "" {
+			typ = "DATETIME"
+		}
+	}
+	return fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", d.QuoteIdent(table), d.QuoteIdent(column), typ)
+}
+
 // params renders n placeholders starting at first, comma separated.
 func (d *standard) params(first, n int) string {
 	var b strings.Builder
@@ -516,9 +529,12 @@ func (d *standard) SelectRows(ctx context.Context, ex Executor, p *SelectRowsPar
 	var b strings.Builder
 	fmt.Fprintf(&b, "SELECT %s FROM %s", strings.Join(cols, ", "), d.QuoteIdent(p.Table))
 	var conds []string
-	args := slices.Clone(p.WhereArgs)
-	if p.Where != "" {
-		conds = append(conds, "("+p.Where+")")
+	where, args, err := d.where(p.Where, 1)
+	if err != nil {
+		return nil, fmt.Errorf("sqldialect: select %s: %w", p.Table, err)
+	}
+	if where != "" {
+		conds = append(conds, "("+where+")")
 	}
 	pk := d.QuoteIdent(p.PKColumn)
 	switch {
@@ -637,16 +653,15 @@ const maxBatchParams = 30000
 
 func (d *standard) UpsertBatch(ctx context.Context, ex Executor, p *UpsertBatchParams) ([]UpsertResult, error) {
 	n := len(p.Rows)
-	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n || len(p.Types) != len(p.Columns) {
-		return nil, fmt.Errorf("sqldialect: upsert batch %s: %d rows but %d keys, %d revisions, %d times; %d columns, %d types",
-			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated), len(p.Columns), len(p.Types))
+	if len(p.Types) != len(p.Columns) {
+		return nil, fmt.Errorf("sqldialect: upsert batch %s: %d columns but %d types", p.Table, len(p.Columns), len(p.Types))
 	}
 	if err := checkGuard("upsert batch", p.Table, p.Guard); err != nil {
 		return nil, err
 	}
 	for _, row := range p.Rows {
-		if len(row) != len(p.Columns) {
-			return nil, fmt.Errorf("sqldialect: upsert batch %s: a row has %d values for %d columns", p.Table, len(row), len(p.Columns))
+		if len(row.Values) != len(p.Columns) {
+			return nil, fmt.Errorf("sqldialect: upsert batch %s: a row has %d values for %d columns", p.Table, len(row.Values), len(p.Columns))
 		}
 	}
 	pkAt := slices.Index(p.Columns, p.PKColumn)
@@ -709,14 +724,14 @@ func (b *upsertBatch) source(start, end int) (string, []any) {
 		for c := range cols {
 			cols[c] = make([]any, 0, end-start)
 		}
-		for i := start; i < end; i++ {
-			for c, v := range p.Rows[i] {
+		for _, row := range p.Rows[start:end] {
+			for c, v := range row.Values {
 				cols[c] = append(cols[c], v)
 			}
 			k := len(p.Columns)
-			cols[k] = append(cols[k], p.Keys[i])
-			cols[k+1] = append(cols[k+1], p.Revisions[i])
-			cols[k+2] = append(cols[k+2], micros(p.Updated[i]))
+			cols[k] = append(cols[k], row.Key)
+			cols[k+1] = append(cols[k+1], row.Revision)
+			cols[k+2] = append(cols[k+2], micros(row.Updated))
 		}
 		args := make([]any, len(cols))
 		for c := range cols {
@@ -725,9 +740,9 @@ func (b *upsertBatch) source(start, end int) (string, []any) {
 		return fmt.Sprintf("unnest(%s) AS v(%s)", strings.Join(arrays, ", "), strings.Join(quoted, ", ")), args
 	}
 	args := make([]any, 0, (end-start)*len(b.names))
-	for i := start; i < end; i++ {
-		args = append(args, p.Rows[i]...)
-		args = append(args, p.Keys[i], p.Revisions[i], micros(p.Updated[i]))
+	for _, row := range p.Rows[start:end] {
+		args = append(args, row.Values...)
+		args = append(args, row.Key, row.Revision, micros(row.Updated))
 	}
 	return d.valuesSource(d, end-start, b.names, b.types, 1), args
 }
@@ -776,7 +791,7 @@ func (b *upsertBatch) reporting(ctx context.Context, ex Executor, start, end int
 		d.QuoteIdent("cqrs_revision"), table, pk, table, pk)
 	at := make(map[string]int, end-start)
 	for i := start; i < end; i++ {
-		at[p.Keys[i]] = i
+		at[p.Rows[i].Key] = i
 	}
 	written := make([]bool, end-start)
 	err := b.scan(ctx, ex, q, args, func(rows Rows) error {
@@ -839,8 +854,8 @@ func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) err
 	keys := make([]any, 0, len(idx)+1)
 	keys = append(keys, p.CQRSID)
 	for _, i := range idx {
-		pks = append(pks, p.Rows[i][b.pkAt])
-		keys = append(keys, p.Keys[i])
+		pks = append(pks, p.Rows[i].Values[b.pkAt])
+		keys = append(keys, p.Rows[i].Key)
 	}
 	stored := map[string]int64{}
 	err := b.scan(ctx, ex, fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s IN (%s)",
@@ -869,11 +884,12 @@ func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) err
 		return err
 	}
 	for _, i := range idx {
-		st, existed := stored[p.Keys[i]]
-		t, tombstoned := tombs[p.Keys[i]]
-		blocked := tombstoned && t.rev >= p.Revisions[i] && t.us >= micros(p.Updated[i])
+		row := &p.Rows[i]
+		st, existed := stored[row.Key]
+		t, tombstoned := tombs[row.Key]
+		blocked := tombstoned && t.rev >= row.Revision && t.us >= micros(row.Updated)
 		b.res[i] = UpsertResult{
-			Written: !blocked && (!existed || p.Guard.wins(st, p.Revisions[i])),
+			Written: !blocked && (!existed || p.Guard.wins(st, row.Revision)),
 			Existed: existed, StoredRevision: st,
 		}
 	}
@@ -950,17 +966,13 @@ func (d *standard) DeleteGuarded(ctx context.Context, ex Executor, p *DeleteGuar
 }
 
 func (d *standard) DeleteGuardedBatch(ctx context.Context, ex Executor, p *DeleteGuardedBatchParams) ([]bool, error) {
-	n := len(p.PKs)
-	if len(p.Keys) != n || len(p.Revisions) != n || len(p.Updated) != n {
-		return nil, fmt.Errorf("sqldialect: delete batch from %s: %d keys but %d key texts, %d revisions, %d times",
-			p.Table, n, len(p.Keys), len(p.Revisions), len(p.Updated))
-	}
+	n := len(p.Rows)
 	deleted := make([]bool, n)
 	if !d.unnestBatch || p.PKType == "" || strings.HasSuffix(p.PKType, "]") {
-		for i := range p.PKs {
+		for i, row := range p.Rows {
 			k, err := d.DeleteGuarded(ctx, ex, &DeleteGuardedParams{
-				Table: p.Table, PKColumn: p.PKColumn, PK: p.PKs[i], Revision: p.Revisions[i],
-				CQRSID: p.CQRSID, Key: p.Keys[i], Updated: p.Updated[i], Now: p.Now,
+				Table: p.Table, PKColumn: p.PKColumn, PK: row.PK, Revision: row.Revision,
+				CQRSID: p.CQRSID, Key: row.Key, Updated: row.Updated, Now: p.Now,
 			})
 			if err != nil {
 				return deleted, err
@@ -981,15 +993,14 @@ func (d *standard) DeleteGuardedBatch(ctx context.Context, ex Executor, p *Delet
 		table, pk, d.placeholder(1), p.PKType, table, pk, table, d.QuoteIdent("cqrs_revision"),
 		deleteTombstoneGuard(d.placeholder(5), "v.key", "v.rev", "v.upd"),
 		d.castText(table+"."+pk))
+	// The rows go as one array per column.
 	at := make(map[string]int, n)
-	for i, k := range p.Keys {
-		at[k] = i
+	pks, revs, keys, upd := make([]any, n), make([]int64, n), make([]string, n), make([]int64, n)
+	for i, row := range p.Rows {
+		at[row.Key] = i
+		pks[i], revs[i], keys[i], upd[i] = row.PK, row.Revision, row.Key, micros(row.Updated)
 	}
-	upd := make([]int64, n)
-	for i, u := range p.Updated {
-		upd[i] = micros(u)
-	}
-	rows, err := ex.Query(ctx, q, p.PKs, p.Revisions, p.Keys, upd, p.CQRSID)
+	rows, err := ex.Query(ctx, q, pks, revs, keys, upd, p.CQRSID)
 	if err != nil {
 		return deleted, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
 	}
@@ -1008,8 +1019,8 @@ func (d *standard) DeleteGuardedBatch(ctx context.Context, ex Executor, p *Delet
 		return deleted, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
 	}
 	ts := make([]Tombstone, n)
-	for i := range ts {
-		ts[i] = Tombstone{CQRSID: p.CQRSID, Key: p.Keys[i], Revision: p.Revisions[i], Updated: p.Updated[i], At: p.Now}
+	for i, row := range p.Rows {
+		ts[i] = Tombstone{CQRSID: p.CQRSID, Key: row.Key, Revision: row.Revision, Updated: row.Updated, At: p.Now}
 	}
 	return deleted, d.RecordTombstones(ctx, ex, ts)
 }

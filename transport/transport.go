@@ -209,6 +209,7 @@ type PublishError struct {
 	Err error
 }
 
+// Error implements error.
 func (e *PublishError) Error() string {
 	if len(e.Failed) == 0 && len(e.Unroutable) > 0 {
 		return fmt.Sprintf("transport: publish: %d message(s) unroutable (indexes %v): %v", len(e.Unroutable), e.Unroutable, e.Err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,22 +15,23 @@ import (
 // servers, measured next to their raw limits.
 func newBenchCommand() *cobra.Command {
 	var (
-		opts     bench.Options
-		mix      string
-		rates    []float64
-		short    bool
-		asJSON   bool
-		quiet    bool
-		amqpHelp = "RabbitMQ URL (default $CQRSYNC_AMQP_URL, else " + bench.DefaultAMQPURL + ")"
+		opts   bench.Options
+		mix    string
+		rates  []float64
+		short  bool
+		asJSON bool
+		quiet  bool
+		trHelp = "broker URL; its scheme picks the broker (" + strings.Join(bench.Schemes(), ", ") + "; default $CQRSYNC_AMQP_URL, else " + bench.DefaultAMQPURL + ")"
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure a full pipeline on real servers next to their raw limits",
 		Long: `bench runs a complete cqrsync pipeline in one process — master database →
-outbox → relay → RabbitMQ → consumer → replica database — and measures it
+outbox → relay → broker → consumer → replica database — and measures it
 next to the raw limits of the same servers, taken in the same run just before:
-plain one-row INSERT+COMMIT on the master, RabbitMQ's confirmed publish and
-consume rates (raw amqp091), and plain batched upserts on the replica.
+plain one-row INSERT+COMMIT on the master, the broker's confirmed publish and
+consume rates (its own client, raw), and plain batched upserts on the
+replica. The broker is RabbitMQ unless --transport names another.
 
 Phases (one or several per run):
   throughput  --changes N: N changes as fast as --writers connections go;
@@ -113,7 +115,9 @@ are missed are reported, not turned into a failure.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.MasterDB, "master-db", bench.Postgres, "master database: URL or postgres, mysql, mariadb, sqlite")
 	f.StringVar(&opts.ReplicaDB, "replica-db", bench.Postgres, "replica database: URL or postgres, mysql, mariadb, sqlite")
-	f.StringVar(&opts.AMQP, "amqp", "", amqpHelp)
+	f.StringVar(&opts.Transport, "transport", "", trHelp)
+	f.StringVar(&opts.Transport, "amqp", "", "RabbitMQ URL (the same as --transport)")
+	_ = f.MarkDeprecated("amqp", "use --transport")
 	f.IntVar(&opts.Changes, "changes", 20_000, "changes in the throughput phase")
 	f.IntVar(&opts.Drain, "drain", 0, "changes queued in the drain phase (0: no drain phase)")
 	f.Float64SliceVar(&rates, "rate", nil, "steady phases' rates, changes per second (e.g. 500,1000,2000)")

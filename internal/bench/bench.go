@@ -53,7 +53,6 @@ import (
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
-	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
 // Options configures a run. Zero fields take the defaults of WithDefaults.
@@ -65,10 +64,11 @@ type Options struct {
 	// own schema (PostgreSQL), database (MySQL) or file (SQLite) and drops it
 	// at the end.
 	MasterDB, ReplicaDB string
-	// AMQP is the RabbitMQ URL. Default CQRSYNC_AMQP_URL, else
-	// DefaultAMQPURL. Each run declares its own exchange and queues and
-	// deletes them at the end.
-	AMQP string
+	// Transport is the broker's URL; its scheme picks the broker (see
+	// [RegisterBroker]): amqp:// or amqps:// for RabbitMQ. Default
+	// CQRSYNC_AMQP_URL, else DefaultAMQPURL. Each run declares its own
+	// exchange and queues and deletes them at the end.
+	Transport string
 
 	// Changes is the size of the throughput phase; 0 skips it.
 	Changes int
@@ -152,7 +152,7 @@ func ShortOptions(o Options) Options {
 func (o Options) WithDefaults() Options {
 	o.MasterDB = cmp.Or(o.MasterDB, Postgres)
 	o.ReplicaDB = cmp.Or(o.ReplicaDB, Postgres)
-	o.AMQP = cmp.Or(o.AMQP, os.Getenv("CQRSYNC_AMQP_URL"), DefaultAMQPURL)
+	o.Transport = cmp.Or(o.Transport, os.Getenv("CQRSYNC_AMQP_URL"), DefaultAMQPURL)
 	o.Duration = cmp.Or(o.Duration, 10*time.Second)
 	o.Warmup = cmp.Or(o.Warmup, time.Second)
 	if o.Warmup < 0 {
@@ -236,9 +236,9 @@ type pipeline struct {
 	masterDB     *sql.DB       // through probe connections
 	replicaDrv   sqldialect.DB // the consumer's driver, through probe connections
 	rawReplicaDB *sql.DB
-	br           *broker
+	br           Broker
 
-	pubTr, subTr *rabbitmq.Transport
+	pubTr, subTr Transport
 	master       *cqrsync.Master[*sql.Tx]
 	relay        *outbox.Relay
 	consumer     *cqrsync.Consumer
@@ -333,11 +333,12 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return rep, err
 	}
 
-	if p.br, err = dialBroker(ctx, opts.AMQP, p.exchange); err != nil {
+	if p.br, err = openBroker(ctx, opts.Transport, p.exchange, opts.Logger); err != nil {
 		return rep, err
 	}
-	cleanups = append(cleanups, p.br.close)
-	rep.Setup.BrokerVersion = p.br.version
+	cleanups = append(cleanups, p.br.Close)
+	rep.Setup.BrokerVersion = p.br.Version()
+	rep.Setup.BrokerURL = p.br.Redacted()
 
 	if !opts.SkipRaw {
 		if rep.Raw, err = p.rawLimits(ctx); err != nil {
@@ -406,7 +407,7 @@ func (p *pipeline) logf(format string, args ...any) {
 func (p *pipeline) setup(mt, rt *target) Setup {
 	o := p.opts
 	return Setup{
-		MasterURL: mt.String(), ReplicaURL: rt.String(), BrokerURL: redactAMQP(o.AMQP),
+		MasterURL: mt.String(), ReplicaURL: rt.String(),
 		Mix: o.Mix, RowBytes: o.RowBytes, Writers: o.Writers, TxRows: o.TxRows, Insert: o.Insert,
 		Workers: o.Workers, BatchSize: o.BatchSize, BatchWaitMS: float64(o.BatchWait) / 1e6, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch,
 		Seed: o.Seed, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
@@ -474,15 +475,15 @@ func (p *pipeline) rawLimits(ctx context.Context) (*RawLimits, error) {
 	body := p.sampleBody()
 	raw.MessageBytes = len(body)
 	q, key := p.queue+"_raw", "raw_"+p.id
-	if err := p.br.declareRaw(q, key); err != nil {
+	if err := p.br.DeclareRaw(q, key); err != nil {
 		return nil, err
 	}
 	p.logf("raw: broker confirmed publish, %d messages of %d bytes in batches of %d", o.RawMessages, len(body), o.RelayBatch)
-	if raw.Publish, err = p.br.rawPublish(ctx, key, body, o.RawMessages, o.RelayBatch); err != nil {
+	if raw.Publish, err = p.br.RawPublish(ctx, key, body, o.RawMessages, o.RelayBatch); err != nil {
 		return nil, err
 	}
 	p.logf("raw: broker consume, prefetch %d, one ack per %d", o.Prefetch, o.BatchSize)
-	if raw.Consume, err = p.br.rawConsume(ctx, q, o.RawMessages, o.Prefetch, o.BatchSize); err != nil {
+	if raw.Consume, err = p.br.RawConsume(ctx, q, o.RawMessages, o.Prefetch, o.BatchSize); err != nil {
 		return nil, err
 	}
 	for _, side := range []*sql.DB{p.masterDB, p.rawReplicaDB} {
@@ -505,18 +506,15 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		}
 		return errors.Join(errs...)
 	}
-	trCfg := func(name string) *rabbitmq.Config {
-		return &rabbitmq.Config{URL: o.AMQP, Exchange: p.exchange, Logger: o.Logger, ConnectionName: "cqrsync bench " + name}
-	}
-	if p.pubTr, err = rabbitmq.New(ctx, trCfg("master")); err != nil {
+	if p.pubTr, err = p.br.Transport(ctx, "master"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.pubTr.Close)
-	if p.subTr, err = rabbitmq.New(ctx, trCfg("replica")); err != nil {
+	if p.subTr, err = p.br.Transport(ctx, "replica"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.subTr.Close)
-	p.br.track(p.queue, "dead_letter_"+p.queue)
+	p.br.Track(p.queue, "dead_letter_"+p.queue)
 
 	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
 	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
@@ -681,7 +679,7 @@ func (p *pipeline) waitDone(ctx context.Context, ph *phase) (time.Time, error) {
 			return time.Time{}, ctx.Err()
 		case <-poll.C:
 		case <-timeout.C:
-			depth, _ := p.br.depth(p.queue)
+			depth, _ := p.br.Depth(p.queue)
 			return time.Time{}, fmt.Errorf("bench: %s: the consumer settled %d of %d events within %v (outbox backlog ≈ %d, queue depth %d, consumer %+v)",
 				ph.name, settled, events, p.opts.Timeout, p.committed.Load()-p.relay.Published(), depth, p.consumer.Stats())
 		}
@@ -715,7 +713,7 @@ func (p *pipeline) watch() *peaks {
 			setMax(&pk.outbox, p.committed.Load()-pub)
 			setMax(&pk.lag, pub-(st.Applied+st.Dropped+st.DeadLettered))
 			if n%10 == 0 {
-				if d, err := p.br.depth(p.queue); err == nil {
+				if d, err := p.br.Depth(p.queue); err == nil {
 					setMax(&pk.depth, int64(d))
 				}
 			}
@@ -835,7 +833,7 @@ func (p *pipeline) drain(ctx context.Context, n int) (*Drain, error) {
 	res.RelayUsage = mRelay.finish()
 	res.RelayStatements = p.masterSt.top(8)
 	p.masterSt.reset()
-	depth, err := p.br.depth(p.queue)
+	depth, err := p.br.Depth(p.queue)
 	if err != nil {
 		return nil, err
 	}

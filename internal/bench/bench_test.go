@@ -30,7 +30,7 @@ func TestRunShort(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			opts := bench.Options{
-				MasterDB: "sqlite", ReplicaDB: "sqlite", AMQP: testenv.AMQPURL(t),
+				MasterDB: "sqlite", ReplicaDB: "sqlite", Transport: testenv.AMQPURL(t),
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			}
 			if tc.postgres {

@@ -4,36 +4,44 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/url"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
-// broker is the run's share of RabbitMQ: its own exchange and queues, and a
-// raw amqp091 connection for the baselines, the queue-depth sampler and
-// the clean-up.
-type broker struct {
+// rabbitBroker is the run's share of RabbitMQ: its own exchange and queues,
+// and a raw amqp091 connection for the baselines, the queue-depth sampler
+// and the clean-up.
+type rabbitBroker struct {
 	url      string
 	exchange string
 	conn     *amqp.Connection
 	version  string
+	logger   *slog.Logger
 
 	mu      sync.Mutex
 	queues  []string
 	inspect *amqp.Channel // for passive declares (queue depth)
 }
 
-func dialBroker(ctx context.Context, rawURL, exchange string) (*broker, error) {
+func init() {
+	RegisterBroker(dialRabbitMQ, "amqp", "amqps")
+}
+
+func dialRabbitMQ(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
 	cfg := amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Properties: amqp.Table{"connection_name": "cqrsync bench raw"}}
 	cfg.Dial = amqp.DefaultDial(10 * time.Second)
 	conn, err := amqp.DialConfig(rawURL, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bench: connect to the broker at %s: %w", redactAMQP(rawURL), err)
 	}
-	b := &broker{url: rawURL, exchange: exchange, conn: conn}
+	b := &rabbitBroker{url: rawURL, exchange: exchange, conn: conn, logger: logger}
 	if v, ok := conn.Properties["version"].(string); ok {
 		b.version = "RabbitMQ " + v
 	}
@@ -51,6 +59,14 @@ func dialBroker(ctx context.Context, rawURL, exchange string) (*broker, error) {
 	return b, nil
 }
 
+func (b *rabbitBroker) Version() string { return b.version }
+
+func (b *rabbitBroker) Redacted() string { return redactAMQP(b.url) }
+
+func (b *rabbitBroker) Transport(ctx context.Context, name string) (Transport, error) {
+	return rabbitmq.New(ctx, &rabbitmq.Config{URL: b.url, Exchange: b.exchange, Logger: b.logger, ConnectionName: "cqrsync bench " + name})
+}
+
 func redactAMQP(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Redacted()
@@ -58,15 +74,15 @@ func redactAMQP(raw string) string {
 	return "<invalid URL>"
 }
 
-// track remembers queues to delete at the end.
-func (b *broker) track(queues ...string) {
+// Track remembers queues to delete at the end.
+func (b *rabbitBroker) Track(queues ...string) {
 	b.mu.Lock()
 	b.queues = append(b.queues, queues...)
 	b.mu.Unlock()
 }
 
-// close deletes the run's queues and exchange, and disconnects.
-func (b *broker) close() error {
+// Close deletes the run's queues and exchange, and disconnects.
+func (b *rabbitBroker) Close() error {
 	ch, err := b.conn.Channel()
 	var errs []error
 	if err == nil {
@@ -92,9 +108,9 @@ func (b *broker) close() error {
 	return errors.Join(errs...)
 }
 
-// depth returns the number of ready messages in queue (not counting those
+// Depth returns the number of ready messages in queue (not counting those
 // delivered and not yet acknowledged).
-func (b *broker) depth(queue string) (int, error) {
+func (b *rabbitBroker) Depth(queue string) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.inspect == nil || b.inspect.IsClosed() {
@@ -111,25 +127,25 @@ func (b *broker) depth(queue string) (int, error) {
 	return q.Messages, nil
 }
 
-// declareRaw declares a durable queue bound to the exchange under key.
-func (b *broker) declareRaw(queue, key string) error {
+// DeclareRaw declares a durable queue bound to the exchange under key.
+func (b *rabbitBroker) DeclareRaw(queue, key string) error {
 	ch, err := b.conn.Channel()
 	if err != nil {
 		return err
 	}
 	defer ch.Close()
-	b.track(queue)
+	b.Track(queue)
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
 		return err
 	}
 	return ch.QueueBind(queue, key, b.exchange, false, nil)
 }
 
-// rawPublish publishes n persistent messages of body to the exchange under
+// RawPublish publishes n persistent messages of body to the exchange under
 // key, in batches of batch, pipelining each batch with deferred confirms and
 // waiting for all of its confirmations, as the relay's publisher must. It
 // returns the confirmed messages per second.
-func (b *broker) rawPublish(ctx context.Context, key string, body []byte, n, batch int) (float64, error) {
+func (b *rabbitBroker) RawPublish(ctx context.Context, key string, body []byte, n, batch int) (float64, error) {
 	ch, err := b.conn.Channel()
 	if err != nil {
 		return 0, err
@@ -163,10 +179,10 @@ func (b *broker) rawPublish(ctx context.Context, key string, body []byte, n, bat
 	return math.Round(float64(n)/time.Since(start).Seconds()*10) / 10, nil
 }
 
-// rawConsume consumes n messages waiting in queue with the given prefetch,
+// RawConsume consumes n messages waiting in queue with the given prefetch,
 // acknowledging every ackEvery with one multiple ack, and returns messages
 // per second.
-func (b *broker) rawConsume(ctx context.Context, queue string, n, prefetch, ackEvery int) (float64, error) {
+func (b *rabbitBroker) RawConsume(ctx context.Context, queue string, n, prefetch, ackEvery int) (float64, error) {
 	ch, err := b.conn.Channel()
 	if err != nil {
 		return 0, err

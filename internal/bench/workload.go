@@ -50,6 +50,7 @@ func ParseMix(s string) (Mix, error) {
 	return Mix{Create: parts[0], Update: parts[1], Delete: parts[2]}, nil
 }
 
+// String describes the mix as "60% create, 30% update, 10% delete".
 func (m Mix) String() string {
 	return fmt.Sprintf("%d%% create, %d%% update, %d%% delete", m.Create, m.Update, m.Delete)
 }

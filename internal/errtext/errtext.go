@@ -39,3 +39,12 @@ type cause struct{ err error }
 
 func (c cause) Error() string { return Cause(c.err) }
 func (c cause) Unwrap() error { return c.err }
+
+// Truncate returns s cut to at most n bytes, for quoting input of any
+// length in a message or a header.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -186,6 +186,8 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("TableColumns", func(t *testing.T) { t.Parallel(); testTableColumns(t, h) })
 	t.Run("Outbox", func(t *testing.T) { t.Parallel(); testOutbox(t, h) })
 	t.Run("MasterRows", func(t *testing.T) { t.Parallel(); testMasterRows(t, h) })
+	t.Run("Conds", func(t *testing.T) { t.Parallel(); testConds(t, h) })
+	t.Run("AddVersionColumns", func(t *testing.T) { t.Parallel(); testAddVersionColumns(t, h) })
 	t.Run("InsertRow", func(t *testing.T) { t.Parallel(); testInsertRow(t, h) })
 	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
@@ -512,18 +514,12 @@ func testMasterRows(t *testing.T, h *Harness) {
 	// A caller-built condition combines with the page.
 	rows, err := b.d.SelectRows(b.ctx, b.ex, &sqldialect.SelectRowsParams{
 		Table: "item", PKColumn: "id", Columns: []string{"id"}, After: int64(2),
-		Where: b.d.QuoteIdent("name") + " <> " + b.d.Placeholder(1), WhereArgs: []any{"n5"},
+		Where: []sqldialect.Cond{{Column: "name", Op: sqldialect.OpIn, Values: []any{"n1", "n3", "n4", "n6", "n7"}}},
 	})
 	if err != nil {
 		t.Fatalf("SelectRows with Where: %v", err)
 	}
-	var filtered []int64
-	for rows.Next() {
-		var id int64
-		_ = rows.Scan(&id)
-		filtered = append(filtered, id)
-	}
-	rows.Close()
+	filtered := scanIDs(t, rows)
 	if fmt.Sprint(filtered) != "[3 4 6 7]" {
 		t.Fatalf("SelectRows with Where = %v, want [3 4 6 7]", filtered)
 	}
@@ -573,7 +569,10 @@ func testMasterRows(t *testing.T, h *Harness) {
 	// missing key is absent. A dialect without DELETE … RETURNING says so
 	// and does nothing.
 	rows, err = b.d.DeleteSelectRows(b.ctx, b.ex, "item", "id", []any{int64(4), int64(98)}, []string{"id", "name", "cqrs_revision"})
-	if errors.Is(err, errors.ErrUnsupported) {
+	if !b.d.Returning() {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			t.Fatalf("DeleteSelectRows where Returning is false = %v, want errors.ErrUnsupported", err)
+		}
 		b.want(t, 4, "n4", 1)
 		return
 	}
@@ -691,8 +690,11 @@ func testDeleteBatch(t *testing.T, h *Harness) {
 	// 1: deleted; 2: the stored row is newer, kept; 3: untouched; 4: no
 	// row. Every key gets its tombstone.
 	p := &sqldialect.DeleteGuardedBatchParams{Table: "item", PKColumn: "id", PKType: pkType, CQRSID: "item", Now: t0,
-		PKs: []any{int64(1), int64(2), int64(4)}, Keys: []string{"1", "2", "4"}, Revisions: []int64{3, 2, 5},
-		Updated: []time.Time{t0.Add(3 * time.Second), t0.Add(time.Second), t0.Add(5 * time.Second)}}
+		Rows: []sqldialect.DeleteGuardedRow{
+			{PK: int64(1), Key: "1", Revision: 3, Updated: t0.Add(3 * time.Second)},
+			{PK: int64(2), Key: "2", Revision: 2, Updated: t0.Add(time.Second)},
+			{PK: int64(4), Key: "4", Revision: 5, Updated: t0.Add(5 * time.Second)},
+		}}
 	deleted, err := b.d.DeleteGuardedBatch(b.ctx, b.ex, p)
 	if err != nil {
 		t.Fatalf("DeleteGuardedBatch: %v", err)
@@ -795,10 +797,7 @@ func testUpsertBatch(t *testing.T, h *Harness) {
 		}
 		for _, r := range rows { // id, name, revision, seconds after t0
 			id, name, rev, at := r[0].(int64), r[1].(string), r[2].(int64), t0.Add(time.Duration(r[3].(int))*time.Second)
-			p.Rows = append(p.Rows, []any{id, name, nil, rev, at})
-			p.Keys = append(p.Keys, fmt.Sprint(id))
-			p.Revisions = append(p.Revisions, rev)
-			p.Updated = append(p.Updated, at)
+			p.Rows = append(p.Rows, sqldialect.UpsertRow{Values: []any{id, name, nil, rev, at}, Key: fmt.Sprint(id), Revision: rev, Updated: at})
 		}
 		res, err := b.d.UpsertBatch(b.ctx, b.ex, p)
 		if err != nil {
@@ -901,8 +900,7 @@ func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, re
 	types := b.columnTypes(t, "item")
 	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard,
 		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
-		Rows:    [][]any{{id, name, rev, updated}}, Keys: []string{fmt.Sprint(id)},
-		Revisions: []int64{rev}, Updated: []time.Time{updated}}
+		Rows:    []sqldialect.UpsertRow{{Values: []any{id, name, rev, updated}, Key: fmt.Sprint(id), Revision: rev, Updated: updated}}}
 	for _, c := range p.Columns {
 		p.Types = append(p.Types, types[c])
 	}
@@ -922,7 +920,7 @@ func (b *bundle) deleteOne(t *testing.T, batched bool, id, rev int64, updated ti
 	}
 	deleted, err := b.d.DeleteGuardedBatch(b.ctx, b.ex, &sqldialect.DeleteGuardedBatchParams{
 		Table: "item", PKColumn: "id", PKType: b.columnTypes(t, "item")["id"], CQRSID: "item", Now: time.Now(),
-		PKs: []any{id}, Keys: []string{fmt.Sprint(id)}, Revisions: []int64{rev}, Updated: []time.Time{updated},
+		Rows: []sqldialect.DeleteGuardedRow{{PK: id, Key: fmt.Sprint(id), Revision: rev, Updated: updated}},
 	})
 	if err != nil || len(deleted) != 1 {
 		t.Fatalf("DeleteGuardedBatch(%d, rev %d) = %v, %v", id, rev, deleted, err)
@@ -1042,10 +1040,7 @@ func RunLongValues(t *testing.T, h *Harness) {
 			p.Types = append(p.Types, typeOf[c])
 		}
 		for i, id := range ids {
-			p.Rows = append(p.Rows, []any{id, vals[i], revs[i], t0})
-			p.Keys = append(p.Keys, fmt.Sprint(id))
-			p.Revisions = append(p.Revisions, revs[i])
-			p.Updated = append(p.Updated, t0)
+			p.Rows = append(p.Rows, sqldialect.UpsertRow{Values: []any{id, vals[i], revs[i], t0}, Key: fmt.Sprint(id), Revision: revs[i], Updated: t0})
 		}
 		_, err := b.d.UpsertBatch(b.ctx, b.ex, p)
 		return err

@@ -1,4 +1,4 @@
-package cqrsync
+package wirevalue
 
 import (
 	"database/sql"
@@ -12,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/ujson"
 )
 
 var (
@@ -381,10 +384,10 @@ func TestWireValue(t *testing.T) {
 		{"uuid bad hex", TypeUUID, "g2345678-1234-5678-9abc-def012345678", nil, "not a UUID"},
 		{"uuid short", TypeUUID, "1234", nil, "not a UUID"},
 		// JSON.
-		{"json bytes", TypeJSON, []byte(`{"b": true, "k": [1, 2.5, {"n": null}], "u": "é"}`), Object{{"b", true}, {"k", []any{json.Number("1"), json.Number("2.5"), Object{{"n", nil}}}}, {"u", "é"}}, ""},
+		{"json bytes", TypeJSON, []byte(`{"b": true, "k": [1, 2.5, {"n": null}], "u": "é"}`), ujson.Object{{Key: "b", Value: true}, {Key: "k", Value: []any{json.Number("1"), json.Number("2.5"), ujson.Object{{Key: "n", Value: nil}}}}, {Key: "u", Value: "é"}}, ""},
 		{"json string", TypeJSON, `[1,"x"]`, []any{json.Number("1"), "x"}, ""},
 		{"json scalar text", TypeJSON, `"abc"`, "abc", ""},
-		{"json object passes", TypeJSON, Object{{"a", 1}}, Object{{"a", 1}}, ""},
+		{"json object passes", TypeJSON, ujson.Object{{Key: "a", Value: 1}}, ujson.Object{{Key: "a", Value: 1}}, ""},
 		{"json invalid", TypeJSON, "{", nil, "invalid JSON text"},
 		{"json unsupported", TypeJSON, time.Time{}, nil, "unsupported Go type"},
 		// Auto.
@@ -421,7 +424,7 @@ func TestWireValue(t *testing.T) {
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("WireValue(%v, %#v) = %#v (%T), want %#v (%T)", tt.typ, tt.in, got, got, tt.want, tt.want)
 			}
-			if _, err := AppendJSON(nil, got); err != nil {
+			if _, err := ujson.Append(nil, got); err != nil {
 				t.Errorf("WireValue result %#v cannot be encoded: %v", got, err)
 			}
 		})
@@ -461,7 +464,7 @@ func TestWireValueEncoding(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := AppendJSON(nil, w)
+			got, err := ujson.Append(nil, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -496,7 +499,7 @@ func TestColumnValue(t *testing.T) {
 		{"int string", TypeInt, "42", int64(42), ""},
 		{"int Go", TypeInt, 42, int64(42), ""},
 		{"int bool", TypeInt, true, nil, `cqrsync: converting bool true to int for a column: not an integer`},
-		{"int object", TypeInt, Object{}, nil, "not an integer"},
+		{"int object", TypeInt, ujson.Object{}, nil, "not an integer"},
 		// Float.
 		{"float", TypeFloat, json.Number("0.1"), 0.1, ""},
 		{"float exponent", TypeFloat, json.Number("1e-7"), 1e-7, ""},
@@ -529,7 +532,7 @@ func TestColumnValue(t *testing.T) {
 		{"string from number", TypeString, json.Number("12"), "12", ""},
 		{"string from Go float", TypeString, 10.0, "10.0", ""},
 		{"string from bool", TypeString, true, nil, "not a string"},
-		{"string from object", TypeString, Object{}, nil, "not a string"},
+		{"string from object", TypeString, ujson.Object{}, nil, "not a string"},
 		// Bool.
 		{"bool", TypeBool, true, true, ""},
 		{"bool number", TypeBool, json.Number("0"), false, ""},
@@ -556,7 +559,7 @@ func TestColumnValue(t *testing.T) {
 		{"uuid bad", TypeUUID, "not-a-uuid", nil, "not a UUID"},
 		{"uuid number", TypeUUID, json.Number("1"), nil, "not a UUID"},
 		// JSON.
-		{"json object", TypeJSON, Object{{"k", []any{json.Number("1"), json.Number("2.5"), Object{{"n", nil}}}}, {"u", "é"}, {"b", true}}, `{"k":[1,2.5,{"n":null}],"u":"\u00e9","b":true}`, ""},
+		{"json object", TypeJSON, ujson.Object{{Key: "k", Value: []any{json.Number("1"), json.Number("2.5"), ujson.Object{{Key: "n", Value: nil}}}}, {Key: "u", Value: "é"}, {Key: "b", Value: true}}, `{"k":[1,2.5,{"n":null}],"u":"\u00e9","b":true}`, ""},
 		{"json list", TypeJSON, []any{"a"}, `["a"]`, ""},
 		{"json scalar string", TypeJSON, "abc", `"abc"`, ""},
 		{"json number", TypeJSON, json.Number("1.5"), `1.5`, ""},
@@ -568,7 +571,7 @@ func TestColumnValue(t *testing.T) {
 		{"auto integral float literal", TypeAuto, json.Number("1e2"), 100.0, ""},
 		{"auto huge integer kept exact", TypeAuto, json.Number("123456789012345678901234567890"), "123456789012345678901234567890", ""},
 		{"auto float overflow", TypeAuto, json.Number("1e400"), nil, "not a finite number"},
-		{"auto object", TypeAuto, Object{{"a", json.Number("1")}}, `{"a":1}`, ""},
+		{"auto object", TypeAuto, ujson.Object{{Key: "a", Value: json.Number("1")}}, `{"a":1}`, ""},
 		{"auto list", TypeAuto, []any{}, `[]`, ""},
 		{"auto string", TypeAuto, "x", "x", ""},
 		{"auto bool", TypeAuto, true, true, ""},
@@ -642,7 +645,7 @@ func TestValueFormatsVector(t *testing.T) {
 		if !ok {
 			continue
 		}
-		wire, err := DecodeJSON(raw)
+		wire, err := ujson.Decode(raw)
 		if err != nil {
 			t.Fatalf("%s: %v", key, err)
 		}
@@ -660,15 +663,15 @@ func TestValueFormatsVector(t *testing.T) {
 		if strings.Contains(key, "as_assigned") || strings.Contains(key, "in memory") || strings.Contains(key, "(create path)") {
 			continue // not canonical: only its acceptance matters
 		}
-		got, err := AppendJSON(nil, back)
+		got, err := ujson.Append(nil, back)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := AppendJSON(nil, wire)
+		want, _ := ujson.Append(nil, wire)
 		if typ == TypeFloat || typ == TypeDecimal {
 			// value_formats.json itself was written by Python's json (1e-07).
 			f, _ := ColumnValue(TypeFloat, wire)
-			want, _ = AppendJSON(nil, f)
+			want, _ = ujson.Append(nil, f)
 		}
 		if string(got) != string(want) {
 			t.Errorf("%s: wire %s -> column %#v -> wire %s, want %s", key, raw, col, got, want)
@@ -681,5 +684,5 @@ func TestValueFormatsVector(t *testing.T) {
 
 func readVector(tb testing.TB, name string) ([]byte, error) {
 	tb.Helper()
-	return os.ReadFile(filepath.Join(vectorsDir(tb), name))
+	return os.ReadFile(filepath.Join(cqrsynctesting.VectorsDir(tb), name))
 }

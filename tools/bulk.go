@@ -1,21 +1,38 @@
-package cqrsync
+package tools
 
 import (
 	"bufio"
 	"bytes"
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
-// DumpOpts configures Master.Dump.
+// Master is what the master-side tools use of a *cqrsync.Master[TTx],
+// whatever its transaction type.
+type Master interface {
+	// Model returns the registered model for a CQRS ID.
+	Model(cqrsID string) (*cqrsync.MasterModel, bool)
+	// Scan reads a model's rows in keyset pages.
+	Scan(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *cqrsync.ScanOpts, fn func(page []cqrsync.MasterRow) error) error
+	// MissingKeys returns the keys that have no row.
+	MissingKeys(ctx context.Context, ex sqldialect.Executor, cqrsID string, keys []any) ([]any, error)
+	// SyncQuery enqueues SYNCs of the rows a filter selects.
+	SyncQuery(ctx context.Context, ex sqldialect.Executor, cqrsID string, opts *cqrsync.SyncOpts) (int64, error)
+}
+
+var _ Master = (*cqrsync.Master[*sql.Tx])(nil)
+
+// DumpOpts configures Dump.
 type DumpOpts struct {
 	// Filter selects rows (see ParseFilter). Empty dumps every row.
 	Filter string
@@ -38,7 +55,7 @@ type DumpOpts struct {
 // DumpOpts.SkipRefused is set. It walks the table in
 // keyset pages, so it is safe on a live table of any size; ex is the master
 // database. It returns the rows written and processed.
-func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DumpOpts) (written, processed int64, err error) {
+func Dump(ctx context.Context, m Master, ex sqldialect.Executor, cqrsID string, w io.Writer, opts *DumpOpts) (written, processed int64, err error) {
 	if opts == nil {
 		opts = &DumpOpts{}
 	}
@@ -46,20 +63,18 @@ func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	if _, err := bw.WriteString(cqrsID); err != nil {
 		return 0, 0, err
 	}
+	mm, _ := m.Model(cqrsID) // Scan reports an unknown model
 	var line []byte
-	err = m.walk(ctx, ex, cqrsID, opts.Filter, cmp.Or(opts.BatchSize, 10000), opts.Progress, func(mm *MasterModel, page []masterRow) error {
-		datas, err := m.instanceDatas(ctx, ex, mm, page)
-		if err != nil {
-			return err
-		}
-		for i, row := range page {
+	scan := &cqrsync.ScanOpts{Filter: opts.Filter, BatchSize: cmp.Or(opts.BatchSize, 10000), Progress: opts.Progress, InstanceData: true}
+	err = m.Scan(ctx, ex, cqrsID, scan, func(page []cqrsync.MasterRow) error {
+		for _, row := range page {
 			processed++
-			if opts.SkipRefused && mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.all) {
+			if opts.SkipRefused && mm.IsSyncInstance != nil && !mm.IsSyncInstance(row.Columns) {
 				continue
 			}
-			line, err = AppendJSON(append(line[:0], '\n'), datas[i])
+			line, err = cqrsync.AppendJSON(append(line[:0], '\n'), row.InstanceData)
 			if err != nil {
-				return &ModelError{CQRSID: cqrsID, PK: row.pk, Err: err}
+				return &cqrsync.ModelError{CQRSID: cqrsID, PK: row.PK, Err: err}
 			}
 			if _, err := bw.Write(line); err != nil {
 				return err
@@ -74,63 +89,7 @@ func (m *Master[TTx]) Dump(ctx context.Context, ex sqldialect.Executor, cqrsID s
 	return written, processed, bw.Flush()
 }
 
-// walk calls fn with keyset pages of the model's rows that match filter.
-func (m *Master[TTx]) walk(ctx context.Context, ex sqldialect.Executor, cqrsID, filterText string, batch int, progress func(done, total int64), fn func(*MasterModel, []masterRow) error) error {
-	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
-	if err != nil {
-		return err
-	}
-	filter, err := ParseFilter(filterText, ti.types)
-	if err != nil {
-		return err
-	}
-	d := m.dialect
-	where, args := filter.SQL(d, 1)
-	var total, done int64
-	if progress != nil {
-		if total, err = countRows(ctx, ex, d, mm.Table, where, args); err != nil {
-			return err
-		}
-	}
-	cols := make([]string, len(ti.columns))
-	for i, c := range ti.columns {
-		cols[i] = c.Name
-	}
-	pkIndex := ti.byName[mm.PK]
-	var after any
-	for {
-		rows, err := d.SelectRows(ctx, ex, &sqldialect.SelectRowsParams{
-			Table: mm.Table, PKColumn: mm.PK, Columns: cols, After: after, Limit: batch, Where: where, WhereArgs: args,
-		})
-		if err != nil {
-			return err
-		}
-		var page []masterRow
-		var lastKey any
-		if err := scanRawObjects(rows, cols, ti, func(raw []any, o Object) {
-			page = append(page, masterRow{pk: o[pkIndex].Value, all: o})
-			lastKey = raw[pkIndex]
-		}); err != nil {
-			return errtext.Errorf("cqrsync: read %s: %w", mm.Table, err)
-		}
-		if len(page) == 0 {
-			return nil
-		}
-		if err := fn(mm, page); err != nil {
-			return err
-		}
-		done += int64(len(page))
-		if progress != nil {
-			progress(done, total)
-		}
-		if len(page) < batch {
-			return nil
-		}
-		after = lastKey
-	}
-}
-
-// LoadOpts configures Replica.Load.
+// LoadOpts configures Load.
 type LoadOpts struct {
 	// BatchSize is the number of lines applied per transaction. Default
 	// 10000, as django-cqrs.
@@ -145,9 +104,12 @@ type LoadOpts struct {
 	// Progress, when set, is called after each committed batch with the
 	// lines read so far.
 	Progress func(lines int64)
+	// Now is the clock that dates the loaded rows' events (an hour of
+	// validity, which handlers may see). Default time.Now.
+	Now func() time.Time
 }
 
-// LoadResult is what Replica.Load did.
+// LoadResult is what Load did.
 type LoadResult struct {
 	CQRSID string
 	// Lines is the number of data lines read (after the CQRS ID line).
@@ -167,16 +129,16 @@ type LoadResult struct {
 // file, an unknown CQRS ID on its first line).
 var ErrBadDump = errors.New("cqrsync: bad dump")
 
-// Load reads a dump in django-cqrs's bulk format (see Master.Dump) and
+// Load reads a dump in django-cqrs's bulk format (see [Dump]) and
 // applies each row with SAVE semantics, through the same guarded writes as
 // events: a row older than or as new as the stored one changes nothing. It
 // commits every BatchSize lines. A line that is not JSON or that the table
 // rejects is reported to OnBadLine and skipped; a database failure, or a
-// table or column the model needs and the database lacks (ErrSchema,
+// table or column the model needs and the database lacks (cqrsync.ErrSchema,
 // checked before the first line), stops the load, and
 // LoadResult.Committed says how far it got. It runs on the replica's
-// database (the driver passed to NewReplica).
-func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*LoadResult, error) {
+// database (the driver passed to cqrsync.NewReplica).
+func Load(ctx context.Context, r *cqrsync.Replica, in io.Reader, opts *LoadOpts) (*LoadResult, error) {
 	if opts == nil {
 		opts = &LoadOpts{}
 	}
@@ -193,21 +155,24 @@ func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*Load
 	res.CQRSID = strings.TrimSpace(sc.Text())
 	rm, ok := r.Model(res.CQRSID)
 	if !ok {
-		return res, fmt.Errorf("%w: first line %q is not a CQRS ID registered on this replica (%s)", ErrBadDump, truncate(res.CQRSID, 80), strings.Join(r.Models(), ", "))
+		return res, fmt.Errorf("%w: first line %q is not a CQRS ID registered on this replica (%s)", ErrBadDump, errtext.Truncate(res.CQRSID, 80), strings.Join(r.Models(), ", "))
 	}
 	if rm.NoDBOperations {
 		return res, fmt.Errorf("%w: model %s has no table (NoDBOperations)", ErrBadDump, res.CQRSID)
 	}
 	// A missing table or column would fail every line: say it once.
-	if _, err := r.tables.get(ctx, r.db.Pool(), rm.CQRSID, rm.Table, rm.Types); err != nil {
+	if err := r.Check(ctx, r.DB().Pool(), rm.CQRSID); err != nil {
 		return res, errtext.Errorf("cqrsync: load: %w", err)
 	}
-	now := r.cfg.Now()
+	now := time.Now()
+	if opts.Now != nil {
+		now = opts.Now()
+	}
 	clear := opts.Clear
 	lineNo := 1
 	type entry struct {
 		line int
-		p    *Payload
+		p    *cqrsync.Payload
 	}
 	var batch []entry
 	bad := func(line int, err error) {
@@ -225,19 +190,19 @@ func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*Load
 		apply := func(entries []entry, reportBad bool) (bool, error) {
 			var loaded, same int64
 			skipped := false
-			err := r.db.RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
+			err := r.DB().RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
 				if clear {
-					if _, err := ex.Exec(ctx, "DELETE FROM "+r.dialect.QuoteIdent(rm.Table)); err != nil {
+					if _, err := r.Dialect().DeleteAllRows(ctx, ex, rm.Table); err != nil {
 						return errtext.Errorf("cqrsync: load: clear %s: %w", rm.Table, err)
 					}
 				}
-				ps := make([]*Payload, len(entries))
+				ps := make([]*cqrsync.Payload, len(entries))
 				for i, e := range entries {
 					ps[i] = e.p
 				}
 				outs, err := r.ApplyBatch(ctx, ex, ps)
 				if err != nil {
-					if IsRetryable(err) || ctx.Err() != nil || !reportBad || errors.Is(err, ErrSchema) {
+					if cqrsync.IsRetryable(err) || ctx.Err() != nil || !reportBad || errors.Is(err, cqrsync.ErrSchema) {
 						return err
 					}
 					bad(entries[0].line, err) // reportBad applies one line at a time
@@ -265,7 +230,7 @@ func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*Load
 			return true, nil
 		}
 		if _, err := apply(batch, false); err != nil {
-			if IsRetryable(err) || ctx.Err() != nil || errors.Is(err, ErrSchema) {
+			if cqrsync.IsRetryable(err) || ctx.Err() != nil || errors.Is(err, cqrsync.ErrSchema) {
 				return err // the database's failure or the caller's deadline, not the lines'
 			}
 			for _, e := range batch {
@@ -288,17 +253,17 @@ func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*Load
 			continue
 		}
 		res.Lines++
-		v, err := DecodeJSON(text)
-		data, isObj := v.(Object)
+		v, err := cqrsync.DecodeJSON(text)
+		data, isObj := v.(cqrsync.Object)
 		if err != nil || !isObj {
 			if err == nil {
 				err = errors.New("not a JSON object")
 			}
-			bad(lineNo, fmt.Errorf("%w: %v", ErrMalformedPayload, err))
+			bad(lineNo, fmt.Errorf("%w: %v", cqrsync.ErrMalformedPayload, err))
 			continue
 		}
 		pk, _ := data.Get(rmSourcePK(rm))
-		batch = append(batch, entry{line: lineNo, p: &Payload{SignalType: SignalSave, CQRSID: res.CQRSID, InstanceData: data, InstancePK: pk, Expires: now.Add(time.Hour)}})
+		batch = append(batch, entry{line: lineNo, p: &cqrsync.Payload{SignalType: cqrsync.SignalSave, CQRSID: res.CQRSID, InstanceData: data, InstancePK: pk, Expires: now.Add(time.Hour)}})
 		if len(batch) >= batchSize {
 			if err := flush(); err != nil {
 				return res, errtext.Errorf("cqrsync: load stopped after %d committed lines: %w", res.Committed, err)
@@ -316,7 +281,7 @@ func (r *Replica) Load(ctx context.Context, in io.Reader, opts *LoadOpts) (*Load
 
 // rmSourcePK is the instance_data key that carries the replica's primary
 // key: the master field mapped to it, or the same name.
-func rmSourcePK(rm *ReplicaModel) string {
+func rmSourcePK(rm *cqrsync.ReplicaModel) string {
 	for from, to := range rm.Mapping {
 		if to == rm.PK {
 			return from

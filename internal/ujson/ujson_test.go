@@ -1,4 +1,4 @@
-package cqrsync
+package ujson
 
 import (
 	"bytes"
@@ -45,12 +45,12 @@ func TestAppendJSONFloat(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := AppendJSON(nil, tt.in)
+			got, err := Append(nil, tt.in)
 			if err != nil {
-				t.Fatalf("AppendJSON(%v): %v", tt.in, err)
+				t.Fatalf("Append(%v): %v", tt.in, err)
 			}
 			if string(got) != tt.want {
-				t.Errorf("AppendJSON(%v) = %s, want %s", tt.in, got, tt.want)
+				t.Errorf("Append(%v) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -79,12 +79,12 @@ func TestAppendJSONString(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := AppendJSON(nil, tt.in)
+			got, err := Append(nil, tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if string(got) != tt.want {
-				t.Errorf("AppendJSON(%q) = %s, want %s", tt.in, got, tt.want)
+				t.Errorf("Append(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -131,12 +131,12 @@ func TestAppendJSONValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := AppendJSON([]byte("prefix:"), tt.in)
+			got, err := Append([]byte("prefix:"), tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if want := "prefix:" + tt.want; string(got) != want {
-				t.Errorf("AppendJSON(%#v) = %s, want %s", tt.in, got, want)
+				t.Errorf("Append(%#v) = %s, want %s", tt.in, got, want)
 			}
 		})
 	}
@@ -145,7 +145,7 @@ func TestAppendJSONValues(t *testing.T) {
 func TestAppendJSONErrors(t *testing.T) {
 	t.Parallel()
 	deep := []any{}
-	for range jsonMaxDepth + 1 {
+	for range maxDepth + 1 {
 		deep = []any{deep}
 	}
 	tests := []struct {
@@ -167,9 +167,9 @@ func TestAppendJSONErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := AppendJSON(nil, tt.in)
+			_, err := Append(nil, tt.in)
 			if err == nil {
-				t.Fatalf("AppendJSON(%T) succeeded, want error containing %q", tt.in, tt.wantErr)
+				t.Fatalf("Append(%T) succeeded, want error containing %q", tt.in, tt.wantErr)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "cqrsync: ") {
 				t.Errorf("error %q, want it to contain %q", err, tt.wantErr)
@@ -212,12 +212,12 @@ func TestDecodeJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := DecodeJSON([]byte(tt.in))
+			got, err := Decode([]byte(tt.in))
 			if err != nil {
-				t.Fatalf("DecodeJSON(%q): %v", tt.in, err)
+				t.Fatalf("Decode(%q): %v", tt.in, err)
 			}
 			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("DecodeJSON(%q) = %#v, want %#v", tt.in, got, tt.want)
+				t.Errorf("Decode(%q) = %#v, want %#v", tt.in, got, tt.want)
 			}
 		})
 	}
@@ -225,7 +225,7 @@ func TestDecodeJSON(t *testing.T) {
 
 func TestDecodeJSONLargeObject(t *testing.T) {
 	t.Parallel()
-	// Past jsonIndexThreshold members, duplicates are found through a map.
+	// Past indexThreshold members, duplicates are found through a map.
 	var b strings.Builder
 	b.WriteString("{")
 	const n = 100
@@ -236,7 +236,7 @@ func TestDecodeJSONLargeObject(t *testing.T) {
 		b.WriteString(`"k` + string(rune('A'+i%26)) + string(rune('a'+i/26)) + `":` + string(rune('0'+i%10)))
 	}
 	b.WriteString(`,"kAa":"last","kZa":"z"}`)
-	v, err := DecodeJSON([]byte(b.String()))
+	v, err := Decode([]byte(b.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,16 +294,16 @@ func TestDecodeJSONErrors(t *testing.T) {
 			if json.Valid([]byte(tt.in)) {
 				t.Fatalf("test input %q is valid for encoding/json", tt.in)
 			}
-			v, err := DecodeJSON([]byte(tt.in))
+			v, err := Decode([]byte(tt.in))
 			if err == nil {
-				t.Fatalf("DecodeJSON(%q) = %#v, want error", tt.in, v)
+				t.Fatalf("Decode(%q) = %#v, want error", tt.in, v)
 			}
 			var se *SyntaxError
 			if !errors.As(err, &se) {
 				t.Fatalf("error %T %v is not a *SyntaxError", err, err)
 			}
 			if se.Offset != tt.wantOffset || !strings.Contains(se.Msg, tt.wantMsg) {
-				t.Errorf("DecodeJSON(%q) error = %q (offset %d), want offset %d and %q", tt.in, err, se.Offset, tt.wantOffset, tt.wantMsg)
+				t.Errorf("Decode(%q) error = %q (offset %d), want offset %d and %q", tt.in, err, se.Offset, tt.wantOffset, tt.wantMsg)
 			}
 			if !strings.HasPrefix(err.Error(), "cqrsync: invalid JSON: ") {
 				t.Errorf("error %q lacks the cqrsync prefix", err)
@@ -321,21 +321,21 @@ func TestDecodeJSONDepth(t *testing.T) {
 		close  string
 		wantOK bool
 	}{
-		{"arrays at the limit", jsonMaxDepth, "[", "]", true},
-		{"arrays past the limit", jsonMaxDepth + 1, "[", "]", false},
-		{"objects at the limit", jsonMaxDepth, `{"a":`, "}", true},
-		{"objects past the limit", jsonMaxDepth + 1, `{"a":`, "}", false},
+		{"arrays at the limit", maxDepth, "[", "]", true},
+		{"arrays past the limit", maxDepth + 1, "[", "]", false},
+		{"objects at the limit", maxDepth, `{"a":`, "}", true},
+		{"objects past the limit", maxDepth + 1, `{"a":`, "}", false},
 		{"far past the limit", 1_000_000, "[", "]", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			in := []byte(strings.Repeat(tt.open, tt.depth) + "1" + strings.Repeat(tt.close, tt.depth))
-			_, err := DecodeJSON(in)
+			_, err := Decode(in)
 			if (err == nil) != tt.wantOK {
 				t.Errorf("depth %d: err = %v, want ok=%v", tt.depth, err, tt.wantOK)
 			}
-			if tt.depth <= jsonMaxDepth+1 && json.Valid(in) != tt.wantOK {
+			if tt.depth <= maxDepth+1 && json.Valid(in) != tt.wantOK {
 				t.Errorf("encoding/json.Valid disagrees at depth %d", tt.depth)
 			}
 		})
@@ -374,7 +374,7 @@ func TestObjectMethods(t *testing.T) {
 	if o == nil || len(o) != 0 {
 		t.Errorf("Object after deleting everything = %#v, want non-nil empty", o)
 	}
-	if got, _ := AppendJSON(nil, o); string(got) != "{}" {
+	if got, _ := Append(nil, o); string(got) != "{}" {
 		t.Errorf("emptied Object encodes as %s, want {}", got)
 	}
 }
@@ -481,14 +481,14 @@ func FuzzDecodeJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := DecodeJSON(data)
+		v, err := Decode(data)
 		if valid := json.Valid(data); valid != (err == nil) {
-			t.Fatalf("DecodeJSON(%q) err = %v, but encoding/json.Valid = %v", data, err, valid)
+			t.Fatalf("Decode(%q) err = %v, but encoding/json.Valid = %v", data, err, valid)
 		}
 		if err != nil {
 			var se *SyntaxError
 			if !errors.As(err, &se) || se.Offset < 0 || se.Offset > len(data) {
-				t.Fatalf("DecodeJSON(%q): bad error %#v", data, err)
+				t.Fatalf("Decode(%q): bad error %#v", data, err)
 			}
 			return
 		}
@@ -500,39 +500,28 @@ func FuzzDecodeJSON(f *testing.F) {
 			t.Fatalf("encoding/json cannot decode %q: %v", data, err)
 		}
 		if got := toStdJSON(v); !reflect.DeepEqual(got, std) {
-			t.Fatalf("DecodeJSON(%q) = %#v, encoding/json = %#v", data, got, std)
+			t.Fatalf("Decode(%q) = %#v, encoding/json = %#v", data, got, std)
 		}
 		// Encode, decode again: same value; the encoding is ASCII.
-		enc, err := AppendJSON(nil, v)
+		enc, err := Append(nil, v)
 		if err != nil {
-			t.Fatalf("AppendJSON(DecodeJSON(%q)): %v", data, err)
+			t.Fatalf("Append(Decode(%q)): %v", data, err)
 		}
 		for _, c := range enc {
 			if c >= 0x80 || c < 0x20 {
-				t.Fatalf("AppendJSON wrote byte %#x: %q", c, enc)
+				t.Fatalf("Append wrote byte %#x: %q", c, enc)
 			}
 		}
-		v2, err := DecodeJSON(enc)
+		v2, err := Decode(enc)
 		if err != nil {
-			t.Fatalf("DecodeJSON(%q) of our own encoding: %v", enc, err)
+			t.Fatalf("Decode(%q) of our own encoding: %v", enc, err)
 		}
 		if !reflect.DeepEqual(v, v2) {
 			t.Fatalf("round trip of %q via %q: %#v != %#v", data, enc, v2, v)
 		}
-		enc2, err := AppendJSON(nil, v2)
+		enc2, err := Append(nil, v2)
 		if err != nil || !bytes.Equal(enc, enc2) {
 			t.Fatalf("encoding is not stable: %q then %q (%v)", enc, enc2, err)
 		}
 	})
-}
-
-func BenchmarkDecodeJSON(b *testing.B) {
-	body := []byte(basicCreateFullBody)
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeJSON(body); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -1,4 +1,4 @@
-package cqrsync
+package tools
 
 import (
 	"cmp"
@@ -9,45 +9,17 @@ import (
 	"maps"
 	"time"
 
+	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/transport"
 )
-
-// HeaderDeadLetteredAt is the transport header that records when a message
-// was dead-lettered (RFC 3339, UTC), for selecting dead letters by age.
-const HeaderDeadLetteredAt = "x-cqrsync-dead-lettered-at"
-
-// HeaderBroadcast marks an event that the master broadcast to every queue
-// and that the replica later sent to its own queue alone: a retry, or a dead
-// letter and its retry. The route of such a copy says "this queue", and
-// without the mark a broadcast SYNC would come back as a one-queue SYNC,
-// which overwrites a newer row (see SignalSync). django-cqrs ignores it.
-const HeaderBroadcast = "x-cqrsync-broadcast"
-
-// HeaderReplayed marks an event that RetryDeadLetters sent again: its
-// retries start again at 0, and the mark keeps a one-queue SYNC among the
-// copies that apply only if not older (see SignalSync).
-const HeaderReplayed = "x-cqrsync-replayed"
-
-// broadcastHeaders returns headers with HeaderBroadcast set when p came
-// broadcast, for a copy of it sent to one queue.
-func broadcastHeaders(p *Payload, headers map[string]string) map[string]string {
-	if p == nil || p.Queue != "" {
-		return headers
-	}
-	if headers == nil {
-		headers = map[string]string{}
-	}
-	headers[HeaderBroadcast] = "1"
-	return headers
-}
 
 // DeadLetterFilter selects dead letters. The zero value selects all.
 type DeadLetterFilter struct {
 	// CQRSIDs, when not empty, selects these models only.
 	CQRSIDs []string
 	// OlderThan, when positive, selects dead letters that have been in the
-	// queue at least this long (messages without the HeaderDeadLetteredAt
+	// queue at least this long (messages without the cqrsync.HeaderDeadLetteredAt
 	// header, e.g. from django-cqrs, count as old).
 	OlderThan time.Duration
 	// Now is the clock. Default time.Now.
@@ -65,7 +37,7 @@ func (f *DeadLetterFilter) match(m *transport.Message) bool {
 		}
 	}
 	if f.OlderThan > 0 {
-		if at, err := time.Parse(time.RFC3339Nano, m.Headers[HeaderDeadLetteredAt]); err == nil {
+		if at, err := time.Parse(time.RFC3339Nano, m.Headers[cqrsync.HeaderDeadLetteredAt]); err == nil {
 			now := time.Now
 			if f.Now != nil {
 				now = f.Now
@@ -91,10 +63,10 @@ func DumpDeadLetters(ctx context.Context, dl transport.DeadLetterBrowser, dlq st
 type DeadLetterLine struct {
 	// CQRSID is the model of the event.
 	CQRSID string `json:"cqrs_id"`
-	// Reason is the HeaderDeadLetterReason header; nil when the dead
+	// Reason is the cqrsync.HeaderDeadLetterReason header; nil when the dead
 	// letter has none (django-cqrs's carry none).
 	Reason *string `json:"reason"`
-	// DeadLetteredAt is the HeaderDeadLetteredAt header (RFC 3339, UTC);
+	// DeadLetteredAt is the cqrsync.HeaderDeadLetteredAt header (RFC 3339, UTC);
 	// nil when the dead letter has none.
 	DeadLetteredAt *string `json:"dead_lettered_at"`
 	// Body is the body itself when it is valid JSON, otherwise a JSON string
@@ -116,7 +88,7 @@ func DumpDeadLettersJSONL(ctx context.Context, dl transport.DeadLetterBrowser, d
 		return nil
 	}
 	return dumpDeadLetters(ctx, dl, dlq, filter, func(m *transport.Message) error {
-		line := DeadLetterLine{CQRSID: m.CQRSID, Reason: header(m, HeaderDeadLetterReason), DeadLetteredAt: header(m, HeaderDeadLetteredAt), Body: m.Body}
+		line := DeadLetterLine{CQRSID: m.CQRSID, Reason: header(m, cqrsync.HeaderDeadLetterReason), DeadLetteredAt: header(m, cqrsync.HeaderDeadLetteredAt), Body: m.Body}
 		if !json.Valid(m.Body) {
 			b, err := json.Marshal(string(m.Body))
 			if err != nil {
@@ -163,20 +135,20 @@ type RetryDeadLettersOpts struct {
 	// Filter selects the dead letters to retry. Nil selects all.
 	Filter *DeadLetterFilter
 	// MessageTTL is the fresh validity given to retried events that had an
-	// expiry. Default DefaultMessageTTL; a negative value is refused.
+	// expiry. Default cqrsync.DefaultMessageTTL; a negative value is refused.
 	MessageTTL time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// OnRetry, when set, is called with each event before it is sent (the
 	// CLI prints them, as django-cqrs does).
-	OnRetry func(i int, p *Payload)
+	OnRetry func(i int, p *cqrsync.Payload)
 }
 
 // RetryDeadLetters sends the selected dead letters of dlq back to queue
 // (routing key cqrs.<queue>.<cqrs_id>), as django-cqrs's cqrs_dead_letters
 // retry does: retries reset to 0, and expires renewed to now + MessageTTL
 // unless it was null. Each copy carries the event's own headers and
-// HeaderReplayed. A copy the broker cannot route (the queue is not bound to
+// cqrsync.HeaderReplayed. A copy the broker cannot route (the queue is not bound to
 // its cqrs_id) is reported by the transport, and its dead letter is kept. Each message is removed from the dead-letter queue only
 // after the publisher confirmed its copy, so a failure midway loses nothing.
 // Dead letters that do not decode stay where they are and are counted in the
@@ -199,16 +171,16 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 		now = time.Now
 	}
 	if opts.MessageTTL < 0 {
-		return 0, fmt.Errorf("cqrsync: RetryDeadLettersOpts.MessageTTL is negative (%v): use a positive TTL, or 0 for the default %v", opts.MessageTTL, DefaultMessageTTL)
+		return 0, fmt.Errorf("cqrsync: RetryDeadLettersOpts.MessageTTL is negative (%v): use a positive TTL, or 0 for the default %v", opts.MessageTTL, cqrsync.DefaultMessageTTL)
 	}
-	ttl := cmp.Or(opts.MessageTTL, DefaultMessageTTL)
+	ttl := cmp.Or(opts.MessageTTL, cqrsync.DefaultMessageTTL)
 	var undecodable int
 	i := 0
 	removed, err := dl.ScanDeadLetters(ctx, dlq, func(ctx context.Context, m *transport.Message) (transport.DeadLetterAction, error) {
 		if !filter.match(m) {
 			return transport.DeadLetterKeep, nil
 		}
-		p, err := DecodePayload(m.Body, now())
+		p, err := cqrsync.DecodePayload(m.Body, now())
 		if err != nil {
 			undecodable++
 			return transport.DeadLetterKeep, nil
@@ -228,19 +200,19 @@ func RetryDeadLetters(ctx context.Context, dl transport.DeadLetters, pub transpo
 		// The event's own headers (trace context, correlation ID, the
 		// broadcast mark) go back with it; the dead letter's do not.
 		headers := maps.Clone(m.Headers)
-		delete(headers, HeaderDeadLetterReason)
-		delete(headers, HeaderDeadLetteredAt)
+		delete(headers, cqrsync.HeaderDeadLetterReason)
+		delete(headers, cqrsync.HeaderDeadLetteredAt)
 		if headers == nil {
 			headers = make(map[string]string, 1)
 		}
-		headers[HeaderReplayed] = "1"
+		headers[cqrsync.HeaderReplayed] = "1"
 		if err := pub.Publish(ctx, []transport.Message{{CQRSID: p.CQRSID, Queue: queue, Body: body, Headers: headers}}); err != nil {
 			return transport.DeadLetterKeep, errtext.Errorf("cqrsync: retry dead letter %s pk %v: %w", p.CQRSID, p.InstancePK, err)
 		}
 		return transport.DeadLetterRemove, nil
 	})
 	if err == nil && undecodable > 0 {
-		err = errtext.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, ErrMalformedPayload)
+		err = errtext.Errorf("cqrsync: %d dead letter(s) are not valid payloads and were left in %s: %w", undecodable, dlq, cqrsync.ErrMalformedPayload)
 	}
 	return removed, err
 }

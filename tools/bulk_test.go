@@ -1,4 +1,4 @@
-package cqrsync_test
+package tools_test
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/tools"
 )
 
 // djangoPair is a master and a replica of djpeer_basic on SQLite, the
@@ -33,8 +34,8 @@ func setupDjangoPair(t *testing.T) *djangoPair {
 		t.Fatal(err)
 	}
 	p := &djangoPair{dump: dump}
-	p.replicaDB = cqrsynctesting.OpenSQLite(t, replicaBasicDDL)
-	p.masterDB = cqrsynctesting.OpenSQLite(t, vectorTables["djpeer_basic"])
+	p.replicaDB = cqrsynctesting.OpenSQLite(t, cqrsynctesting.ReplicaBasicDDL)
+	p.masterDB = cqrsynctesting.OpenSQLite(t, cqrsynctesting.VectorTables["djpeer_basic"])
 	p.replica, err = cqrsync.NewReplica(databasesql.New(p.replicaDB, sqldialect.SQLite()), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -60,12 +61,12 @@ func TestBulkLoadDjangoDumpAndDumpItBack(t *testing.T) {
 	// Load into the master-shaped table, then dump it as a master would.
 	loader, _ := cqrsync.NewReplica(databasesql.New(p.masterDB, sqldialect.SQLite()), nil)
 	_ = loader.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic", Types: map[string]cqrsync.ValueType{"decimal_field": cqrsync.TypeDecimal}})
-	res, err := loader.Load(t.Context(), bytes.NewReader(p.dump), &cqrsync.LoadOpts{BatchSize: 5})
+	res, err := tools.Load(t.Context(), loader, bytes.NewReader(p.dump), &tools.LoadOpts{BatchSize: 5})
 	if err != nil || res.Loaded != 22 || res.Skipped != 0 || res.Committed != 22 {
 		t.Fatalf("load = %+v, %v; want 22 loaded", res, err)
 	}
 	var out bytes.Buffer
-	written, processed, err := p.master.Dump(t.Context(), sqldialect.FromSQL(p.masterDB), "djpeer_basic", &out, &cqrsync.DumpOpts{BatchSize: 4})
+	written, processed, err := tools.Dump(t.Context(), p.master, sqldialect.FromSQL(p.masterDB), "djpeer_basic", &out, &tools.DumpOpts{BatchSize: 4})
 	if err != nil || written != 22 || processed != 22 {
 		t.Fatalf("dump = %d/%d, %v; want 22/22", written, processed, err)
 	}
@@ -79,7 +80,7 @@ func TestBulkLoadDjangoDumpAndDumpItBack(t *testing.T) {
 		t.Fatalf("dump has %d lines, django-cqrs's %d", len(gotLines), len(wantLines))
 	}
 	// Loading again changes nothing: every row is a duplicate.
-	res, err = loader.Load(t.Context(), bytes.NewReader(p.dump), nil)
+	res, err = tools.Load(t.Context(), loader, bytes.NewReader(p.dump), nil)
 	if err != nil || res.Loaded != 0 || res.Unchanged != 22 {
 		t.Fatalf("second load = %+v, %v; want 22 unchanged", res, err)
 	}
@@ -93,7 +94,7 @@ func TestBulkLoadBadInput(t *testing.T) {
 	lines[2] = `{"id": 2, truncated`
 	lines[4] = `{"id":4,"cqrs_revision":0,"cqrs_updated":"2024-01-01 00:00:00+00:00"}`
 	var bad []string
-	res, err := p.replica.Load(t.Context(), strings.NewReader(strings.Join(lines, "\n")), &cqrsync.LoadOpts{
+	res, err := tools.Load(t.Context(), p.replica, strings.NewReader(strings.Join(lines, "\n")), &tools.LoadOpts{
 		BatchSize: 3, OnBadLine: func(line int, err error) { bad = append(bad, fmt.Sprintf("%d: %v", line, err)) },
 	})
 	if err != nil || res.Loaded != 20 || res.Skipped != 2 {
@@ -106,7 +107,7 @@ func TestBulkLoadBadInput(t *testing.T) {
 		{"empty", "", "input is empty"},
 		{"unknown model", "nope\n{}", `"nope" is not a CQRS ID registered`},
 	} {
-		if _, err := p.replica.Load(t.Context(), strings.NewReader(c.in), nil); !errors.Is(err, cqrsync.ErrBadDump) || !strings.Contains(err.Error(), c.want) {
+		if _, err := tools.Load(t.Context(), p.replica, strings.NewReader(c.in), nil); !errors.Is(err, tools.ErrBadDump) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: load = %v, want ErrBadDump mentioning %q", c.name, err, c.want)
 		}
 	}
@@ -119,7 +120,7 @@ func TestBulkLoadClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, clear := range []bool{false, true} {
-		if _, err := p.replica.Load(t.Context(), bytes.NewReader(p.dump), &cqrsync.LoadOpts{Clear: clear}); err != nil {
+		if _, err := tools.Load(t.Context(), p.replica, bytes.NewReader(p.dump), &tools.LoadOpts{Clear: clear}); err != nil {
 			t.Fatal(err)
 		}
 		var n int
@@ -142,7 +143,7 @@ func TestDiffPipelineMatchesDjango(t *testing.T) {
 	for _, db := range []*sql.DB{p.masterDB, p.replicaDB} {
 		loader, _ := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), nil)
 		_ = loader.Register(&cqrsync.ReplicaModel{CQRSID: "djpeer_basic", Table: "djpeer_basic"})
-		if _, err := loader.Load(ctx, bytes.NewReader(p.dump), nil); err != nil {
+		if _, err := tools.Load(ctx, loader, bytes.NewReader(p.dump), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,19 +174,19 @@ func TestDiffPipelineMatchesDjango(t *testing.T) {
 	masterEx, replicaEx := sqldialect.FromSQL(p.masterDB), sqldialect.FromSQL(p.replicaDB)
 
 	var diffMaster bytes.Buffer
-	if err := p.master.DiffMaster(ctx, masterEx, "djpeer_basic", &diffMaster, &cqrsync.DiffOpts{BatchSize: 5}); err != nil {
+	if err := tools.DiffMaster(ctx, p.master, masterEx, "djpeer_basic", &diffMaster, &tools.DiffOpts{BatchSize: 5}); err != nil {
 		t.Fatal(err)
 	}
 	sameStream("diff-master", diffMaster.String(), read("cmd_cqrs_diff_master.txt"))
 
 	var diffReplica bytes.Buffer
-	keys, err := p.replica.DiffReplica(ctx, replicaEx, "djpeer_replica", bytes.NewReader(diffMaster.Bytes()), &diffReplica)
+	keys, err := tools.DiffReplica(ctx, p.replica, replicaEx, "djpeer_replica", bytes.NewReader(diffMaster.Bytes()), &diffReplica)
 	if err != nil || fmt.Sprint(keys) != "[1 5]" {
 		t.Fatalf("diff-replica keys = %v, %v; want [1 5]", keys, err)
 	}
 	sameStream("diff-replica", diffReplica.String(), read("cmd_cqrs_diff_replica.txt"))
 
-	synced, processed, err := p.master.DiffSync(ctx, masterEx, bytes.NewReader(diffReplica.Bytes()))
+	synced, processed, err := tools.DiffSync(ctx, p.master, masterEx, bytes.NewReader(diffReplica.Bytes()))
 	if err != nil || synced != 2 || processed != 2 {
 		t.Fatalf("diff-sync = %d/%d, %v; want 2/2", synced, processed, err)
 	}
@@ -196,7 +197,7 @@ func TestDiffPipelineMatchesDjango(t *testing.T) {
 	}
 
 	var deletedReplica bytes.Buffer
-	if err := p.replica.DeletedDiffReplica(ctx, replicaEx, "djpeer_basic", &deletedReplica, &cqrsync.DiffOpts{BatchSize: 5}); err != nil {
+	if err := tools.DeletedDiffReplica(ctx, p.replica, replicaEx, "djpeer_basic", &deletedReplica, &tools.DiffOpts{BatchSize: 5}); err != nil {
 		t.Fatal(err)
 	}
 	// django-cqrs lists keys in no particular order; cqrsync in key order.
@@ -204,23 +205,23 @@ func TestDiffPipelineMatchesDjango(t *testing.T) {
 		t.Fatalf("deleted-diff-replica = %q, want the extra key", deletedReplica.String())
 	}
 	var deletedMaster bytes.Buffer
-	gone, err := p.master.DeletedDiffMaster(ctx, masterEx, bytes.NewReader(deletedReplica.Bytes()), &deletedMaster)
+	gone, err := tools.DeletedDiffMaster(ctx, p.master, masterEx, bytes.NewReader(deletedReplica.Bytes()), &deletedMaster)
 	if err != nil || fmt.Sprint(gone) != "[999999]" {
 		t.Fatalf("deleted-diff-master = %v, %v; want [999999]", gone, err)
 	}
 	sameStream("deleted-diff-master", deletedMaster.String(), read("cmd_cqrs_deleted_diff_master.txt"))
 	// django-cqrs's own replica stream goes through our master too.
-	gone, err = p.master.DeletedDiffMaster(ctx, masterEx, strings.NewReader(read("cmd_cqrs_deleted_diff_replica.txt")), &bytes.Buffer{})
+	gone, err = tools.DeletedDiffMaster(ctx, p.master, masterEx, strings.NewReader(read("cmd_cqrs_deleted_diff_replica.txt")), &bytes.Buffer{})
 	if err != nil || fmt.Sprint(gone) != "[999999]" {
 		t.Fatalf("deleted-diff-master on django-cqrs's stream = %v, %v; want [999999]", gone, err)
 	}
-	n, err := p.replica.DeletedSyncReplica(ctx, replicaEx, bytes.NewReader(deletedMaster.Bytes()))
+	n, err := tools.DeletedSyncReplica(ctx, p.replica, replicaEx, bytes.NewReader(deletedMaster.Bytes()))
 	if err != nil || n != 1 {
 		t.Fatalf("deleted-sync-replica = %d, %v; want 1", n, err)
 	}
 
 	for _, bad := range []string{"", "no comma\n", "djpeer_basic,now\nnot json\n"} {
-		if _, err := p.replica.DiffReplica(ctx, replicaEx, "q", strings.NewReader(bad), &bytes.Buffer{}); err == nil {
+		if _, err := tools.DiffReplica(ctx, p.replica, replicaEx, "q", strings.NewReader(bad), &bytes.Buffer{}); err == nil {
 			t.Errorf("diff-replica accepted %q", bad)
 		}
 	}
