@@ -27,6 +27,13 @@ func (m *Master[TTx]) Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs
 	if err != nil {
 		return err
 	}
+	if m.cfg.Outbox == OutboxWAL {
+		p, err := checkWALLevel(ctx, ex)
+		if err != nil {
+			return err
+		}
+		problems = append(problems, p...)
+	}
 	if len(cqrsIDs) == 0 {
 		cqrsIDs = m.Models()
 	}
@@ -172,4 +179,27 @@ func schemaProblems(problems []string) error {
 		return errSchema(nil, "%s", problems[0])
 	}
 	return errSchema(nil, "the database lacks what the models need (%d problems):\n  %s", len(problems), strings.Join(problems, "\n  "))
+}
+
+// checkWALLevel reports a PostgreSQL server whose wal_level cannot feed a
+// WAL relay (MasterConfig.Outbox = OutboxWAL).
+func checkWALLevel(ctx context.Context, ex sqldialect.Executor) ([]string, error) {
+	rows, err := ex.Query(ctx, "SELECT current_setting('wal_level')")
+	if err != nil {
+		return nil, fmt.Errorf("cqrsync: read wal_level: %w", err)
+	}
+	defer rows.Close()
+	var level string
+	if rows.Next() {
+		if err := rows.Scan(&level); err != nil {
+			return nil, fmt.Errorf("cqrsync: read wal_level: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cqrsync: read wal_level: %w", err)
+	}
+	if level == "logical" {
+		return nil, nil
+	}
+	return []string{fmt.Sprintf("wal_level is %q, and outbox: wal needs \"logical\": run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (on a managed database, see docs/wal.md)", level)}, nil
 }

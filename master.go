@@ -146,6 +146,40 @@ type MasterConfig struct {
 	Propagator hook.Propagator
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Outbox is where capture writes events: OutboxTable (the default,
+	// "" too), the cqrs_outbox table, which an outbox.Relay drains; or
+	// OutboxWAL, PostgreSQL's write-ahead log only
+	// (pg_logical_emit_message in the caller's transaction), which a WAL
+	// relay streams from a logical replication slot (package outbox/pgwal;
+	// docs/wal.md). OutboxWAL needs PostgreSQL with wal_level = logical;
+	// the events and their bytes on the wire are the same either way.
+	Outbox OutboxMode
+}
+
+// OutboxMode says where a Master writes its events; see MasterConfig.Outbox.
+type OutboxMode string
+
+// The outbox modes.
+const (
+	// OutboxTable writes events into the cqrs_outbox table (every
+	// database).
+	OutboxTable OutboxMode = "table"
+	// OutboxWAL writes events into PostgreSQL's write-ahead log as logical
+	// decoding messages, for a WAL relay (package outbox/pgwal): no outbox
+	// row to insert, claim and delete.
+	OutboxWAL OutboxMode = "wal"
+)
+
+// ParseOutboxMode returns the mode named s ("table" or "wal"; "" is
+// "table").
+func ParseOutboxMode(s string) (OutboxMode, error) {
+	switch OutboxMode(s) {
+	case "", OutboxTable:
+		return OutboxTable, nil
+	case OutboxWAL:
+		return OutboxWAL, nil
+	}
+	return "", fmt.Errorf("cqrsync: outbox %q: use \"table\" (the cqrs_outbox table, every database) or \"wal\" (PostgreSQL's write-ahead log)", s)
 }
 
 // Waker is woken when a transaction that captured events has committed; an
@@ -241,6 +275,14 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 		c.Notify = func() {}
 	}
 	d := drv.Dialect()
+	mode, err := ParseOutboxMode(string(c.Outbox))
+	if err != nil {
+		return nil, err
+	}
+	if mode == OutboxWAL && d.Name() != "postgres" {
+		return nil, fmt.Errorf("cqrsync: MasterConfig.Outbox is %q, but the database is %s: the write-ahead log outbox needs PostgreSQL; use %q", OutboxWAL, d.Name(), OutboxTable)
+	}
+	c.Outbox = mode
 	return &Master[TTx]{cfg: c, drv: drv, dialect: d, tables: tableCache{dialect: d}, models: map[string]*MasterModel{}}, nil
 }
 
@@ -389,6 +431,10 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		if ok {
 			predictedEvent = &ev
 			p.Outbox = predictedEvent
+			// With OutboxWAL the event goes into the log in the same
+			// statement; a wrong prediction is then retracted (the log
+			// cannot be rewritten) and the right event written after it.
+			p.OutboxWAL = m.cfg.Outbox == OutboxWAL
 		}
 	}
 	rows, withOutbox, err := m.dialect.InsertRow(ctx, ex, p, cols)
@@ -426,7 +472,7 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		// the row as Create does, which continues a deleted key's
 		// revisions, and capture that.
 		if withOutbox {
-			if err := m.dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+			if err := m.dropPredicted(ctx, ex, outboxID); err != nil {
 				return err
 			}
 		}
@@ -445,13 +491,23 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		}
 	} else if withOutbox {
 		// The stored row is not the predicted one: replace its event.
-		if err := m.dialect.DeleteOutbox(ctx, ex, []int64{outboxID}); err != nil {
+		if err := m.dropPredicted(ctx, ex, outboxID); err != nil {
 			return err
 		}
 	}
 	return m.publishRows(ctx, ex, mm, SignalSave, row, "", func(r masterRow) Object {
 		return previousData(mm, r, true, nil)
 	})
+}
+
+// dropPredicted takes back the event Insert wrote with the row: the
+// outbox row with that id, or, with OutboxWAL, the log message at that
+// position (by a retraction the relay applies).
+func (m *Master[TTx]) dropPredicted(ctx context.Context, ex sqldialect.Executor, id int64) error {
+	if m.cfg.Outbox == OutboxWAL {
+		return m.dialect.RetractWALMessage(ctx, ex, id)
+	}
+	return m.dialect.DeleteOutbox(ctx, ex, []int64{id})
 }
 
 // columnValues orders the values of Insert or UpdateRow by column name (one
@@ -951,7 +1007,11 @@ func (m *Master[TTx]) enqueue(ctx context.Context, ex sqldialect.Executor, event
 	if len(events) == 0 {
 		return nil
 	}
-	if err := m.dialect.InsertOutbox(ctx, ex, events); err != nil {
+	write := m.dialect.InsertOutbox
+	if m.cfg.Outbox == OutboxWAL {
+		write = m.dialect.EmitOutbox
+	}
+	if err := write(ctx, ex, events); err != nil {
 		return err
 	}
 	m.cfg.Notify()

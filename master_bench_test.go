@@ -274,3 +274,78 @@ func timeGoroutines(b *testing.B, n int, fn func(g int) error) time.Duration {
 	}
 	return elapsed
 }
+
+// BenchmarkMasterCaptureWAL is BenchmarkMasterCapture on PostgreSQL for
+// the write-ahead log outbox (MasterConfig.Outbox = OutboxWAL, issue 18):
+// the plain INSERT+COMMIT, Master.Insert+COMMIT with the table outbox, and
+// Master.Insert+COMMIT and INSERT+Master.Create+COMMIT with the WAL
+// outbox, in alternating rounds. No slot streams the messages here: this
+// is the master's own cost (a relay's decoding is measured by cqrsync
+// bench --outbox wal). Metrics:
+//
+//	plain_tx/s        INSERT+COMMIT transactions per second
+//	insert/plain      Master.Insert, table outbox, over the plain rate
+//	wal_insert/plain  Master.Insert, WAL outbox (issue 18's goal: ≥ 0.85)
+//	wal_create/plain  INSERT+Master.Create, WAL outbox
+//	ns/op             wall time per WAL Master.Insert transaction
+func BenchmarkMasterCaptureWAL(b *testing.B) {
+	for _, writers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("postgres/writers=%d", writers), func(b *testing.B) { benchMasterCaptureWAL(b, benchBackends[1], writers) })
+	}
+}
+
+func benchMasterCaptureWAL(b *testing.B, be benchBackend, writers int) {
+	tables := []string{"plain_item", "inserted_item", "wal_item", "walcreate_item"}
+	db := be.open(b, be.ddl(tables[0]), be.ddl(tables[1]), be.ddl(tables[2]), be.ddl(tables[3]))
+	db.SetMaxOpenConns(writers + 2)
+	db.SetMaxIdleConns(writers + 2)
+	table, err := cqrsync.NewMaster(databasesql.New(db, be.dialect), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wal, err := cqrsync.NewMaster(databasesql.New(db, be.dialect), &cqrsync.MasterConfig{Outbox: cqrsync.OutboxWAL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range []struct {
+		m     *cqrsync.Master[*sql.Tx]
+		table string
+	}{{table, tables[1]}, {wal, tables[2]}, {wal, tables[3]}} {
+		if err := r.m.Register(&cqrsync.MasterModel{CQRSID: r.table, Table: r.table}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	payload := strings.Repeat("p", 256)
+	ctx := b.Context()
+	var nextID atomic.Int64
+	inTx := func(fn func(tx *sql.Tx, id int64) error) func() error {
+		return func() error { return benchTx(ctx, db, nextID.Add(1), fn) }
+	}
+	insertWith := func(m *cqrsync.Master[*sql.Tx], table string) func() error {
+		return inTx(func(tx *sql.Tx, id int64) error {
+			return m.Insert(ctx, tx, table, map[string]any{"id": id, "commit_us": time.Now().UnixMicro(), "payload": payload})
+		})
+	}
+	insertSQL := func(table string) string {
+		return "INSERT INTO " + table + " (id, commit_us, payload) VALUES ($1, $2, $3)"
+	}
+	rates := benchRounds(b, writers, []func() error{
+		inTx(func(tx *sql.Tx, id int64) error {
+			_, err := tx.ExecContext(ctx, insertSQL(tables[0]), id, time.Now().UnixMicro(), payload)
+			return err
+		}),
+		insertWith(table, tables[1]),
+		insertWith(wal, tables[2]),
+		inTx(func(tx *sql.Tx, id int64) error {
+			if _, err := tx.ExecContext(ctx, insertSQL(tables[3]), id, time.Now().UnixMicro(), payload); err != nil {
+				return err
+			}
+			return wal.Create(ctx, tx, tables[3], id)
+		}),
+	})
+	b.ReportMetric(1e9/rates[2], "ns/op")
+	b.ReportMetric(rates[0], "plain_tx/s")
+	b.ReportMetric(rates[1]/rates[0], "insert/plain")
+	b.ReportMetric(rates[2]/rates[0], "wal_insert/plain")
+	b.ReportMetric(rates[3]/rates[0], "wal_create/plain")
+}

@@ -13,8 +13,9 @@ import (
 // them by accident. A driver's Dialect satisfies them all.
 
 // captureStore is what a Master asks of its dialect: reading, bumping,
-// inserting and deleting master rows, and writing the outbox and the
-// tombstones of deleted keys in the caller's transaction.
+// inserting and deleting master rows, and writing the outbox (the table or
+// PostgreSQL's write-ahead log) and the tombstones of deleted keys in the
+// caller's transaction.
 type captureStore interface {
 	Returning() bool
 	SelectRows(ctx context.Context, ex sqldialect.Executor, params *sqldialect.SelectRowsParams) (sqldialect.Rows, error)
@@ -27,6 +28,8 @@ type captureStore interface {
 	RecordTombstones(ctx context.Context, ex sqldialect.Executor, tombstones []sqldialect.Tombstone) error
 	InsertOutbox(ctx context.Context, ex sqldialect.Executor, rows []sqldialect.OutboxRow) error
 	DeleteOutbox(ctx context.Context, ex sqldialect.Executor, ids []int64) error
+	EmitOutbox(ctx context.Context, ex sqldialect.Executor, rows []sqldialect.OutboxRow) error
+	RetractWALMessage(ctx context.Context, ex sqldialect.Executor, lsn int64) error
 }
 
 // applyStore is what a Replica asks of its dialect: key locks, the guarded

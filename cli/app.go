@@ -63,6 +63,11 @@ type App struct {
 	// BatchSize, PollInterval and the like are used; the command fills in
 	// Publisher and Logger, and runs it on DB.
 	Relay outbox.Config
+	// WAL, when set, says the master writes its events into PostgreSQL's
+	// write-ahead log (cqrsync.MasterConfig.Outbox = OutboxWAL): the relay
+	// command then streams WAL.Slot (package outbox/pgwal) instead of
+	// claiming cqrs_outbox rows, and outbox status reports the slot.
+	WAL *WALOutbox
 	// ListenConnString, when set, is a PostgreSQL URL the relay command
 	// LISTENs on to wake up as soon as another process commits events
 	// (package outbox/pglisten). Empty: the relay polls.
@@ -80,6 +85,15 @@ type App struct {
 	// transaction beyond the idle limit opens and closes a connection. Nil:
 	// DB's pool is left as it is.
 	SizePool func(conns int)
+}
+
+// WALOutbox locates a master's write-ahead log outbox (see App.WAL).
+type WALOutbox struct {
+	// ConnString is the master database's PostgreSQL URL, for the
+	// replication connection. Required.
+	ConnString string
+	// Slot and Publication are the relay's; "" means "cqrsync".
+	Slot, Publication string
 }
 
 // Master is what the master-side commands use of a *cqrsync.Master[TTx],

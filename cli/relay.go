@@ -29,6 +29,12 @@ confirmed them. Several relays may run at once. On PostgreSQL it LISTENs for
 the outbox's notifications, so it wakes as soon as a transaction commits
 events; it also polls, as a fallback and on other databases.
 
+With master.outbox: wal (PostgreSQL), it streams the events from the
+logical replication slot master.wal_slot instead (created when missing) and
+confirms each position to the slot once the broker confirmed the events
+before it; one relay streams a slot at a time, a second one waits. While no
+relay runs, PostgreSQL keeps the WAL for the slot: see cqrsync outbox status.
+
 At start it checks that migrate created cqrs_outbox (exit 2 otherwise). A
 database or broker that cannot be reached at start exits 1: start the relay
 after them, or let the service manager restart it; once running, it waits
@@ -63,6 +69,9 @@ it runs, and the count of events it published when it stops.`,
 				cfg.Publisher, cfg.Logger = tr.Publisher, s.log
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
+				}
+				if s.app.WAL != nil {
+					return runWALRelay(s, tr, cfg.BatchSize)
 				}
 				if cmd.Flags().Changed("poll-interval") {
 					cfg.PollInterval = poll
@@ -137,12 +146,21 @@ func newOutboxCommand(st *state) *cobra.Command {
 		Long: `status prints the outbox backlog on stdout: the number of events waiting
 for a relay and how long ago the oldest was captured. A growing backlog or an
 old oldest event means no relay runs, or the broker refuses the events.
---json prints {"rows": N, "oldest": "RFC 3339 time" or null, "oldest_age_seconds": S}.`,
+--json prints {"rows": N, "oldest": "RFC 3339 time" or null, "oldest_age_seconds": S}.
+
+With master.outbox: wal it reports the replication slot instead: whether a
+relay streams it, its lag in bytes, the WAL PostgreSQL keeps for it, and the
+age of the oldest waiting event; it warns when no relay runs (PostgreSQL then
+keeps WAL until the disk is full). --json prints {"slot", "exists", "active",
+"lag_bytes", "retained_bytes", "wal_status", "oldest", "oldest_age_seconds"}.`,
 		Example: `  cqrsync outbox status
   cqrsync outbox status --json | jq .oldest_age_seconds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return st.run(cmd, Needs{DB: true}, nil, func(s *session) error {
+				if s.app.WAL != nil {
+					return walStatus(s, asJSON)
+				}
 				stats, err := s.app.Dialect.OutboxStats(s.ctx, s.ex())
 				if err != nil {
 					return err
@@ -179,7 +197,7 @@ old oldest event means no relay runs, or the broker refuses the events.
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(status)
+	cmd.AddCommand(status, newDropSlotCommand(st))
 	return cmd
 }
 

@@ -148,6 +148,12 @@ synced and processed) goes to stdout, as django-cqrs prints it.`,
 // captured up to since is waiting (events captured later, by the service,
 // are left to its own relay). It returns how many events it published.
 func drain(s *session, tr *Transport, since time.Time, timeout time.Duration) (int64, error) {
+	if s.app.WAL != nil {
+		// The events are in the write-ahead log, which only the slot's
+		// relay reads (one relay per slot): the service's relay sends them.
+		fmt.Fprintf(s.env.Err, "cqrsync: the events are in the write-ahead log (outbox: wal): the service's WAL relay sends them (cqrsync relay)\n")
+		return 0, nil
+	}
 	cfg := s.app.Relay
 	cfg.Publisher, cfg.Logger = tr.Publisher, s.log
 	relay, err := outbox.NewRelay(s.db(), &cfg)

@@ -116,6 +116,13 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 		app.SizePool = poolSizer(db.SQL, cfg.Database.MaxOpenConns)
 		app.SizePool(0)
 		app.DB, app.Dialect, app.Driver, app.ListenConnString = db.SQL, db.Dialect, db.Driver(), db.ListenConnString
+		if cfg.Master.Outbox == cqrsync.OutboxWAL {
+			if db.Kind != "postgres" {
+				_ = db.SQL.Close()
+				return nil, cli.UsageError{Err: errtext.Errorf("master.outbox: wal needs PostgreSQL, and database.url is %s: use outbox: table", db.Kind)}
+			}
+			app.WAL = &cli.WALOutbox{ConnString: db.ListenConnString, Slot: cfg.Master.WALSlot, Publication: cfg.Master.WALPublication}
+		}
 		app.Close = db.SQL.Close
 		if err := o.register(app, cfg, req.Logger); err != nil {
 			_ = db.SQL.Close()

@@ -141,6 +141,13 @@ type MasterSettings struct {
 	RelayBatch int
 	// RelayPollInterval is the relay's poll interval; 0 means 200 ms.
 	RelayPollInterval time.Duration
+	// Outbox is where the master writes its events (YAML outbox: table or
+	// wal); "" means cqrsync.OutboxTable. With cqrsync.OutboxWAL (PostgreSQL
+	// only) the relay command streams a replication slot (outbox/pgwal).
+	Outbox cqrsync.OutboxMode
+	// WALSlot and WALPublication name the WAL relay's replication slot and
+	// publication (YAML wal_slot, wal_publication); "" means "cqrsync".
+	WALSlot, WALPublication string
 }
 
 // ReplicaSettings are the replica side's settings: the consumer's.
@@ -431,7 +438,7 @@ func registerAll[M any](register func(M) error, models []M) error {
 // MasterConfig returns the master-wide settings as a cqrsync.MasterConfig
 // (without Dialect, Logger, Relay, Notify, Hooks or Propagator).
 func (c *Config) MasterConfig() cqrsync.MasterConfig {
-	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields}
+	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields, Outbox: c.Master.Outbox}
 }
 
 // MasterModels returns the master models, ready to register.

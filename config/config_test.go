@@ -35,7 +35,8 @@ func TestExampleFile(t *testing.T) {
 		c.Transport.URL != "amqp://guest:guest@localhost:5672/" || c.Transport.Exchange != "cqrs" || c.Queue != "billing_replica" {
 		t.Fatalf("connections: %+v %+v %q", c.Database, c.Transport, c.Queue)
 	}
-	if c.Master.MessageTTL != 24*time.Hour || c.Master.RelayBatch != 500 || c.Master.RelayPollInterval != 200*time.Millisecond {
+	if c.Master.MessageTTL != 24*time.Hour || c.Master.RelayBatch != 500 || c.Master.RelayPollInterval != 200*time.Millisecond ||
+		c.Master.Outbox != cqrsync.OutboxTable || c.Master.WALSlot != "cqrsync" || c.Master.WALPublication != "cqrsync" {
 		t.Errorf("master settings: %+v", c.Master)
 	}
 	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour ||
@@ -167,6 +168,7 @@ replicas:
 			`master.auto_update_fields: want true or false, got "maybe"`,
 		}},
 		{"bad names", "masters:\n  - cqrs_id: a.b\n    table: t\n", []string{`masters[0].cqrs_id: "a.b" is not a valid name`}},
+		{"bad outbox", "master:\n  outbox: disk\n", []string{`master.outbox: "disk": use table (the cqrs_outbox table, every database) or wal`}},
 		{"bad field renames", "masters:\n  - cqrs_id: a\n    table: t\n    fields: [id, {owner_id: owner, x: y}, {z: [1]}]\n", []string{
 			"masters[0].fields[1]: want a column name, or one {column: name on the wire} like {owner_id: owner}, got 2 entries",
 			"masters[0].fields[2]: want {column: name on the wire}, like {owner_id: owner}",

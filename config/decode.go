@@ -65,6 +65,9 @@ func decode(data []byte) (*Config, []Problem) {
 				"auto_update_fields":  func(n *yaml.Node, p string) { d.boolean(n, p, &m.AutoUpdateFields) },
 				"relay_batch":         func(n *yaml.Node, p string) { d.count(n, p, &m.RelayBatch) },
 				"relay_poll_interval": func(n *yaml.Node, p string) { d.duration(n, p, &m.RelayPollInterval) },
+				"outbox":              func(n *yaml.Node, p string) { d.outbox(n, p, &m.Outbox) },
+				"wal_slot":            func(n *yaml.Node, p string) { d.str(n, p, &m.WALSlot) },
+				"wal_publication":     func(n *yaml.Node, p string) { d.str(n, p, &m.WALPublication) },
 			})
 		},
 		"replica": func(n *yaml.Node, p string) {
@@ -294,6 +297,20 @@ func (d *decoder) name(n *yaml.Node, p string, dst *string) {
 		return
 	}
 	*dst = v
+}
+
+// outbox reads master.outbox: "table" or "wal".
+func (d *decoder) outbox(n *yaml.Node, p string, dst *cqrsync.OutboxMode) {
+	v, ok := d.scalar(n, p)
+	if !ok {
+		return
+	}
+	mode, err := cqrsync.ParseOutboxMode(v)
+	if err != nil {
+		d.add(p, n, "%q: use table (the cqrs_outbox table, every database) or wal (PostgreSQL's write-ahead log; docs/wal.md)", v)
+		return
+	}
+	*dst = mode
 }
 
 func (d *decoder) boolean(n *yaml.Node, p string, dst *bool) {

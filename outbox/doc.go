@@ -16,6 +16,11 @@
 // [Relay.Notify], called inside the transaction (MasterConfig.Notify), still
 // works, with a short burst of quick polls after each wake.
 //
+// On PostgreSQL a master may write its events into the write-ahead log
+// instead (cqrsync.MasterConfig.Outbox = cqrsync.OutboxWAL): package
+// outbox/pgwal relays them from a logical replication slot, with the same
+// bytes on the wire and no outbox rows to claim and delete.
+//
 // Each event's headers (its correlation ID, the trace context a master's
 // Propagator injected) go out as the transport message's headers; the body
 // is sent byte for byte as captured, bar its expires.

@@ -61,6 +61,17 @@ type Dialect interface {
 	ReleaseOutbox(ctx context.Context, ex Executor, ids []int64) error
 	// OutboxStats reports the backlog.
 	OutboxStats(ctx context.Context, ex Executor) (*OutboxStats, error)
+	// EmitOutbox writes events into PostgreSQL's write-ahead log instead of
+	// the outbox table, in the caller's transaction, for a WAL relay
+	// (package outbox/pgwal); see [WALMessagePrefix] and
+	// [AppendWALMessage]. Other databases return an error wrapping
+	// errors.ErrUnsupported.
+	EmitOutbox(ctx context.Context, ex Executor, rows []OutboxRow) error
+	// RetractWALMessage writes, in the same transaction, a message that
+	// cancels the event EmitOutbox or InsertRow wrote at position lsn: a
+	// WAL relay drops both. (The log cannot be rewritten; this is how
+	// InsertRow's predicted event is replaced when the stored row differs.)
+	RetractWALMessage(ctx context.Context, ex Executor, lsn int64) error
 
 	// TouchRows sets cqrs_updated and bumps (or resets) cqrs_revision of
 	// master rows by primary key, and returns how many rows it changed. A
@@ -80,9 +91,10 @@ type Dialect interface {
 	//
 	// When params.Outbox is set and the database can write both rows in one
 	// statement (PostgreSQL, with a data-modifying WITH), the outbox row is
-	// inserted too, and each returned row carries the outbox row's id as
-	// one more, last, column: withOutbox is then true. Otherwise the caller
-	// inserts the outbox row.
+	// inserted too (or, with params.OutboxWAL, the event is written into
+	// the write-ahead log), and each returned row carries the outbox row's
+	// id (the WAL message's position) as one more, last, column: withOutbox
+	// is then true. Otherwise the caller writes the event.
 	InsertRow(ctx context.Context, ex Executor, params *InsertRowParams, columns []string) (rows Rows, withOutbox bool, err error)
 	// SelectRows reads rows by primary key, or a keyset page (never OFFSET).
 	SelectRows(ctx context.Context, ex Executor, params *SelectRowsParams) (Rows, error)
@@ -277,6 +289,10 @@ type InsertRowParams struct {
 	// Outbox, when not nil, is an event to insert in the same statement,
 	// where the database can (see InsertRow).
 	Outbox *OutboxRow
+	// OutboxWAL writes Outbox into the write-ahead log (as EmitOutbox
+	// does) instead of the outbox table; the extra column returned is then
+	// the message's position, which RetractWALMessage takes.
+	OutboxWAL bool
 }
 
 // SelectRowsParams configures SelectRows. Exactly one of PKs and Page is

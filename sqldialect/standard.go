@@ -462,7 +462,14 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 		ret[i] = d.QuoteIdent(c)
 	}
 	withOutbox := p.Outbox != nil && d.dmlInWith
-	if withOutbox {
+	if withOutbox && p.OutboxWAL {
+		// The message is emitted FROM the new row, so it exists exactly
+		// when the row does; its position comes back for a retraction.
+		args = append(args, AppendWALMessage(nil, p.Outbox))
+		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (SELECT pg_logical_emit_message(true, '%s', %s::bytea) AS lsn FROM r) "+
+			"SELECT r.*, (o.lsn - '0/0')::bigint FROM r CROSS JOIN o",
+			q, strings.Join(ret, ", "), WALMessagePrefix, d.placeholder(len(args)))
+	} else if withOutbox {
 		// The outbox row is inserted FROM the new row, so it exists exactly
 		// when the row does.
 		o := len(args)

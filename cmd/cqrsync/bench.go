@@ -134,6 +134,7 @@ are missed are reported, not turned into a failure.`,
 	f.DurationVar(&opts.BatchWait, "batch-wait", 0, "how long a consumer worker waits to fill its batch (0: apply at once)")
 	f.IntVar(&opts.Prefetch, "prefetch", 0, "consumer prefetch (default max(1001, 2 × workers × batch))")
 	f.IntVar(&opts.RelayBatch, "relay-batch", 500, "relay batch size")
+	f.StringVar(&opts.Outbox, "outbox", "table", "the master's outbox: table (cqrs_outbox) or wal (PostgreSQL's write-ahead log, relayed from a replication slot; docs/wal.md)")
 	f.BoolVar(&opts.SkipRaw, "skip-raw", false, "do not measure the raw limits")
 	f.DurationVar(&opts.RawDuration, "raw-duration", 3*time.Second, "length of each raw database measurement")
 	f.IntVar(&opts.RawMessages, "raw-messages", 0, "messages of the raw broker measurements (default: the largest phase, 10,000 to 100,000)")

@@ -195,19 +195,7 @@ func TestSyncAndRelay(t *testing.T) {
 	master := newService(t, fmt.Sprintf("database: {url: '%s'}\ntransport: {url: '%s', exchange: %s}\nmasters:\n  - {cqrs_id: account, table: account}\n", dsn, mq.url, mq.exchange))
 	master.run(t, "", "migrate").ok(t)
 
-	// Declare the replica queue and its bindings, as a consumer would.
-	tr, err := rabbitmq.New(t.Context(), &rabbitmq.Config{URL: mq.url, Exchange: mq.exchange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	ctx, cancel := context.WithCancel(t.Context())
-	sub, err := tr.Subscribe(ctx, &transport.SubscribeParams{Queue: queue, CQRSIDs: []string{"account"}, Prefetch: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	_ = sub.Close()
+	mq.bind(t, queue, "account")
 
 	r := master.run(t, "", "sync", "-c", "account", "-f", `{"id__in": [1, 2, 3]}`, "-q", queue)
 	r.ok(t)

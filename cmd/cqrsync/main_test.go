@@ -25,6 +25,8 @@ import (
 
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/internal/testenv"
+	"github.com/cqrsync/cqrsync/transport"
+	"github.com/cqrsync/cqrsync/transport/rabbitmq"
 )
 
 // binary is the cqrsync binary built by TestMain.
@@ -306,6 +308,24 @@ func (b *broker) queue() string {
 	b.queues = append(b.queues, q, "dead_letter_"+q)
 	b.mu.Unlock()
 	return q
+}
+
+// bind declares the replica queue and its bindings to cqrsIDs, as a
+// consumer would.
+func (b *broker) bind(t *testing.T, queue string, cqrsIDs ...string) {
+	t.Helper()
+	tr, err := rabbitmq.New(t.Context(), &rabbitmq.Config{URL: b.url, Exchange: b.exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	sub, err := tr.Subscribe(ctx, &transport.SubscribeParams{Queue: queue, CQRSIDs: cqrsIDs, Prefetch: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Close()
 }
 
 // depth returns the number of ready messages in a queue.

@@ -51,6 +51,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
+	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
 )
@@ -105,6 +106,10 @@ type Options struct {
 	Workers, BatchSize, Prefetch int
 	// RelayBatch is the relay's batch size. Default 500 (the relay's own).
 	RelayBatch int
+	// Outbox is the master's outbox: "table" (default) or "wal" (PostgreSQL
+	// masters only: capture into the write-ahead log, relayed from a
+	// replication slot of the run's own by package outbox/pgwal).
+	Outbox string
 	// BatchWait is the consumer's ConsumerConfig.BatchWait. Default 0.
 	BatchWait time.Duration
 
@@ -169,6 +174,7 @@ func (o Options) WithDefaults() Options {
 	o.BatchSize = cmp.Or(o.BatchSize, 100)
 	o.Prefetch = cmp.Or(o.Prefetch, max(1001, 2*o.Workers*o.BatchSize))
 	o.RelayBatch = cmp.Or(o.RelayBatch, 500)
+	o.Outbox = cmp.Or(o.Outbox, string(cqrsync.OutboxTable))
 	o.RawDuration = cmp.Or(o.RawDuration, 3*time.Second)
 	if o.RawMessages == 0 {
 		o.RawMessages = min(max(o.Changes, o.Drain, 10_000), 100_000)
@@ -202,6 +208,11 @@ func (o *Options) Validate() error {
 	}
 	if o.Writers < 1 || o.TxRows < 1 || o.FillTxRows < 1 || o.Workers < 1 || o.BatchSize < 1 || o.Prefetch < 1 || o.RelayBatch < 1 || o.RowBytes < 16 {
 		errs = append(errs, errors.New("bench: --writers, --tx-rows, --fill-tx-rows, --workers, --batch, --prefetch and --relay-batch must be at least 1, --row-bytes at least 16"))
+	}
+	if mode, err := cqrsync.ParseOutboxMode(o.Outbox); err != nil {
+		errs = append(errs, fmt.Errorf("bench: --outbox %q: use table or wal", o.Outbox))
+	} else if mt, err := parseTarget(o.MasterDB); mode == cqrsync.OutboxWAL && err == nil && mt.kind != Postgres {
+		errs = append(errs, fmt.Errorf("bench: --outbox wal needs a PostgreSQL master, not %s", mt.kind))
 	}
 	if o.Prefetch > 65535 {
 		errs = append(errs, fmt.Errorf("bench: --prefetch %d: AMQP allows at most 65535", o.Prefetch))
@@ -240,7 +251,7 @@ type pipeline struct {
 
 	pubTr, subTr Transport
 	master       *cqrsync.Master[*sql.Tx]
-	relay        *outbox.Relay
+	relay        relay
 	consumer     *cqrsync.Consumer
 	stopListen   func()
 
@@ -258,6 +269,15 @@ type pipeline struct {
 }
 
 const table = "bench_item"
+
+// relay is what the run uses of its relay: an *outbox.Relay or, with
+// --outbox wal, a *pgwal.Relay.
+type relay interface {
+	Start(ctx context.Context) error
+	Started() <-chan struct{}
+	Stop() error
+	Published() int64
+}
 
 // Run runs the benchmark and returns its report. The report is returned
 // with an error too, as far as the run got.
@@ -409,7 +429,7 @@ func (p *pipeline) setup(mt, rt *target) Setup {
 	return Setup{
 		MasterURL: mt.String(), ReplicaURL: rt.String(),
 		Mix: o.Mix, RowBytes: o.RowBytes, Writers: o.Writers, TxRows: o.TxRows, Insert: o.Insert,
-		Workers: o.Workers, BatchSize: o.BatchSize, BatchWaitMS: float64(o.BatchWait) / 1e6, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch,
+		Workers: o.Workers, BatchSize: o.BatchSize, BatchWaitMS: float64(o.BatchWait) / 1e6, Prefetch: o.Prefetch, RelayBatch: o.RelayBatch, Outbox: o.Outbox,
 		Seed: o.Seed, CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0),
 		GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, Started: time.Now().UTC().Truncate(time.Second),
 	}
@@ -517,13 +537,29 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	p.br.Track(p.queue, "dead_letter_"+p.queue)
 
 	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
-	if p.relay, err = outbox.NewRelay(masterDrv, &outbox.Config{
-		Publisher: p.pubTr,
-		BatchSize: o.RelayBatch, Logger: o.Logger,
-	}); err != nil {
-		return stop, err
+	mcfg := &cqrsync.MasterConfig{Logger: o.Logger, Outbox: cqrsync.OutboxMode(o.Outbox)}
+	if mcfg.Outbox == cqrsync.OutboxWAL {
+		// A slot and publication of the run's own, dropped at the end (a
+		// leftover slot keeps WAL on the server forever).
+		slot := "cqrsbench_" + p.id
+		if p.relay, err = pgwal.NewRelay(&pgwal.Config{
+			ConnString: p.mdb.dsn, Slot: slot, Publication: slot,
+			Publisher: p.pubTr, BatchSize: o.RelayBatch, Logger: o.Logger,
+		}); err != nil {
+			return stop, err
+		}
+		closers = append(closers, func() error { return p.dropSlot(slot) })
+	} else {
+		r, err := outbox.NewRelay(masterDrv, &outbox.Config{
+			Publisher: p.pubTr,
+			BatchSize: o.RelayBatch, Logger: o.Logger,
+		})
+		if err != nil {
+			return stop, err
+		}
+		p.relay, mcfg.Relay = r, r
 	}
-	if p.master, err = cqrsync.NewMaster(masterDrv, &cqrsync.MasterConfig{Logger: o.Logger, Relay: p.relay}); err != nil {
+	if p.master, err = cqrsync.NewMaster(masterDrv, mcfg); err != nil {
 		return stop, err
 	}
 	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
@@ -559,6 +595,41 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		return stop, err
 	}
 	return stop, nil
+}
+
+// dropSlot drops the --outbox wal run's slot and publication (the relay
+// has stopped: stop runs the closers in reverse order).
+func (p *pipeline) dropSlot(slot string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := sql.Open("pgx", p.mdb.dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	// The walsender of a stopped relay may need a moment to let go.
+	var errs []error
+	for range 100 {
+		err = pgwal.DropSlot(ctx, sqldialect.FromSQL(db), slot)
+		if err == nil || errors.Is(err, pgwal.ErrNoSlot) {
+			err = nil
+			break
+		}
+		select {
+		case <-ctx.Done():
+			errs = append(errs, err)
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := db.ExecContext(ctx, "DROP PUBLICATION IF EXISTS "+slot); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 func (p *pipeline) startRelay(ctx context.Context) error {

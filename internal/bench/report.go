@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,6 +43,7 @@ type Setup struct {
 	BatchWaitMS    float64   `json:"consumer_batch_wait_ms"`
 	Prefetch       int       `json:"consumer_prefetch"`
 	RelayBatch     int       `json:"relay_batch"`
+	Outbox         string    `json:"outbox"`
 	Seed           uint64    `json:"seed"`
 	CPUs           int       `json:"cpus"`
 	GOMAXPROCS     int       `json:"gomaxprocs"`
@@ -290,7 +292,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if s.BatchWaitMS > 0 {
 		wait = fmt.Sprintf(" (waiting up to %g ms to fill it)", s.BatchWaitMS)
 	}
-	fmt.Fprintf(&b, "consumer %d workers × batch %d%s, prefetch %d; relay batch %d\n", s.Workers, s.BatchSize, wait, s.Prefetch, s.RelayBatch)
+	fmt.Fprintf(&b, "consumer %d workers × batch %d%s, prefetch %d; relay batch %d; outbox: %s\n", s.Workers, s.BatchSize, wait, s.Prefetch, s.RelayBatch, cmp.Or(s.Outbox, "table"))
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return err
 	}
@@ -322,6 +324,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		latencyRows(row, t.Latency)
 		backlogRows(row, t.Backlog)
 		usageRows(row, t.Usage)
+		perChangeRow(row, t.Usage, t.Changes)
 		diagRows(row, t.Diagnostics)
 	}
 	if d := r.Drain; d != nil {
@@ -343,6 +346,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		latencyRows(row, st.Latency)
 		backlogRows(row, st.Backlog)
 		usageRows(row, st.Usage)
+		perChangeRow(row, st.Usage, st.Changes)
 		diagRows(row, st.Diagnostics)
 	}
 	c := r.Consumer
@@ -403,6 +407,24 @@ func usageRows(row func(...string), u Usage) {
 		row("server processes' CPU (100% = one core)", strings.Join(parts, ", "), "", "")
 	}
 	row("process RSS peak (start)", fmt.Sprintf("%.0f MB (%.0f)", u.PeakRSSMB, u.StartRSSMB), "", "")
+}
+
+// perChangeRow prints the CPU time each process spent per change of the
+// phase (this process: writers, relay and consumer; each server's
+// processes, other clients' work included), so the outbox paths compare
+// by cost rather than by rate.
+func perChangeRow(row func(...string), u Usage, changes int64) {
+	if changes <= 0 || u.WallSeconds <= 0 {
+		return
+	}
+	perChange := func(pct float64) string {
+		return fmt.Sprintf("%.0f µs", pct/100*u.WallSeconds/float64(changes)*1e6)
+	}
+	parts := []string{"cqrsync " + perChange(u.CPUPercent)}
+	for _, n := range slices.Sorted(maps.Keys(u.ServersCPUPercent)) {
+		parts = append(parts, n+" "+perChange(u.ServersCPUPercent[n]))
+	}
+	row("CPU per change", strings.Join(parts, ", "), "", "")
 }
 
 func diagRows(row func(...string), d Diagnostics) {
