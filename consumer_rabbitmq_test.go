@@ -43,17 +43,7 @@ func setupRabbit(t *testing.T) *rabbitBundle {
 	t.Cleanup(func() {
 		_ = b.tr.Close()
 		// The exchange and queues are this test's own: remove them.
-		conn, err := amqp.Dial(b.url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if ch, err := conn.Channel(); err == nil {
-			_, _ = ch.QueueDelete(b.queue, false, false, false)
-			_, _ = ch.QueueDelete(transport.DeadLetterQueue(b.queue), false, false, false)
-			_ = ch.ExchangeDelete(b.exchange, false, false)
-			_ = ch.Close()
-		}
+		cqrsynctesting.DeleteRabbitMQ(b.url, b.exchange, b.queue)
 	})
 	b.replicaDB = cqrsynctesting.OpenPostgres(t, `CREATE TABLE djpeer_basic (
 		id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMPTZ NOT NULL,

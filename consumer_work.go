@@ -166,8 +166,15 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	started := false
 	var outs []Outcome
 	var began time.Time
+	var ends []func(string, error)
 	if c.cfg.Hooks != nil {
 		began = time.Now()
+		if t, ok := c.cfg.Hooks.(hook.Tracer); ok {
+			ends = make([]func(string, error), len(ps))
+			for i, p := range ps {
+				ends[i] = t.TraceApply(ctx, p.CQRSID, hook.MapCarrier(p.Headers))
+			}
+		}
 	}
 	err := c.cfg.Replica.DB().RunTx(ctx, func(ctx context.Context, ex sqldialect.Executor) error {
 		started = true
@@ -187,6 +194,13 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	})
 	if c.cfg.Hooks != nil {
 		c.observeApply(ctx, ps, outs, time.Since(began), err)
+		for i, end := range ends {
+			if err != nil {
+				end("", err)
+			} else {
+				end(outs[i].String(), nil)
+			}
+		}
 	}
 	switch {
 	case err == nil:

@@ -28,3 +28,26 @@ func TestRootLinksNoDatabaseDriver(t *testing.T) {
 		}
 	}
 }
+
+// TestObservabilityIsOptIn checks that Prometheus and OpenTelemetry are
+// linked only by their adapters (hook/promhook, hook/otelhook): the library,
+// the relay and the transports carry neither, and package hook imports only
+// the standard library.
+func TestObservabilityIsOptIn(t *testing.T) {
+	t.Parallel()
+	for _, pkg := range []string{".", "./outbox", "./transport/rabbitmq", "./hook"} {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		for _, dep := range deps {
+			if strings.HasPrefix(dep, "github.com/prometheus/") || strings.HasPrefix(dep, "go.opentelemetry.io/") {
+				t.Errorf("%s depends on %s: keep metrics and tracing libraries in hook/promhook and hook/otelhook", pkg, dep)
+			}
+		}
+		if pkg == "./hook" && !slices.Equal(deps, []string{"github.com/cqrsync/cqrsync/hook"}) {
+			t.Errorf("package hook imports %q beyond the standard library: keep it standard-library-only", deps)
+		}
+	}
+}

@@ -366,7 +366,9 @@ func (m *Master[TTx]) model(cqrsID string) (*MasterModel, error) {
 // the same transaction. See [Master] for when the events become visible.
 func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalSave, len(pks), &err)
+		defer done()
 	}
 	return m.save(ctx, m.drv.UnwrapTx(tx), cqrsID, true, nil, pks)
 }
@@ -393,7 +395,9 @@ func (m *Master[TTx]) Create(ctx context.Context, tx TTx, cqrsID string, pks ...
 // correlation-id functions may then be called twice.
 func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values map[string]any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalSave, 1, time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalSave, 1, &err)
+		defer done()
 	}
 	ex := m.drv.UnwrapTx(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
@@ -548,7 +552,9 @@ func columnValues(op string, mm *MasterModel, ti *tableInfo, values map[string]a
 // with Update without a snapshot: use UpdateWith to fill it.
 func (m *Master[TTx]) UpdateRow(ctx context.Context, tx TTx, cqrsID string, pk any, values map[string]any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalSave, 1, time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalSave, 1, &err)
+		defer done()
 	}
 	ex := m.drv.UnwrapTx(tx)
 	mm, ti, err := m.modelTable(ctx, ex, cqrsID)
@@ -615,7 +621,9 @@ func (m *Master[TTx]) predictRow(mm *MasterModel, ti *tableInfo, values map[stri
 // the same transaction.
 func (m *Master[TTx]) Update(ctx context.Context, tx TTx, cqrsID string, pks ...any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalSave, len(pks), &err)
+		defer done()
 	}
 	return m.save(ctx, m.drv.UnwrapTx(tx), cqrsID, false, nil, pks)
 }
@@ -639,7 +647,9 @@ type UpdateOpts struct {
 // and partial updates.
 func (m *Master[TTx]) UpdateWith(ctx context.Context, tx TTx, cqrsID string, opts *UpdateOpts, pks ...any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalSave, len(pks), time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalSave, len(pks), &err)
+		defer done()
 	}
 	return m.save(ctx, m.drv.UnwrapTx(tx), cqrsID, false, opts, pks)
 }
@@ -677,7 +687,9 @@ func (m *Master[TTx]) Snapshot(ctx context.Context, tx TTx, cqrsID string, pks .
 // part of the change may be made in tx: roll it back.
 func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalDelete, len(pks), time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalDelete, len(pks), &err)
+		defer done()
 	}
 	ex := m.drv.UnwrapTx(tx)
 	pks = uniqueKeys(pks)
@@ -761,7 +773,9 @@ func (m *Master[TTx]) deleteRows(ctx context.Context, ex sqldialect.Executor, mm
 // transaction; the events become visible when it commits.
 func (m *Master[TTx]) Sync(ctx context.Context, tx TTx, cqrsID, queue string, pks ...any) (err error) {
 	if m.cfg.Hooks != nil {
-		defer m.observe(ctx, cqrsID, SignalSync, len(pks), time.Now(), &err)
+		var done func()
+		ctx, done = m.observe(ctx, cqrsID, SignalSync, len(pks), &err)
+		defer done()
 	}
 	ex := m.drv.UnwrapTx(tx)
 	mm, err := m.model(cqrsID)
@@ -1199,9 +1213,21 @@ func (m *Master[TTx]) event(ctx context.Context, mm *MasterModel, signal SignalT
 	return sqldialect.OutboxRow{CQRSID: mm.CQRSID, Queue: queue, Body: body, CreatedAt: now, Headers: m.headers(ctx, p.CorrelationID)}, true, nil
 }
 
-// observe reports a capture call that began at began to the hooks.
-func (m *Master[TTx]) observe(ctx context.Context, cqrsID string, signal SignalType, rows int, began time.Time, err *error) {
-	m.cfg.Hooks.OnCapture(ctx, hook.Capture{CQRSID: cqrsID, Signal: string(signal), Rows: rows, Duration: time.Since(began), Err: *err})
+// observe begins a capture call's observation: it returns the call's
+// context (with its span, when the hooks trace) and done, which the call
+// defers to report it to the hooks with the error *err holds by then.
+func (m *Master[TTx]) observe(ctx context.Context, cqrsID string, signal SignalType, rows int, err *error) (context.Context, func()) {
+	var end func(error)
+	if t, ok := m.cfg.Hooks.(hook.Tracer); ok {
+		ctx, end = t.TraceCapture(ctx, cqrsID, string(signal))
+	}
+	began := time.Now()
+	return ctx, func() {
+		m.cfg.Hooks.OnCapture(ctx, hook.Capture{CQRSID: cqrsID, Signal: string(signal), Rows: rows, Duration: time.Since(began), Err: *err})
+		if end != nil {
+			end(*err)
+		}
+	}
 }
 
 // headers returns the headers stored with an event: its correlation ID and

@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook/otelhook"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
@@ -75,16 +78,18 @@ func TestMasterMatchesDjangoVectors(t *testing.T) {
 		}
 		for i, msg := range vc.Messages {
 			checked++
-			t.Run(fmt.Sprintf("%s/%d", vc.Case, i), func(t *testing.T) {
-				t.Parallel()
-				got, gotKey := replayVector(t, vc.MasterEnv, msg.Body, msg.RoutingKey)
-				if gotKey != msg.RoutingKey {
-					t.Errorf("routing key = %q, want %q", gotKey, msg.RoutingKey)
-				}
-				if got != msg.Body {
-					t.Errorf("body differs from django-cqrs's\n got: %s\nwant: %s", got, msg.Body)
-				}
-			})
+			for _, traced := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%d/traced=%v", vc.Case, i, traced), func(t *testing.T) {
+					t.Parallel()
+					got, gotKey := replayVector(t, vc.MasterEnv, msg.Body, msg.RoutingKey, traced)
+					if gotKey != msg.RoutingKey {
+						t.Errorf("routing key = %q, want %q", gotKey, msg.RoutingKey)
+					}
+					if got != msg.Body {
+						t.Errorf("body differs from django-cqrs's\n got: %s\nwant: %s", got, msg.Body)
+					}
+				})
+			}
 		}
 	}
 	if checked < 25 {
@@ -94,8 +99,10 @@ func TestMasterMatchesDjangoVectors(t *testing.T) {
 
 // replayVector sets up the row the vector's message describes, performs the
 // matching capture call, and returns the body and routing key of the event
-// it put in the outbox.
-func replayVector(t *testing.T, env map[string]string, body, routingKey string) (string, string) {
+// it put in the outbox. traced captures with OpenTelemetry tracing on
+// (hook/otelhook), which must add a trace context to the event's headers
+// and change nothing in its body.
+func replayVector(t *testing.T, env map[string]string, body, routingKey string, traced bool) (string, string) {
 	t.Helper()
 	ctx := t.Context()
 	want, err := cqrsync.DecodePayload([]byte(body), time.Now())
@@ -122,6 +129,15 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string) 
 		cfg.Meta = func(context.Context, cqrsync.SignalType, cqrsync.Object) (cqrsync.Object, error) {
 			return cqrsync.Object{{Key: "service", Value: "djpeer_master"}}, nil
 		}
+	}
+	if traced {
+		tp := sdktrace.NewTracerProvider()
+		t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+		h, err := otelhook.New(&otelhook.Config{TracerProvider: tp})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Hooks, cfg.Propagator = h, h.Propagator()
 	}
 	master, err := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), cfg)
 	if err != nil {
@@ -180,6 +196,9 @@ func replayVector(t *testing.T, env map[string]string, body, routingKey string) 
 	}
 	if len(events) != 1 {
 		t.Fatalf("outbox has %d events, want 1", len(events))
+	}
+	if tp := events[0].Headers["traceparent"]; traced != (tp != "") {
+		t.Fatalf("outbox headers %v: traced %v, want a traceparent exactly when traced", events[0].Headers, traced)
 	}
 	got, err := cqrsync.DecodePayload(events[0].Body, time.Now())
 	if err != nil {

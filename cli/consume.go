@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
+	"github.com/cqrsync/cqrsync/hook/promhook"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 )
 
@@ -17,6 +19,7 @@ func newConsumeCommand(st *state) *cobra.Command {
 		workers, batch int
 		batchWait      time.Duration
 		cqrsIDs        []string
+		listen         string
 	)
 	cmd := &cobra.Command{
 		Use:   "consume [-w N] [--cqrs-id ID]...",
@@ -36,10 +39,18 @@ consume after them, or let the service manager restart it.
 
 Events of one row always go to the same worker, in order. --cqrs-id limits
 the consumer to some models (repeat the flag, or separate with commas). It
-prints one line on stderr once it is subscribed, and its counts when it stops.`,
+prints one line on stderr once it is subscribed, and its counts when it stops.
+
+--listen serves Prometheus metrics on /metrics (events applied, dropped,
+retried and dead-lettered by model, batch sizes and durations, end-to-end
+lag, the queue's and dead-letter queue's depth read at each scrape),
+/healthz (200 while the process runs) and /readyz (200 once the consumer is
+subscribed and the database and broker answer, 503 otherwise); see
+docs/observability.md.`,
 		Example: `  cqrsync consume
   cqrsync consume -w 4 --cqrs-id account --cqrs-id invoice
-  cqrsync consume -w 8 --batch 500 --log-level info`,
+  cqrsync consume -w 8 --batch 500 --log-level info
+  cqrsync consume --listen :9090`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if batchWait < 0 {
@@ -77,6 +88,16 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 				}
 				cfg := s.app.Consumer
 				cfg.Replica, cfg.Subscriber, cfg.Publisher = s.app.Replica, tr.Subscriber, tr.Publisher
+				var ends *endpoints
+				if listen != "" {
+					var metrics hook.Hooks
+					ends, metrics, err = s.listen(listen, tr, promhook.Config{Queues: []string{s.app.Queue, s.dlq()}})
+					if err != nil {
+						return err
+					}
+					defer ends.close()
+					cfg.Hooks = hook.Join(cfg.Hooks, metrics)
+				}
 				cfg.Queue, cfg.Logger = s.app.Queue, s.log
 				if s.app.DeadLetterQueue != "" {
 					cfg.DeadLetterQueue = s.app.DeadLetterQueue
@@ -106,6 +127,7 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 				}
 				select {
 				case <-consumer.Started():
+					ends.setRunning()
 				case <-s.ctx.Done():
 				}
 				if s.ctx.Err() == nil {
@@ -135,5 +157,6 @@ prints one line on stderr once it is subscribed, and its counts when it stops.`,
 	f.IntVarP(&batch, "batch", "b", 100, "most events applied per transaction (default: the configuration's, else 100)")
 	f.DurationVar(&batchWait, "batch-wait", 0, "how long a worker waits to fill its batch before applying it (e.g. 2ms; default: the configuration's, else 0: at once)")
 	f.StringSliceVarP(&cqrsIDs, "cqrs-id", "c", nil, "consume only these models (default: every replica model)")
+	listenFlag(f, &listen)
 	return cmd
 }

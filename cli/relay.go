@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
+	"github.com/cqrsync/cqrsync/hook/promhook"
 	"github.com/cqrsync/cqrsync/internal/errtext"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pglisten"
@@ -17,8 +19,9 @@ import (
 
 func newRelayCommand(st *state) *cobra.Command {
 	var (
-		batch int
-		poll  time.Duration
+		batch  int
+		poll   time.Duration
+		listen string
 	)
 	cmd := &cobra.Command{
 		Use:   "relay",
@@ -42,11 +45,17 @@ out broker and database outages by itself. Only one master may publish a
 given cqrs_id: two masters with the same cqrs_id keep separate revision
 counters, and replicas drop the events of whichever is behind.
 
+--listen serves Prometheus metrics on /metrics (the outbox backlog read at
+each scrape, publish counts, confirm latency, failures), /healthz (200 while
+the process runs) and /readyz (200 once the relay runs and the database and
+broker answer, 503 otherwise); see docs/observability.md.
+
 It runs until SIGTERM or SIGINT (Ctrl-C) and exits 0; a batch being published
 then stays in the outbox for the next relay. It prints one line on stderr once
 it runs, and the count of events it published when it stops.`,
 		Example: `  cqrsync relay
-  cqrsync relay --batch 1000 --poll-interval 1s --log-level info`,
+  cqrsync relay --batch 1000 --poll-interval 1s --log-level info
+  cqrsync relay --listen :9090`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("batch") {
@@ -67,6 +76,16 @@ it runs, and the count of events it published when it stops.`,
 				}
 				cfg := s.app.Relay
 				cfg.Publisher, cfg.Logger = tr.Publisher, s.log
+				var ends *endpoints
+				if listen != "" {
+					var metrics hook.Hooks
+					ends, metrics, err = s.listen(listen, tr, promhook.Config{Outbox: outbox.StatsFunc(s.db())})
+					if err != nil {
+						return err
+					}
+					defer ends.close()
+					cfg.Hooks = hook.Join(cfg.Hooks, metrics)
+				}
 				if cmd.Flags().Changed("batch") {
 					cfg.BatchSize = batch
 				}
@@ -102,6 +121,7 @@ it runs, and the count of events it published when it stops.`,
 				if err := relay.Start(s.ctx); err != nil {
 					return err
 				}
+				ends.setRunning()
 				if listening != nil {
 					t := time.NewTimer(connectTimeout)
 					select {
@@ -125,6 +145,7 @@ it runs, and the count of events it published when it stops.`,
 	}
 	f := cmd.Flags()
 	f.IntVarP(&batch, "batch", "b", 500, "most events claimed and published at once (default: the configuration's, else 500)")
+	listenFlag(f, &listen)
 	f.DurationVar(&poll, "poll-interval", 200*time.Millisecond, "how often to look for events when nothing wakes the relay (default: the configuration's, else 200ms)")
 	return cmd
 }

@@ -6,8 +6,12 @@
 // outbox's headers column and the transport's message headers.
 //
 // The package imports only the standard library. Its shapes follow
-// OpenTelemetry's, so an adapter is a few lines: [Propagator] is
-// TextMapPropagator's method set and [Carrier] is TextMapCarrier's.
+// OpenTelemetry's, so an adapter is a few lines: [Propagator] has
+// TextMapPropagator's methods and [Carrier] is TextMapCarrier's method set.
+// A Hooks value that also implements [Tracer] traces each capture, publish
+// and apply as a span. hook/promhook (Prometheus) and hook/otelhook
+// (OpenTelemetry metrics and traces) are ready-made adapters; [Join] runs
+// several side by side.
 //
 // Hooks cost nothing when unset: every call site checks for a nil Hooks
 // first, and reads no clock and builds no event without one. A Hooks value

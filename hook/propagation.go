@@ -18,8 +18,9 @@ type Carrier interface {
 }
 
 // Propagator moves values from a context into a carrier and back. Its
-// method set is OpenTelemetry's propagation.TextMapPropagator, so
-// otel.GetTextMapPropagator() can be passed as it is.
+// methods are OpenTelemetry's propagation.TextMapPropagator's, over
+// [Carrier] instead of TextMapCarrier: hook/otelhook's Propagator adapts
+// one.
 type Propagator interface {
 	// Inject writes the values of ctx that travel into carrier.
 	Inject(ctx context.Context, carrier Carrier)

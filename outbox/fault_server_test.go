@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/outbox"
@@ -71,7 +69,7 @@ func TestRelayRabbitMQOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer direct.Close()
-	t.Cleanup(func() { deleteRabbitObjects(amqpURL, exchange, queue) })
+	t.Cleanup(func() { cqrsynctesting.DeleteRabbitMQ(amqpURL, exchange, queue) })
 	sub, err := direct.Subscribe(ctx, &transport.SubscribeParams{Queue: queue, CQRSIDs: []string{"item"}})
 	if err != nil {
 		t.Fatal(err)
@@ -139,22 +137,4 @@ func TestRelayRabbitMQOutage(t *testing.T) {
 			t.Fatalf("after the broker came back only %v arrived", last)
 		}
 	}
-}
-
-func deleteRabbitObjects(amqpURL, exchange string, queues ...string) {
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	for _, q := range queues {
-		_, _ = ch.QueueDelete(q, false, false, false)
-		_, _ = ch.QueueDelete(transport.DeadLetterQueue(q), false, false, false)
-	}
-	_ = ch.ExchangeDelete(exchange, false, false)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -187,6 +188,14 @@ func (r *Relay) Stats(ctx context.Context) (*sqldialect.OutboxStats, error) {
 	return r.d.OutboxStats(ctx, r.db)
 }
 
+// StatsFunc returns a function that reads the outbox backlog of the master
+// database db each time it is called, without a relay: what a metrics
+// collector calls when it is scraped (hook/promhook's Config.Outbox).
+func StatsFunc(db sqldialect.DB) func(context.Context) (*sqldialect.OutboxStats, error) {
+	ex, d := db.Pool(), db.Dialect()
+	return func(ctx context.Context) (*sqldialect.OutboxStats, error) { return d.OutboxStats(ctx, ex) }
+}
+
 // hotWindow is how long after a Notify the relay polls quickly: Notify comes
 // before the caller commits, so the rows appear a moment later. Wake, which
 // comes after the commit, needs no window.
@@ -270,9 +279,21 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	// through a broker outage must not arrive expired.
 	publishAt := r.cfg.Now()
 	msgs := make([]transport.Message, len(rows))
+	tracer, _ := h.(hook.Tracer)
+	var ends []func(error)
 	for i, row := range rows {
 		body := cqrsync.RestampExpires(nil, row.Body, row.CreatedAt, publishAt)
-		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: body, Headers: row.Headers}
+		headers := row.Headers
+		if tracer != nil {
+			// The publish span's context goes out in the message's headers
+			// (the row's stay as they are, for a retry).
+			headers = maps.Clone(headers)
+			if headers == nil {
+				headers = map[string]string{}
+			}
+			ends = append(ends, tracer.TracePublish(ctx, row.CQRSID, hook.MapCarrier(headers)))
+		}
+		msgs[i] = transport.Message{CQRSID: row.CQRSID, Queue: row.Queue, Body: body, Headers: headers}
 	}
 	if h != nil {
 		began = time.Now()
@@ -293,6 +314,8 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	if perr != nil {
 		var unroutable []sqldialect.OutboxRow
 		done, failed, unroutable = splitFailed(rows, perr)
+		endSpans(ends, rows, failed, perr)
+		ends = nil
 		if len(unroutable) > 0 {
 			// No replica is bound for these models (yet): the broker would
 			// drop them again however often they are sent, as it does for
@@ -305,6 +328,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 			perr = nil
 		}
 	}
+	endSpans(ends, rows, nil, nil)
 	// Settling must not be cut short by a stop: a confirmed row left in the
 	// outbox is only a duplicate, but finishing is cheap.
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -366,6 +390,25 @@ func failedCount(rows []sqldialect.OutboxRow, err error) int {
 	}
 	_, failed, _ := splitFailed(rows, err)
 	return len(failed)
+}
+
+// endSpans ends the publish spans of rows (ends[i] is rows[i]'s): those of
+// failed with err, the others without an error. Nil ends does nothing.
+func endSpans(ends []func(error), rows, failed []sqldialect.OutboxRow, err error) {
+	if ends == nil {
+		return
+	}
+	bad := make(map[int64]bool, len(failed))
+	for _, row := range failed {
+		bad[row.ID] = true
+	}
+	for i, row := range rows {
+		if bad[row.ID] {
+			ends[i](err)
+		} else {
+			ends[i](nil)
+		}
+	}
 }
 
 func ids(rows []sqldialect.OutboxRow) []int64 {

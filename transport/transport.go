@@ -362,3 +362,22 @@ func KeepAll(fn func(ctx context.Context, m *Message) error) func(ctx context.Co
 		return DeadLetterKeep, fn(ctx, m)
 	}
 }
+
+// ErrQueueNotFound is returned, wrapped, by [Inspector.QueueDepth] for a
+// queue the broker does not have (no consumer declared it yet).
+var ErrQueueNotFound = errors.New("transport: queue not found")
+
+// Inspector is implemented by the transports that can report on their
+// broker, for health checks and metrics (package hook/promhook, and the
+// --listen endpoints of cqrsync relay and consume); RabbitMQ's does. It is
+// optional: find it with a type assertion on a Publisher or Subscriber. Its
+// methods are safe for concurrent use and bounded by ctx.
+type Inspector interface {
+	// Ping returns nil when the broker answers now over the transport's
+	// connection, and otherwise an error that says why.
+	Ping(ctx context.Context) error
+	// QueueDepth returns how many messages wait in queue ready for delivery
+	// (those delivered and not yet acknowledged are not counted). A queue
+	// that does not exist returns an error wrapping [ErrQueueNotFound].
+	QueueDepth(ctx context.Context, queue string) (int, error)
+}

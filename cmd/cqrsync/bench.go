@@ -62,6 +62,7 @@ are missed are reported, not turned into a failure.`,
   cqrsync bench --drain 100000                   # backlog drain
   cqrsync bench --rate 500,1000,2000 --duration 10s
   cqrsync bench --master-db mariadb --replica-db sqlite --changes 5000
+  cqrsync bench --hooks-rounds 3 --changes 5000  # cost of the metrics and tracing hooks
   cqrsync bench --short --json                   # a few seconds, for CI
   cqrsync bench --cpuprofile cpu.out && go tool pprof -top cpu.out`,
 		Args: cobra.NoArgs,
@@ -135,6 +136,9 @@ are missed are reported, not turned into a failure.`,
 	f.IntVar(&opts.Prefetch, "prefetch", 0, "consumer prefetch (default max(1001, 2 × workers × batch))")
 	f.IntVar(&opts.RelayBatch, "relay-batch", 500, "relay batch size")
 	f.StringVar(&opts.Outbox, "outbox", "table", "the master's outbox: table (cqrs_outbox) or wal (PostgreSQL's write-ahead log, relayed from a replication slot; docs/wal.md)")
+	f.BoolVar(&opts.Hooks, "hooks", false, "run with the Prometheus and OpenTelemetry hooks on (metrics gathered every second, a span per capture, publish and apply)")
+	f.IntVar(&opts.HooksRounds, "hooks-rounds", 0, "measure the hooks' cost: N throughput rounds with the hooks off and N on, alternating, each of --changes changes (0: off)")
+	f.Float64Var(&opts.HooksSample, "hooks-sample", 1, "share of events the hooks trace (parent-based head sampling; 1: every event)")
 	f.BoolVar(&opts.SkipRaw, "skip-raw", false, "do not measure the raw limits")
 	f.DurationVar(&opts.RawDuration, "raw-duration", 3*time.Second, "length of each raw database measurement")
 	f.IntVar(&opts.RawMessages, "raw-messages", 0, "messages of the raw broker measurements (default: the largest phase, 10,000 to 100,000)")

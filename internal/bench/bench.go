@@ -50,6 +50,7 @@ import (
 	"time"
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -113,6 +114,19 @@ type Options struct {
 	// BatchWait is the consumer's ConsumerConfig.BatchWait. Default 0.
 	BatchWait time.Duration
 
+	// Hooks runs the pipeline with the Prometheus and OpenTelemetry hooks
+	// on (hook/promhook and hook/otelhook on master, relay and consumer,
+	// spans exported to nowhere, metrics gathered every second).
+	Hooks bool
+	// HooksSample is the share of traces the hooks record (head sampling,
+	// parent-based: an event's publish and apply follow its capture).
+	// Default 1: every event traced.
+	HooksSample float64
+	// HooksRounds, when positive, replaces the throughput phase by a
+	// warm-up round and 2 × HooksRounds throughput rounds of Changes
+	// changes each, with the hooks off and on in turn (off, on, on, off, …),
+	// and reports the overhead of the hooks from the medians of both sides.
+	HooksRounds int
 	// SkipRaw skips the raw limits.
 	SkipRaw bool
 	// RawDuration is how long each raw database figure runs. Default 3 s.
@@ -175,6 +189,7 @@ func (o Options) WithDefaults() Options {
 	o.Prefetch = cmp.Or(o.Prefetch, max(1001, 2*o.Workers*o.BatchSize))
 	o.RelayBatch = cmp.Or(o.RelayBatch, 500)
 	o.Outbox = cmp.Or(o.Outbox, string(cqrsync.OutboxTable))
+	o.HooksSample = cmp.Or(o.HooksSample, 1)
 	o.RawDuration = cmp.Or(o.RawDuration, 3*time.Second)
 	if o.RawMessages == 0 {
 		o.RawMessages = min(max(o.Changes, o.Drain, 10_000), 100_000)
@@ -205,6 +220,15 @@ func (o *Options) Validate() error {
 		if r <= 0 {
 			errs = append(errs, fmt.Errorf("bench: --rate %v: rates must be positive", r))
 		}
+	}
+	if o.HooksSample < 0 || o.HooksSample > 1 {
+		errs = append(errs, fmt.Errorf("bench: --hooks-sample %v: give a share between 0 and 1", o.HooksSample))
+	}
+	if o.HooksRounds < 0 {
+		errs = append(errs, errors.New("bench: --hooks-rounds must not be negative"))
+	}
+	if o.HooksRounds > 0 && o.Changes == 0 {
+		errs = append(errs, errors.New("bench: --hooks-rounds compares throughput rounds: set --changes"))
 	}
 	if o.Writers < 1 || o.TxRows < 1 || o.FillTxRows < 1 || o.Workers < 1 || o.BatchSize < 1 || o.Prefetch < 1 || o.RelayBatch < 1 || o.RowBytes < 16 {
 		errs = append(errs, errors.New("bench: --writers, --tx-rows, --fill-tx-rows, --workers, --batch, --prefetch and --relay-batch must be at least 1, --row-bytes at least 16"))
@@ -266,6 +290,7 @@ type pipeline struct {
 	insertSQL, updateSQL        string
 
 	relayOn, consumerOn bool
+	obs                 *observers // the hooks of --hooks and --hooks-rounds; nil without
 }
 
 const table = "bench_item"
@@ -384,7 +409,12 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		cleanups = append(cleanups, func() error { pprof.StopCPUProfile(); return f.Close() })
 	}
 
-	if opts.Changes > 0 {
+	switch {
+	case opts.Changes > 0 && opts.HooksRounds > 0:
+		if rep.Hooks, err = p.compareHooks(ctx, opts.Changes, opts.HooksRounds); err != nil {
+			return rep, err
+		}
+	case opts.Changes > 0:
 		if rep.Throughput, err = p.throughput(ctx, opts.Changes); err != nil {
 			return rep, err
 		}
@@ -536,48 +566,24 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	closers = append(closers, p.subTr.Close)
 	p.br.Track(p.queue, "dead_letter_"+p.queue)
 
-	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
-	mcfg := &cqrsync.MasterConfig{Logger: o.Logger, Outbox: cqrsync.OutboxMode(o.Outbox)}
-	if mcfg.Outbox == cqrsync.OutboxWAL {
+	if cqrsync.OutboxMode(o.Outbox) == cqrsync.OutboxWAL {
 		// A slot and publication of the run's own, dropped at the end (a
 		// leftover slot keeps WAL on the server forever).
-		slot := "cqrsbench_" + p.id
-		if p.relay, err = pgwal.NewRelay(&pgwal.Config{
-			ConnString: p.mdb.dsn, Slot: slot, Publication: slot,
-			Publisher: p.pubTr, BatchSize: o.RelayBatch, Logger: o.Logger,
-		}); err != nil {
-			return stop, err
-		}
-		closers = append(closers, func() error { return p.dropSlot(slot) })
-	} else {
-		r, err := outbox.NewRelay(masterDrv, &outbox.Config{
-			Publisher: p.pubTr,
-			BatchSize: o.RelayBatch, Logger: o.Logger,
-		})
+		closers = append(closers, func() error { return p.dropSlot(p.walSlot()) })
+	}
+	if o.Hooks || o.HooksRounds > 0 {
+		obs, err := p.newObservers()
 		if err != nil {
 			return stop, err
 		}
-		p.relay, mcfg.Relay = r, r
+		p.obs = obs
+		closers = append(closers, obs.close)
 	}
-	if p.master, err = cqrsync.NewMaster(masterDrv, mcfg); err != nil {
-		return stop, err
+	var obs *observers
+	if o.Hooks {
+		obs = p.obs
 	}
-	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
-		return stop, err
-	}
-	replica, err := cqrsync.NewReplica(p.replicaDrv, &cqrsync.ReplicaConfig{Logger: o.Logger})
-	if err != nil {
-		return stop, err
-	}
-	// No hooks: they would take the model off the batched apply path (the
-	// probe connections time the events instead, see probe.go).
-	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: p.cqrsID, Table: table}); err != nil {
-		return stop, err
-	}
-	if p.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
-		Workers: o.Workers, BatchSize: o.BatchSize, BatchWait: o.BatchWait, Prefetch: o.Prefetch, Logger: o.Logger,
-	}); err != nil {
+	if err := p.build(obs); err != nil {
 		return stop, err
 	}
 	for i := range o.Writers {
@@ -596,6 +602,9 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 	}
 	return stop, nil
 }
+
+// walSlot names the --outbox wal run's slot and publication.
+func (p *pipeline) walSlot() string { return "cqrsbench_" + p.id }
 
 // dropSlot drops the --outbox wal run's slot and publication (the relay
 // has stopped: stop runs the closers in reverse order).
@@ -630,6 +639,60 @@ func (p *pipeline) dropSlot(slot string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// build makes the master, its relay, the replica and its consumer, with
+// the hooks of obs (nil: none). Relay and consumer are not started.
+func (p *pipeline) build(obs *observers) error {
+	o := p.opts
+	var hooks hook.Hooks
+	var prop hook.Propagator
+	if obs != nil {
+		hooks, prop = obs.hooks, obs.prop
+	}
+	masterDrv := databasesql.New(p.masterDB, p.mdb.dialect)
+	mcfg := &cqrsync.MasterConfig{Logger: o.Logger, Outbox: cqrsync.OutboxMode(o.Outbox), Hooks: hooks, Propagator: prop}
+	var err error
+	if mcfg.Outbox == cqrsync.OutboxWAL {
+		slot := p.walSlot()
+		if p.relay, err = pgwal.NewRelay(&pgwal.Config{
+			ConnString: p.mdb.dsn, Slot: slot, Publication: slot,
+			Publisher: p.pubTr, BatchSize: o.RelayBatch, Logger: o.Logger, Hooks: hooks,
+		}); err != nil {
+			return err
+		}
+	} else {
+		r, err := outbox.NewRelay(masterDrv, &outbox.Config{
+			Publisher: p.pubTr,
+			BatchSize: o.RelayBatch, Logger: o.Logger, Hooks: hooks,
+		})
+		if err != nil {
+			return err
+		}
+		p.relay, mcfg.Relay = r, r
+	}
+	if p.master, err = cqrsync.NewMaster(masterDrv, mcfg); err != nil {
+		return err
+	}
+	if err := p.master.Register(&cqrsync.MasterModel{CQRSID: p.cqrsID, Table: table}); err != nil {
+		return err
+	}
+	replica, err := cqrsync.NewReplica(p.replicaDrv, &cqrsync.ReplicaConfig{Logger: o.Logger, Propagator: prop})
+	if err != nil {
+		return err
+	}
+	// No OnSave handlers: they would take the model off the batched apply
+	// path (the probe connections time the events instead, see probe.go).
+	if err := replica.Register(&cqrsync.ReplicaModel{CQRSID: p.cqrsID, Table: table}); err != nil {
+		return err
+	}
+	if p.consumer, err = cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
+		Replica: replica, Subscriber: p.subTr, Publisher: p.subTr, Queue: p.queue,
+		Workers: o.Workers, BatchSize: o.BatchSize, BatchWait: o.BatchWait, Prefetch: o.Prefetch, Logger: o.Logger, Hooks: hooks,
+	}); err != nil {
+		return err
+	}
+	return nil
 }
 
 func (p *pipeline) startRelay(ctx context.Context) error {

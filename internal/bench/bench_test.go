@@ -62,6 +62,37 @@ func TestRunShort(t *testing.T) {
 	}
 }
 
+// TestRunHooksRounds runs a tiny hooks-off/on comparison (SQLite →
+// RabbitMQ → SQLite) and checks its shape: the rounds alternate, each side
+// has a median, the replica converged. The figures are not checked.
+func TestRunHooksRounds(t *testing.T) {
+	testenv.Slow(t, "a benchmark run")
+	t.Parallel()
+	rep, err := bench.Run(t.Context(), bench.Options{
+		MasterDB: "sqlite", ReplicaDB: "sqlite", Transport: testenv.AMQPURL(t), SkipRaw: true,
+		Changes: 200, HooksRounds: 2, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	h := rep.Hooks
+	if h == nil || len(h.Rounds) != 4 || rep.Throughput != nil {
+		t.Fatalf("report: hooks %+v, throughput %+v; want 4 hook rounds instead of the throughput phase", h, rep.Throughput)
+	}
+	for i, want := range []bool{false, true, true, false} {
+		if h.Rounds[i].Hooks != want || h.Rounds[i].EndToEnd <= 0 {
+			t.Errorf("round %d = %+v, want hooks %v and a rate", i+1, h.Rounds[i], want)
+		}
+	}
+	if h.EndToEndOff <= 0 || h.EndToEndOn <= 0 || !rep.Check.Converged {
+		t.Fatalf("medians %v / %v, converged %v", h.EndToEndOff, h.EndToEndOn, rep.Check.Converged)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "HOOKS OFF vs ON") {
+		t.Fatalf("WriteTable: %v\n%s", err, table.String())
+	}
+}
+
 func TestParseMix(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -103,6 +134,9 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "same sqlite file", opts: bench.Options{Changes: 1, MasterDB: "sqlite:/tmp/a.db", ReplicaDB: "sqlite:/tmp/a.db"}},
 		{name: "negative rate", opts: bench.Options{Rates: []float64{-1}}},
 		{name: "prefetch too large", opts: bench.Options{Changes: 1, Prefetch: 70000}},
+		{name: "hooks rounds", opts: bench.Options{Changes: 1, HooksRounds: 3}, ok: true},
+		{name: "hooks rounds without changes", opts: bench.Options{Drain: 1, HooksRounds: 3}},
+		{name: "negative hooks rounds", opts: bench.Options{Changes: 1, HooksRounds: -1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

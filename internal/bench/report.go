@@ -15,14 +15,15 @@ import (
 // Report is the outcome of a run. Rates are per second; latencies in
 // milliseconds; ratios are our figure over the raw limit (1 = as fast).
 type Report struct {
-	Setup      Setup          `json:"setup"`
-	Raw        *RawLimits     `json:"raw,omitempty"`
-	Throughput *Throughput    `json:"throughput,omitempty"`
-	Drain      *Drain         `json:"drain,omitempty"`
-	Steady     []Steady       `json:"steady,omitempty"`
-	Consumer   ConsumerCounts `json:"consumer"`
-	Check      *Check         `json:"check,omitempty"`
-	Goals      []Goal         `json:"goals"`
+	Setup      Setup            `json:"setup"`
+	Raw        *RawLimits       `json:"raw,omitempty"`
+	Throughput *Throughput      `json:"throughput,omitempty"`
+	Drain      *Drain           `json:"drain,omitempty"`
+	Steady     []Steady         `json:"steady,omitempty"`
+	Hooks      *HooksComparison `json:"hooks,omitempty"`
+	Consumer   ConsumerCounts   `json:"consumer"`
+	Check      *Check           `json:"check,omitempty"`
+	Goals      []Goal           `json:"goals"`
 }
 
 // Setup describes what ran where.
@@ -267,6 +268,15 @@ func (r *Report) evaluate() []Goal {
 		g.Note = "the whole bench process: master pools, bookkeeping and consumer"
 	}
 	goals = append(goals, g)
+
+	g = Goal{Name: "hooks overhead (issue 15)", Target: "≤ 3% of end-to-end throughput with Prometheus + OpenTelemetry on", Status: "not measured"}
+	if h := r.Hooks; h != nil {
+		g.Measured = fmt.Sprintf("%.1f%% (median %s off, %s on; master commit %.1f%%; process CPU per change %+.1f%%)",
+			100*h.Overhead, rps(h.EndToEndOff), rps(h.EndToEndOn), 100*h.MasterOverhead, 100*h.CPUOverhead)
+		g.Status = status(h.Overhead <= 0.03)
+		g.Note = fmt.Sprintf("%d rounds per side, %g%% of events traced", len(h.Rounds)/2, 100*h.Sample)
+	}
+	goals = append(goals, g)
 	return goals
 }
 
@@ -339,6 +349,17 @@ func (r *Report) WriteTable(w io.Writer) error {
 		stmtRows(row, "relay: master statements", d.RelayStatements)
 		diagRows(row, d.Diagnostics)
 	}
+	if h := r.Hooks; h != nil {
+		left(fmt.Sprintf("HOOKS OFF vs ON (Prometheus + OpenTelemetry, %g%% of events traced; %d rounds of %d changes, alternating)", 100*h.Sample, len(h.Rounds), h.Changes))
+		row("", "off", "on", "cost")
+		row("end-to-end, median", rps(h.EndToEndOff), rps(h.EndToEndOn), pct(h.Overhead))
+		row("master commit rate, median", rps(h.MasterCommitOff), rps(h.MasterCommitOn), pct(h.MasterOverhead))
+		row("process CPU per change, median", fmt.Sprintf("%.0f µs", h.CPUPerChangeOff), fmt.Sprintf("%.0f µs", h.CPUPerChangeOn), pct(h.CPUOverhead))
+		row("  each round: end-to-end, commit rate, CPU/change", "", "", "")
+		for i, rd := range h.Rounds {
+			row(fmt.Sprintf("  round %d, hooks %s", i+1, onOff(rd.Hooks)), rps(rd.EndToEnd), rps(rd.MasterCommit), fmt.Sprintf("%.0f µs", rd.CPUPerChange))
+		}
+	}
 	for _, st := range r.Steady {
 		left(fmt.Sprintf("STEADY %.0f changes/s for %.1f s (first %.1f s left out)", st.TargetRate, st.Seconds, st.WarmupSeconds))
 		row("achieved rate", rps(st.AchievedRate), "", "")
@@ -363,7 +384,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 	}
 	if len(r.Goals) > 0 {
-		b.WriteString("\nGOALS (issue 7)\n")
+		b.WriteString("\nGOALS (issues 7 and 15)\n")
 		for _, g := range r.Goals {
 			fmt.Fprintf(&b, "  %-14s %s: %s", "["+g.Status+"]", g.Name, g.Target)
 			if g.Measured != "" {

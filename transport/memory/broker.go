@@ -542,3 +542,23 @@ func (b *Broker) dispatchLocked(q *queue) {
 		c.deliverLocked(e)
 	}
 }
+
+var _ transport.Inspector = (*Broker)(nil)
+
+// Ping returns nil: the in-memory broker always answers.
+func (b *Broker) Ping(context.Context) error { return nil }
+
+// QueueDepth returns how many messages wait in queue ready for delivery
+// (QueueLen also counts those delivered and not settled, and those waiting
+// for a delayed redelivery). An undeclared queue returns an error wrapping
+// transport.ErrQueueNotFound.
+func (b *Broker) QueueDepth(_ context.Context, queue string) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[queue]
+	if q == nil {
+		return 0, fmt.Errorf("memory: depth of queue %q: %w", queue, transport.ErrQueueNotFound)
+	}
+	q.dropExpiredHead(b)
+	return q.readyN, nil
+}

@@ -126,6 +126,7 @@ func tests() []test {
 		{name: "SubscriberClose", run: testSubscriberClose},
 		{name: "SubscribeValidates", run: testSubscribeValidates},
 		{name: "CutConnections", needs: needCut, run: testCutConnections},
+		{name: "Inspector", needs: needInspector, run: testInspector},
 	}
 }
 
