@@ -131,6 +131,16 @@ type ConsumerConfig struct {
 	// Hooks, when set, observes every batch applied, retry, dead letter and
 	// each event's lag (see package hook). Nil costs nothing.
 	Hooks hook.Hooks
+	// NoResend turns self-healing off: by default, a SAVE that skips
+	// revisions (stored n, event n+k, k > 1), a SAVE that creates a key past
+	// revision 0, and a dead-lettered event make the consumer ask the
+	// master to send the key again — only a cqrsync master that takes
+	// resend requests (its events carry HeaderResendQueue), never a Django
+	// service. See Resender.
+	NoResend bool
+	// ResendInterval is the least time between two requests for one key.
+	// Default DefaultResendInterval; a negative value is refused.
+	ResendInterval time.Duration
 }
 
 // WithDefaults returns a copy of c with zero fields set to their defaults.
@@ -144,6 +154,7 @@ func (c ConsumerConfig) WithDefaults() ConsumerConfig {
 	c.MaxDelayed = cmp.Or(c.MaxDelayed, min(DefaultMaxDelayed*c.Workers, c.Prefetch/2))
 	c.PurgeInterval = cmp.Or(c.PurgeInterval, time.Hour)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, 30*time.Second)
+	c.ResendInterval = cmp.Or(c.ResendInterval, DefaultResendInterval)
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	if c.Now == nil {
 		c.Now = time.Now
@@ -193,6 +204,7 @@ func (c *ConsumerConfig) validate() error {
 	errs = append(errs, negativeDurations("ConsumerConfig", []namedDuration{
 		{"BatchWait", c.BatchWait, "0 applies at once"},
 		{"PurgeInterval", c.PurgeInterval, "0 for the default 1h"},
+		{"ResendInterval", c.ResendInterval, "0 for the default 1m"},
 		{"ShutdownTimeout", c.ShutdownTimeout, "0 for the default 30s"},
 	})...)
 	return errors.Join(errs...)
@@ -205,6 +217,7 @@ type ConsumerStats struct {
 	Dropped      int64 // duplicates, stale events, events older than a delete
 	Retried      int64 // events sent back to the queue for a retry
 	DeadLettered int64 // events moved to the dead-letter queue
+	ResendsAsked int64 // resend requests sent to masters (see ConsumerConfig.NoResend)
 }
 
 // Consumer applies a replica queue's events to the replica database.
@@ -240,6 +253,9 @@ type Consumer struct {
 
 	laterNacks nackTimers // events whose dead-letter publish failed
 
+	resends      resendLimiter // when each key was last asked for
+	resendsAsked atomic.Int64
+
 	caps transport.Capabilities // the Subscriber's
 }
 
@@ -252,7 +268,7 @@ func NewConsumer(cfg *ConsumerConfig) (*Consumer, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	return &Consumer{cfg: c, seed: maphash.MakeSeed(), caps: c.Subscriber.Capabilities()}, nil
+	return &Consumer{cfg: c, seed: maphash.MakeSeed(), caps: c.Subscriber.Capabilities(), resends: resendLimiter{interval: c.ResendInterval}}, nil
 }
 
 // Start subscribes and consumes in the background until ctx ends or Stop is
@@ -275,7 +291,7 @@ func (c *Consumer) Stop() error { return c.runner.Stop() }
 func (c *Consumer) Stats() ConsumerStats {
 	return ConsumerStats{
 		Received: c.received.Load(), Applied: c.applied.Load(), Dropped: c.dropped.Load(),
-		Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(),
+		Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(), ResendsAsked: c.resendsAsked.Load(),
 	}
 }
 
@@ -290,6 +306,9 @@ type item struct {
 }
 
 func (c *Consumer) run(ctx context.Context, started func()) error {
+	// While it runs, WaitFor calls rely on its batches, not on polling.
+	c.cfg.Replica.waiters.consumers.Add(1)
+	defer c.cfg.Replica.waiters.consumers.Add(-1)
 	// Work in hand continues for up to ShutdownTimeout after a stop.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()

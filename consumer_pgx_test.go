@@ -19,7 +19,7 @@ import (
 
 // runConsumer starts a consumer of cfg, stopped when the test ends, and
 // returns it once it has subscribed.
-func runConsumer(t *testing.T, cfg *cqrsync.ConsumerConfig) *cqrsync.Consumer {
+func runConsumer(t testing.TB, cfg *cqrsync.ConsumerConfig) *cqrsync.Consumer {
 	t.Helper()
 	c, err := cqrsync.NewConsumer(cfg)
 	if err != nil {

@@ -35,16 +35,8 @@ type rabbitBundle struct {
 func setupRabbit(t *testing.T) *rabbitBundle {
 	t.Helper()
 	b := &rabbitBundle{url: testenv.AMQPURL(t), exchange: cqrsynctesting.UniqueName("cqrsynctest_x_"), queue: cqrsynctesting.UniqueName("cqrsynctest_q_")}
+	b.tr = newRabbitTransport(t, b.url, b.exchange, b.queue)
 	var err error
-	b.tr, err = rabbitmq.New(t.Context(), &rabbitmq.Config{URL: b.url, Exchange: b.exchange, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = b.tr.Close()
-		// The exchange and queues are this test's own: remove them.
-		cqrsynctesting.DeleteRabbitMQ(b.url, b.exchange, b.queue)
-	})
 	b.replicaDB = cqrsynctesting.OpenPostgres(t, `CREATE TABLE djpeer_basic (
 		id BIGINT PRIMARY KEY, cqrs_revision INTEGER NOT NULL, cqrs_updated TIMESTAMPTZ NOT NULL,
 		int_field INTEGER NOT NULL, char_field VARCHAR(200) NOT NULL, date_field DATE, datetime_field TIMESTAMPTZ,
@@ -58,6 +50,23 @@ func setupRabbit(t *testing.T) *rabbitBundle {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// newRabbitTransport returns a transport on the test's own exchange, closed
+// when the test ends, when the exchange and queue (with its dead letters)
+// are removed.
+func newRabbitTransport(t testing.TB, url, exchange, queue string) *rabbitmq.Transport {
+	t.Helper()
+	tr, err := rabbitmq.New(t.Context(), &rabbitmq.Config{URL: url, Exchange: exchange, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = tr.Close()
+		// The exchange and queues are this test's own: remove them.
+		cqrsynctesting.DeleteRabbitMQ(url, exchange, queue)
+	})
+	return tr
 }
 
 func (b *rabbitBundle) consumer(t *testing.T, retry cqrsync.RetryPolicy) *cqrsync.Consumer {

@@ -161,6 +161,7 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	ps := make([]*Payload, len(items))
 	for i, it := range items {
 		ps[i] = it.p
+		it.p.gap = false // set again by this apply
 	}
 	var applied, dropped int64
 	started := false
@@ -213,6 +214,12 @@ func (c *Consumer) applyTx(ctx context.Context, items []item) error {
 	}
 	c.applied.Add(applied)
 	c.dropped.Add(dropped)
+	c.cfg.Replica.Applied(ps) // wake the WaitFor calls of these keys
+	for _, p := range ps {
+		if p.gap {
+			c.askResend(ctx, p, "gap")
+		}
+	}
 	return nil
 }
 
@@ -332,6 +339,9 @@ func (c *Consumer) deadLetter(ctx context.Context, it item, reason error) {
 		return
 	}
 	c.deadLettered.Add(1)
+	if it.p != nil {
+		c.askResend(ctx, it.p, "dead letter")
+	}
 	if c.cfg.Hooks != nil {
 		c.cfg.Hooks.OnDeadLetter(ctx, hook.DeadLetter{CQRSID: cqrsID, Reason: reason})
 	}

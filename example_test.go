@@ -74,28 +74,50 @@ func Example() {
 	<-consumer.Started()
 
 	// A change on the master, captured in its own transaction; the event
-	// exists from the commit on, and RunTx then wakes the relay.
-	err := cqrsync.RunTx(ctx, masterDB, master, func(tx *sql.Tx) error {
+	// exists from the commit on, and RunTx then wakes the relay. The
+	// context collects the change's read-your-writes token.
+	wctx, toks := cqrsync.CollectTokens(ctx)
+	err := cqrsync.RunTx(wctx, masterDB, master, func(tx *sql.Tx) error {
 		if _, err := tx.Exec(`INSERT INTO account (id, name, secret) VALUES (1, 'Ada', 'hunter2')`); err != nil {
 			return err
 		}
-		return master.Create(ctx, tx, "account", 1)
+		return master.Create(wctx, tx, "account", 1)
 	})
 	if err != nil {
 		panic(err)
 	}
 
-	// Wait for the replica to have it.
+	// Wait for the replica to have it: the consumer's batch wakes the wait.
+	tok := toks.All()[0]
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := replica.WaitFor(waitCtx, tok); err != nil {
+		panic(err)
+	}
 	var name string
 	var rev int
-	for range 500 {
-		if replicaDB.QueryRow(`SELECT name, cqrs_revision FROM account_copy WHERE id = 1`).Scan(&name, &rev) == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := replicaDB.QueryRow(`SELECT name, cqrs_revision FROM account_copy WHERE id = 1`).Scan(&name, &rev); err != nil {
+		panic(err)
 	}
-	fmt.Printf("replica has account 1: %s at revision %d\n", name, rev)
-	// Output: replica has account 1: Ada at revision 0
+	fmt.Printf("token %s: replica has account 1: %s at revision %d\n", tok, name, rev)
+	// Output: token account.0.1: replica has account 1: Ada at revision 0
+}
+
+// ExampleParseToken reads a read-your-writes token's text form, as
+// Token.String writes it: a text key travels as base64url after "~".
+func ExampleParseToken() {
+	for _, s := range []string{"account.3.42", "order.0.~QS0x"} {
+		tok, err := cqrsync.ParseToken(s)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("%s revision %d key %#v\n", tok.CQRSID, tok.Revision, tok.PK)
+	}
+	fmt.Println(cqrsync.Token{CQRSID: "order", PK: "A-1", Revision: 0})
+	// Output:
+	// account revision 3 key 42
+	// order revision 0 key "A-1"
+	// order.0.~QS0x
 }
 
 // ExampleMaster_Insert writes a row and captures its creation in one call:
@@ -162,4 +184,38 @@ func exampleAccounts() (*sql.DB, *cqrsync.Master[*sql.Tx], func()) {
 	master, _ := cqrsync.NewMaster(databasesql.New(db, sqldialect.SQLite()), &cqrsync.MasterConfig{Now: func() time.Time { return now }})
 	_ = master.Register(&cqrsync.MasterModel{CQRSID: "account", Table: "account"})
 	return db, master, done
+}
+
+// ExampleReplica_CheckContract compares a replica's table with what the
+// master publishes, before any event: the replica here reads the name
+// into an integer column, and has a NOT NULL column nothing fills.
+func ExampleReplica_CheckContract() {
+	ctx := context.Background()
+	db, master, done := exampleAccounts()
+	defer done()
+	schema, err := master.Schema(ctx, sqldialect.FromSQL(db))
+	if err != nil {
+		panic(err)
+	}
+	// The document travels as JSON (cqrsync schema, cqrsync check).
+	var doc strings.Builder
+	_ = schema.WriteJSON(&doc)
+	schema, _ = cqrsync.ReadSchema(strings.NewReader(doc.String()))
+
+	if _, err := db.Exec(`CREATE TABLE account_copy (id INTEGER PRIMARY KEY, name INTEGER, region TEXT NOT NULL,
+		cqrs_revision INTEGER NOT NULL, cqrs_updated DATETIME NOT NULL)`); err != nil {
+		panic(err)
+	}
+	replica, _ := cqrsync.NewReplica(databasesql.New(db, sqldialect.SQLite()), nil)
+	_ = replica.Register(&cqrsync.ReplicaModel{CQRSID: "account", Table: "account_copy"})
+	report, err := replica.CheckContract(ctx, sqldialect.FromSQL(db), schema)
+	if err != nil {
+		panic(err)
+	}
+	for _, f := range report.Findings {
+		fmt.Println(f)
+	}
+	// Output:
+	// refused: account.name: master TEXT (string) into replica INTEGER (int): only text that reads as int is taken, other values fail their event (change the column's type)
+	// refused: account → region: column region is NOT NULL without a default and no field of the master fills it: every SAVE fails (map a field to it, or give it a default)
 }

@@ -154,6 +154,13 @@ type MasterConfig struct {
 	// docs/wal.md). OutboxWAL needs PostgreSQL with wal_level = logical;
 	// the events and their bytes on the wire are the same either way.
 	Outbox OutboxMode
+	// ResendQueue, when set, is the queue where this master's [Resender]
+	// takes resend requests: every event carries it in the
+	// HeaderResendQueue header (beside the body, which does not change), so
+	// cqrsync replicas that see a gap in a key's revisions, or dead-letter
+	// its event, ask for the key again. Django replicas ignore the header.
+	// Empty: no event carries it, and no replica asks.
+	ResendQueue string
 }
 
 // OutboxMode says where a Master writes its events; see MasterConfig.Outbox.
@@ -265,6 +272,9 @@ func NewMaster[TTx any](drv sqldialect.Driver[TTx], cfg *MasterConfig) (*Master[
 	c := *cfg
 	if err := checkMessageTTL("MasterConfig.MessageTTL", c.MessageTTL); err != nil {
 		return nil, err
+	}
+	if c.ResendQueue != "" && !validName(c.ResendQueue) {
+		return nil, fmt.Errorf("cqrsync: MasterConfig.ResendQueue %q: set a queue name without '.', '*', '#' or spaces", c.ResendQueue)
 	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.MessageTTL = cmp.Or(c.MessageTTL, DefaultMessageTTL)
@@ -486,10 +496,15 @@ func (m *Master[TTx]) Insert(ctx context.Context, tx TTx, cqrsID string, values 
 		switch {
 		case withOutbox:
 			m.cfg.Notify()
+			collectTokens(ctx, mm, row)
 			return nil
 		case predictedEvent != nil:
 			// The event is right: insert it as built, not a second time.
-			return m.enqueue(ctx, ex, []sqldialect.OutboxRow{*predictedEvent})
+			if err := m.enqueue(ctx, ex, []sqldialect.OutboxRow{*predictedEvent}); err != nil {
+				return err
+			}
+			collectTokens(ctx, mm, row)
+			return nil
 		case mm.Serializer == nil:
 			return nil // no event: produce off, or the model refused the row
 		}
@@ -707,6 +722,7 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 	// revisions: replicas then order every event of a key by revision alone.
 	tombs := make([]sqldialect.Tombstone, len(rows))
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
+	published := make([]masterRow, 0, len(rows))
 	for i, row := range rows {
 		rev, err := revisionOf(row)
 		if err != nil {
@@ -734,12 +750,17 @@ func (m *Master[TTx]) Delete(ctx context.Context, tx TTx, cqrsID string, pks ...
 		}
 		if ok {
 			events = append(events, ev)
+			published = append(published, row)
 		}
 	}
 	if err := m.dialect.RecordTombstones(ctx, ex, tombs); err != nil {
 		return err
 	}
-	return m.enqueue(ctx, ex, events)
+	if err := m.enqueue(ctx, ex, events); err != nil {
+		return err
+	}
+	collectTokens(ctx, mm, published)
+	return nil
 }
 
 // deleteRows deletes the rows with the keys pks and returns them as they
@@ -969,6 +990,7 @@ func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, m
 	}
 	now := m.now()
 	events := make([]sqldialect.OutboxRow, 0, len(rows))
+	published := make([]masterRow, 0, len(rows))
 	for i, row := range rows {
 		var p Object
 		if prev != nil {
@@ -980,9 +1002,29 @@ func (m *Master[TTx]) publishRows(ctx context.Context, ex sqldialect.Executor, m
 		}
 		if ok {
 			events = append(events, ev)
+			published = append(published, row)
 		}
 	}
-	return m.enqueue(ctx, ex, events)
+	if err := m.enqueue(ctx, ex, events); err != nil {
+		return err
+	}
+	collectTokens(ctx, mm, published)
+	return nil
+}
+
+// collectTokens appends the tokens of the events captured for rows to the
+// context's collector (see CollectTokens), if it has one.
+func collectTokens(ctx context.Context, mm *MasterModel, rows []masterRow) {
+	toks := collector(ctx)
+	if toks == nil || len(rows) == 0 {
+		return
+	}
+	list := make([]Token, len(rows))
+	for i, r := range rows {
+		rev, _ := revisionOf(r) // the event was built from it: it is an integer
+		list[i] = Token{CQRSID: mm.CQRSID, PK: r.pk, Revision: rev}
+	}
+	toks.add(list)
 }
 
 // instanceDatas builds instance_data for rows: through the model's
@@ -1233,12 +1275,19 @@ func (m *Master[TTx]) observe(ctx context.Context, cqrsID string, signal SignalT
 // headers returns the headers stored with an event: its correlation ID and
 // what the Propagator injects from ctx; nil when there are none.
 func (m *Master[TTx]) headers(ctx context.Context, correlationID string) map[string]string {
-	if m.cfg.Propagator == nil && correlationID == "" {
+	resent, _ := ctx.Value(resentKey{}).(bool)
+	if m.cfg.Propagator == nil && correlationID == "" && m.cfg.ResendQueue == "" {
 		return nil
 	}
 	h := hook.MapCarrier{}
 	if correlationID != "" {
 		h[hook.HeaderCorrelationID] = correlationID
+	}
+	if m.cfg.ResendQueue != "" {
+		h[HeaderResendQueue] = m.cfg.ResendQueue
+		if resent {
+			h[HeaderResent] = "1"
+		}
 	}
 	if m.cfg.Propagator != nil {
 		m.cfg.Propagator.Inject(ctx, h)

@@ -77,6 +77,10 @@ type Payload struct {
 	// correlation ID, a propagated trace context) and the transport's own.
 	// Nil when none. Encoding ignores them.
 	Headers map[string]string
+
+	// gap is set by the apply of a SAVE that skipped revisions or created
+	// its key past revision 0: the consumer may ask for the key again.
+	gap bool
 }
 
 // AppendJSON appends the body of p to dst as a django-cqrs master writes

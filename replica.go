@@ -108,6 +108,11 @@ type ReplicaConfig struct {
 	// the model's OnSave and OnDelete handlers receive. Those handlers can
 	// read the headers themselves with hook.Headers.
 	Propagator hook.Propagator
+	// WaitPoll is how often Replica.WaitFor re-reads a key while no
+	// Consumer of this Replica runs in the process (beside one, 10 ×
+	// WaitPoll: the consumer's batches wake it). Default DefaultWaitPoll; a
+	// negative value is refused.
+	WaitPoll time.Duration
 }
 
 // Replica applies events to registered replica tables.
@@ -170,6 +175,8 @@ type Replica struct {
 
 	mu     sync.RWMutex
 	models map[string]*ReplicaModel
+
+	waiters waiters // the WaitFor calls, woken by consumers' batches
 }
 
 // NewReplica returns a Replica on the replica database db: a driver from
@@ -186,11 +193,13 @@ func NewReplica(db sqldialect.DB, cfg *ReplicaConfig) (*Replica, error) {
 	c := *cfg
 	if err := errors.Join(negativeDurations("ReplicaConfig", []namedDuration{
 		{"TombstoneRetention", c.TombstoneRetention, "0 for the default 7 days"},
+		{"WaitPoll", c.WaitPoll, "0 for the default 1s"},
 	})...); err != nil {
 		return nil, err
 	}
 	c.Logger = cmp.Or(c.Logger, slog.Default())
 	c.TombstoneRetention = cmp.Or(c.TombstoneRetention, DefaultTombstoneRetention)
+	c.WaitPoll = cmp.Or(c.WaitPoll, DefaultWaitPoll)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -572,8 +581,13 @@ func (r *Replica) logOutcome(ctx context.Context, p *Payload, pk any, rev, store
 		}
 	case OutcomeUpdated:
 		if lost := rev - stored - 1; lost > 0 {
+			p.gap = p.SignalType == SignalSave
 			log.LogAttrs(ctx, slog.LevelWarn, "cqrsync: lost packages: revision gap", attrs(slog.Int64("stored_revision", stored), slog.Int64("lost", lost))...)
 		}
+	case OutcomeCreated:
+		// A key first seen past revision 0: its earlier events were lost
+		// (or it was re-created after a delete this replica saw).
+		p.gap = p.SignalType == SignalSave && rev > 0
 	}
 }
 

@@ -30,10 +30,12 @@ type captureStore interface {
 	DeleteOutbox(ctx context.Context, ex sqldialect.Executor, ids []int64) error
 	EmitOutbox(ctx context.Context, ex sqldialect.Executor, rows []sqldialect.OutboxRow) error
 	RetractWALMessage(ctx context.Context, ex sqldialect.Executor, lsn int64) error
+	KeyVersion(ctx context.Context, ex sqldialect.Executor, params *sqldialect.KeyVersionParams) (sqldialect.KeyVersion, error)
 }
 
 // applyStore is what a Replica asks of its dialect: key locks, the guarded
-// writes of SAVE and DELETE events with their tombstones, and key reads.
+// writes of SAVE and DELETE events with their tombstones, and key reads
+// (a key's version, for WaitFor).
 type applyStore interface {
 	SelectRows(ctx context.Context, ex sqldialect.Executor, params *sqldialect.SelectRowsParams) (sqldialect.Rows, error)
 	LockKeys(ctx context.Context, ex sqldialect.Executor, keys []string) error
@@ -43,6 +45,7 @@ type applyStore interface {
 	DeleteGuardedBatch(ctx context.Context, ex sqldialect.Executor, params *sqldialect.DeleteGuardedBatchParams) ([]bool, error)
 	DeleteRows(ctx context.Context, ex sqldialect.Executor, table, pkColumn string, pks []any) (int64, error)
 	PurgeTombstones(ctx context.Context, ex sqldialect.Executor, before time.Time) (int64, error)
+	KeyVersion(ctx context.Context, ex sqldialect.Executor, params *sqldialect.KeyVersionParams) (sqldialect.KeyVersion, error)
 }
 
 // schemaStore is what the table metadata cache asks of a dialect.

@@ -45,6 +45,9 @@ type App struct {
 	// deleted-sync-replica. Consume and bulk-load run on its own driver
 	// (the one passed to cqrsync.NewReplica), normally on DB.
 	Replica *cqrsync.Replica
+	// ResendQueue is the master's resend queue (MasterConfig.ResendQueue):
+	// required by resend.
+	ResendQueue string
 	// Queue is this replica service's queue (django-cqrs's CQRS["queue"]).
 	// Required by consume, diff-replica and dead-letters.
 	Queue string
@@ -104,6 +107,11 @@ type Master interface {
 	Models() []string
 	// Check verifies the outbox and the tables of the given models.
 	Check(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) error
+	// Schema describes what the given models publish (every model when
+	// none is given), for a replica's contract check.
+	Schema(ctx context.Context, ex sqldialect.Executor, cqrsIDs ...string) (*cqrsync.Schema, error)
+	// AnswerResend answers a replica's resend request (cqrsync resend).
+	AnswerResend(ctx context.Context, request []byte) error
 }
 
 var _ Master = (*cqrsync.Master[*sql.Tx])(nil)

@@ -170,6 +170,10 @@ command failed, 2 it was called or configured wrongly.`,
 		newDeletedDiffMasterCommand(st),
 		newDeletedSyncReplicaCommand(st),
 		newDeadLettersCommand(st),
+		newWaitCommand(st),
+		newSchemaCommand(st),
+		newCheckCommand(st),
+		newResendCommand(st),
 	)
 	if opts != nil && opts.Commands != nil {
 		root.AddCommand(opts.Commands()...)

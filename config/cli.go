@@ -104,6 +104,7 @@ func (o *CLIOpts) setup(_ context.Context, path string, explicit bool, req *cli.
 	app.DeadLetterQueue = cfg.DeadLetterQueue
 	app.Relay.BatchSize = cfg.Master.RelayBatch
 	app.Relay.PollInterval = cfg.Master.RelayPollInterval
+	app.ResendQueue = cfg.Master.ResendQueue
 
 	if cfg.Database.URL != "" {
 		db, err := cfg.OpenDB()

@@ -148,6 +148,9 @@ type MasterSettings struct {
 	// WALSlot and WALPublication name the WAL relay's replication slot and
 	// publication (YAML wal_slot, wal_publication); "" means "cqrsync".
 	WALSlot, WALPublication string
+	// ResendQueue is the queue where `cqrsync resend` answers replicas'
+	// resend requests (cqrsync.MasterConfig.ResendQueue); empty: none.
+	ResendQueue string
 }
 
 // ReplicaSettings are the replica side's settings: the consumer's.
@@ -162,6 +165,15 @@ type ReplicaSettings struct {
 	// TombstoneRetention, DeadLetterTTL and ShutdownTimeout: 0 means the
 	// defaults (7 days, 10 days, 30 s).
 	TombstoneRetention, DeadLetterTTL, ShutdownTimeout time.Duration
+	// WaitPoll is how often a wait for a read-your-writes token (cqrsync
+	// wait, Replica.WaitFor) re-reads the key without a consumer in the
+	// process; 0 means the default (1 s).
+	WaitPoll time.Duration
+	// NoResend turns the consumer's resend requests off; ResendInterval is
+	// the least time between two requests for one key (0: 1 min). See
+	// cqrsync.ConsumerConfig.
+	NoResend       bool
+	ResendInterval time.Duration
 	// Retry is the default retry policy; nil means django-cqrs's (30
 	// retries, 2 s apart).
 	Retry *Retry
@@ -438,7 +450,7 @@ func registerAll[M any](register func(M) error, models []M) error {
 // MasterConfig returns the master-wide settings as a cqrsync.MasterConfig
 // (without Dialect, Logger, Relay, Notify, Hooks or Propagator).
 func (c *Config) MasterConfig() cqrsync.MasterConfig {
-	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields, Outbox: c.Master.Outbox}
+	return cqrsync.MasterConfig{MessageTTL: c.Master.MessageTTL, AutoUpdateFields: c.Master.AutoUpdateFields, Outbox: c.Master.Outbox, ResendQueue: c.Master.ResendQueue}
 }
 
 // MasterModels returns the master models, ready to register.
@@ -473,7 +485,7 @@ func (c *Config) ReplicaModels() []*cqrsync.ReplicaModel {
 // ReplicaConfig returns the replica-wide settings as a cqrsync.ReplicaConfig
 // (without Dialect or Logger).
 func (c *Config) ReplicaConfig() cqrsync.ReplicaConfig {
-	return cqrsync.ReplicaConfig{TombstoneRetention: c.Replica.TombstoneRetention}
+	return cqrsync.ReplicaConfig{TombstoneRetention: c.Replica.TombstoneRetention, WaitPoll: c.Replica.WaitPoll}
 }
 
 // ConsumerConfig returns the consumer settings as a template
@@ -487,6 +499,8 @@ func (c *Config) ConsumerConfig() cqrsync.ConsumerConfig {
 		BatchWait:       c.Replica.BatchWait,
 		Prefetch:        c.Replica.Prefetch,
 		ShutdownTimeout: c.Replica.ShutdownTimeout,
+		NoResend:        c.Replica.NoResend,
+		ResendInterval:  c.Replica.ResendInterval,
 	}
 	if c.Replica.Retry != nil {
 		cc.Retry = c.Replica.Retry.policy()

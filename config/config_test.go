@@ -39,7 +39,7 @@ func TestExampleFile(t *testing.T) {
 		c.Master.Outbox != cqrsync.OutboxTable || c.Master.WALSlot != "cqrsync" || c.Master.WALPublication != "cqrsync" {
 		t.Errorf("master settings: %+v", c.Master)
 	}
-	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour ||
+	if c.Replica.Workers != 1 || c.Replica.Batch != 100 || c.Replica.TombstoneRetention != 7*24*time.Hour || c.ReplicaConfig().WaitPoll != time.Second || c.ConsumerConfig().ResendInterval != time.Minute || c.ConsumerConfig().NoResend ||
 		c.Replica.Retry == nil || *c.Replica.Retry.MaxRetries != 30 || c.Replica.Retry.Delay != 2*time.Second {
 		t.Errorf("replica settings: %+v", c.Replica)
 	}

@@ -68,6 +68,7 @@ func decode(data []byte) (*Config, []Problem) {
 				"outbox":              func(n *yaml.Node, p string) { d.outbox(n, p, &m.Outbox) },
 				"wal_slot":            func(n *yaml.Node, p string) { d.str(n, p, &m.WALSlot) },
 				"wal_publication":     func(n *yaml.Node, p string) { d.str(n, p, &m.WALPublication) },
+				"resend_queue":        func(n *yaml.Node, p string) { d.str(n, p, &m.ResendQueue) },
 			})
 		},
 		"replica": func(n *yaml.Node, p string) {
@@ -80,6 +81,9 @@ func decode(data []byte) (*Config, []Problem) {
 				"dead_letter_ttl":     func(n *yaml.Node, p string) { d.ttl(n, p, &r.DeadLetterTTL) },
 				"shutdown_timeout":    func(n *yaml.Node, p string) { d.duration(n, p, &r.ShutdownTimeout) },
 				"batch_wait":          func(n *yaml.Node, p string) { d.duration(n, p, &r.BatchWait) },
+				"wait_poll":           func(n *yaml.Node, p string) { d.duration(n, p, &r.WaitPoll) },
+				"no_resend":           func(n *yaml.Node, p string) { d.boolean(n, p, &r.NoResend) },
+				"resend_interval":     func(n *yaml.Node, p string) { d.duration(n, p, &r.ResendInterval) },
 				"retry":               func(n *yaml.Node, p string) { r.Retry = d.retry(n, p) },
 			})
 		},

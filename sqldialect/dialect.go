@@ -157,6 +157,30 @@ type Dialect interface {
 	RecordTombstones(ctx context.Context, ex Executor, tombstones []Tombstone) error
 	// PurgeTombstones deletes tombstones recorded before before.
 	PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error)
+	// KeyVersion reads one replica key's stored revision and its
+	// tombstone's, with one statement: what a read-your-writes wait
+	// compares a token with.
+	KeyVersion(ctx context.Context, ex Executor, params *KeyVersionParams) (KeyVersion, error)
+}
+
+// KeyVersionParams names one replica key for KeyVersion.
+type KeyVersionParams struct {
+	// Table and PKColumn name the replica table and its key column.
+	Table, PKColumn string
+	// PK is the key as a value of the key column.
+	PK any
+	// CQRSID and Key name the key's tombstone: Key is the key's canonical
+	// text, as DeleteGuardedParams.Key.
+	CQRSID, Key string
+}
+
+// KeyVersion is a replica key's stored state.
+type KeyVersion struct {
+	// Revision is the row's cqrs_revision, -1 when there is no row.
+	Revision int64
+	// TombstoneRevision is the revision of the key's tombstone (its last
+	// DELETE), -1 when there is none.
+	TombstoneRevision int64
 }
 
 // Names of cqrsync's own tables, which Migrate creates.

@@ -1061,6 +1061,30 @@ func (d *standard) PurgeTombstones(ctx context.Context, ex Executor, before time
 	return n, nil
 }
 
+func (d *standard) KeyVersion(ctx context.Context, ex Executor, p *KeyVersionParams) (KeyVersion, error) {
+	// One statement without FROM, which all three databases take: a
+	// missing row or tombstone reads as -1 (revisions are never negative).
+	q := fmt.Sprintf("SELECT COALESCE((SELECT %s FROM %s WHERE %s = %s), -1), "+
+		"COALESCE((SELECT revision FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s), -1)",
+		d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.placeholder(1), d.placeholder(2), d.placeholder(3))
+	rows, err := ex.Query(ctx, q, p.PK, p.CQRSID, p.Key)
+	if err != nil {
+		return KeyVersion{}, fmt.Errorf("sqldialect: read the version of %s %v: %w", p.Table, p.PK, err)
+	}
+	defer rows.Close()
+	var v KeyVersion
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return KeyVersion{}, fmt.Errorf("sqldialect: read the version of %s %v: %w", p.Table, p.PK, err)
+		}
+		return KeyVersion{}, fmt.Errorf("sqldialect: read the version of %s %v: no result row", p.Table, p.PK)
+	}
+	if err := rows.Scan(&v.Revision, &v.TombstoneRevision); err != nil {
+		return KeyVersion{}, fmt.Errorf("sqldialect: read the version of %s %v: %w", p.Table, p.PK, err)
+	}
+	return v, rows.Close()
+}
+
 // micros is t as Unix microseconds, the unit of cqrsync's own time columns.
 func micros(t time.Time) int64 {
 	if t.IsZero() {

@@ -196,6 +196,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h) })
 	t.Run("LongValues", func(t *testing.T) { t.Parallel(); RunLongValues(t, h) })
 	t.Run("RunTx", func(t *testing.T) { t.Parallel(); testRunTx(t, h) })
+	t.Run("KeyVersion", func(t *testing.T) { t.Parallel(); testKeyVersion(t, h) })
 }
 
 // testRunTx checks the driver's transactions: RunTx commits what fn wrote
@@ -1119,4 +1120,37 @@ func RunLongValues(t *testing.T, h *Harness) {
 			}
 		}
 	}
+}
+
+// testKeyVersion reads a key's revision and its tombstone's through the
+// life of the key: unknown, stored, deleted, re-created.
+func testKeyVersion(t *testing.T, h *Harness) {
+	b := setup(t, h)
+	version := func(id int64) sqldialect.KeyVersion {
+		t.Helper()
+		v, err := b.d.KeyVersion(b.ctx, b.ex, &sqldialect.KeyVersionParams{
+			Table: "item", PKColumn: "id", PK: id, CQRSID: "item", Key: fmt.Sprint(id),
+		})
+		if err != nil {
+			t.Fatalf("KeyVersion(%d): %v", id, err)
+		}
+		return v
+	}
+	check := func(id int64, want sqldialect.KeyVersion) {
+		t.Helper()
+		if got := version(id); got != want {
+			t.Fatalf("KeyVersion(%d) = %+v, want %+v", id, got, want)
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	check(1, sqldialect.KeyVersion{Revision: -1, TombstoneRevision: -1})
+	b.upsert(t, 1, "a", 3, now, sqldialect.GuardNewer)
+	b.upsert(t, 2, "b", 7, now, sqldialect.GuardNewer)
+	check(1, sqldialect.KeyVersion{Revision: 3, TombstoneRevision: -1})
+	check(2, sqldialect.KeyVersion{Revision: 7, TombstoneRevision: -1})
+	b.delete(t, 1, 4, now)
+	check(1, sqldialect.KeyVersion{Revision: -1, TombstoneRevision: 4})
+	b.upsert(t, 1, "again", 5, now.Add(time.Second), sqldialect.GuardNewer)
+	check(1, sqldialect.KeyVersion{Revision: 5, TombstoneRevision: 4})
+	check(2, sqldialect.KeyVersion{Revision: 7, TombstoneRevision: -1})
 }
