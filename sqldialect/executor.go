@@ -38,6 +38,17 @@ func FromSQL(q SQLQuerier) Executor { return sqlExecutor{q} }
 
 type sqlExecutor struct{ q SQLQuerier }
 
+// SQLOf returns the database/sql handle an Executor made by FromSQL runs
+// on (a *sql.Tx inside a transaction), so code that needs the handle
+// itself — an ORM's session in a replica handler — can join the
+// transaction. ok is false for other Executors (pgx's).
+func SQLOf(ex Executor) (q SQLQuerier, ok bool) {
+	if e, is := ex.(sqlExecutor); is {
+		return e.q, true
+	}
+	return nil, false
+}
+
 func (e sqlExecutor) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := e.q.ExecContext(ctx, query, args...)
 	if err != nil {
