@@ -492,7 +492,7 @@ func mysqlCaptureSQL(d *standard, p *CaptureTriggerParams) map[string]string {
 		switch t.suffix {
 		case "_bi":
 			body = fmt.Sprintf("SET NEW.cqrs_revision = COALESCE((SELECT ts.revision + 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = %s), 0); SET NEW.cqrs_updated = %s;",
-				id, d.castText("NEW."+q(p.PKColumn)), updated)
+				id, d.eng.castText("NEW."+q(p.PKColumn)), updated)
 		case "_bu":
 			body = fmt.Sprintf("SET NEW.cqrs_revision = OLD.cqrs_revision + 1; SET NEW.cqrs_updated = %s;", updated)
 		case "_ai", "_au":
@@ -502,7 +502,7 @@ func mysqlCaptureSQL(d *standard, p *CaptureTriggerParams) map[string]string {
 			body = fmt.Sprintf("INSERT INTO cqrs_outbox (cqrs_id, body, created_us) VALUES (%s, %s, us);", id, mysqlImage(d, p, t.event))
 		case "_ad":
 			body = fmt.Sprintf("INSERT INTO cqrs_tombstones (cqrs_id, pk, revision, updated_us, deleted_us) VALUES (%s, %s, OLD.cqrs_revision + 1, us, us) %s;",
-				id, d.castText("OLD."+q(p.PKColumn)), d.tombstoneConflict)
+				id, d.eng.castText("OLD."+q(p.PKColumn)), d.tombstoneConflict)
 			if !p.NoProduce {
 				body += fmt.Sprintf(" INSERT INTO cqrs_outbox (cqrs_id, body, created_us) VALUES (%s, %s, us);", id, mysqlImage(d, p, "DELETE"))
 			}

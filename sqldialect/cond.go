@@ -69,7 +69,7 @@ func (d *standard) where(conds []Cond, first int) (string, []any, error) {
 	var args []any
 	next := func(v any) string {
 		args = append(args, v)
-		return d.placeholder(first + len(args) - 1)
+		return d.eng.placeholder(first + len(args) - 1)
 	}
 	for _, c := range conds {
 		col := d.QuoteIdent(c.Column)

@@ -31,30 +31,27 @@ import (
 // session's sql_mode: keep it strict (MySQL's default).
 func MySQL() Dialect {
 	return &standard{
-		name:                 "mysql",
-		quoteChar:            '`',
-		placeholder:          func(int) string { return "?" },
-		columns:              mysqlColumns,
-		claimOutbox:          mysqlClaimOutbox,
-		upsertConflict:       mysqlUpsertConflict,
-		tombstoneConflict:    mysqlTombstoneConflict,
-		fromDual:             " FROM DUAL",
-		forUpdate:            "FOR UPDATE",
-		castText:             mysqlCastText,
-		valuesSource:         mysqlValuesSource,
-		storeValue:           mysqlStoreValue,
-		writePrefix:          mysqlStrictWrite,
-		outboxByIDs:          mysqlOutboxByIDs,
-		sameRevisionNoChange: mysqlSameRevisionNoChange,
+		name:              "mysql",
+		quoteChar:         '`',
+		eng:               mysqlEngine{},
+		tombstoneConflict: mysqlTombstoneConflict,
+		fromDual:          " FROM DUAL",
+		forUpdate:         "FOR UPDATE",
+		writePrefix:       mysqlStrictWrite,
 	}
 }
 
-// mysqlCastText converts expr to text that compares with the tombstones' pk
+// mysqlEngine is MySQL's and MariaDB's engine.
+type mysqlEngine struct{ commonEngine }
+
+func (mysqlEngine) placeholder(int) string { return "?" }
+
+// castText converts expr to text that compares with the tombstones' pk
 // column byte for byte. The explicit character set and collation make the
 // comparison independent of the connection's (a plain CAST(… AS CHAR)
 // takes them from the connection, and only MySQL's "_bin wins" rule keeps
 // it exact).
-func mysqlCastText(expr string) string {
+func (mysqlEngine) castText(expr string) string {
 	return "CAST(" + expr + " AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin"
 }
 
@@ -74,7 +71,7 @@ FROM information_schema.COLUMNS c
 WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?
 ORDER BY c.ORDINAL_POSITION`
 
-func mysqlColumns(ctx context.Context, ex Executor, _ *standard, table string) ([]Column, error) {
+func (mysqlEngine) columns(ctx context.Context, ex Executor, _ *standard, table string) ([]Column, error) {
 	rows, err := ex.Query(ctx, mysqlColumnsSQL, table)
 	if err != nil {
 		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
@@ -168,7 +165,7 @@ func mysqlText(v any) string {
 	return ""
 }
 
-// mysqlClaimOutbox leases outbox rows in three statements, none of which
+// claimOutbox leases outbox rows in three statements, none of which
 // waits for a capturing transaction:
 //
 //  1. A plain SELECT (a consistent, non-locking read) lists the lowest free
@@ -185,7 +182,7 @@ func mysqlText(v any) string {
 //     then sees the new lease and skips the row. Two relays can never both
 //     lease a row.
 //  3. A SELECT by token reads back what this claim got.
-func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
+func (mysqlEngine) claimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
 	if p.Limit <= 0 {
 		return nil, nil
 	}
@@ -225,7 +222,7 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 	return scanOutbox(rows)
 }
 
-// mysqlUpsertConflict is the MySQL form of Upsert's conflict clause:
+// upsertConflict is the MySQL form of Upsert's conflict clause:
 // ON DUPLICATE KEY UPDATE, each column guarded by IF(stored revision <
 // incoming revision, new, old), <= for GuardNotOlder, and assigned with no
 // IF for GuardAny.
@@ -243,11 +240,11 @@ func mysqlClaimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOut
 // a kept row would count 1: do not set it.) A GuardNotOlder or GuardAny
 // write at the stored revision of a row equal to the stored one also counts
 // 0, as does a GuardNotOlder write kept out by a newer row;
-// mysqlSameRevisionNoChange sorts them out.
+// sameRevisionNoChange sorts them out.
 //
 // VALUES(col) is the incoming value; MySQL 8.0.20 deprecates it in favour
 // of a row alias that MariaDB does not support, and both still accept it.
-func mysqlUpsertConflict(d *standard, table, pk string, cols []string, g Guard) string {
+func (mysqlEngine) upsertConflict(d *standard, table, pk string, cols []string, g Guard) string {
 	const revName = "cqrs_revision"
 	rev := d.QuoteIdent(revName)
 	guard := revisionCondition(g, d.QuoteIdent(table)+"."+rev, "VALUES("+rev+")")
@@ -278,7 +275,7 @@ func mysqlUpsertConflict(d *standard, table, pk string, cols []string, g Guard) 
 	return b.String()
 }
 
-// mysqlSameRevisionNoChange tells apart the reasons an Upsert that may
+// sameRevisionNoChange tells apart the reasons an Upsert that may
 // overwrite a stored row of its revision (GuardNotOlder, GuardAny) changes
 // no row on MySQL, which counts only rows it changed: the tombstone guard
 // kept the row out (0), the stored row is newer (0, stale: GuardNotOlder
@@ -288,7 +285,7 @@ func mysqlUpsertConflict(d *standard, table, pk string, cols []string, g Guard) 
 // It re-asks the INSERT's questions with locking reads, so it sees the
 // latest committed tombstone and row as the INSERT did, not an older
 // snapshot of the caller's transaction.
-func mysqlSameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
+func (mysqlEngine) sameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
 	pkAt := slices.Index(p.Columns, p.PKColumn)
 	if pkAt < 0 {
 		return 0, fmt.Errorf("sqldialect: upsert %s: the columns %v lack the primary key %q: add it", p.Table, p.Columns, p.PKColumn)
@@ -367,7 +364,7 @@ func mysqlLengthPrefixed(typ string) bool {
 	return false
 }
 
-// mysqlStoreValue makes UpsertBatch store a TEXT or BLOB column from an
+// storeValue makes UpsertBatch store a TEXT or BLOB column from an
 // expression rather than from the bare column of its derived table.
 // MariaDB (10.11) copies a derived table's column into a TEXT or BLOB
 // column field to field, without checking the length: a value longer than
@@ -375,7 +372,7 @@ func mysqlLengthPrefixed(typ string) bool {
 // bytes for TINYTEXT, 65,536 for TEXT: 70,000 bytes become 4,464), with no
 // error and no warning, whatever the sql_mode. An expression is stored
 // like a parameter, checked against the column's size.
-func mysqlStoreValue(expr, typ string) string {
+func (mysqlEngine) storeValue(expr, typ string) string {
 	if mysqlLengthPrefixed(typ) {
 		return "CONCAT(" + expr + ")"
 	}
@@ -387,12 +384,12 @@ func mysqlBinary(typ string) bool {
 	return strings.HasPrefix(typ, "binary") || strings.HasPrefix(typ, "varbinary") || strings.HasSuffix(typ, "blob")
 }
 
-// mysqlValuesSource builds the rows as a UNION ALL of SELECTs (MariaDB has
+// valuesSource builds the rows as a UNION ALL of SELECTs (MariaDB has
 // no VALUES table constructor with column names). A placeholder for a
 // binary column is cast to BINARY: the derived table would otherwise type
 // it as text in the connection's character set, and bytes that are not
 // valid there would be stored as '?'.
-func mysqlValuesSource(d *standard, n int, names, types []string, first int) string {
+func (mysqlEngine) valuesSource(d *standard, n int, names, types []string, first int) string {
 	var b strings.Builder
 	b.WriteByte('(')
 	for r := range n {
@@ -405,9 +402,9 @@ func mysqlValuesSource(d *standard, n int, names, types []string, first int) str
 				b.WriteString(", ")
 			}
 			if mysqlBinary(types[c]) {
-				b.WriteString("CAST(" + d.placeholder(first+r*len(names)+c) + " AS BINARY)")
+				b.WriteString("CAST(" + d.eng.placeholder(first+r*len(names)+c) + " AS BINARY)")
 			} else {
-				b.WriteString(d.placeholder(first + r*len(names) + c))
+				b.WriteString(d.eng.placeholder(first + r*len(names) + c))
 			}
 			if r == 0 {
 				b.WriteString(" AS " + d.QuoteIdent(name))
@@ -418,12 +415,12 @@ func mysqlValuesSource(d *standard, n int, names, types []string, first int) str
 	return b.String()
 }
 
-// mysqlOutboxByIDs deletes or releases outbox rows by primary-key lookups
+// outboxByIDs deletes or releases outbox rows by primary-key lookups
 // only. A plain "WHERE id IN (...)" may be run as a scan (the outbox is
 // small and its statistics say so), and under REPEATABLE READ a scan locks
 // every row it reads, so the relay would wait for every capturing
 // transaction still open. The ids drive the join, one eq_ref lookup each.
-func mysqlOutboxByIDs(d *standard, op string, n int) string {
+func (mysqlEngine) outboxByIDs(d *standard, op, _ string, n int) string {
 	var keys strings.Builder
 	for i := range n {
 		if i > 0 {

@@ -45,15 +45,9 @@ func Postgres() Dialect {
 	return &standard{
 		name:              "postgres",
 		quoteChar:         '"',
-		placeholder:       func(n int) string { return "$" + strconv.Itoa(n) },
-		columns:           postgresColumns,
-		claimOutbox:       postgresClaimOutbox,
-		upsertConflict:    onConflictUpsert,
+		eng:               postgresEngine{},
 		tombstoneConflict: onConflictTombstone,
 		forUpdate:         "FOR UPDATE",
-		castText:          func(expr string) string { return "(" + expr + ")::text" },
-		valuesSource:      postgresValuesSource,
-		lockKeys:          postgresLockKeys,
 		unnestBatch:       true,
 		migrateWhole:      true,
 		updateReturning:   true,
@@ -84,7 +78,22 @@ WHERE c.oid = to_regclass($1)
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum`
 
-func postgresColumns(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error) {
+// postgresEngine is PostgreSQL's engine.
+type postgresEngine struct{ commonEngine }
+
+func (postgresEngine) placeholder(n int) string { return "$" + strconv.Itoa(n) }
+
+func (postgresEngine) castText(expr string) string { return "(" + expr + ")::text" }
+
+func (postgresEngine) upsertConflict(d *standard, table, pk string, cols []string, guard Guard) string {
+	return onConflictUpsert(d, table, pk, cols, guard)
+}
+
+// locksKeys is true: concurrent batches lock their keys in one order
+// (lockKeys), so that they cannot deadlock.
+func (postgresEngine) locksKeys() bool { return true }
+
+func (postgresEngine) columns(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error) {
 	rows, err := ex.Query(ctx, postgresColumnsSQL, d.QuoteIdent(table))
 	if err != nil {
 		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
@@ -104,7 +113,7 @@ func postgresColumns(ctx context.Context, ex Executor, d *standard, table string
 	return cols, nil
 }
 
-// postgresClaimOutbox leases rows in one statement. The subquery locks the
+// claimOutbox leases rows in one statement. The subquery locks the
 // lowest free rows FOR UPDATE SKIP LOCKED, so a row another relay is
 // claiming right now (its transaction still open) is skipped, not waited
 // for. A row another relay leased and committed after this statement's
@@ -112,7 +121,7 @@ func postgresColumns(ctx context.Context, ex Executor, d *standard, table string
 // again (READ COMMITTED), so it drops out: no row is claimed twice. The
 // planner runs the LIMIT subquery once (a hash or aggregate over it), so the
 // UPDATE touches at most Limit rows.
-func postgresClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
+func (postgresEngine) claimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
 	rows, err := ex.Query(ctx, `UPDATE cqrs_outbox SET lease_us = $1 WHERE id IN (
 		SELECT id FROM cqrs_outbox WHERE lease_us < $2 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING `+outboxColumns,
@@ -123,9 +132,9 @@ func postgresClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *Claim
 	return scanOutbox(rows)
 }
 
-// postgresValuesSource casts every parameter to its column's type: in a
+// valuesSource casts every parameter to its column's type: in a
 // VALUES list PostgreSQL would otherwise type them as text.
-func postgresValuesSource(d *standard, n int, names, types []string, first int) string {
+func (postgresEngine) valuesSource(d *standard, n int, names, types []string, first int) string {
 	quoted := make([]string, len(names))
 	for i, name := range names {
 		quoted[i] = d.QuoteIdent(name)
@@ -138,7 +147,7 @@ func postgresValuesSource(d *standard, n int, names, types []string, first int) 
 	}), strings.Join(quoted, ", "))
 }
 
-// postgresLockKeys serialises a key's events across transactions with
+// lockKeys serialises a key's events across transactions with
 // transaction-scoped advisory locks. Under READ COMMITTED a SAVE's
 // tombstone check can run before a concurrent DELETE of the same key
 // commits; the SAVE's insert then waits for the deleted row and inserts it
@@ -156,7 +165,7 @@ func postgresValuesSource(d *standard, n int, names, types []string, first int) 
 // it. Buckets are taken before keys and each level in ascending order, so
 // no two transactions wait for each other in a cycle. Hash collisions only
 // serialise unrelated keys.
-func postgresLockKeys(ctx context.Context, ex Executor, keys []string) error {
+func (postgresEngine) lockKeys(ctx context.Context, ex Executor, keys []string) error {
 	const lockKeysFine = 1000
 	q := `SELECT count(*) FROM (
 		SELECT CASE WHEN s.fine THEN pg_advisory_xact_lock(s.h)

@@ -19,19 +19,25 @@ func SQLite() Dialect {
 	return &standard{
 		name:              "sqlite",
 		quoteChar:         '"',
-		placeholder:       func(n int) string { return "?" + strconv.Itoa(n) },
-		columns:           sqliteColumns,
-		claimOutbox:       sqliteClaimOutbox,
-		upsertConflict:    onConflictUpsert,
+		eng:               sqliteEngine{},
 		tombstoneConflict: onConflictTombstone,
-		castText:          func(expr string) string { return "CAST(" + expr + " AS TEXT)" },
-		valuesSource:      sqliteValuesSource,
 		updateReturning:   true,
 		insertReturning:   true,
 	}
 }
 
-func sqliteColumns(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error) {
+// sqliteEngine is SQLite's engine.
+type sqliteEngine struct{ commonEngine }
+
+func (sqliteEngine) placeholder(n int) string { return "?" + strconv.Itoa(n) }
+
+func (sqliteEngine) castText(expr string) string { return "CAST(" + expr + " AS TEXT)" }
+
+func (sqliteEngine) upsertConflict(d *standard, table, pk string, cols []string, guard Guard) string {
+	return onConflictUpsert(d, table, pk, cols, guard)
+}
+
+func (sqliteEngine) columns(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error) {
 	rows, err := ex.Query(ctx, `SELECT name, type, "notnull", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1) ORDER BY cid`, table)
 	if err != nil {
 		return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
@@ -55,7 +61,7 @@ func sqliteColumns(ctx context.Context, ex Executor, d *standard, table string) 
 	return cols, rows.Err()
 }
 
-func sqliteClaimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
+func (sqliteEngine) claimOutbox(ctx context.Context, ex Executor, _ *standard, p *ClaimOutboxParams) ([]OutboxRow, error) {
 	rows, err := ex.Query(ctx, `UPDATE cqrs_outbox SET lease_us = ?1 WHERE id IN (
 		SELECT id FROM cqrs_outbox WHERE lease_us < ?2 ORDER BY id LIMIT ?3)
 		RETURNING `+outboxColumns,

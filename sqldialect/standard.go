@@ -24,18 +24,14 @@ var migrations embed.FS
 const maxParams = 10000
 
 // standard implements Dialect with SQL every supported database shares. The
-// per-database differences are the fields, set by the constructors.
+// per-database differences are its engine (statements and introspection
+// that differ) and the declared features below, set by the constructors
+// Postgres, MySQL and SQLite.
 type standard struct {
-	name        string
-	quoteChar   byte
-	placeholder func(n int) string
-	// columns introspects a table.
-	columns func(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error)
-	// claimOutbox leases outbox rows.
-	claimOutbox func(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error)
-	// upsertConflict renders the conflict clause of Upsert for pk and the
-	// assigned columns, guarded by the revision as guard says.
-	upsertConflict func(d *standard, table, pk string, cols []string, guard Guard) string
+	name      string
+	quoteChar byte
+	// eng renders and runs what differs between databases.
+	eng engine
 	// tombstoneConflict renders the conflict clause of the tombstone insert.
 	tombstoneConflict string
 	// fromDual follows the SELECT list of Upsert's INSERT … SELECT where
@@ -44,22 +40,6 @@ type standard struct {
 	// forUpdate is the locking clause, empty where the database locks the
 	// whole database per writer anyway.
 	forUpdate string
-	// castText renders a SQL expression converting a column to text.
-	castText func(expr string) string
-	// sameRevisionNoChange, when set, is Upsert's result for a write that
-	// may overwrite a stored row of the same revision (GuardNotOlder,
-	// GuardAny) and changed no row: MySQL reports 0 when the tombstone
-	// guard kept the row out, when the revision guard kept a newer row, and
-	// when the stored row already equals the incoming one.
-	sameRevisionNoChange func(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
-	// valuesSource renders the FROM source of UpsertBatch: n rows of the
-	// given columns (aliased as names, all of them readable as v.<name>),
-	// with placeholders from first.
-	valuesSource func(d *standard, n int, names, types []string, first int) string
-	// storeValue, when set, renders what UpsertBatch's INSERT … SELECT
-	// stores in a column of declared type typ from the source column expr
-	// (v.<name>); nil stores expr itself.
-	storeValue func(expr, typ string) string
 	// writePrefix starts the statements of Upsert and UpsertBatch that
 	// write replica rows (MySQL: make them strict, see mysqlStrictWrite).
 	writePrefix string
@@ -67,11 +47,6 @@ type standard struct {
 	// rows back with unnest (PostgreSQL): a handful of parameters instead of
 	// rows × columns, several times faster to plan and bind.
 	unnestBatch bool
-	// lockKeys, when set, implements LockKeys; nil means no locking needed.
-	lockKeys func(ctx context.Context, ex Executor, keys []string) error
-	// outboxByIDs, when set, renders the DELETE ("delete") or lease
-	// release ("release") of n outbox rows by id, with placeholders from 1.
-	outboxByIDs func(d *standard, op string, n int) string
 	// updateReturning is set where UPDATE … RETURNING and DELETE …
 	// RETURNING exist (PostgreSQL, SQLite 3.35+; MariaDB 10.11 has only
 	// the latter, MySQL neither), for TouchSelectRows and DeleteSelectRows.
@@ -89,6 +64,62 @@ type standard struct {
 	migrateWhole bool
 }
 
+// engine is what differs between databases in the statements standard
+// runs: one implementation per database (postgresEngine, mysqlEngine,
+// sqliteEngine), each embedding commonEngine for what most of them share.
+type engine interface {
+	// placeholder renders the n-th bind parameter (from 1).
+	placeholder(n int) string
+	// columns introspects a table.
+	columns(ctx context.Context, ex Executor, d *standard, table string) ([]Column, error)
+	// claimOutbox leases outbox rows.
+	claimOutbox(ctx context.Context, ex Executor, d *standard, p *ClaimOutboxParams) ([]OutboxRow, error)
+	// upsertConflict renders the conflict clause of Upsert for pk and the
+	// assigned columns, guarded by the revision as guard says.
+	upsertConflict(d *standard, table, pk string, cols []string, guard Guard) string
+	// castText renders a SQL expression converting a column to text.
+	castText(expr string) string
+	// valuesSource renders the FROM source of UpsertBatch: n rows of the
+	// given columns (aliased as names, all of them readable as v.<name>),
+	// with placeholders from first.
+	valuesSource(d *standard, n int, names, types []string, first int) string
+	// storeValue renders what UpsertBatch's INSERT … SELECT stores in a
+	// column of declared type typ from the source column expr (v.<name>).
+	storeValue(expr, typ string) string
+	// locksKeys reports whether LockKeys takes locks (lockKeys) at all.
+	locksKeys() bool
+	// lockKeys locks the sorted, distinct keys for the transaction.
+	lockKeys(ctx context.Context, ex Executor, keys []string) error
+	// outboxByIDs renders the DELETE ("delete") or lease release
+	// ("release") of n outbox rows by id, with placeholders from 1; format
+	// is the statement with a %s for the placeholder list.
+	outboxByIDs(d *standard, op, format string, n int) string
+	// sameRevisionNoChange is Upsert's result for a write that may
+	// overwrite a stored row of the same revision (GuardNotOlder,
+	// GuardAny) and changed no row.
+	sameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
+}
+
+// commonEngine implements the engine methods most databases share.
+type commonEngine struct{}
+
+// storeValue stores the source column as it is.
+func (commonEngine) storeValue(expr, _ string) string { return expr }
+
+// locksKeys is false: LockKeys takes no locks.
+func (commonEngine) locksKeys() bool { return false }
+
+func (commonEngine) lockKeys(context.Context, Executor, []string) error { return nil }
+
+func (commonEngine) outboxByIDs(d *standard, _, format string, n int) string {
+	return fmt.Sprintf(format, d.params(1, n))
+}
+
+// sameRevisionNoChange: no row changed is what the database reported.
+func (commonEngine) sameRevisionNoChange(context.Context, Executor, *standard, *UpsertParams) (int64, error) {
+	return 0, nil
+}
+
 func (d *standard) Name() string { return d.name }
 
 func (d *standard) QuoteIdent(name string) string {
@@ -96,7 +127,7 @@ func (d *standard) QuoteIdent(name string) string {
 	return q + strings.ReplaceAll(name, q, q+q) + q
 }
 
-func (d *standard) Placeholder(n int) string { return d.placeholder(n) }
+func (d *standard) Placeholder(n int) string { return d.eng.placeholder(n) }
 
 func (d *standard) Returning() bool { return d.updateReturning }
 
@@ -118,7 +149,7 @@ func (d *standard) params(first, n int) string {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(d.placeholder(first + i))
+		b.WriteString(d.eng.placeholder(first + i))
 	}
 	return b.String()
 }
@@ -211,7 +242,7 @@ func firstLine(s string) string {
 }
 
 func (d *standard) TableColumns(ctx context.Context, ex Executor, table string) ([]Column, error) {
-	cols, err := d.columns(ctx, ex, d, table)
+	cols, err := d.eng.columns(ctx, ex, d, table)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +287,7 @@ func (d *standard) InsertOutbox(ctx context.Context, ex Executor, rows []OutboxR
 }
 
 func (d *standard) ClaimOutbox(ctx context.Context, ex Executor, p *ClaimOutboxParams) ([]OutboxRow, error) {
-	rows, err := d.claimOutbox(ctx, ex, d, p)
+	rows, err := d.eng.claimOutbox(ctx, ex, d, p)
 	if err != nil {
 		return nil, fmt.Errorf("sqldialect: claim outbox: %w", err)
 	}
@@ -327,10 +358,7 @@ func (d *standard) byIDs(ctx context.Context, ex Executor, op, format string, id
 		for i, id := range chunk {
 			args[i] = id
 		}
-		q := fmt.Sprintf(format, d.params(1, len(chunk)))
-		if d.outboxByIDs != nil {
-			q = d.outboxByIDs(d, op, len(chunk))
-		}
+		q := d.eng.outboxByIDs(d, op, format, len(chunk))
 		if _, err := ex.Exec(ctx, q, args...); err != nil {
 			return fmt.Errorf("sqldialect: %s outbox: %w", op, err)
 		}
@@ -441,10 +469,10 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 	rev := "0"
 	if p.Key != "" {
 		rev = fmt.Sprintf("COALESCE((SELECT ts.revision + 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = %s), 0)",
-			d.placeholder(n+2), d.placeholder(n+3))
+			d.eng.placeholder(n+2), d.eng.placeholder(n+3))
 		args = append(args, p.CQRSID, p.Key)
 	}
-	sel := []string{d.placeholder(n + 1), rev}
+	sel := []string{d.eng.placeholder(n + 1), rev}
 	if n > 0 { // no values: every column takes its default
 		sel = append([]string{d.params(1, n)}, sel...)
 	}
@@ -468,7 +496,7 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 		args = append(args, AppendWALMessage(nil, p.Outbox))
 		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (SELECT pg_logical_emit_message(true, '%s', %s::bytea) AS lsn FROM r) "+
 			"SELECT r.*, (o.lsn - '0/0')::bigint FROM r CROSS JOIN o",
-			q, strings.Join(ret, ", "), WALMessagePrefix, d.placeholder(len(args)))
+			q, strings.Join(ret, ", "), WALMessagePrefix, d.eng.placeholder(len(args)))
 	} else if withOutbox {
 		// The outbox row is inserted FROM the new row, so it exists exactly
 		// when the row does.
@@ -476,12 +504,12 @@ func (d *standard) InsertRow(ctx context.Context, ex Executor, p *InsertRowParam
 		hcol, hval := "", ""
 		args = append(args, p.Outbox.CQRSID, p.Outbox.Queue, p.Outbox.Body, micros(p.Outbox.CreatedAt))
 		if len(p.Outbox.Headers) > 0 { // as in InsertOutbox
-			hcol, hval = ", headers", ", "+d.placeholder(o+5)
+			hcol, hval = ", headers", ", "+d.eng.placeholder(o+5)
 			args = append(args, encodeHeaders(p.Outbox.Headers))
 		}
 		q = fmt.Sprintf("WITH r AS (%s RETURNING %s), o AS (INSERT INTO cqrs_outbox (cqrs_id, queue, body, created_us%s) "+
 			"SELECT %s, %s, %s, %s%s FROM r RETURNING id) SELECT r.*, o.id FROM r CROSS JOIN o",
-			q, strings.Join(ret, ", "), hcol, d.placeholder(o+1), d.placeholder(o+2), d.placeholder(o+3), d.placeholder(o+4), hval)
+			q, strings.Join(ret, ", "), hcol, d.eng.placeholder(o+1), d.eng.placeholder(o+2), d.eng.placeholder(o+3), d.eng.placeholder(o+4), hval)
 	} else {
 		q += " RETURNING " + strings.Join(ret, ", ")
 	}
@@ -501,7 +529,7 @@ func (d *standard) touchSQL(p *TouchRowsParams, pks []any) (string, []any) {
 	if p.Reset {
 		// A create continues after a tombstone of the same key.
 		rev = fmt.Sprintf("COALESCE((SELECT ts.revision + 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = %s), 0)",
-			d.placeholder(2), d.castText(d.QuoteIdent(p.Table)+"."+d.QuoteIdent(p.PKColumn)))
+			d.eng.placeholder(2), d.eng.castText(d.QuoteIdent(p.Table)+"."+d.QuoteIdent(p.PKColumn)))
 		first = 3
 		args = append(args, p.CQRSID)
 	}
@@ -509,12 +537,12 @@ func (d *standard) touchSQL(p *TouchRowsParams, pks []any) (string, []any) {
 	// order, as MySQL's positional "?" needs; rev does not read it.
 	var set strings.Builder
 	for i, c := range p.Columns {
-		fmt.Fprintf(&set, ", %s = %s", d.QuoteIdent(c), d.placeholder(first+i))
+		fmt.Fprintf(&set, ", %s = %s", d.QuoteIdent(c), d.eng.placeholder(first+i))
 	}
 	args = append(args, p.Values...)
 	first += len(p.Columns)
 	q := fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s%s WHERE %s IN (%s)",
-		d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_updated"), d.placeholder(1),
+		d.QuoteIdent(p.Table), d.QuoteIdent("cqrs_updated"), d.eng.placeholder(1),
 		revCol, rev, set.String(),
 		d.QuoteIdent(p.PKColumn), d.params(first, len(pks)))
 	return q, append(args, pks...)
@@ -552,7 +580,7 @@ func (d *standard) SelectRows(ctx context.Context, ex Executor, p *SelectRowsPar
 		conds = append(conds, fmt.Sprintf("%s IN (%s)", pk, d.params(len(args)+1, len(p.PKs))))
 		args = append(args, p.PKs...)
 	case p.After != nil:
-		conds = append(conds, fmt.Sprintf("%s > %s", pk, d.placeholder(len(args)+1)))
+		conds = append(conds, fmt.Sprintf("%s > %s", pk, d.eng.placeholder(len(args)+1)))
 		args = append(args, p.After)
 	}
 	if len(conds) > 0 {
@@ -603,8 +631,8 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 	q := d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s%s WHERE NOT EXISTS ("+
 		"SELECT 1 FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s AND revision >= %s AND updated_us >= %s) %s",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.fromDual,
-		d.placeholder(n+1), d.placeholder(n+2), d.placeholder(n+3), d.placeholder(n+4),
-		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
+		d.eng.placeholder(n+1), d.eng.placeholder(n+2), d.eng.placeholder(n+3), d.eng.placeholder(n+4),
+		d.eng.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
 	args := append(slices.Clone(p.Values), p.CQRSID, p.Key, p.Revision, micros(p.Updated))
 	affected, err := ex.Exec(ctx, q, args...)
 	if err != nil {
@@ -613,19 +641,19 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 	if affected > 1 { // MySQL counts an updated row twice
 		affected = 1
 	}
-	if affected == 0 && p.Guard != GuardNewer && d.sameRevisionNoChange != nil {
-		return d.sameRevisionNoChange(ctx, ex, d, p)
+	if affected == 0 && p.Guard != GuardNewer {
+		return d.eng.sameRevisionNoChange(ctx, ex, d, p)
 	}
 	return affected, nil
 }
 
 func (d *standard) LockKeys(ctx context.Context, ex Executor, keys []string) error {
-	if d.lockKeys == nil || len(keys) == 0 {
+	if !d.eng.locksKeys() || len(keys) == 0 {
 		return nil
 	}
 	sorted := slices.Clone(keys)
 	slices.Sort(sorted)
-	if err := d.lockKeys(ctx, ex, slices.Compact(sorted)); err != nil {
+	if err := d.eng.lockKeys(ctx, ex, slices.Compact(sorted)); err != nil {
 		return fmt.Errorf("sqldialect: lock keys: %w", err)
 	}
 	return nil
@@ -725,7 +753,7 @@ func (b *upsertBatch) source(start, end int) (string, []any) {
 		arrays := make([]string, len(b.names))
 		for i, name := range b.names {
 			quoted[i] = d.QuoteIdent(name)
-			arrays[i] = d.placeholder(i+1) + "::" + b.types[i] + "[]"
+			arrays[i] = d.eng.placeholder(i+1) + "::" + b.types[i] + "[]"
 		}
 		cols := make([][]any, len(b.names))
 		for c := range cols {
@@ -751,7 +779,7 @@ func (b *upsertBatch) source(start, end int) (string, []any) {
 		args = append(args, row.Values...)
 		args = append(args, row.Key, row.Revision, micros(row.Updated))
 	}
-	return d.valuesSource(d, end-start, b.names, b.types, 1), args
+	return d.eng.valuesSource(d, end-start, b.names, b.types, 1), args
 }
 
 // insert renders the guarded INSERT … SELECT of the rows of src: the
@@ -766,20 +794,18 @@ func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
 	for i, c := range p.Columns {
 		cols[i] = d.QuoteIdent(c)
 		sel[i] = "v." + cols[i]
-		if d.storeValue != nil {
-			sel[i] = d.storeValue(sel[i], p.Types[i])
-		}
+		sel[i] = d.eng.storeValue(sel[i], p.Types[i])
 	}
 	guard := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s)",
-		d.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
+		d.eng.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
 	if d.unnestBatch {
 		src += fmt.Sprintf(" LEFT JOIN LATERAL (SELECT 1 AS hit FROM cqrs_tombstones ts WHERE ts.cqrs_id = %s AND ts.pk = v.%s AND ts.revision >= v.%s AND ts.updated_us >= v.%s LIMIT 1) AS tomb ON true",
-			d.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
+			d.eng.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
 		guard = "tomb.hit IS NULL"
 	}
 	return d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s %s",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), src, guard,
-		d.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
+		d.eng.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
 }
 
 // reporting writes rows start..end and learns the results from the
@@ -794,7 +820,7 @@ func (b *upsertBatch) reporting(ctx context.Context, ex Executor, start, end int
 	args = append(args, p.CQRSID)
 	pk, table := d.QuoteIdent(p.PKColumn), d.QuoteIdent(p.Table)
 	q := fmt.Sprintf("%s RETURNING %s, (SELECT old.%s FROM %s old WHERE old.%s = %s.%s)",
-		b.insert(src, len(args)), d.castText(table+"."+pk),
+		b.insert(src, len(args)), d.eng.castText(table+"."+pk),
 		d.QuoteIdent("cqrs_revision"), table, pk, table, pk)
 	at := make(map[string]int, end-start)
 	for i := start; i < end; i++ {
@@ -866,7 +892,7 @@ func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) err
 	}
 	stored := map[string]int64{}
 	err := b.scan(ctx, ex, fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s IN (%s)",
-		d.castText(d.QuoteIdent(p.PKColumn)), d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table),
+		d.eng.castText(d.QuoteIdent(p.PKColumn)), d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table),
 		d.QuoteIdent(p.PKColumn), d.params(1, len(pks))), pks, func(rows Rows) error {
 		var k string
 		var rev int64
@@ -880,7 +906,7 @@ func (b *upsertBatch) readState(ctx context.Context, ex Executor, idx []int) err
 	type tomb struct{ rev, us int64 }
 	tombs := map[string]tomb{}
 	err = b.scan(ctx, ex, fmt.Sprintf("SELECT pk, revision, updated_us FROM cqrs_tombstones WHERE cqrs_id = %s AND pk IN (%s)",
-		d.placeholder(1), d.params(2, len(idx))), keys, func(rows Rows) error {
+		d.eng.placeholder(1), d.params(2, len(idx))), keys, func(rows Rows) error {
 		var k string
 		var t tomb
 		err := rows.Scan(&k, &t.rev, &t.us)
@@ -932,7 +958,7 @@ func (d *standard) valuesRows(n int, types []string, first int, typed func(ph, t
 			if c > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(typed(d.placeholder(next), typ))
+			b.WriteString(typed(d.eng.placeholder(next), typ))
 			next++
 		}
 		b.WriteByte(')')
@@ -940,8 +966,8 @@ func (d *standard) valuesRows(n int, types []string, first int, typed func(ph, t
 	return b.String()
 }
 
-// sqliteValuesSource names SQLite's VALUES columns (column1, column2, ...).
-func sqliteValuesSource(d *standard, n int, names, types []string, first int) string {
+// valuesSource names SQLite's VALUES columns (column1, column2, ...).
+func (sqliteEngine) valuesSource(d *standard, n int, names, types []string, first int) string {
 	sel := make([]string, len(names))
 	for i, name := range names {
 		sel[i] = fmt.Sprintf("column%d AS %s", i+1, d.QuoteIdent(name))
@@ -961,9 +987,9 @@ func deleteTombstoneGuard(cqrsID, key, rev, upd string) string {
 
 func (d *standard) DeleteGuarded(ctx context.Context, ex Executor, p *DeleteGuardedParams) (int64, error) {
 	q := fmt.Sprintf("DELETE FROM %s WHERE %s = %s AND %s < %s AND %s",
-		d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.placeholder(1),
-		d.QuoteIdent("cqrs_revision"), d.placeholder(2),
-		deleteTombstoneGuard(d.placeholder(3), d.placeholder(4), d.placeholder(5), d.placeholder(6)))
+		d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.eng.placeholder(1),
+		d.QuoteIdent("cqrs_revision"), d.eng.placeholder(2),
+		deleteTombstoneGuard(d.eng.placeholder(3), d.eng.placeholder(4), d.eng.placeholder(5), d.eng.placeholder(6)))
 	deleted, err := ex.Exec(ctx, q, p.PK, p.Revision, p.CQRSID, p.Key, p.Revision, micros(p.Updated))
 	if err != nil {
 		return 0, fmt.Errorf("sqldialect: delete from %s: %w", p.Table, err)
@@ -996,10 +1022,10 @@ func (d *standard) DeleteGuardedBatch(ctx context.Context, ex Executor, p *Delet
 	table, pk := d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn)
 	q := fmt.Sprintf("DELETE FROM %s USING unnest(%s::%s[], %s::bigint[], %s::text[], %s::bigint[]) AS v(k, rev, key, upd) "+
 		"WHERE %s.%s = ANY(%s::%s[]) AND %s.%s = v.k AND %s.%s < v.rev AND %s RETURNING %s",
-		table, d.placeholder(1), p.PKType, d.placeholder(2), d.placeholder(3), d.placeholder(4),
-		table, pk, d.placeholder(1), p.PKType, table, pk, table, d.QuoteIdent("cqrs_revision"),
-		deleteTombstoneGuard(d.placeholder(5), "v.key", "v.rev", "v.upd"),
-		d.castText(table+"."+pk))
+		table, d.eng.placeholder(1), p.PKType, d.eng.placeholder(2), d.eng.placeholder(3), d.eng.placeholder(4),
+		table, pk, d.eng.placeholder(1), p.PKType, table, pk, table, d.QuoteIdent("cqrs_revision"),
+		deleteTombstoneGuard(d.eng.placeholder(5), "v.key", "v.rev", "v.upd"),
+		d.eng.castText(table+"."+pk))
 	// The rows go as one array per column.
 	at := make(map[string]int, n)
 	pks, revs, keys, upd := make([]any, n), make([]int64, n), make([]string, n), make([]int64, n)
@@ -1054,7 +1080,7 @@ func (d *standard) RecordTombstones(ctx context.Context, ex Executor, ts []Tombs
 }
 
 func (d *standard) PurgeTombstones(ctx context.Context, ex Executor, before time.Time) (int64, error) {
-	n, err := ex.Exec(ctx, "DELETE FROM cqrs_tombstones WHERE deleted_us < "+d.placeholder(1), micros(before))
+	n, err := ex.Exec(ctx, "DELETE FROM cqrs_tombstones WHERE deleted_us < "+d.eng.placeholder(1), micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("sqldialect: purge tombstones: %w", err)
 	}
@@ -1066,7 +1092,7 @@ func (d *standard) KeyVersion(ctx context.Context, ex Executor, p *KeyVersionPar
 	// missing row or tombstone reads as -1 (revisions are never negative).
 	q := fmt.Sprintf("SELECT COALESCE((SELECT %s FROM %s WHERE %s = %s), -1), "+
 		"COALESCE((SELECT revision FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s), -1)",
-		d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.placeholder(1), d.placeholder(2), d.placeholder(3))
+		d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.eng.placeholder(1), d.eng.placeholder(2), d.eng.placeholder(3))
 	rows, err := ex.Query(ctx, q, p.PK, p.CQRSID, p.Key)
 	if err != nil {
 		return KeyVersion{}, fmt.Errorf("sqldialect: read the version of %s %v: %w", p.Table, p.PK, err)
