@@ -174,9 +174,10 @@ func CaptureTriggers(ctx context.Context, ex Executor, d Dialect, p *CaptureTrig
 // outbox row images that this transaction's triggers already wrote for the
 // given keys of cqrsID (a plain UPDATE before Master.Update) are deleted
 // with it, so one change makes one event. On MySQL the mark is a user
-// variable of the connection: call the returned done when the capture's
-// statements are over (it clears the mark, even after an error). done is
-// never nil.
+// variable of the connection. Call the returned done when the capture's
+// statements are over: it clears the mark (even after an error), so that
+// the caller's later plain writes are the triggers' again. done is never
+// nil.
 func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID string, keys []string) (done func(), err error) {
 	nothing := func() {}
 	switch d.Name() {
@@ -195,7 +196,12 @@ func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID stri
 		if err != nil {
 			return nothing, fmt.Errorf("sqldialect: mark the library capture: %w", err)
 		}
-		return nothing, nil
+		return func() {
+			// The setting lasts until the transaction ends: clear it, or
+			// the triggers would skip the caller's later plain writes in
+			// the same transaction (and lose their events).
+			_, _ = ex.Exec(context.WithoutCancel(ctx), `SELECT set_config('`+CaptureMarker+`', '', true)`)
+		}, nil
 	case "mysql":
 		if _, err := ex.Exec(ctx, "SET "+mysqlMarker+" = 1"); err != nil {
 			return nothing, fmt.Errorf("sqldialect: mark the library capture: %w", err)
