@@ -3,6 +3,7 @@ package outbox
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/backoff"
 	"github.com/cqrsync/cqrsync/internal/startstop"
+	"github.com/cqrsync/cqrsync/internal/ujson"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -375,19 +377,34 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 // render renders the row images among rows (see Config.Renderer) and
 // returns the rows to publish. Rows with nothing to publish are deleted;
 // rows that cannot be rendered are released and reported in err, so the
-// relay backs off before it claims them again.
+// relay backs off before it claims them again, and so are the later rows
+// of their keys, which must not overtake them.
 func (r *Relay) render(ctx context.Context, rows []sqldialect.OutboxRow) ([]sqldialect.OutboxRow, error) {
 	var drop, hold []int64
 	var errs []error
+	// held are the keys of the rows held back: their later events in this
+	// claim wait too, or they would reach replicas before them.
+	var held map[string]bool
+	holdKey := func(row *sqldialect.OutboxRow) {
+		if held == nil {
+			held = map[string]bool{}
+		}
+		held[eventKey(row)] = true
+	}
 	out := rows[:0:0]
 	for i := range rows {
 		row := &rows[i]
+		if held != nil && held[eventKey(row)] {
+			hold = append(hold, row.ID)
+			continue
+		}
 		if !sqldialect.IsRowImage(row.Body) {
 			out = append(out, *row)
 			continue
 		}
 		if r.cfg.Renderer == nil {
 			hold = append(hold, row.ID)
+			holdKey(row)
 			if len(errs) == 0 {
 				errs = append(errs, fmt.Errorf("outbox: row %d of %s was written by a capture trigger and needs rendering: set outbox.Config.Renderer to the master (cqrsync.Master) that registers %s", row.ID, row.CQRSID, row.CQRSID))
 			}
@@ -397,6 +414,7 @@ func (r *Relay) render(ctx context.Context, rows []sqldialect.OutboxRow) ([]sqld
 		switch {
 		case err != nil:
 			hold = append(hold, row.ID)
+			holdKey(row)
 			errs = append(errs, fmt.Errorf("outbox: render row %d of %s: %w", row.ID, row.CQRSID, err))
 		case publish:
 			out = append(out, *row)
@@ -489,4 +507,25 @@ func ids(rows []sqldialect.OutboxRow) []int64 {
 		out[i] = r.ID
 	}
 	return out
+}
+
+// eventKey is the model and key of an outbox row, the same for a row image
+// (its "key", the key as text) and a rendered event (its instance_pk, a
+// JSON number or string) of one row.
+func eventKey(row *sqldialect.OutboxRow) string {
+	field := "instance_pk"
+	if sqldialect.IsRowImage(row.Body) {
+		field = "key"
+	}
+	raw := []byte(nil)
+	if start, end, ok := ujson.TopLevelValue(row.Body, field); ok {
+		raw = row.Body[start:end]
+	}
+	if len(raw) > 0 && raw[0] == '"' {
+		var text string
+		if json.Unmarshal(raw, &text) == nil {
+			return row.CQRSID + "\x00" + text
+		}
+	}
+	return row.CQRSID + "\x00" + string(raw)
 }

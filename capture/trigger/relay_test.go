@@ -1,9 +1,11 @@
 package trigger_test
 
 import (
+	"context"
 	"database/sql"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/outbox"
@@ -91,4 +93,51 @@ func mustMaster(t *testing.T, drv sqldialect.Driver[*sql.Tx]) *cqrsync.Master[*s
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestRenderFailureHoldsTheKeysLaterEvents checks that a row image the
+// relay cannot render holds back the later events of the same key in its
+// claim (they would reach replicas before it, out of order: a DELETE
+// before the SAVE it follows re-creates the row on a django-cqrs replica),
+// while other keys' events go.
+func TestRenderFailureHoldsTheKeysLaterEvents(t *testing.T) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			mt := newMaster(t, b)
+			mt.install(t)
+			mt.exec(t, `INSERT INTO account (id, name) VALUES (1, 'Ada')`) // a row image
+			mt.libraryTx(t, mt.clock.Now(), func(ctx context.Context, tx *sql.Tx) error {
+				if err := mt.m.Delete(ctx, tx, "account", 1); err != nil { // a library event of the same key
+					return err
+				}
+				return mt.m.Insert(ctx, tx, "account", map[string]any{"id": 2, "name": "Bob"}) // another key's
+			})
+			bare, err := outbox.NewRelay(mt.drv, &outbox.Config{Publisher: mt.broker.Publisher()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bare.RunOnce(t.Context()); err == nil {
+				t.Fatal("RunOnce without a Renderer: no error")
+			}
+			if bare.Published() != 1 {
+				t.Fatalf("the relay that cannot render published %d events, want 1 (key 2's only)", bare.Published())
+			}
+			select {
+			case d := <-mt.sub.Deliveries():
+				if !strings.Contains(string(d.Body), `"instance_pk":2`) {
+					t.Fatalf("the relay that cannot render published %s, want key 2's event", d.Body)
+				}
+				if err := mt.sub.Ack(t.Context(), d.ID); err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("key 2's event did not arrive")
+			}
+			got := mt.published(t) // the rendering relay: key 1's SAVE, then its DELETE
+			if len(got) != 2 || !strings.Contains(got[0], `"signal_type":"SAVE"`) || !strings.Contains(got[1], `"signal_type":"DELETE"`) {
+				t.Fatalf("key 1's events after the render: %q, want its SAVE then its DELETE", got)
+			}
+		})
+	}
 }
