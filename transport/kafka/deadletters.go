@@ -32,14 +32,14 @@ func (t *Transport) ScanDeadLetters(ctx context.Context, dlq string, fn func(ctx
 		m, _ := decode(r)
 		m.Queue = dlq
 		action, err := fn(ctx, &m)
+		if err != nil { // this dead letter and the rest stay, whatever action says
+			return removed, fmt.Errorf("kafka: dead letters of %q: %w", dlq, err)
+		}
 		if action == transport.DeadLetterRemove {
-			if rerr := t.tombstone(ctx, r); rerr != nil {
-				return removed, errors.Join(err, rerr)
+			if err := t.tombstone(ctx, r); err != nil {
+				return removed, err
 			}
 			removed++
-		}
-		if err != nil {
-			return removed, fmt.Errorf("kafka: dead letters of %q: %w", dlq, err)
 		}
 	}
 	return removed, nil

@@ -72,6 +72,11 @@ func (t *Transport) Publish(ctx context.Context, msgs []transport.Message) error
 			continue
 		}
 		if subject == "" {
+			if m.IntoQueue {
+				// The contract: a message put straight into a missing queue
+				// fails, so the caller keeps the event it was moving.
+				fail(i, fmt.Errorf("queue %q does not exist: declare it by subscribing to it", m.Queue))
+			}
 			continue // unroutable: dropped
 		}
 		nm := &natsgo.Msg{Subject: subject, Header: outHeaders(m, now), Data: m.Body}

@@ -109,7 +109,8 @@ func testDeadLetters(t *testing.T, b *bundle) {
 		t.Fatalf("scan 1 removed %d, want 3", removed)
 	}
 
-	// Scan 2: remove the first visited, fail on the second; the scan stops
+	// Scan 2: remove the first visited, fail on the second (asking for its
+	// removal too: an error keeps it whatever the action); the scan stops
 	// there and reports the error and what it removed.
 	errStop := errors.New("stop here")
 	var first string
@@ -118,7 +119,7 @@ func testDeadLetters(t *testing.T, b *bundle) {
 			first = string(m.Body)
 			return transport.DeadLetterRemove, nil
 		}
-		return transport.DeadLetterKeep, errStop
+		return transport.DeadLetterRemove, errStop
 	})
 	if !errors.Is(err, errStop) {
 		t.Fatalf("scan 2 error = %v, want one wrapping the callback's error", err)
@@ -212,6 +213,14 @@ func testIntoQueue(t *testing.T, b *bundle) {
 	m := got[0]
 	if string(m.Body) != "dead-unbound" || m.CQRSID != other || m.Queue != dlq || m.Headers["x-reason"] != "unknown model" || len(m.Headers) != 1 {
 		t.Fatalf("dead letter %q: CQRSID %q Queue %q Headers %v; want %q, %q, %q, {x-reason: unknown model}", m.Body, m.CQRSID, m.Queue, m.Headers, "dead-unbound", other, dlq)
+	}
+
+	// Into a queue that does not exist: listed as failed or unroutable,
+	// never dropped silently (the caller would lose the event it moves).
+	err := b.tryPublish([]transport.Message{into(transport.DeadLetterQueue(b.name("missing")), "dead-nowhere")})
+	var pe *transport.PublishError
+	if !errors.As(err, &pe) || len(pe.Failed)+len(pe.Unroutable) != 1 {
+		t.Fatalf("Publish into a missing queue = %v, want a PublishError listing the message", err)
 	}
 }
 
