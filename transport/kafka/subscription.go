@@ -330,7 +330,19 @@ func (s *subscription) lost(_ context.Context, _ *kgo.Client, lost map[string][]
 
 func (s *subscription) drop(parts map[string][]int32) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer func() {
+		// The dropped partitions' retries no longer count: resume the queue
+		// topic if they were what paused it (no due() would).
+		resume := s.paused && s.held <= s.t.cfg.MaxHeld/2
+		if resume {
+			s.paused = false
+		}
+		s.mu.Unlock()
+		if resume {
+			s.cl.ResumeFetchTopics(s.qtopic)
+		}
+		poke(s.wake)
+	}()
 	for topic, ps := range parts {
 		for _, part := range ps {
 			p := s.parts[tp{topic, part}]
@@ -346,7 +358,6 @@ func (s *subscription) drop(parts map[string][]int32) {
 			delete(s.parts, p.tp)
 		}
 	}
-	poke(s.wake)
 }
 
 // metadataPrefix starts the metadata of this transport's commits.
