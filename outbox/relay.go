@@ -296,7 +296,12 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	}
 	claimed := len(rows)
 	var rerr error
-	if rows, rerr = r.render(ctx, rows); len(rows) == 0 {
+	// Rendering must leave the lease time to publish: past this, another
+	// relay may claim the rows again.
+	rctx, rcancel := context.WithDeadline(ctx, now.Add(r.cfg.Lease-r.cfg.PublishTimeout))
+	rows, rerr = r.render(rctx, rows)
+	rcancel()
+	if len(rows) == 0 {
 		return claimed, rerr
 	}
 	// django-cqrs sets expires when it publishes: an event held here
@@ -385,6 +390,7 @@ func (r *Relay) render(ctx context.Context, rows []sqldialect.OutboxRow) ([]sqld
 	// held are the keys of the rows held back: their later events in this
 	// claim wait too, or they would reach replicas before them.
 	var held map[string]bool
+	late := false // the render deadline passed
 	holdKey := func(row *sqldialect.OutboxRow) {
 		if held == nil {
 			held = map[string]bool{}
@@ -400,6 +406,16 @@ func (r *Relay) render(ctx context.Context, rows []sqldialect.OutboxRow) ([]sqld
 		}
 		if !sqldialect.IsRowImage(row.Body) {
 			out = append(out, *row)
+			continue
+		}
+		if ctx.Err() != nil {
+			// The render deadline passed: the rest waits for the next claim.
+			hold = append(hold, row.ID)
+			holdKey(row)
+			if !late {
+				late = true
+				errs = append(errs, fmt.Errorf("outbox: rendering the claimed row images took longer than the lease leaves (Lease %v − PublishTimeout %v); the rest waits for the next claim: raise Lease or lower BatchSize", r.cfg.Lease, r.cfg.PublishTimeout))
+			}
 			continue
 		}
 		if r.cfg.Renderer == nil {
