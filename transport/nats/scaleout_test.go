@@ -19,6 +19,7 @@ import (
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/hook"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/cqrsynctesting/workload"
 	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -142,7 +143,7 @@ func TestScaleOut(t *testing.T) {
 					atHalf.Wait()
 					once.Do(func() { close(halfway) })
 				}
-				if err := workloadOp(ctx, masterDB, master, r, keys); err != nil {
+				if err := workload.RandomChange(ctx, masterDB, master, r, keys); err != nil {
 					errs <- err
 					return
 				}
@@ -242,39 +243,6 @@ func (b *testBundle) waitSpread(t *testing.T, queue string, partitions, owners i
 		}
 		return true
 	})
-}
-
-// workloadOp makes one random change in its own transaction: a create (or
-// re-create) of a free id, an update or a delete of an existing one.
-func workloadOp(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.Tx], r *rand.Rand, keys int) error {
-	id := int64(1 + r.IntN(keys))
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	var exists bool
-	if err := tx.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM item WHERE id = ?)", id).Scan(&exists); err != nil {
-		return err
-	}
-	switch kind := r.IntN(10); {
-	case !exists:
-		if _, err := tx.ExecContext(ctx, "INSERT INTO item (id, name, val) VALUES (?, ?, ?)", id, fmt.Sprintf("n%d", r.IntN(1000)), r.Int64N(1000)); err != nil {
-			return err
-		}
-		err = master.Create(ctx, tx, "item", id)
-	case kind < 2:
-		err = master.Delete(ctx, tx, "item", id)
-	default:
-		if _, err := tx.ExecContext(ctx, "UPDATE item SET name = ?, val = ? WHERE id = ?", fmt.Sprintf("n%d", r.IntN(1000)), r.Int64N(1000), id); err != nil {
-			return err
-		}
-		err = master.Update(ctx, tx, "item", id)
-	}
-	if err != nil && !errors.Is(err, cqrsync.ErrRowNotFound) {
-		return err
-	}
-	return tx.Commit()
 }
 
 func rowsOf(t *testing.T, db *sql.DB, query string) map[int64]string {
