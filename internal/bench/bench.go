@@ -51,6 +51,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/hook"
+	"github.com/cqrsync/cqrsync/internal/broker"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -67,7 +68,7 @@ type Options struct {
 	// at the end.
 	MasterDB, ReplicaDB string
 	// Transport is the broker's URL; its scheme picks the broker (see
-	// [RegisterBroker]): amqp:// or amqps:// for RabbitMQ. Default
+	// [broker.Register]): amqp:// or amqps:// for RabbitMQ. Default
 	// CQRSYNC_AMQP_URL, else DefaultAMQPURL. Each run declares its own
 	// exchange and queues and deletes them at the end.
 	Transport string
@@ -271,9 +272,9 @@ type pipeline struct {
 	masterDB     *sql.DB       // through probe connections
 	replicaDrv   sqldialect.DB // the consumer's driver, through probe connections
 	rawReplicaDB *sql.DB
-	br           Broker
+	br           broker.Broker
 
-	pubTr, subTr Transport
+	pubTr, subTr broker.Transport
 	master       *cqrsync.Master[*sql.Tx]
 	relay        relay
 	consumer     *cqrsync.Consumer
@@ -378,8 +379,8 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return rep, err
 	}
 
-	if p.br, err = openBroker(ctx, opts.Transport, p.exchange, opts.Logger); err != nil {
-		return rep, err
+	if p.br, err = broker.Open(ctx, opts.Transport, p.exchange, opts.Logger); err != nil {
+		return rep, fmt.Errorf("bench: --transport: %w", err)
 	}
 	cleanups = append(cleanups, p.br.Close)
 	rep.Setup.BrokerVersion = p.br.Version()
@@ -556,11 +557,11 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		}
 		return errors.Join(errs...)
 	}
-	if p.pubTr, err = p.br.Transport(ctx, "master"); err != nil {
+	if p.pubTr, err = p.br.Transport(ctx, "bench master"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.pubTr.Close)
-	if p.subTr, err = p.br.Transport(ctx, "replica"); err != nil {
+	if p.subTr, err = p.br.Transport(ctx, "bench replica"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.subTr.Close)

@@ -1,4 +1,10 @@
-package bench
+// Package broker opens a run's share of a message broker by URL scheme —
+// amqp:// and amqps:// (RabbitMQ), nats:// (NATS JetStream), kafka://host:port
+// and kafka://kfake (an in-process cluster) — for the commands that create
+// and remove their own topology: `cqrsync bench` and `cqrsync demo`. Each run
+// names its exchange (stream, topic prefix) itself, so runs on one server
+// never meet, and [Broker.Close] deletes everything the run declared.
+package broker
 
 import (
 	"context"
@@ -12,10 +18,10 @@ import (
 	"github.com/cqrsync/cqrsync/transport"
 )
 
-// Broker is one kind of broker a run measures: the run's transports, the
-// raw baselines of the same server and its queue depth. RabbitMQ's is
-// built in (amqp://, amqps://); other transports register theirs with
-// [RegisterBroker] from a file of this package.
+// Broker is a run's share of one broker: the run's transports, its queue
+// depth, the raw baselines of the same server (for the benchmark) and the
+// clean-up. Each kind registers its opener with [Register] from a file of
+// this package.
 type Broker interface {
 	// Version names the server and its version, e.g. "RabbitMQ 3.12.1".
 	Version() string
@@ -50,17 +56,17 @@ type Transport interface {
 	Close() error
 }
 
-// BrokerOpener connects to the broker at rawURL for a run whose exchange
+// Opener connects to the broker at rawURL for a run whose exchange
 // (or stream, or topic) is named exchange.
-type BrokerOpener func(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error)
+type Opener func(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error)
 
 var (
 	brokersMu sync.RWMutex
-	brokers   = map[string]BrokerOpener{}
+	brokers   = map[string]Opener{}
 )
 
 // RegisterBroker makes the URL schemes open with open.
-func RegisterBroker(open BrokerOpener, schemes ...string) {
+func Register(open Opener, schemes ...string) {
 	brokersMu.Lock()
 	defer brokersMu.Unlock()
 	for _, s := range schemes {
@@ -80,8 +86,10 @@ func Schemes() []string {
 	return known
 }
 
-// openBroker opens the broker of rawURL's scheme.
-func openBroker(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
+// Open connects to the broker of rawURL's scheme, for a run whose exchange
+// (or stream, or topic prefix) is named exchange; the run's queues and dead
+// letters live under that name, and the Broker's Close deletes them.
+func Open(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
 	scheme, _, ok := strings.Cut(rawURL, "://")
 	if u, err := url.Parse(rawURL); err == nil {
 		scheme, ok = u.Scheme, u.Scheme != ""
@@ -90,7 +98,7 @@ func openBroker(ctx context.Context, rawURL, exchange string, logger *slog.Logge
 	open := brokers[scheme]
 	brokersMu.RUnlock()
 	if !ok || open == nil {
-		return nil, fmt.Errorf("bench: --transport: scheme %q is not supported: use one of %s", scheme, strings.Join(Schemes(), ", "))
+		return nil, fmt.Errorf("scheme %q is not supported: use one of %s", scheme, strings.Join(Schemes(), ", "))
 	}
 	return open(ctx, rawURL, exchange, logger)
 }
