@@ -8,6 +8,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -97,8 +98,32 @@ func Open(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Br
 	brokersMu.RLock()
 	open := brokers[scheme]
 	brokersMu.RUnlock()
-	if !ok || open == nil {
-		return nil, fmt.Errorf("scheme %q is not supported: use one of %s", scheme, strings.Join(Schemes(), ", "))
+	if !ok {
+		return nil, &SchemeError{}
+	}
+	if open == nil {
+		return nil, &SchemeError{Scheme: scheme}
 	}
 	return open(ctx, rawURL, exchange, logger)
 }
+
+// ErrUnsupported is what a [SchemeError] matches with errors.Is: the URL
+// names no registered broker.
+var ErrUnsupported = errors.New("broker: unsupported URL scheme")
+
+// SchemeError says that a URL's scheme names no registered broker, and
+// lists those that do.
+type SchemeError struct {
+	Scheme string // "" when the URL has none
+}
+
+// Error names the scheme and the supported ones.
+func (e *SchemeError) Error() string {
+	if e.Scheme == "" {
+		return "the URL names no broker: start it with one of " + strings.Join(Schemes(), ", ")
+	}
+	return fmt.Sprintf("scheme %q is not supported: use one of %s", e.Scheme, strings.Join(Schemes(), ", "))
+}
+
+// Is matches [ErrUnsupported].
+func (e *SchemeError) Is(target error) bool { return target == ErrUnsupported }
