@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"strings"
@@ -108,10 +109,14 @@ func natsLeftovers(t *testing.T, url, name string) []string {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	var left []string
-	for s := range js.StreamNames(ctx).Name() {
+	names := js.StreamNames(ctx)
+	for s := range names.Name() {
 		if strings.Contains(s, name) {
 			left = append(left, "stream "+s)
 		}
+	}
+	if err := names.Err(); err != nil {
+		t.Fatalf("list the NATS streams: %v", err)
 	}
 	return left
 }
@@ -126,9 +131,18 @@ func TestDemoOnEveryTransport(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			t.Parallel()
 			url, name := s.url(t), uniqueName(t)
+			// While the run lasts, its names are on the server: the check
+			// after the run sees them when they are there.
+			var during []string
+			afterSync := func(context.Context, *sql.DB) error {
+				if s.exists != nil {
+					during = s.exists(t, url, name)
+				}
+				return nil
+			}
 			var out bytes.Buffer
 			res, err := demo.Run(t.Context(), demo.Options{Changes: 300, Writers: 2, Workers: 2, Dir: t.TempDir(), Logger: quiet(),
-				Transport: url, Name: name}, &out)
+				Transport: url, Name: name, AfterSync: afterSync}, &out)
 			if err != nil {
 				t.Fatalf("demo on %s: %v\n%s", s.name, err, out.String())
 			}
@@ -140,6 +154,9 @@ func TestDemoOnEveryTransport(t *testing.T) {
 			}
 			if strings.Contains(out.String(), "guest:guest") {
 				t.Fatalf("the report shows the broker's password:\n%s", out.String())
+			}
+			if s.exists != nil && len(during) == 0 {
+				t.Fatalf("the run's names %s were not found on %s during the run", name, s.name)
 			}
 			s.assertCleanedUp(t, url, name)
 		})
