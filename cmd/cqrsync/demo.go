@@ -44,11 +44,11 @@ It needs no configuration, and exits 0 only if the replica equals the master.`,
 			if opts.Changes < 1 || opts.Writers < 1 || opts.Workers < 1 {
 				return cli.UsageError{Err: errors.New("--changes, --writers and --workers must be at least 1")}
 			}
-			opts.Logger = cli.Logger(cmd)
-			res, err := demo.Run(cmd.Context(), opts, cmd.OutOrStdout())
-			if errors.Is(err, broker.ErrUnsupported) {
+			if err := opts.Validate(); err != nil {
 				return cli.UsageError{Err: err}
 			}
+			opts.Logger = cli.Logger(cmd)
+			res, err := demo.Run(cmd.Context(), opts, cmd.OutOrStdout())
 			if errors.Is(err, demo.ErrDiverged) {
 				return errtext.Errorf("%w (seed %d)", err, res.Seed)
 			}

@@ -18,6 +18,7 @@ func TestDemo(t *testing.T) {
 	s.run(t, "", "demo", "--changes", "0").fails(t, 2, "demo: --changes, --writers and --workers must be at least 1")
 	s.run(t, "", "demo", "--transport", "http://127.0.0.1/").fails(t, 2, `demo: --transport: scheme "http" is not supported: use one of amqp://, amqps://, kafka://, nats://`)
 	s.run(t, "", "bench", "--mix", "1:2").fails(t, 2, "bench: mix")
+	s.run(t, "", "bench", "--transport", "http://127.0.0.1/").fails(t, 2, `bench: --transport: scheme "http" is not supported: use one of amqp://`)
 }
 
 // TestBinaryHasEveryCommand checks that the binary lists the commands it

@@ -239,6 +239,9 @@ func (o *Options) Validate() error {
 	} else if mt, err := parseTarget(o.MasterDB); mode == cqrsync.OutboxWAL && err == nil && mt.kind != Postgres {
 		errs = append(errs, fmt.Errorf("bench: --outbox wal needs a PostgreSQL master, not %s", mt.kind))
 	}
+	if err := broker.Check(o.Transport); err != nil {
+		errs = append(errs, fmt.Errorf("bench: --transport: %w", err))
+	}
 	if o.Prefetch > 65535 {
 		errs = append(errs, fmt.Errorf("bench: --prefetch %d: AMQP allows at most 65535", o.Prefetch))
 	}

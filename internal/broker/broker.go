@@ -106,20 +106,37 @@ func Schemes() []string {
 // (or stream, or topic prefix) is named exchange; the run's queues and dead
 // letters live under that name, and the Broker's Close deletes them.
 func Open(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
+	open, err := lookup(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, rawURL, exchange, logger)
+}
+
+// Check returns a [SchemeError] if rawURL's scheme names no registered
+// broker, without connecting: options check it before a run opens
+// anything.
+func Check(rawURL string) error {
+	_, err := lookup(rawURL)
+	return err
+}
+
+// lookup returns the opener of rawURL's scheme.
+func lookup(rawURL string) (Opener, error) {
 	scheme, _, ok := strings.Cut(rawURL, "://")
 	if u, err := url.Parse(rawURL); err == nil {
 		scheme, ok = u.Scheme, u.Scheme != ""
 	}
-	brokersMu.RLock()
-	open := brokers[scheme]
-	brokersMu.RUnlock()
 	if !ok {
 		return nil, &SchemeError{}
 	}
+	brokersMu.RLock()
+	open := brokers[scheme]
+	brokersMu.RUnlock()
 	if open == nil {
 		return nil, &SchemeError{Scheme: scheme}
 	}
-	return open(ctx, rawURL, exchange, logger)
+	return open, nil
 }
 
 // ErrUnsupported is what a [SchemeError] matches with errors.Is: the URL

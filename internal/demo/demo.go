@@ -109,9 +109,25 @@ const (
 	connectTimeout = 10 * time.Second
 )
 
+// Validate checks the options without opening anything: a --transport
+// whose scheme names no broker is an error matching
+// [broker.ErrUnsupported].
+func (o *Options) Validate() error {
+	if o.Transport == "" {
+		return nil
+	}
+	if err := broker.Check(o.Transport); err != nil {
+		return fmt.Errorf("demo: --transport: %w (or leave it out for the in-memory broker)", err)
+	}
+	return nil
+}
+
 // Run runs the demo and writes a plain-words report to out. It returns
 // ErrDiverged (with the result) when the replica differs from the master.
 func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	opts.Changes = cmp.Or(opts.Changes, 3000)
 	opts.Writers = cmp.Or(opts.Writers, 4)
 	opts.Workers = cmp.Or(opts.Workers, 4)
@@ -479,9 +495,6 @@ func openLink(ctx context.Context, opts Options) (*link, error) {
 	defer cancel()
 	br, err := broker.Open(octx, opts.Transport, opts.Name, opts.Logger)
 	if err != nil {
-		if errors.Is(err, broker.ErrUnsupported) {
-			return nil, fmt.Errorf("demo: --transport: %w (or leave it out for the in-memory broker)", err)
-		}
 		return nil, fmt.Errorf("demo: --transport: %w", err)
 	}
 	l := &link{depth: br.Depth, describe: br.Version() + " at " + br.Redacted()}
