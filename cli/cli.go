@@ -225,9 +225,6 @@ func Run(ctx context.Context, env *Env, opts *Options, args []string) int {
 // it is a usage error that lists several problems.
 func errorLine(cmd *cobra.Command, err error, multiline bool, secrets []string) string {
 	msg := errtext.Cause(err)
-	if errors.Is(err, context.Canceled) {
-		msg = "interrupted: " + msg
-	}
 	for _, s := range secrets {
 		if len(s) >= 3 {
 			msg = strings.ReplaceAll(msg, s, "xxxxx")
@@ -251,13 +248,17 @@ func errorLine(cmd *cobra.Command, err error, multiline bool, secrets []string) 
 		}
 		msg = b.String()
 	}
+	prefix := ""
 	if cmd != nil && cmd.HasParent() && !isCobraUsage(err) {
 		name := strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
-		if !strings.HasPrefix(msg, name+":") {
-			msg = name + ": " + msg
-		}
+		prefix = name + ": "
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, name+":"), " ")
 	}
-	return msg
+	if errors.Is(err, context.Canceled) {
+		// After the command's name, which the message names only once.
+		msg = "interrupted: " + msg
+	}
+	return prefix + msg
 }
 
 // isCobraUsage recognises cobra's own argument errors, which it does not

@@ -24,6 +24,7 @@ func TestMountingLinksNoBenchNorDrivers(t *testing.T) {
 	}
 	for _, banned := range []string{
 		"github.com/cqrsync/cqrsync/internal/bench",
+		"github.com/cqrsync/cqrsync/internal/broker",
 		"github.com/cqrsync/cqrsync/internal/demo",
 		"modernc.org/sqlite",
 		"github.com/go-sql-driver/mysql",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cqrsync/cqrsync/cli"
 	"github.com/cqrsync/cqrsync/internal/bench"
+	"github.com/cqrsync/cqrsync/internal/broker"
 )
 
 // newBenchCommand returns the bench command: a full pipeline on real
@@ -21,7 +22,7 @@ func newBenchCommand() *cobra.Command {
 		short  bool
 		asJSON bool
 		quiet  bool
-		trHelp = "broker URL; its scheme picks the broker (" + strings.Join(bench.Schemes(), ", ") + "; default $CQRSYNC_AMQP_URL, else " + bench.DefaultAMQPURL + ")"
+		trHelp = "broker URL; its scheme picks the broker (" + strings.Join(broker.Schemes(), ", ") + "; default $CQRSYNC_AMQP_URL, else " + bench.DefaultAMQPURL + ")"
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",

@@ -51,6 +51,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/hook"
+	"github.com/cqrsync/cqrsync/internal/broker"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/sqldialect"
@@ -67,7 +68,7 @@ type Options struct {
 	// at the end.
 	MasterDB, ReplicaDB string
 	// Transport is the broker's URL; its scheme picks the broker (see
-	// [RegisterBroker]): amqp:// or amqps:// for RabbitMQ. Default
+	// [broker.Register]): amqp:// or amqps:// for RabbitMQ. Default
 	// CQRSYNC_AMQP_URL, else DefaultAMQPURL. Each run declares its own
 	// exchange and queues and deletes them at the end.
 	Transport string
@@ -238,6 +239,9 @@ func (o *Options) Validate() error {
 	} else if mt, err := parseTarget(o.MasterDB); mode == cqrsync.OutboxWAL && err == nil && mt.kind != Postgres {
 		errs = append(errs, fmt.Errorf("bench: --outbox wal needs a PostgreSQL master, not %s", mt.kind))
 	}
+	if err := broker.Check(o.Transport); err != nil {
+		errs = append(errs, fmt.Errorf("bench: --transport: %w", err))
+	}
 	if o.Prefetch > 65535 {
 		errs = append(errs, fmt.Errorf("bench: --prefetch %d: AMQP allows at most 65535", o.Prefetch))
 	}
@@ -271,9 +275,9 @@ type pipeline struct {
 	masterDB     *sql.DB       // through probe connections
 	replicaDrv   sqldialect.DB // the consumer's driver, through probe connections
 	rawReplicaDB *sql.DB
-	br           Broker
+	br           broker.Broker
 
-	pubTr, subTr Transport
+	pubTr, subTr broker.Transport
 	master       *cqrsync.Master[*sql.Tx]
 	relay        relay
 	consumer     *cqrsync.Consumer
@@ -378,8 +382,8 @@ func Run(ctx context.Context, opts Options) (rep *Report, err error) {
 		return rep, err
 	}
 
-	if p.br, err = openBroker(ctx, opts.Transport, p.exchange, opts.Logger); err != nil {
-		return rep, err
+	if p.br, err = broker.Open(ctx, opts.Transport, p.exchange, opts.Logger); err != nil {
+		return rep, fmt.Errorf("bench: --transport: %w", err)
 	}
 	cleanups = append(cleanups, p.br.Close)
 	rep.Setup.BrokerVersion = p.br.Version()
@@ -536,7 +540,7 @@ func (p *pipeline) rawLimits(ctx context.Context) (*RawLimits, error) {
 	if raw.Consume, err = p.br.RawConsume(ctx, q, o.RawMessages, o.Prefetch, o.BatchSize); err != nil {
 		return nil, err
 	}
-	if rp, ok := p.br.(RawPipeliner); ok {
+	if rp, ok := p.br.(broker.RawPipeliner); ok {
 		p.logf("raw: broker consume → replica upsert, %d workers × %d, one ack per message", o.Workers, o.BatchSize)
 		up := newRawUpserter(p.rawReplicaDB, p.rdb, "raw_item", o.Workers, o.BatchSize, o.RowBytes)
 		if raw.Pipeline, err = rp.RawPipeline(ctx, body, o.RawMessages, o.Workers, o.BatchSize, up.upsert); err != nil {
@@ -563,11 +567,11 @@ func (p *pipeline) startPipeline(ctx context.Context) (stop func() error, err er
 		}
 		return errors.Join(errs...)
 	}
-	if p.pubTr, err = p.br.Transport(ctx, "master"); err != nil {
+	if p.pubTr, err = p.br.Transport(ctx, "bench master"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.pubTr.Close)
-	if p.subTr, err = p.br.Transport(ctx, "replica"); err != nil {
+	if p.subTr, err = p.br.Transport(ctx, "bench replica"); err != nil {
 		return stop, err
 	}
 	closers = append(closers, p.subTr.Close)

@@ -151,6 +151,8 @@ func TestOptionsValidate(t *testing.T) {
 		{name: "hooks rounds", opts: bench.Options{Changes: 1, HooksRounds: 3}, ok: true},
 		{name: "hooks rounds without changes", opts: bench.Options{Drain: 1, HooksRounds: 3}},
 		{name: "negative hooks rounds", opts: bench.Options{Changes: 1, HooksRounds: -1}},
+		{name: "nats transport", opts: bench.Options{Changes: 1, Transport: "nats://127.0.0.1:4222"}, ok: true},
+		{name: "unknown transport scheme", opts: bench.Options{Changes: 1, Transport: "http://127.0.0.1:5672/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

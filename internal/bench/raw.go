@@ -29,7 +29,7 @@ type RawLimits struct {
 	// the replica from Workers concurrent connections.
 	Upsert float64 `json:"replica_batched_upsert_per_s"`
 	// Pipeline is messages per second of the raw pipeline, where the broker
-	// implements it ([RawPipeliner]): the raw consume feeding the raw
+	// implements it ([broker.RawPipeliner]): the raw consume feeding the raw
 	// upserts (Workers × BatchSize), each message acknowledged on its own.
 	// It is what a consumer with no cqrsync in it reaches while the broker
 	// and the replica share the machine: the drain's ceiling.

@@ -1,17 +1,21 @@
 // Package demo runs cqrsync end to end on embedded defaults: a master and a
 // replica, each with its own SQLite database, joined by the in-memory
-// transport. It is what `cqrsync demo` runs.
+// transport or by a real broker named by URL (package broker: RabbitMQ,
+// NATS JetStream, Kafka or an in-process kfake cluster). It is what
+// `cqrsync demo` runs.
 package demo
 
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,9 +26,11 @@ import (
 	_ "modernc.org/sqlite" // the demo's databases
 
 	"github.com/cqrsync/cqrsync"
+	"github.com/cqrsync/cqrsync/internal/broker"
 	"github.com/cqrsync/cqrsync/outbox"
 	"github.com/cqrsync/cqrsync/sqldialect"
 	"github.com/cqrsync/cqrsync/sqldialect/databasesql"
+	"github.com/cqrsync/cqrsync/transport"
 	"github.com/cqrsync/cqrsync/transport/memory"
 )
 
@@ -41,6 +47,14 @@ type Options struct {
 	Workers int
 	// Seed makes the workload reproducible. Default: random.
 	Seed uint64
+	// Transport is the broker's URL; its scheme picks the broker (see
+	// [broker.Schemes]). Default "": the in-memory broker.
+	Transport string
+	// Name names the run's exchange (stream, topic prefix) and replica
+	// queue on the broker. Default: "cqrsdemo_" and 12 random hex digits,
+	// so runs on one server never meet. The run deletes them at the end,
+	// when it fails or is cancelled too.
+	Name string
 	// Timeout bounds the wait for the replica to catch up. Default 60 s.
 	Timeout time.Duration
 	// Logger receives the library's logs. Default: warnings to stderr.
@@ -59,6 +73,8 @@ type Result struct {
 	SyncElapsed               time.Duration // first commit to replica caught up
 	Consumer                  cqrsync.ConsumerStats
 	Seed                      uint64
+	Transport                 string // the broker: its version and redacted URL
+	Name                      string // the run's exchange and queue
 }
 
 // Converged reports whether the replica equals the master.
@@ -89,18 +105,35 @@ const (
 		cqrs_revision INTEGER NOT NULL,
 		cqrs_updated  DATETIME NOT NULL
 	)`
-	queue = "demo_replica"
+	// connectTimeout bounds opening the broker when ctx has no deadline.
+	connectTimeout = 10 * time.Second
 )
+
+// Validate checks the options without opening anything: a --transport
+// whose scheme names no broker is an error matching
+// [broker.ErrUnsupported].
+func (o *Options) Validate() error {
+	if o.Transport == "" {
+		return nil
+	}
+	if err := broker.Check(o.Transport); err != nil {
+		return fmt.Errorf("demo: --transport: %w (or leave it out for the in-memory broker)", err)
+	}
+	return nil
+}
 
 // Run runs the demo and writes a plain-words report to out. It returns
 // ErrDiverged (with the result) when the replica differs from the master.
 func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	opts.Changes = cmp.Or(opts.Changes, 3000)
 	opts.Writers = cmp.Or(opts.Writers, 4)
 	opts.Workers = cmp.Or(opts.Workers, 4)
 	opts.Timeout = cmp.Or(opts.Timeout, 60*time.Second)
 	if opts.Seed == 0 {
-		opts.Seed = rand.Uint64()
+		opts.Seed = mathrand.Uint64()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -126,13 +159,27 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 		return nil, err
 	}
 	defer replicaDB.Close()
-	fmt.Fprintf(out, "master  database: %s (table customer)\nreplica database: %s (table customer_copy)\ntransport: in-memory broker, queue %q\n",
-		filepath.Join(opts.Dir, "master.db"), filepath.Join(opts.Dir, "replica.db"), queue)
+	if opts.Name == "" {
+		opts.Name = newName()
+	}
+	l, err := openLink(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		// Clean-up deletes the run's exchange and queues, also after a
+		// failure or a cancel (Ctrl-C): the deferred stops of the consumer
+		// and the relay have already run.
+		if cerr := l.close(); cerr != nil {
+			opts.Logger.Warn("demo: clean-up of the broker failed", slog.String("name", opts.Name), slog.Any("error", cerr))
+		}
+	}()
+	queue := opts.Name
+	fmt.Fprintf(out, "master  database: %s (table customer)\nreplica database: %s (table customer_copy)\ntransport: %s, exchange and queue %q\n",
+		filepath.Join(opts.Dir, "master.db"), filepath.Join(opts.Dir, "replica.db"), l.describe, queue)
 
 	dialect := sqldialect.SQLite()
-	broker := memory.NewBroker(&memory.Config{Logger: opts.Logger})
-	pub := broker.Publisher()
-	defer pub.Close()
+	pub := l.pub
 
 	// Master side: capture in the writers' transactions, relay to the broker.
 	masterDrv := databasesql.New(masterDB, dialect)
@@ -166,10 +213,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	sub := broker.Subscriber()
-	defer sub.Close()
 	consumer, err := cqrsync.NewConsumer(&cqrsync.ConsumerConfig{
-		Replica: replica, Subscriber: sub, Publisher: pub, Queue: queue,
+		Replica: replica, Subscriber: l.sub, Publisher: l.subPub, Queue: queue,
 		Workers: opts.Workers, Logger: opts.Logger,
 	})
 	if err != nil {
@@ -188,7 +233,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 	}
 	defer relay.Stop()
 
-	res := &Result{Seed: opts.Seed}
+	res := &Result{Seed: opts.Seed, Transport: l.describe, Name: opts.Name}
 	fmt.Fprintf(out, "\nwriting %d changes from %d goroutines (seed %d)...\n", opts.Changes, opts.Writers, opts.Seed)
 	start := time.Now()
 	if err := writeWorkload(runCtx, masterDB, master, opts, res); err != nil {
@@ -198,8 +243,27 @@ func Run(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 
 	waitCtx, waitCancel := context.WithTimeout(runCtx, opts.Timeout)
 	defer waitCancel()
-	if err := waitCaughtUp(waitCtx, relay, broker, consumer); err != nil {
+	if err := waitCaughtUp(waitCtx, relay, l.depth, queue, consumer); err != nil {
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("demo: stopped while waiting for the replica: %w", err)
+		}
 		return res, fmt.Errorf("demo: the replica did not catch up within %v: %w", opts.Timeout, err)
+	}
+	// The counters say every event was settled; the tables must agree too
+	// before the run reports a time. Until the deadline, a difference is
+	// taken for an event still on its way; then compare reports it.
+	for {
+		var probe Result
+		if err := compare(ctx, masterDB, replicaDB, &probe); err != nil {
+			return res, err
+		}
+		if probe.Converged() || waitCtx.Err() != nil {
+			break
+		}
+		select {
+		case <-waitCtx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	res.SyncElapsed = time.Since(start)
 	res.Consumer = consumer.Stats()
@@ -246,7 +310,7 @@ func writeWorkload(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.
 		budget atomic.Int64
 	)
 	budget.Store(int64(opts.Changes))
-	pick := func(r *rand.Rand, remove bool) (int64, bool) {
+	pick := func(r *mathrand.Rand, remove bool) (int64, bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(live) == 0 {
@@ -263,7 +327,7 @@ func writeWorkload(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.
 	var wg sync.WaitGroup
 	errs := make(chan error, opts.Writers)
 	for w := range opts.Writers {
-		r := rand.New(rand.NewPCG(opts.Seed, uint64(w)))
+		r := mathrand.New(mathrand.NewPCG(opts.Seed, uint64(w)))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -277,11 +341,16 @@ func writeWorkload(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.
 	}
 	wg.Wait()
 	close(errs)
+	if err := ctx.Err(); err != nil {
+		// A cancel (Ctrl-C) rolls back the writers' open transactions, and
+		// they fail in whatever step they were: say what happened instead.
+		return fmt.Errorf("demo: stopped while writing on the master: %w", err)
+	}
 	return <-errs
 }
 
-func change(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.Tx], r *rand.Rand, next *atomic.Int64,
-	pick func(*rand.Rand, bool) (int64, bool), mu *sync.Mutex, live *[]int64, res *Result,
+func change(ctx context.Context, db *sql.DB, master *cqrsync.Master[*sql.Tx], r *mathrand.Rand, next *atomic.Int64,
+	pick func(*mathrand.Rand, bool) (int64, bool), mu *sync.Mutex, live *[]int64, res *Result,
 ) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -353,16 +422,27 @@ func commit(master *cqrsync.Master[*sql.Tx], tx *sql.Tx, created int64, mu *sync
 	return nil
 }
 
-// waitCaughtUp waits until the outbox is empty and the replica queue holds
-// nothing, ready or in flight, twice in a row.
-func waitCaughtUp(ctx context.Context, relay *outbox.Relay, broker *memory.Broker, consumer *cqrsync.Consumer) error {
+// waitCaughtUp waits, twice in a row, until the outbox is empty, the
+// queue holds nothing waiting, the consumer has settled (applied, dropped
+// or dead-lettered) at least as many events as the relay published, and it
+// holds none in flight. On a timeout it says what was still pending.
+func waitCaughtUp(ctx context.Context, relay *outbox.Relay, depth func(string) (int, error), queue string, consumer *cqrsync.Consumer) error {
 	quiet := 0
 	for quiet < 2 {
-		st, err := relay.Stats(ctx)
+		// The outbox is read on a context of its own, so that a timeout
+		// can still say how many events it holds.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		st, err := relay.Stats(sctx)
+		cancel()
 		if err != nil {
 			return err
 		}
-		if st.Rows == 0 && broker.QueueLen(queue) == 0 {
+		waiting, derr := depth(queue)
+		published := relay.Published()
+		cs := consumer.Stats()
+		settled := cs.Applied + cs.Dropped + cs.DeadLettered
+		inFlight := cs.Received - settled - cs.Retried
+		if st.Rows == 0 && derr == nil && waiting == 0 && settled >= published && inFlight <= 0 {
 			quiet++
 		} else {
 			quiet = 0
@@ -370,13 +450,83 @@ func waitCaughtUp(ctx context.Context, relay *outbox.Relay, broker *memory.Broke
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%d events still in the outbox, %d in the queue: %w", st.Rows, broker.QueueLen(queue), ctx.Err())
+			queued := fmt.Sprint(waiting)
+			if derr != nil {
+				queued = "an unknown number (" + derr.Error() + ")"
+			}
+			return fmt.Errorf("%d events still in the outbox, %s waiting in queue %s, %d in flight in the consumer; %d of %d published events settled: %w",
+				st.Rows, queued, queue, max(inFlight, 0), settled, published, ctx.Err())
 		case <-consumer.Done():
 			return errors.New("the consumer stopped")
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return nil
+}
+
+// link is the run's connection to its broker: the relay's publisher, the
+// consumer's subscriber and publisher (retries, dead letters), the queue
+// depth, and the clean-up.
+type link struct {
+	pub      transport.Publisher
+	sub      transport.Subscriber
+	subPub   transport.Publisher
+	depth    func(queue string) (int, error)
+	describe string
+	close    func() error
+}
+
+// openLink connects to opts.Transport, or to a new in-memory broker when
+// it is empty.
+func openLink(ctx context.Context, opts Options) (*link, error) {
+	if opts.Transport == "" {
+		mem := memory.NewBroker(&memory.Config{Logger: opts.Logger})
+		pub, sub := mem.Publisher(), mem.Subscriber()
+		return &link{
+			pub: pub, sub: sub, subPub: pub, describe: "in-memory broker",
+			depth: func(q string) (int, error) { return mem.QueueLen(q), nil },
+			close: func() error { return errors.Join(sub.Close(), pub.Close()) },
+		}, nil
+	}
+	octx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		octx, cancel = context.WithTimeout(ctx, connectTimeout)
+	}
+	defer cancel()
+	br, err := broker.Open(octx, opts.Transport, opts.Name, opts.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("demo: --transport: %w", err)
+	}
+	l := &link{depth: br.Depth, describe: br.Version() + " at " + br.Redacted()}
+	var closers []func() error
+	l.close = func() error {
+		var errs []error
+		for i := len(closers) - 1; i >= 0; i-- {
+			errs = append(errs, closers[i]())
+		}
+		return errors.Join(errs...)
+	}
+	closers = append(closers, br.Close)
+	br.Track(opts.Name, "dead_letter_"+opts.Name)
+	master, err := br.Transport(octx, "demo master")
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("demo: connect the master to %s: %w", br.Redacted(), err), l.close())
+	}
+	closers = append(closers, master.Close)
+	replica, err := br.Transport(octx, "demo replica")
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("demo: connect the replica to %s: %w", br.Redacted(), err), l.close())
+	}
+	closers = append(closers, replica.Close)
+	l.pub, l.sub, l.subPub = master, replica, replica
+	return l, nil
+}
+
+// newName returns a name of the run's own for its exchange and queue.
+func newName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "cqrsdemo_" + hex.EncodeToString(b)
 }
 
 // compare checks the replica against the master row by row, on every synced

@@ -1,7 +1,14 @@
-package bench
+// Package broker opens a run's share of a message broker by URL scheme —
+// amqp:// and amqps:// (RabbitMQ), nats:// (NATS JetStream), kafka://host:port
+// and kafka://kfake (an in-process cluster) — for the commands that create
+// and remove their own topology: `cqrsync bench` and `cqrsync demo`. Each run
+// names its exchange (stream, topic prefix) itself, so runs on one server
+// never meet, and [Broker.Close] deletes everything the run declared.
+package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -12,10 +19,10 @@ import (
 	"github.com/cqrsync/cqrsync/transport"
 )
 
-// Broker is one kind of broker a run measures: the run's transports, the
-// raw baselines of the same server and its queue depth. RabbitMQ's is
-// built in (amqp://, amqps://); other transports register theirs with
-// [RegisterBroker] from a file of this package.
+// Broker is a run's share of one broker: the run's transports, its queue
+// depth, the raw baselines of the same server (for the benchmark) and the
+// clean-up. Each kind registers its opener with [Register] from a file of
+// this package.
 type Broker interface {
 	// Version names the server and its version, e.g. "RabbitMQ 3.12.1".
 	Version() string
@@ -65,17 +72,17 @@ type Transport interface {
 	Close() error
 }
 
-// BrokerOpener connects to the broker at rawURL for a run whose exchange
+// Opener connects to the broker at rawURL for a run whose exchange
 // (or stream, or topic) is named exchange.
-type BrokerOpener func(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error)
+type Opener func(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error)
 
 var (
 	brokersMu sync.RWMutex
-	brokers   = map[string]BrokerOpener{}
+	brokers   = map[string]Opener{}
 )
 
 // RegisterBroker makes the URL schemes open with open.
-func RegisterBroker(open BrokerOpener, schemes ...string) {
+func Register(open Opener, schemes ...string) {
 	brokersMu.Lock()
 	defer brokersMu.Unlock()
 	for _, s := range schemes {
@@ -95,17 +102,60 @@ func Schemes() []string {
 	return known
 }
 
-// openBroker opens the broker of rawURL's scheme.
-func openBroker(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
+// Open connects to the broker of rawURL's scheme, for a run whose exchange
+// (or stream, or topic prefix) is named exchange; the run's queues and dead
+// letters live under that name, and the Broker's Close deletes them.
+func Open(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
+	open, err := lookup(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, rawURL, exchange, logger)
+}
+
+// Check returns a [SchemeError] if rawURL's scheme names no registered
+// broker, without connecting: options check it before a run opens
+// anything.
+func Check(rawURL string) error {
+	_, err := lookup(rawURL)
+	return err
+}
+
+// lookup returns the opener of rawURL's scheme.
+func lookup(rawURL string) (Opener, error) {
 	scheme, _, ok := strings.Cut(rawURL, "://")
 	if u, err := url.Parse(rawURL); err == nil {
 		scheme, ok = u.Scheme, u.Scheme != ""
 	}
+	if !ok {
+		return nil, &SchemeError{}
+	}
 	brokersMu.RLock()
 	open := brokers[scheme]
 	brokersMu.RUnlock()
-	if !ok || open == nil {
-		return nil, fmt.Errorf("bench: --transport: scheme %q is not supported: use one of %s", scheme, strings.Join(Schemes(), ", "))
+	if open == nil {
+		return nil, &SchemeError{Scheme: scheme}
 	}
-	return open(ctx, rawURL, exchange, logger)
+	return open, nil
 }
+
+// ErrUnsupported is what a [SchemeError] matches with errors.Is: the URL
+// names no registered broker.
+var ErrUnsupported = errors.New("broker: unsupported URL scheme")
+
+// SchemeError says that a URL's scheme names no registered broker, and
+// lists those that do.
+type SchemeError struct {
+	Scheme string // "" when the URL has none
+}
+
+// Error names the scheme and the supported ones.
+func (e *SchemeError) Error() string {
+	if e.Scheme == "" {
+		return "the URL names no broker: start it with one of " + strings.Join(Schemes(), ", ")
+	}
+	return fmt.Sprintf("scheme %q is not supported: use one of %s", e.Scheme, strings.Join(Schemes(), ", "))
+}
+
+// Is matches [ErrUnsupported].
+func (e *SchemeError) Is(target error) bool { return target == ErrUnsupported }

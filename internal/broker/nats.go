@@ -1,4 +1,4 @@
-package bench
+package broker
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net/url"
 	"sync"
 	"time"
 
@@ -29,13 +28,13 @@ type natsBroker struct {
 }
 
 func init() {
-	RegisterBroker(dialNATS, "nats")
+	Register(dialNATS, "nats")
 }
 
 func dialNATS(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
-	nc, err := natsgo.Connect(rawURL, natsgo.Name("cqrsync bench raw"))
+	nc, err := natsgo.Connect(rawURL, natsgo.Name("cqrsync raw"))
 	if err != nil {
-		return nil, fmt.Errorf("bench: connect to the NATS server at %s: %w", redactNATS(rawURL), err)
+		return nil, fmt.Errorf("connect to the NATS server at %s: %w", redact(rawURL), err)
 	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
@@ -45,26 +44,19 @@ func dialNATS(ctx context.Context, rawURL, exchange string, logger *slog.Logger)
 	return &natsBroker{url: rawURL, exchange: exchange, nc: nc, js: js, logger: logger}, nil
 }
 
-func redactNATS(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
-	}
-	return "<invalid URL>"
-}
-
 // Version names the server: "NATS 2.9.10 (JetStream)".
 func (b *natsBroker) Version() string {
 	return "NATS " + b.nc.ConnectedServerVersion() + " (JetStream)"
 }
 
 // Redacted is the server URL without its password.
-func (b *natsBroker) Redacted() string { return redactNATS(b.url) }
+func (b *natsBroker) Redacted() string { return redact(b.url) }
 
 // Transport opens the transport on the run's exchange, with one partition
 // (one consumer process) and cqrsync's partition key.
 func (b *natsBroker) Transport(ctx context.Context, name string) (Transport, error) {
 	return nats.New(ctx, &nats.Config{
-		URL: b.url, Exchange: b.exchange, Name: "cqrsync bench " + name,
+		URL: b.url, Exchange: b.exchange, Name: "cqrsync " + name,
 		PartitionKey: cqrsync.PartitionKey, Logger: b.logger,
 	})
 }
@@ -178,7 +170,7 @@ func (b *natsBroker) RawPipeline(ctx context.Context, body []byte, n, workers, b
 	const key, queue = "pipeline", "pipeline"
 	s, err := b.js.Stream(ctx, b.rawStream())
 	if err != nil {
-		return 0, fmt.Errorf("bench: raw pipeline: the raw stream (DeclareRaw first): %w", err)
+		return 0, fmt.Errorf("raw pipeline: the raw stream (DeclareRaw first): %w", err)
 	}
 	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable: queue, FilterSubject: b.rawStream() + "." + key,
@@ -247,7 +239,7 @@ func (b *natsBroker) RawPipeline(ctx context.Context, body []byte, n, workers, b
 	wg.Wait()
 	close(errs)
 	if err := errors.Join(pullErr, <-errs); err != nil {
-		return 0, fmt.Errorf("bench: raw pipeline: %w", err)
+		return 0, fmt.Errorf("raw pipeline: %w", err)
 	}
 	if err := b.nc.Flush(); err != nil {
 		return 0, err

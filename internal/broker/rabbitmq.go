@@ -1,4 +1,4 @@
-package bench
+package broker
 
 import (
 	"context"
@@ -31,15 +31,15 @@ type rabbitBroker struct {
 }
 
 func init() {
-	RegisterBroker(dialRabbitMQ, "amqp", "amqps")
+	Register(dialRabbitMQ, "amqp", "amqps")
 }
 
 func dialRabbitMQ(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
-	cfg := amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Properties: amqp.Table{"connection_name": "cqrsync bench raw"}}
+	cfg := amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Properties: amqp.Table{"connection_name": "cqrsync raw"}}
 	cfg.Dial = amqp.DefaultDial(10 * time.Second)
 	conn, err := amqp.DialConfig(rawURL, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("bench: connect to the broker at %s: %w", redactAMQP(rawURL), err)
+		return nil, fmt.Errorf("connect to RabbitMQ at %s: %w", redact(rawURL), err)
 	}
 	b := &rabbitBroker{url: rawURL, exchange: exchange, conn: conn, logger: logger}
 	if v, ok := conn.Properties["version"].(string); ok {
@@ -52,7 +52,7 @@ func dialRabbitMQ(ctx context.Context, rawURL, exchange string, logger *slog.Log
 	}
 	if err := ch.ExchangeDeclare(exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
 		_ = conn.Close()
-		return nil, fmt.Errorf("bench: declare exchange %s: %w", exchange, err)
+		return nil, fmt.Errorf("declare exchange %s: %w", exchange, err)
 	}
 	b.inspect = ch
 	_ = ctx
@@ -61,13 +61,14 @@ func dialRabbitMQ(ctx context.Context, rawURL, exchange string, logger *slog.Log
 
 func (b *rabbitBroker) Version() string { return b.version }
 
-func (b *rabbitBroker) Redacted() string { return redactAMQP(b.url) }
+func (b *rabbitBroker) Redacted() string { return redact(b.url) }
 
 func (b *rabbitBroker) Transport(ctx context.Context, name string) (Transport, error) {
-	return rabbitmq.New(ctx, &rabbitmq.Config{URL: b.url, Exchange: b.exchange, Logger: b.logger, ConnectionName: "cqrsync bench " + name})
+	return rabbitmq.New(ctx, &rabbitmq.Config{URL: b.url, Exchange: b.exchange, Logger: b.logger, ConnectionName: "cqrsync " + name})
 }
 
-func redactAMQP(raw string) string {
+// redact returns raw without its password, or a placeholder if it is no URL.
+func redact(raw string) string {
 	if u, err := url.Parse(raw); err == nil {
 		return u.Redacted()
 	}
@@ -172,7 +173,7 @@ func (b *rabbitBroker) RawPublish(ctx context.Context, key string, body []byte, 
 				return 0, err
 			}
 			if !ok {
-				return 0, errors.New("bench: the broker nacked a publish")
+				return 0, errors.New("the broker nacked a publish")
 			}
 		}
 	}
@@ -205,7 +206,7 @@ func (b *rabbitBroker) RawConsume(ctx context.Context, queue string, n, prefetch
 			return 0, ctx.Err()
 		}
 		if !ok {
-			return 0, errors.New("bench: raw consumer channel closed")
+			return 0, errors.New("raw consumer channel closed")
 		}
 		if (i+1)%ackEvery == 0 || i == n-1 {
 			if err := d.Ack(true); err != nil {

@@ -1,4 +1,4 @@
-package bench
+package broker
 
 import (
 	"context"
@@ -36,25 +36,25 @@ type kafkaBroker struct {
 }
 
 func init() {
-	RegisterBroker(dialKafka, "kafka")
+	Register(dialKafka, "kafka")
 }
 
 func dialKafka(ctx context.Context, rawURL, exchange string, logger *slog.Logger) (Broker, error) {
 	cfg, fake, stop, err := configkafka.Resolve(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, err
 	}
 	cfg.Exchange, cfg.Logger = exchange, logger
 	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ProducerLinger(0))
 	if err != nil {
 		stop()
-		return nil, fmt.Errorf("bench: kafka client: %w", err)
+		return nil, fmt.Errorf("kafka client: %w", err)
 	}
 	inspect, err := kafka.New(ctx, cfg)
 	if err != nil {
 		cl.Close()
 		stop()
-		return nil, fmt.Errorf("bench: %w", err)
+		return nil, err
 	}
 	return &kafkaBroker{raw: rawURL, cfg: cfg, fake: fake, stop: stop, cl: cl, adm: kadm.NewClient(cl), inspect: inspect, exchange: exchange, rawTop: map[string]string{}}, nil
 }
@@ -90,7 +90,7 @@ func (b *kafkaBroker) DeclareRaw(queue, key string) error {
 		err = resps.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("bench: create topic %s: %w", topic, err)
+		return fmt.Errorf("create topic %s: %w", topic, err)
 	}
 	b.mu.Lock()
 	b.rawTop[queue] = topic
@@ -119,7 +119,7 @@ func (b *kafkaBroker) RawPublish(ctx context.Context, key string, body []byte, n
 			recs = append(recs, &kgo.Record{Topic: topic, Key: strconv.AppendInt(nil, int64(sent+i), 10), Value: body})
 		}
 		if err := b.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			return 0, fmt.Errorf("bench: raw produce: %w", err)
+			return 0, fmt.Errorf("raw produce: %w", err)
 		}
 		sent += len(recs)
 	}
@@ -134,12 +134,12 @@ func (b *kafkaBroker) RawConsume(ctx context.Context, queue string, n, prefetch,
 	topic := b.rawTop[queue]
 	b.mu.Unlock()
 	if topic == "" {
-		return 0, fmt.Errorf("bench: raw queue %s was not declared", queue)
+		return 0, fmt.Errorf("raw queue %s was not declared", queue)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.cfg.Brokers...), kgo.ConsumerGroup(b.exchange+".raw."+queue),
 		kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit())
 	if err != nil {
-		return 0, fmt.Errorf("bench: raw consumer: %w", err)
+		return 0, fmt.Errorf("raw consumer: %w", err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
@@ -152,12 +152,12 @@ func (b *kafkaBroker) RawConsume(ctx context.Context, queue string, n, prefetch,
 	for got < n {
 		fs := cl.PollRecords(ctx, prefetch)
 		if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("bench: raw consume: %d of %d records: %w", got, n, err)
+			return 0, fmt.Errorf("raw consume: %d of %d records: %w", got, n, err)
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) { ferr = errors.Join(ferr, err) })
 		if ferr != nil {
-			return 0, fmt.Errorf("bench: raw consume: %w", ferr)
+			return 0, fmt.Errorf("raw consume: %w", ferr)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			got++
@@ -170,7 +170,7 @@ func (b *kafkaBroker) RawConsume(ctx context.Context, queue string, n, prefetch,
 			}
 		})
 		if ferr != nil {
-			return 0, fmt.Errorf("bench: raw commit: %w", ferr)
+			return 0, fmt.Errorf("raw commit: %w", ferr)
 		}
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
@@ -194,40 +194,35 @@ func (b *kafkaBroker) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	mine := func(name string) bool { return name == b.exchange || strings.HasPrefix(name, b.exchange+".") }
 	var errs []error
-	if groups, err := b.adm.ListGroups(ctx); err == nil {
-		var del []string
-		for _, g := range groups.Groups() {
-			if mine(g) {
-				del = append(del, g)
-			}
+	groups, err := b.adm.ListGroups(ctx)
+	if err == nil {
+		if del := b.mine(groups.Groups()); len(del) > 0 {
+			_, err = b.adm.DeleteGroups(ctx, del...)
 		}
-		if len(del) > 0 {
-			if _, err := b.adm.DeleteGroups(ctx, del...); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	} else {
-		errs = append(errs, err)
 	}
-	if topics, err := b.adm.ListTopics(ctx); err == nil {
-		var del []string
-		for _, t := range topics.Names() {
-			if mine(t) {
-				del = append(del, t)
-			}
+	errs = append(errs, err)
+	topics, err := b.adm.ListTopics(ctx)
+	if err == nil {
+		if del := b.mine(topics.Names()); len(del) > 0 {
+			_, err = b.adm.DeleteTopics(ctx, del...)
 		}
-		if len(del) > 0 {
-			if _, err := b.adm.DeleteTopics(ctx, del...); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	} else {
-		errs = append(errs, err)
 	}
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("bench: clean up the run's Kafka topics and groups: %w", err)
+		return fmt.Errorf("clean up the run's Kafka topics and groups: %w", err)
 	}
 	return nil
+}
+
+// mine returns the names of the run's topics and groups: the exchange and
+// those under it.
+func (b *kafkaBroker) mine(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n == b.exchange || strings.HasPrefix(n, b.exchange+".") {
+			out = append(out, n)
+		}
+	}
+	return out
 }
