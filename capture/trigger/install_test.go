@@ -2,6 +2,7 @@ package trigger_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -234,4 +235,81 @@ func TestLongAndQuotedTableName(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestTriggersOfAnOlderVersion installs MySQL triggers as cqrsync installed
+// them before library captures marked themselves with a row of
+// cqrs_capture_marks (they tested the user variable @cqrsync_capture, which
+// outlived a cancelled capture on a pooled connection), on a database
+// without the marks table: Status and Check report them as not current,
+// a library capture says to install again, and capture install fixes both.
+func TestTriggersOfAnOlderVersion(t *testing.T) {
+	t.Parallel()
+	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
+	mt := newMaster(t, b)
+	mt.install(t)
+	ctx := t.Context()
+	const (
+		now = "IF NOT EXISTS (SELECT 1 FROM cqrs_capture_marks WHERE conn_id = CONNECTION_ID()) THEN"
+		old = "IF @cqrsync_capture IS NULL THEN"
+	)
+	rows, err := mt.db.QueryContext(ctx, `SELECT TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
+		FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'account'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older []string
+	for rows.Next() {
+		var name, timing, event, body string
+		if err := rows.Scan(&name, &timing, &event, &body); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(body, now) {
+			t.Fatalf("trigger %s does not test the marks table: %s", name, body)
+		}
+		older = append(older, "DROP TRIGGER "+name,
+			fmt.Sprintf("CREATE TRIGGER %s %s %s ON account FOR EACH ROW %s", name, timing, event, strings.ReplaceAll(body, now, old)))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(older) != 10 {
+		t.Fatalf("%d statements for the older triggers, want 10 (five triggers)", len(older))
+	}
+	for _, q := range append(older, "DROP TABLE cqrs_capture_marks") {
+		if _, err := mt.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	st, err := trigger.StatusOf(ctx, mt.drv, accountModel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st[0].Installed || st[0].Current {
+		t.Fatalf("older triggers: %+v, want installed and not current", st[0])
+	}
+	if err := mt.m.Check(ctx, mt.drv.Pool()); !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "run cqrsync capture install -c account") {
+		t.Fatalf("Check with older triggers = %v, want a problem naming capture install", err)
+	}
+	tx, err := mt.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mt.m.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada"})
+	_ = tx.Rollback()
+	if err == nil || !strings.Contains(err.Error(), "run cqrsync capture install again") {
+		t.Fatalf("library capture with older triggers and no marks table = %v, want an error naming capture install", err)
+	}
+
+	mt.install(t)
+	if st, err := trigger.StatusOf(ctx, mt.drv, accountModel()); err != nil || !st[0].Current {
+		t.Fatalf("after installing again: %+v, %v", st, err)
+	}
+	mt.libraryTx(t, mt.clock.Now(), func(ctx context.Context, tx *sql.Tx) error {
+		return mt.m.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada"})
+	})
+	if got := mt.published(t); len(got) != 1 {
+		t.Fatalf("library capture after installing again: %d events, want 1: %q", len(got), got)
+	}
 }
