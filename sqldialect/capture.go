@@ -46,29 +46,39 @@ const CaptureMarker = "cqrsync.capture"
 
 // CaptureMarksTable is the MySQL/MariaDB table of library capture marks:
 // a library capture inserts its connection's id (CONNECTION_ID()) inside
-// the writer's transaction, and the capture triggers leave alone the
-// writes of a connection that has a row there. Migrate and
-// InstallCaptureTriggers create it. Being a row of the transaction, a mark
-// disappears with a rollback: unlike a user variable of the connection, it
-// cannot outlive the capture on a pooled connection and hide the next
-// writer's changes from the triggers.
+// the writer's transaction and deletes it when its statements are done,
+// and the capture triggers leave alone the writes of a connection that has
+// a row there. Being a row of the transaction, a mark disappears with a
+// rollback and is never seen by other sessions: unlike a user variable of
+// the connection, it cannot outlive the capture on a pooled connection and
+// hide the next writer's changes from the triggers. Migrate and
+// InstallCaptureTriggers create the table.
 const CaptureMarksTable = "cqrs_capture_marks"
 
 // mysqlMarksDDL creates CaptureMarksTable: the statement of the MySQL
 // migration, so that Migrate and capture install create the same table.
 var mysqlMarksDDL = migrationStatement("mysql", "003_capture_marks.sql")
 
-// isMissingMarksTable reports whether err is MySQL's "table does not
-// exist" (ER_NO_SUCH_TABLE): the marks table of a database whose capture
-// triggers and migration an older cqrsync made.
-func isMissingMarksTable(err error) bool {
-	n, ok := dberr.MySQLNumber(err)
-	return ok && n == 1146
-}
+// mysqlMarkHint is the user variable a library capture sets on MySQL
+// while it holds a mark. The triggers read the marks table only when it is
+// set, so that writers that never capture through the library (psql,
+// other languages) pay nothing for the lookup. It is a hint, not the mark:
+// a hint left set by a capture whose transaction ended early only makes
+// the triggers look, and find no mark. (cqrsync before the marks table
+// had the variable alone, which such a capture left set on a pooled
+// connection, hiding that connection's later writes from the triggers.)
+const mysqlMarkHint = "@cqrsync_capture"
 
 // mysqlNotMarked is the condition under which a MySQL capture trigger
-// captures: the writing connection has no library capture mark.
-const mysqlNotMarked = "NOT EXISTS (SELECT 1 FROM " + CaptureMarksTable + " WHERE conn_id = CONNECTION_ID())"
+// captures: the writing connection holds no library capture mark. OR
+// evaluates left to right and stops at the first true operand.
+const mysqlNotMarked = mysqlMarkHint + " IS NULL OR NOT EXISTS (SELECT 1 FROM " + CaptureMarksTable + " WHERE conn_id = CONNECTION_ID())"
+
+// MySQL error numbers that MarkLibraryCapture handles.
+const (
+	mysqlDuplicateKey = 1062 // ER_DUP_ENTRY
+	mysqlNoSuchTable  = 1146 // ER_NO_SUCH_TABLE
+)
 
 // CaptureTriggerParams describes the capture triggers of one master table.
 type CaptureTriggerParams struct {
@@ -199,7 +209,8 @@ func CaptureTriggers(ctx context.Context, ex Executor, d Dialect, p *CaptureTrig
 // outbox row images that this transaction's triggers already wrote for the
 // given keys of cqrsID (a plain UPDATE before Master.Update) are deleted
 // with it, so one change makes one event. On MySQL the mark is a row of
-// CaptureMarksTable written in ex's transaction. Either way the mark lives
+// CaptureMarksTable written in ex's transaction (with a hint in a user
+// variable, so that the triggers look for it only then). Either way the mark lives
 // in the transaction: a rollback (the caller's context cancelled mid-call,
 // say) takes it away, and other sessions never see it. Call the returned
 // done when the capture's statements are over: it clears the mark (even
@@ -230,23 +241,43 @@ func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID stri
 			_, _ = ex.Exec(context.WithoutCancel(ctx), `SELECT set_config('`+CaptureMarker+`', '', true)`)
 		}, nil
 	case "mysql":
-		// ON DUPLICATE KEY: a mark this connection's transaction already
-		// holds (a capture inside a capture's serializer) stays one row.
-		_, err := ex.Exec(ctx, "INSERT INTO "+CaptureMarksTable+" (conn_id) VALUES (CONNECTION_ID()) ON DUPLICATE KEY UPDATE conn_id = conn_id")
-		if isMissingMarksTable(err) {
-			return nothing, fmt.Errorf("sqldialect: mark the library capture: table %s does not exist: the capture triggers are those of an older cqrsync; run cqrsync capture install again (%w)", CaptureMarksTable, err)
-		}
-		if err != nil {
-			return nothing, fmt.Errorf("sqldialect: mark the library capture: %w", err)
-		}
-		return func() {
-			// When the transaction already ended (its context was
-			// cancelled, and database/sql rolled it back), this fails and
-			// there is nothing to clear: the rollback took the mark away.
-			_, _ = ex.Exec(context.WithoutCancel(ctx), "DELETE FROM "+CaptureMarksTable+" WHERE conn_id = CONNECTION_ID()")
-		}, nil
+		return mysqlMarkLibraryCapture(ctx, ex)
 	}
 	return nothing, nil
+}
+
+// mysqlMarkLibraryCapture is MarkLibraryCapture on MySQL: the hint, then
+// the mark; done removes both.
+func mysqlMarkLibraryCapture(ctx context.Context, ex Executor) (done func(), err error) {
+	clearHint := func() { _, _ = ex.Exec(context.WithoutCancel(ctx), "SET "+mysqlMarkHint+" = NULL") }
+	// The hint first: should the mark fail, a hint alone hides nothing.
+	if _, err := ex.Exec(ctx, "SET "+mysqlMarkHint+" = 1"); err != nil {
+		return func() {}, fmt.Errorf("sqldialect: mark the library capture: %w", err)
+	}
+	_, err = ex.Exec(ctx, "INSERT INTO "+CaptureMarksTable+" (conn_id) VALUES (CONNECTION_ID())")
+	n, _ := dberr.MySQLNumber(err)
+	switch {
+	case err == nil:
+	case n == mysqlDuplicateKey:
+		// The transaction holds a mark already: a capture inside a
+		// capture's serializer. The outer capture's done removes it.
+		return func() {}, nil
+	case n == mysqlNoSuchTable:
+		// Without the table, the triggers are those of an older cqrsync
+		// (the current ones name it): their mark is the variable alone.
+		// Until capture install replaces them, it is what it was.
+		return clearHint, nil
+	default:
+		clearHint()
+		return func() {}, fmt.Errorf("sqldialect: mark the library capture: %w", err)
+	}
+	return func() {
+		// When the transaction already ended (its context was cancelled,
+		// and database/sql rolled it back), the DELETE fails and there is
+		// nothing to remove: the rollback took the mark away.
+		_, _ = ex.Exec(context.WithoutCancel(ctx), "DELETE FROM "+CaptureMarksTable+" WHERE conn_id = CONNECTION_ID()")
+		clearHint()
+	}, nil
 }
 
 // HasCaptureTriggers reports whether table has capture triggers, cheaply:

@@ -4,11 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/sqldialect"
 )
 
 // TestLibraryCaptureOnTriggerTable checks that a writer capturing through
@@ -194,4 +198,36 @@ func TestCancelledLibraryCaptureLeavesNoMark(t *testing.T) {
 			t.Errorf("the plain UPDATE's event has revision %d, want 1", rev)
 		}
 	})
+}
+
+// TestNestedMarkOnMySQL marks a transaction twice, as a capture inside a
+// capture's serializer would: the inner mark's done leaves the outer mark
+// in place, and the outer's removes it.
+func TestNestedMarkOnMySQL(t *testing.T) {
+	t.Parallel()
+	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
+	mt := newMaster(t, b)
+	mt.install(t)
+	mt.libraryTx(t, mt.clock.Now(), func(ctx context.Context, tx *sql.Tx) error {
+		ex := sqldialect.FromSQL(tx)
+		outer, err := sqldialect.MarkLibraryCapture(ctx, ex, b.dialect, "account", nil)
+		if err != nil {
+			return err
+		}
+		inner, err := sqldialect.MarkLibraryCapture(ctx, ex, b.dialect, "account", nil)
+		if err != nil {
+			return fmt.Errorf("second mark in one transaction: %w", err)
+		}
+		inner()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO account (id, name) VALUES (1, 'marked')`); err != nil {
+			return err
+		}
+		outer()
+		_, err = tx.ExecContext(ctx, `INSERT INTO account (id, name) VALUES (2, 'captured')`)
+		return err
+	})
+	got := mt.published(t)
+	if len(got) != 1 || !strings.Contains(got[0], `"captured"`) {
+		t.Fatalf("events %q, want one, of the row inserted after the outer mark ended", got)
+	}
 }
