@@ -209,13 +209,13 @@ func CaptureTriggers(ctx context.Context, ex Executor, d Dialect, p *CaptureTrig
 // outbox row images that this transaction's triggers already wrote for the
 // given keys of cqrsID (a plain UPDATE before Master.Update) are deleted
 // with it, so one change makes one event. On MySQL the mark is a row of
-// CaptureMarksTable written in ex's transaction (with a hint in a user
-// variable, so that the triggers look for it only then). Either way the mark lives
-// in the transaction: a rollback (the caller's context cancelled mid-call,
-// say) takes it away, and other sessions never see it. Call the returned
-// done when the capture's statements are over: it clears the mark (even
-// after an error), so that the caller's later plain writes in the same
-// transaction are the triggers' again. done is never nil.
+// CaptureMarksTable written in ex's transaction, with a hint in a user
+// variable so that the triggers look for it only then. Either way the mark
+// lives in the transaction: a rollback (the caller's context cancelled
+// mid-call, say) takes it away, and other sessions never see it. Call the
+// returned done when the capture's statements are over: it clears the mark
+// (even after an error), so that the caller's later plain writes in the
+// same transaction are the triggers' again. done is never nil.
 func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID string, keys []string) (done func(), err error) {
 	nothing := func() {}
 	switch d.Name() {
@@ -257,11 +257,11 @@ func mysqlMarkLibraryCapture(ctx context.Context, ex Executor) (done func(), err
 	_, err = ex.Exec(ctx, "INSERT INTO "+CaptureMarksTable+" (conn_id) VALUES (CONNECTION_ID())")
 	n, _ := dberr.MySQLNumber(err)
 	switch {
-	case err == nil:
-	case n == mysqlDuplicateKey:
-		// The transaction holds a mark already: a capture inside a
-		// capture's serializer. The outer capture's done removes it.
-		return func() {}, nil
+	case err == nil, n == mysqlDuplicateKey:
+		// A duplicate is a mark this transaction holds already (a capture
+		// inside a capture's serializer, which runs after the capture's
+		// writes: whichever done runs first may remove it), or one that
+		// should not be there: its done removes it too.
 	case n == mysqlNoSuchTable:
 		// Without the table, the triggers are those of an older cqrsync
 		// (the current ones name it): their mark is the variable alone.

@@ -201,8 +201,9 @@ func TestCancelledLibraryCaptureLeavesNoMark(t *testing.T) {
 }
 
 // TestNestedMarkOnMySQL marks a transaction twice, as a capture inside a
-// capture's serializer would: the inner mark's done leaves the outer mark
-// in place, and the outer's removes it.
+// capture's serializer would: the second mark does not fail, the writes
+// while both are held are left alone, and after the first done has run
+// the triggers capture again.
 func TestNestedMarkOnMySQL(t *testing.T) {
 	t.Parallel()
 	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
@@ -218,16 +219,43 @@ func TestNestedMarkOnMySQL(t *testing.T) {
 		if err != nil {
 			return fmt.Errorf("second mark in one transaction: %w", err)
 		}
-		inner()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO account (id, name) VALUES (1, 'marked')`); err != nil {
 			return err
 		}
+		inner()
 		outer()
 		_, err = tx.ExecContext(ctx, `INSERT INTO account (id, name) VALUES (2, 'captured')`)
 		return err
 	})
 	got := mt.published(t)
 	if len(got) != 1 || !strings.Contains(got[0], `"captured"`) {
-		t.Fatalf("events %q, want one, of the row inserted after the outer mark ended", got)
+		t.Fatalf("events %q, want one, of the row inserted after the marks ended", got)
+	}
+}
+
+// TestStaleMarkRowOnMySQL leaves a committed mark of the connection in the
+// marks table, as nothing in cqrsync does: a library capture on that
+// connection removes it with its own, and a later plain write there is
+// captured.
+func TestStaleMarkRowOnMySQL(t *testing.T) {
+	t.Parallel()
+	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
+	mt := newMaster(t, b)
+	mt.install(t)
+	mt.db.SetMaxOpenConns(1)
+	mt.exec(t, `INSERT INTO cqrs_capture_marks (conn_id) VALUES (CONNECTION_ID())`)
+	mt.libraryTx(t, mt.clock.Now(), func(ctx context.Context, tx *sql.Tx) error {
+		return mt.m.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada"})
+	})
+	if got := mt.published(t); len(got) != 1 {
+		t.Fatalf("library capture: %d events, want 1: %q", len(got), got)
+	}
+	mt.exec(t, `UPDATE account SET name = 'Ada L' WHERE id = 1`)
+	if got := mt.published(t); len(got) != 1 {
+		t.Fatalf("plain UPDATE after the library capture removed the stale mark: %d events, want 1", len(got))
+	}
+	var left int
+	if err := mt.db.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM cqrs_capture_marks`).Scan(&left); err != nil || left != 0 {
+		t.Fatalf("marks left: %d, %v", left, err)
 	}
 }
