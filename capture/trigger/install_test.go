@@ -246,9 +246,8 @@ func TestLongAndQuotedTableName(t *testing.T) {
 // table and once migrate made it; capture install makes them current.
 func TestTriggersOfAnOlderVersion(t *testing.T) {
 	t.Parallel()
-	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
-	mt := newMaster(t, b)
-	mt.install(t)
+	mt := newMySQLMaster(t)
+	b := mt.b
 	ctx := t.Context()
 	const (
 		now = "IF @cqrsync_capture IS NULL OR NOT EXISTS (SELECT 1 FROM cqrs_capture_marks WHERE conn_id = CONNECTION_ID()) THEN"

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -206,9 +205,8 @@ func TestCancelledLibraryCaptureLeavesNoMark(t *testing.T) {
 // the triggers capture again.
 func TestNestedMarkOnMySQL(t *testing.T) {
 	t.Parallel()
-	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
-	mt := newMaster(t, b)
-	mt.install(t)
+	mt := newMySQLMaster(t)
+	b := mt.b
 	mt.libraryTx(t, mt.clock.Now(), func(ctx context.Context, tx *sql.Tx) error {
 		ex := sqldialect.FromSQL(tx)
 		outer, err := sqldialect.MarkLibraryCapture(ctx, ex, b.dialect, "account", nil)
@@ -239,9 +237,7 @@ func TestNestedMarkOnMySQL(t *testing.T) {
 // captured.
 func TestStaleMarkRowOnMySQL(t *testing.T) {
 	t.Parallel()
-	b := backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })]
-	mt := newMaster(t, b)
-	mt.install(t)
+	mt := newMySQLMaster(t)
 	mt.db.SetMaxOpenConns(1)
 	mt.exec(t, `INSERT INTO cqrs_capture_marks (conn_id) VALUES (CONNECTION_ID())`)
 	mt.libraryTx(t, mt.clock.Now(), func(ctx context.Context, tx *sql.Tx) error {
