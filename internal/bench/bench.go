@@ -536,6 +536,13 @@ func (p *pipeline) rawLimits(ctx context.Context) (*RawLimits, error) {
 	if raw.Consume, err = p.br.RawConsume(ctx, q, o.RawMessages, o.Prefetch, o.BatchSize); err != nil {
 		return nil, err
 	}
+	if rp, ok := p.br.(RawPipeliner); ok {
+		p.logf("raw: broker consume → replica upsert, %d workers × %d, one ack per message", o.Workers, o.BatchSize)
+		up := newRawUpserter(p.rawReplicaDB, p.rdb, "raw_item", o.Workers, o.BatchSize, o.RowBytes)
+		if raw.Pipeline, err = rp.RawPipeline(ctx, body, o.RawMessages, o.Workers, o.BatchSize, up.upsert); err != nil {
+			return nil, err
+		}
+	}
 	for _, side := range []*sql.DB{p.masterDB, p.rawReplicaDB} {
 		if _, err := side.ExecContext(ctx, "DROP TABLE raw_item"); err != nil {
 			return nil, err

@@ -24,10 +24,11 @@ func TestRunShort(t *testing.T) {
 		name     string
 		postgres bool
 		url      func(testing.TB) string // the broker; default RabbitMQ
+		pipeline bool                    // the broker measures the raw pipeline
 	}{
 		{name: "sqlite-rabbitmq-sqlite"},
 		{name: "postgres-rabbitmq-postgres", postgres: true},
-		{name: "sqlite-nats-sqlite", url: testenv.NATSURL},
+		{name: "sqlite-nats-sqlite", url: testenv.NATSURL, pipeline: true},
 		{name: "sqlite-kfake-sqlite", url: func(testing.TB) string { return "kafka://kfake" }}, // in-process: no Kafka server here
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +61,12 @@ func TestRunShort(t *testing.T) {
 			var table bytes.Buffer
 			if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "converged") {
 				t.Fatalf("WriteTable: %v\n%s", err, table.String())
+			}
+			if got := rep.Raw.Pipeline > 0; got != tc.pipeline {
+				t.Fatalf("raw pipeline measured: %v (%v/s), want %v", got, rep.Raw.Pipeline, tc.pipeline)
+			}
+			if tc.pipeline && (!strings.Contains(table.String(), "consume → upsert") || rep.Drain.DrainVsRawPipeline <= 0) {
+				t.Fatalf("the report lacks the raw pipeline (ratio %v):\n%s", rep.Drain.DrainVsRawPipeline, table.String())
 			}
 			var js bytes.Buffer
 			if err := rep.WriteJSON(&js); err != nil || !json.Valid(js.Bytes()) {

@@ -42,6 +42,21 @@ type Broker interface {
 	Close() error
 }
 
+// RawPipeliner is a [Broker] that also measures a raw pipeline: what a
+// consumer with no cqrsync in it reaches on this machine when the broker
+// and the replica database share it. The measured figure is the drain's
+// ceiling, as the raw consume alone is not when the replica is slower
+// than the broker.
+type RawPipeliner interface {
+	// RawPipeline publishes n messages of body (not timed), then measures
+	// their consumption as a consumer does it: one puller hands batches of
+	// up to batch messages to workers goroutines; a worker calls apply
+	// with the number of messages, then acknowledges each of them on its
+	// own, as a consumer that may retry or dead-letter any one message
+	// must. It returns messages per second.
+	RawPipeline(ctx context.Context, body []byte, n, workers, batch int, apply func(ctx context.Context, worker, n int) error) (float64, error)
+}
+
 // Transport is one side's connection to the broker.
 type Transport interface {
 	transport.Publisher

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/url"
+	"sync"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -162,6 +163,91 @@ func (b *natsBroker) RawConsume(ctx context.Context, queue string, n, prefetch, 
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
+	}
+	if err := b.nc.Flush(); err != nil {
+		return 0, err
+	}
+	return math.Round(float64(n)/time.Since(start).Seconds()*10) / 10, nil
+}
+
+// RawPipeline measures the raw pipeline (see [RawPipeliner]) on the raw
+// stream: a durable pull consumer of its own with explicit acks (one per
+// message), fetched in requests of up to 1001 by one goroutine, as the
+// transport does, and applied by workers.
+func (b *natsBroker) RawPipeline(ctx context.Context, body []byte, n, workers, batch int, apply func(ctx context.Context, worker, n int) error) (float64, error) {
+	const key, queue = "pipeline", "pipeline"
+	s, err := b.js.Stream(ctx, b.rawStream())
+	if err != nil {
+		return 0, fmt.Errorf("bench: raw pipeline: the raw stream (DeclareRaw first): %w", err)
+	}
+	cons, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: queue, FilterSubject: b.rawStream() + "." + key,
+		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: -1,
+	})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := b.RawPublish(ctx, key, body, n, 500); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []jetstream.Msg, workers)
+	errs := make(chan error, workers+1)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for msgs := range batches {
+				err := apply(ctx, w, len(msgs))
+				for _, m := range msgs {
+					if err == nil {
+						err = m.Ack()
+					}
+				}
+				if err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	pullErr := func() error {
+		defer close(batches)
+		var cur []jetstream.Msg
+		for got := 0; got < n; {
+			fetched, err := cons.Fetch(min(1001, n-got), jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return err
+			}
+			before := got
+			for m := range fetched.Messages() {
+				got++
+				if cur = append(cur, m); len(cur) == batch || got == n {
+					select {
+					case batches <- cur:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+					cur = nil
+				}
+			}
+			if err := fetched.Error(); err != nil && !errors.Is(err, natsgo.ErrTimeout) {
+				return err
+			}
+			if got == before {
+				return fmt.Errorf("no message within 5s after %d of %d", got, n)
+			}
+		}
+		return nil
+	}()
+	wg.Wait()
+	close(errs)
+	if err := errors.Join(pullErr, <-errs); err != nil {
+		return 0, fmt.Errorf("bench: raw pipeline: %w", err)
 	}
 	if err := b.nc.Flush(); err != nil {
 		return 0, err

@@ -28,6 +28,12 @@ type RawLimits struct {
 	// per statement and transaction, revision-guarded, no tombstones) into
 	// the replica from Workers concurrent connections.
 	Upsert float64 `json:"replica_batched_upsert_per_s"`
+	// Pipeline is messages per second of the raw pipeline, where the broker
+	// implements it ([RawPipeliner]): the raw consume feeding the raw
+	// upserts (Workers × BatchSize), each message acknowledged on its own.
+	// It is what a consumer with no cqrsync in it reaches while the broker
+	// and the replica share the machine: the drain's ceiling.
+	Pipeline float64 `json:"broker_consume_replica_upsert_per_s,omitempty"`
 	// InsertCommitUsage is the machine's load during the raw INSERT+COMMIT:
 	// what the master write alone costs, to set the pipeline's use against.
 	InsertCommitUsage Usage `json:"master_insert_commit_usage"`
@@ -61,13 +67,46 @@ func rawInsertCommit(ctx context.Context, db *sql.DB, d *database, table string,
 
 // rawUpsert runs revision-guarded multi-row upserts of batch rows, one per
 // transaction, from workers connections for about d, and returns rows per
-// second. Each worker cycles over its own 20 batches of keys: the first
-// pass inserts, later passes update with a higher revision.
+// second (see rawUpserter).
 func rawUpsert(ctx context.Context, db *sql.DB, d *database, table string, workers, batch int, dur time.Duration, rowBytes int) (float64, error) {
-	cols := []string{"id", "cqrs_revision", "cqrs_updated", "commit_us", "payload"}
+	up := newRawUpserter(db, d, table, workers, batch, rowBytes)
+	return timeBoxed(ctx, workers, dur, func(w int) (int, error) { return batch, up.upsert(ctx, w, batch) })
+}
+
+// rawUpserter writes the raw upserts: revision-guarded multi-row upserts,
+// one statement per transaction, with no tombstones and no cqrsync. Each
+// worker cycles over its own 20 batches of keys: the first pass inserts,
+// later passes update with a higher revision.
+type rawUpserter struct {
+	db       *sql.DB
+	d        *database
+	table    string
+	batch    int
+	payload  string
+	mu       sync.Mutex
+	rounds   []int
+	stmts    map[int]string // by rows per statement
+	keysPerW int
+}
+
+func newRawUpserter(db *sql.DB, d *database, table string, workers, batch, rowBytes int) *rawUpserter {
+	return &rawUpserter{db: db, d: d, table: table, batch: batch, payload: strings.Repeat("y", rowBytes),
+		rounds: make([]int, workers), stmts: map[int]string{}, keysPerW: 20}
+}
+
+var rawUpsertCols = []string{"id", "cqrs_revision", "cqrs_updated", "commit_us", "payload"}
+
+// statement returns the upsert of n rows.
+func (u *rawUpserter) statement(n int) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if q, ok := u.stmts[n]; ok {
+		return q
+	}
+	d, table, cols := u.d, u.table, rawUpsertCols
 	var b strings.Builder
 	fmt.Fprintf(&b, "INSERT INTO %s (%s) VALUES ", table, strings.Join(cols, ", "))
-	for i := range batch {
+	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -93,35 +132,35 @@ func rawUpsert(ctx context.Context, db *sql.DB, d *database, table string, worke
 		fmt.Fprintf(&b, " ON CONFLICT (id) DO UPDATE SET cqrs_revision = excluded.cqrs_revision, cqrs_updated = excluded.cqrs_updated, "+
 			"commit_us = excluded.commit_us, payload = excluded.payload WHERE %s.cqrs_revision < excluded.cqrs_revision", table)
 	}
-	q := b.String()
-	payload := strings.Repeat("y", rowBytes)
-	const keysPerWorker = 20 // batches
-	var mu sync.Mutex
-	rounds := make([]int, workers)
-	one := func(w int) (int, error) {
-		mu.Lock()
-		r := rounds[w]
-		rounds[w]++
-		mu.Unlock()
-		slot := r % keysPerWorker
-		rev := r / keysPerWorker
-		first := int64(w*keysPerWorker*batch + slot*batch + 1)
-		args := make([]any, 0, batch*len(cols))
-		now := time.Now().UTC().Truncate(time.Microsecond)
-		for i := range batch {
-			args = append(args, first+int64(i), rev, now, now.UnixMicro(), payload)
-		}
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			_ = tx.Rollback()
-			return 0, err
-		}
-		return batch, tx.Commit()
+	u.stmts[n] = b.String()
+	return u.stmts[n]
+}
+
+// upsert writes n (at most batch) rows of worker w's next batch of keys in
+// one transaction.
+func (u *rawUpserter) upsert(ctx context.Context, w, n int) error {
+	q := u.statement(n)
+	u.mu.Lock()
+	r := u.rounds[w]
+	u.rounds[w]++
+	u.mu.Unlock()
+	slot := r % u.keysPerW
+	rev := r / u.keysPerW
+	first := int64(w*u.keysPerW*u.batch + slot*u.batch + 1)
+	args := make([]any, 0, n*len(rawUpsertCols))
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	for i := range n {
+		args = append(args, first+int64(i), rev, now, now.UnixMicro(), u.payload)
 	}
-	return timeBoxed(ctx, workers, dur, one)
+	tx, err := u.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 // timeBoxed runs fn from n goroutines until about d has passed, after one
