@@ -42,7 +42,8 @@ library capture publishes. See docs/capturing.md for the costs.`,
 		newCaptureChangeCommand(st, "install", "Install (or replace) the capture triggers of master models' tables",
 			`install installs the capture triggers of each named model's table (every
 master model without --cqrs-id), or replaces them: run it again after a
-change of the table's columns or of the model. It is safe on a live table:
+change of the table's columns or of the model, and after upgrading cqrsync
+(capture status says "not current"). It is safe on a live table:
 writers wait for it (one transaction on PostgreSQL, a write lock of the
 table on MySQL) and no write commits uncaptured. migrate must have run.
 Services that capture through the library read whether a table has

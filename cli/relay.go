@@ -234,7 +234,8 @@ func newMigrateCommand(st *state) *cobra.Command {
 		Use:   "migrate",
 		Short: "Create cqrsync's tables (outbox, tombstones) in the database",
 		Long: `migrate creates cqrsync's own tables, cqrs_outbox and cqrs_tombstones (and,
-on PostgreSQL, the trigger that wakes relays), if they do not exist. It is
+on PostgreSQL, the trigger that wakes relays; on MySQL, cqrs_capture_marks,
+which capture triggers read), if they do not exist. It is
 safe to run any number of times. --print writes the SQL to stdout instead,
 for those who apply schema changes with their own tools. The models' tables
 are yours to create; they need the columns cqrs_revision and cqrs_updated.`,

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cqrsync/cqrsync/internal/dberr"
 )
 
 // Capture triggers make the database itself capture every INSERT, UPDATE
@@ -36,14 +38,47 @@ const RowImagePrefix = `{"cqrsync_trigger":1,`
 // image rather than an event.
 func IsRowImage(body []byte) bool { return bytes.HasPrefix(body, []byte(RowImagePrefix)) }
 
-// CaptureMarker is the name of the marker a library capture sets (on
-// PostgreSQL a transaction-local setting, on MySQL a user variable) so the
-// capture triggers leave its statements alone: the library captures them
-// itself.
+// CaptureMarker is the name of the transaction-local setting a library
+// capture sets on PostgreSQL so the capture triggers leave its statements
+// alone: the library captures them itself. On MySQL the mark is a row of
+// CaptureMarksTable instead.
 const CaptureMarker = "cqrsync.capture"
 
-// mysqlMarker is the MySQL user variable of CaptureMarker.
-const mysqlMarker = "@cqrsync_capture"
+// CaptureMarksTable is the MySQL/MariaDB table of library capture marks:
+// a library capture inserts its connection's id (CONNECTION_ID()) inside
+// the writer's transaction and deletes it when its statements are done,
+// and the capture triggers leave alone the writes of a connection that has
+// a row there. Being a row of the transaction, a mark disappears with a
+// rollback and is never seen by other sessions: unlike a user variable of
+// the connection, it cannot outlive the capture on a pooled connection and
+// hide the next writer's changes from the triggers. Migrate and
+// InstallCaptureTriggers create the table.
+const CaptureMarksTable = "cqrs_capture_marks"
+
+// mysqlMarksDDL creates CaptureMarksTable: the statement of the MySQL
+// migration, so that Migrate and capture install create the same table.
+var mysqlMarksDDL = migrationStatement("mysql", "003_capture_marks.sql")
+
+// mysqlMarkHint is the user variable a library capture sets on MySQL
+// while it holds a mark. The triggers read the marks table only when it is
+// set, so that writers that never capture through the library (psql,
+// other languages) pay nothing for the lookup. It is a hint, not the mark:
+// a hint left set by a capture whose transaction ended early only makes
+// the triggers look, and find no mark. (cqrsync before the marks table
+// had the variable alone, which such a capture left set on a pooled
+// connection, hiding that connection's later writes from the triggers.)
+const mysqlMarkHint = "@cqrsync_capture"
+
+// mysqlNotMarked is the condition under which a MySQL capture trigger
+// captures: the writing connection holds no library capture mark. OR
+// evaluates left to right and stops at the first true operand.
+const mysqlNotMarked = mysqlMarkHint + " IS NULL OR NOT EXISTS (SELECT 1 FROM " + CaptureMarksTable + " WHERE conn_id = CONNECTION_ID())"
+
+// MySQL error numbers that MarkLibraryCapture handles.
+const (
+	mysqlDuplicateKey = 1062 // ER_DUP_ENTRY
+	mysqlNoSuchTable  = 1146 // ER_NO_SUCH_TABLE
+)
 
 // CaptureTriggerParams describes the capture triggers of one master table.
 type CaptureTriggerParams struct {
@@ -173,11 +208,14 @@ func CaptureTriggers(ctx context.Context, ex Executor, d Dialect, p *CaptureTrig
 // alone. On PostgreSQL the mark is a transaction-local setting, and the
 // outbox row images that this transaction's triggers already wrote for the
 // given keys of cqrsID (a plain UPDATE before Master.Update) are deleted
-// with it, so one change makes one event. On MySQL the mark is a user
-// variable of the connection. Call the returned done when the capture's
-// statements are over: it clears the mark (even after an error), so that
-// the caller's later plain writes are the triggers' again. done is never
-// nil.
+// with it, so one change makes one event. On MySQL the mark is a row of
+// CaptureMarksTable written in ex's transaction, with a hint in a user
+// variable so that the triggers look for it only then. Either way the mark
+// lives in the transaction: a rollback (the caller's context cancelled
+// mid-call, say) takes it away, and other sessions never see it. Call the
+// returned done when the capture's statements are over: it clears the mark
+// (even after an error), so that the caller's later plain writes in the
+// same transaction are the triggers' again. done is never nil.
 func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID string, keys []string) (done func(), err error) {
 	nothing := func() {}
 	switch d.Name() {
@@ -203,16 +241,43 @@ func MarkLibraryCapture(ctx context.Context, ex Executor, d Dialect, cqrsID stri
 			_, _ = ex.Exec(context.WithoutCancel(ctx), `SELECT set_config('`+CaptureMarker+`', '', true)`)
 		}, nil
 	case "mysql":
-		if _, err := ex.Exec(ctx, "SET "+mysqlMarker+" = 1"); err != nil {
-			return nothing, fmt.Errorf("sqldialect: mark the library capture: %w", err)
-		}
-		return func() {
-			// A mark left on a pooled connection would hide later writes
-			// from the triggers: clear it whatever happened to ctx.
-			_, _ = ex.Exec(context.WithoutCancel(ctx), "SET "+mysqlMarker+" = NULL")
-		}, nil
+		return mysqlMarkLibraryCapture(ctx, ex)
 	}
 	return nothing, nil
+}
+
+// mysqlMarkLibraryCapture is MarkLibraryCapture on MySQL: the hint, then
+// the mark; done removes both.
+func mysqlMarkLibraryCapture(ctx context.Context, ex Executor) (done func(), err error) {
+	clearHint := func() { _, _ = ex.Exec(context.WithoutCancel(ctx), "SET "+mysqlMarkHint+" = NULL") }
+	// The hint first: should the mark fail, a hint alone hides nothing.
+	if _, err := ex.Exec(ctx, "SET "+mysqlMarkHint+" = 1"); err != nil {
+		return func() {}, fmt.Errorf("sqldialect: mark the library capture: %w", err)
+	}
+	_, err = ex.Exec(ctx, "INSERT INTO "+CaptureMarksTable+" (conn_id) VALUES (CONNECTION_ID())")
+	n, _ := dberr.MySQLNumber(err)
+	switch {
+	case err == nil, n == mysqlDuplicateKey:
+		// A duplicate is a mark this transaction holds already (a capture
+		// inside a capture's serializer, which runs after the capture's
+		// writes: whichever done runs first may remove it), or one that
+		// should not be there: its done removes it too.
+	case n == mysqlNoSuchTable:
+		// Without the table, the triggers are those of an older cqrsync
+		// (the current ones name it): their mark is the variable alone.
+		// Until capture install replaces them, it is what it was.
+		return clearHint, nil
+	default:
+		clearHint()
+		return func() {}, fmt.Errorf("sqldialect: mark the library capture: %w", err)
+	}
+	return func() {
+		// When the transaction already ended (its context was cancelled,
+		// and database/sql rolled it back), the DELETE fails and there is
+		// nothing to remove: the rollback took the mark away.
+		_, _ = ex.Exec(context.WithoutCancel(ctx), "DELETE FROM "+CaptureMarksTable+" WHERE conn_id = CONNECTION_ID()")
+		clearHint()
+	}, nil
 }
 
 // HasCaptureTriggers reports whether table has capture triggers, cheaply:
@@ -517,13 +582,19 @@ func mysqlCaptureSQL(d *standard, p *CaptureTriggerParams) map[string]string {
 		if t.timing == "AFTER" {
 			decl = us + " "
 		}
-		out[mysqlTriggerName(p.Table, t.suffix)] = fmt.Sprintf("BEGIN %sIF %s IS NULL THEN %s END IF; END", decl, mysqlMarker, body)
+		out[mysqlTriggerName(p.Table, t.suffix)] = fmt.Sprintf("BEGIN %sIF %s THEN %s END IF; END", decl, mysqlNotMarked, body)
 	}
 	return out
 }
 
 func mysqlInstallCapture(ctx context.Context, ex Executor, d *standard, p *CaptureTriggerParams) error {
 	bodies := mysqlCaptureSQL(d, p)
+	// The triggers read the marks table: create it (as Migrate does) for
+	// a database migrated by an older cqrsync. Before LOCK TABLES, which
+	// allows no other table.
+	if _, err := ex.Exec(ctx, mysqlMarksDDL); err != nil {
+		return fmt.Errorf("sqldialect: install capture triggers on %s: create %s: %w", p.Table, CaptureMarksTable, err)
+	}
 	// DDL commits at once on MySQL: lock the table for writing while the
 	// triggers are replaced, so no write falls between a DROP and a
 	// CREATE. The triggers' own tables are locked too, as LOCK TABLES

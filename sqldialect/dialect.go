@@ -202,10 +202,14 @@ func MigrationColumns(d Dialect) map[string][]string {
 		outbox = append(outbox, "lease_token") // MySQL has no RETURNING: a claim reads its rows back by token
 	}
 	outbox = append(outbox, "headers") // migration 002: trace context and correlation id
-	return map[string][]string{
+	tables := map[string][]string{
 		OutboxTable:     outbox,
 		TombstonesTable: {"cqrs_id", "pk", "revision", "updated_us", "deleted_us"},
 	}
+	if d.Name() == "mysql" {
+		tables[CaptureMarksTable] = []string{"conn_id"} // migration 003: library capture marks for the capture triggers
+	}
+	return tables
 }
 
 // ErrNoTable is wrapped by TableColumns when the table does not exist.

@@ -34,7 +34,8 @@
 // # Schema
 //
 // [Dialect.Migrate] creates cqrsync's own tables, cqrs_outbox and
-// cqrs_tombstones, from embedded, readable SQL files; [Dialect.MigrationSQL]
+// cqrs_tombstones (and on MySQL [CaptureMarksTable], which the capture
+// triggers read), from embedded, readable SQL files; [Dialect.MigrationSQL]
 // returns that SQL for users who apply migrations with their own tools.
 // Master and replica tables are the user's; each needs two more columns:
 //

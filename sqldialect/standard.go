@@ -168,6 +168,16 @@ func (d *standard) MigrationSQL() string {
 	return b.String()
 }
 
+// migrationStatement is the one statement of a dialect's migration file.
+func migrationStatement(dialect, file string) string {
+	data, err := migrations.ReadFile("migration/" + dialect + "/" + file)
+	stmts := splitStatements(string(data))
+	if err != nil || len(stmts) != 1 {
+		panic(fmt.Sprintf("sqldialect: migration %s/%s: %d statements, %v", dialect, file, len(stmts), err)) // embedded at build time
+	}
+	return stmts[0]
+}
+
 func (d *standard) Migrate(ctx context.Context, ex Executor) error {
 	if d.migrateWhole {
 		if _, err := ex.Exec(ctx, d.MigrationSQL()); err != nil {

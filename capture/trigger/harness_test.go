@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +107,15 @@ func newMaster(t *testing.T, b backend, ddl ...string) *master {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mt
+}
+
+// newMySQLMaster is newMaster on MariaDB/MySQL with the capture triggers
+// installed, for what only MySQL has.
+func newMySQLMaster(t *testing.T) *master {
+	t.Helper()
+	mt := newMaster(t, backends[slices.IndexFunc(backends, func(b backend) bool { return b.name == "mysql" })])
+	mt.install(t)
 	return mt
 }
 

@@ -2,6 +2,7 @@ package trigger_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -233,5 +234,95 @@ func TestLongAndQuotedTableName(t *testing.T) {
 		if err := trigger.Uninstall(t.Context(), mt.drv, model); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// TestTriggersOfAnOlderVersion installs MySQL triggers as cqrsync installed
+// them before library captures marked themselves with a row of
+// cqrs_capture_marks (they tested the user variable @cqrsync_capture alone,
+// which a capture cancelled mid-call left set on a pooled connection), on a
+// database without the marks table: Status and Check report them as not
+// current; library captures go on making one event each, without the
+// table and once migrate made it; capture install makes them current.
+func TestTriggersOfAnOlderVersion(t *testing.T) {
+	t.Parallel()
+	mt := newMySQLMaster(t)
+	b := mt.b
+	ctx := t.Context()
+	const (
+		now = "IF @cqrsync_capture IS NULL OR NOT EXISTS (SELECT 1 FROM cqrs_capture_marks WHERE conn_id = CONNECTION_ID()) THEN"
+		old = "IF @cqrsync_capture IS NULL THEN"
+	)
+	rows, err := mt.db.QueryContext(ctx, `SELECT TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT
+		FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = 'account'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older []string
+	for rows.Next() {
+		var name, timing, event, body string
+		if err := rows.Scan(&name, &timing, &event, &body); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(body, now) {
+			t.Fatalf("trigger %s does not test the marks table: %s", name, body)
+		}
+		older = append(older, "DROP TRIGGER "+name,
+			fmt.Sprintf("CREATE TRIGGER %s %s %s ON account FOR EACH ROW %s", name, timing, event, strings.ReplaceAll(body, now, old)))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(older) != 10 {
+		t.Fatalf("%d statements for the older triggers, want 10 (five triggers)", len(older))
+	}
+	for _, q := range append(older, "DROP TABLE cqrs_capture_marks") {
+		if _, err := mt.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+
+	st, err := trigger.StatusOf(ctx, mt.drv, accountModel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st[0].Installed || st[0].Current {
+		t.Fatalf("older triggers: %+v, want installed and not current", st[0])
+	}
+	if err := mt.m.Check(ctx, mt.drv.Pool()); !errors.Is(err, cqrsync.ErrSchema) || !strings.Contains(err.Error(), "run cqrsync capture install -c account") {
+		t.Fatalf("Check with older triggers = %v, want a problem naming capture install", err)
+	}
+	// One event per library capture, at the library's revisions.
+	capture := func(what string, rev int64, fn func(ctx context.Context, tx *sql.Tx) error) {
+		t.Helper()
+		mt.libraryTx(t, mt.clock.Now(), fn)
+		got := mt.published(t)
+		if len(got) != 1 {
+			t.Fatalf("%s: %d events, want 1: %q", what, len(got), got)
+		}
+		p, err := cqrsync.DecodePayload([]byte(got[0]), mt.pubAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := p.Revision(); r != rev {
+			t.Fatalf("%s: revision %d, want %d", what, r, rev)
+		}
+	}
+	capture("older triggers, no marks table", 0, func(ctx context.Context, tx *sql.Tx) error {
+		return mt.m.Insert(ctx, tx, "account", map[string]any{"id": 1, "name": "Ada"})
+	})
+	if err := b.dialect.Migrate(ctx, mt.drv.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	capture("older triggers after migrate", 1, func(ctx context.Context, tx *sql.Tx) error {
+		return mt.m.UpdateRow(ctx, tx, "account", 1, map[string]any{"name": "Ada L"})
+	})
+
+	mt.install(t)
+	if st, err := trigger.StatusOf(ctx, mt.drv, accountModel()); err != nil || !st[0].Current {
+		t.Fatalf("after installing again: %+v, %v", st, err)
+	}
+	capture("after installing again", 2, func(ctx context.Context, tx *sql.Tx) error {
+		return mt.m.UpdateRow(ctx, tx, "account", 1, map[string]any{"name": "Ada Lovelace"})
 	})
 }

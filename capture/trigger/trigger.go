@@ -17,7 +17,10 @@
 //
 // A writer that captures through the library on a table with triggers
 // (Master.Insert, UpdateRow, Create, Update, Delete) marks its statements,
-// and the triggers leave them alone: one change makes one event. On
+// and the triggers leave them alone: one change makes one event. The mark
+// belongs to the writer's transaction (on MySQL a row of
+// cqrs_capture_marks, see [sqldialect.CaptureMarksTable]), so a rollback
+// takes it away and it never hides a later write from the triggers. On
 // PostgreSQL a plain UPDATE followed by Master.Update of the same row in
 // one transaction also makes one event (the library removes the trigger's
 // row image of that key); on MySQL it makes two, in revision order, which
@@ -32,7 +35,9 @@
 // PostgreSQL, and on MySQL under a write lock of the table, so writers
 // wait for it and none commits uncaptured. Running it again replaces the
 // triggers (after a change of the table's columns, run it again: MySQL's
-// triggers name every column, and [Status] reports them as not current).
+// triggers name every column, and [Status] reports them as not current;
+// after upgrading cqrsync, run it again too, as the triggers' text may
+// have changed).
 // TRUNCATE is not captured. A table has one set of capture triggers, for
 // one model: installing them for a second model on the same table
 // replaces the first's.
