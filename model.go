@@ -53,6 +53,10 @@ type tableInfo struct {
 	// triggers says whether the table has capture triggers (package
 	// capture/trigger); read with the columns by a master's cache.
 	triggers bool
+	// uniqueKeys says whether the table has a unique key besides its
+	// primary key, which a replica's upserts must know on MySQL (see
+	// sqldialect.UpsertParams.UniqueKeys).
+	uniqueKeys bool
 }
 
 func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
@@ -147,6 +151,7 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 	for i, col := range cols {
 		ti.byName[col.Name] = i
 		ti.types[col.Name] = ValueTypeOfSQL(col.DeclaredType)
+		ti.uniqueKeys = ti.uniqueKeys || col.Unique
 	}
 	var version, undeclared []string
 	for _, need := range []string{RevisionField, UpdatedField} {
