@@ -48,4 +48,23 @@
 //
 // and the database needs cqrsync's own tables, created by
 // sqldialect.Dialect.Migrate (readable with MigrationSQL).
+//
+// A replica table may have unique keys of its own besides the primary key
+// (an email, say). Events of different keys are applied in parallel, by
+// workers and consumer processes, so an event may take a value that
+// another row still holds ("7 takes a@x" applied before "5 gives a@x
+// up"). Its write then fails with the database's unique violation, on
+// every database, and writes nothing. The consumer retries it under its
+// [RetryPolicy] (like any constraint violation, it is not [IsRetryable]):
+// it goes through once the other row has changed, and goes to the dead
+// letters if that takes longer than the policy's retries (by default 30,
+// 2 s apart), where it can be retried. The write never lands in the other
+// row: on MySQL and MariaDB, whose INSERT … ON DUPLICATE KEY UPDATE fires
+// for any unique key, the replica writes the tables with such keys (it
+// finds them when it reads the table's columns) with an UPDATE by primary
+// key or a plain INSERT instead. A unique key
+// added to a MySQL replica table while a replica runs is seen once the
+// replica reads the table again (a restart, or [Replica.Check]); until
+// then a row that conflicts on it is dropped, not written into the other
+// row.
 package cqrsync
