@@ -230,6 +230,7 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("ReCreatedKey/UniqueKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h, true) })
 	t.Run("SecondaryUniqueKey", func(t *testing.T) { t.Parallel(); testSecondaryUniqueKey(t, h) })
 	t.Run("LongValues", func(t *testing.T) { t.Parallel(); RunLongValues(t, h) })
+	t.Run("LongValues/UniqueKey", func(t *testing.T) { t.Parallel(); runLongValues(t, h, true) })
 	t.Run("RunTx", func(t *testing.T) { t.Parallel(); testRunTx(t, h) })
 	t.Run("KeyVersion", func(t *testing.T) { t.Parallel(); testKeyVersion(t, h) })
 }
@@ -1021,7 +1022,12 @@ func testReCreatedKey(t *testing.T, h *Harness, unique bool) {
 // the same statement). A value that fits must be stored byte for byte; one
 // that does not must fail the statement with an error naming the column,
 // and write nothing.
-func RunLongValues(t *testing.T, h *Harness) {
+func RunLongValues(t *testing.T, h *Harness) { runLongValues(t, h, false) }
+
+// runLongValues is RunLongValues; with unique, the table also has a
+// unique key besides its primary key (a column the writes leave NULL), and
+// the writes are told so, as a replica tells them.
+func runLongValues(t *testing.T, h *Harness, unique bool) {
 	b := setup(t, h)
 	textTypes := h.TextTypes
 	if len(textTypes) == 0 {
@@ -1041,7 +1047,15 @@ func RunLongValues(t *testing.T, h *Harness) {
 	}
 	ts := cmp.Or(h.TimestampType, "TIMESTAMP")
 	defs = append(defs, b.d.QuoteIdent("cqrs_revision")+" INTEGER NOT NULL DEFAULT 0", b.d.QuoteIdent("cqrs_updated")+" "+ts+" NULL")
+	if unique {
+		defs = append(defs, b.d.QuoteIdent("tag")+" VARCHAR(20) NULL UNIQUE")
+	}
 	b.exec(t, "CREATE TABLE "+b.d.QuoteIdent("longv")+" ("+strings.Join(defs, ", ")+")")
+	cols0, err := b.d.TableColumns(b.ctx, b.ex, "longv")
+	if err != nil {
+		t.Fatalf("TableColumns: %v", err)
+	}
+	b.uniqueKeys = slices.ContainsFunc(cols0, func(c sqldialect.Column) bool { return c.Unique })
 	typeOf := b.columnTypes(t, "longv")
 	// stored reads the column of row id: nil when the row is missing.
 	stored := func(col string, id int64) []byte {
@@ -1061,7 +1075,7 @@ func RunLongValues(t *testing.T, h *Harness) {
 		return v
 	}
 	batch := func(col string, ids []int64, revs []int64, vals []any) error {
-		p := &sqldialect.UpsertBatchParams{Table: "longv", PKColumn: "id", CQRSID: "longv",
+		p := &sqldialect.UpsertBatchParams{Table: "longv", PKColumn: "id", CQRSID: "longv", UniqueKeys: b.uniqueKeys,
 			Columns: []string{"id", col, "cqrs_revision", "cqrs_updated"}}
 		for _, c := range p.Columns {
 			p.Types = append(p.Types, typeOf[c])
@@ -1075,7 +1089,7 @@ func RunLongValues(t *testing.T, h *Harness) {
 	single := func(col string, id int64, v any) error {
 		_, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
 			Table: "longv", PKColumn: "id", Columns: []string{"id", col, "cqrs_revision", "cqrs_updated"},
-			Values: []any{id, v, int64(0), t0}, CQRSID: "longv", Key: fmt.Sprint(id), Updated: t0,
+			Values: []any{id, v, int64(0), t0}, CQRSID: "longv", Key: fmt.Sprint(id), Updated: t0, UniqueKeys: b.uniqueKeys,
 		})
 		return err
 	}
