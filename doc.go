@@ -62,9 +62,8 @@
 // row: on MySQL and MariaDB, whose INSERT … ON DUPLICATE KEY UPDATE fires
 // for any unique key, the replica writes the tables with such keys (it
 // finds them when it reads the table's columns) with an UPDATE by primary
-// key or a plain INSERT instead. A unique key
-// added to a MySQL replica table while a replica runs is seen once the
-// replica reads the table again (a restart, or [Replica.Check]); until
-// then a row that conflicts on it is dropped, not written into the other
-// row.
+// key or a plain INSERT instead. When a unique key is added to a MySQL
+// replica table while a replica runs, the first event that meets it fails
+// with sqldialect.ErrUnknownUniqueKey, writing nothing, and the replica
+// reads the table again: its retry fails or goes through as above.
 package cqrsync

@@ -121,10 +121,11 @@ func (c *tableCache) evict(cqrsID string, ti *tableInfo) {
 
 // evictStale evicts ti, the metadata a failed statement of the model
 // cqrsID was built from, when err says the statement named a column or a
-// table that is not there: the table changed since it was read, and the
-// next attempt re-reads it. It returns err.
+// table that is not there, or met a unique key the metadata lacks
+// (sqldialect.ErrUnknownUniqueKey): the table changed since it was read,
+// and the next attempt re-reads it. It returns err.
 func (c *tableCache) evictStale(cqrsID string, ti *tableInfo, err error) error {
-	if err != nil && undefinedColumnOrTable(err) {
+	if err != nil && (undefinedColumnOrTable(err) || errors.Is(err, sqldialect.ErrUnknownUniqueKey)) {
 		c.evict(cqrsID, ti)
 	}
 	return err

@@ -481,6 +481,10 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			t.Parallel()
 			runSecondaryUniqueKey(t, rdb, batched)
 		})
+		t.Run(fmt.Sprintf("UniqueKeyAddedLater/batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			runUniqueKeyAddedLater(t, rdb, batched)
+		})
 	}
 	t.Run("BatchKeepsEachSyncsGuard", func(t *testing.T) {
 		t.Parallel()

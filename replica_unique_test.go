@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,6 +134,38 @@ func runSecondaryUniqueKey(t *testing.T, rdb replicaDB, batched bool) {
 		t.Fatalf("ApplyBatch outcomes %v, want %v", outs, want)
 	}
 	wantMembers(t, b.db, b.d, "5=c@x@2", "7=b@x@4")
+}
+
+// runUniqueKeyAddedLater: a unique key added to a replica table after the
+// replica read its columns. On MySQL the first write that meets it fails
+// with sqldialect.ErrUnknownUniqueKey (never writing the other row) and
+// makes the replica read the table again; from the next attempt on, it
+// fails as on the other databases, with the unique violation, until the
+// other row has changed.
+func runUniqueKeyAddedLater(t *testing.T, rdb replicaDB, batched bool) {
+	b := setupRules(t, rdb, &cqrsync.ReplicaModel{CQRSID: "member", Table: "member"})
+	b.batched = batched
+	q := rdb.dialect.QuoteIdent
+	if _, err := b.db.ExecContext(t.Context(), strings.Replace(memberDDL(rdb), " UNIQUE", "", 1)); err != nil {
+		t.Fatal(err)
+	}
+	b.mustApply(t, memberSave("member", 5, 0, "a@x"), cqrsync.OutcomeCreated) // the replica reads the table
+	if _, err := b.db.ExecContext(t.Context(), fmt.Sprintf("CREATE UNIQUE INDEX %s ON %s (%s)", q("member_email"), q("member"), q("email"))); err != nil {
+		t.Fatal(err)
+	}
+	p := memberSave("member", 7, 3, "a@x")
+	_, err := b.apply(t, p)
+	if err == nil || cqrsync.IsRetryable(err) || (!uniqueViolation(err) && !errors.Is(err, sqldialect.ErrUnknownUniqueKey)) {
+		t.Fatalf("SAVE of key 7 with row 5's email = %v; want a unique violation or ErrUnknownUniqueKey, not IsRetryable", err)
+	}
+	wantMembers(t, b.db, b.d, "5=a@x@0")
+	if _, err := b.apply(t, p); !uniqueViolation(err) {
+		t.Fatalf("SAVE of key 7 again = %v; want the database's unique violation", err)
+	}
+	wantMembers(t, b.db, b.d, "5=a@x@0")
+	b.mustApply(t, memberSave("member", 5, 1, "b@x"), cqrsync.OutcomeUpdated)
+	b.mustApply(t, p, cqrsync.OutcomeCreated)
+	wantMembers(t, b.db, b.d, "5=b@x@1", "7=a@x@3")
 }
 
 // TestConsumerUniqueKeyConflictConverges: through the consumer, on every

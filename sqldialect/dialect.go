@@ -211,6 +211,15 @@ func MigrationColumns(d Dialect) map[string][]string {
 // ErrNoTable is wrapped by TableColumns when the table does not exist.
 var ErrNoTable = errors.New("sqldialect: table does not exist")
 
+// ErrUnknownUniqueKey is returned (wrapped) by Upsert and UpsertBatch on
+// MySQL when a row was not written because it met a unique key other than
+// the primary key that the call did not declare (UniqueKeys false: the
+// table's columns were read before the key was added). No other row was
+// written. Read the table's columns again and write the row with
+// UniqueKeys: it then fails with the server's duplicate-key error, or
+// goes through.
+var ErrUnknownUniqueKey = errors.New("sqldialect: the row conflicts on a unique key besides the primary key that the write was not told of: read the table's columns again (TableColumns) and set UniqueKeys")
+
 // Column describes one column of a table.
 type Column struct {
 	// Name is the column name.
@@ -426,8 +435,8 @@ type UpsertParams struct {
 	// conflict fails with the server's duplicate-key error (1062), as it
 	// does on PostgreSQL and SQLite, whose upserts name the primary key
 	// and ignore this field. Set it from TableColumns: without it, MySQL
-	// still never writes another key's row, but drops the incoming row
-	// instead of failing.
+	// still never writes another key's row, and returns
+	// ErrUnknownUniqueKey for the incoming one.
 	UniqueKeys bool
 }
 

@@ -3,6 +3,7 @@ package sqldialect
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -252,8 +253,8 @@ func (mysqlEngine) claimOutbox(ctx context.Context, ex Executor, d *standard, p 
 // a duplicate or stale event is 0. (With the driver's clientFoundRows=true
 // a kept row would count 1: do not set it.) A GuardNotOlder or GuardAny
 // write at the stored revision of a row equal to the stored one also counts
-// 0, as does a GuardNotOlder write kept out by a newer row;
-// sameRevisionNoChange sorts them out.
+// 0, as does a GuardNotOlder write kept out by a newer row; noChange sorts
+// them out.
 //
 // VALUES(col) is the incoming value; MySQL 8.0.20 deprecates it in favour
 // of a row alias that MariaDB does not support, and both still accept it.
@@ -261,11 +262,11 @@ func (mysqlEngine) claimOutbox(ctx context.Context, ex Executor, d *standard, p 
 // The clause also fires for a conflict on a unique key other than the
 // primary key, on the row that holds the incoming value of that key: the
 // guard therefore also requires the stored primary key to be the incoming
-// one, so that another key's row is never written (the incoming row is
-// then dropped, and counts 0). Tables with such keys are written without
-// this clause, to fail instead (see UpsertParams.UniqueKeys); the
-// condition covers a table whose unique key was added after its columns
-// were read.
+// one, so that another key's row is never written (the row counts 0, and
+// noChange reports ErrUnknownUniqueKey). Tables with such keys are written
+// without this clause, to fail with the server's duplicate-key error (see
+// UpsertParams.UniqueKeys); the condition covers a table whose unique key
+// was added after its columns were read.
 func (mysqlEngine) upsertConflict(d *standard, table, pk string, cols []string, g Guard) string {
 	const revName = "cqrs_revision"
 	rev := d.QuoteIdent(revName)
@@ -297,42 +298,58 @@ func (mysqlEngine) upsertConflict(d *standard, table, pk string, cols []string, 
 	return b.String()
 }
 
-// sameRevisionNoChange tells apart the reasons an Upsert that may
-// overwrite a stored row of its revision (GuardNotOlder, GuardAny) changes
-// no row on MySQL, which counts only rows it changed: the tombstone guard
-// kept the row out (0), the stored row is newer (0, stale: GuardNotOlder
-// only, since GuardAny would have changed it), no row has the key (0: the
-// clause fired for another unique key, see upsertConflict), or the stored
-// row at the incoming revision already equals the incoming one (1,
-// written, as the other dialects report it; a SYNC of unchanged data is
-// the common case). It re-asks the INSERT's questions with locking reads,
-// so it sees the latest committed tombstone and row as the INSERT did,
-// not an older snapshot of the caller's transaction.
-func (mysqlEngine) sameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
+// noChange tells apart the reasons an Upsert changed no row on MySQL,
+// which counts only rows it changed: the tombstone guard kept the row out
+// (0); no row has the key, so the conflict clause fired for another unique
+// key (ErrUnknownUniqueKey: the write was not told of that key, see
+// upsertConflict; by key, see upsertByKey, a missing row is inserted or
+// kept out by its tombstone); the stored row is newer (0, stale:
+// GuardNotOlder only, since GuardAny would have changed it) or not older
+// (0, GuardNewer); or the stored row at the incoming revision already
+// equals the incoming one (1, written, as the other dialects report it; a
+// SYNC of unchanged data is the common case). It re-asks the INSERT's
+// questions with locking reads, so it sees the latest committed tombstone
+// and row as the INSERT did, not an older snapshot of the caller's
+// transaction.
+func (mysqlEngine) noChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
 	pkAt := slices.Index(p.Columns, p.PKColumn)
 	if pkAt < 0 {
 		return 0, fmt.Errorf("sqldialect: upsert %s: the columns %v lack the primary key %q: add it", p.Table, p.Columns, p.PKColumn)
 	}
-	for _, check := range []struct {
-		q       string
-		args    []any
-		written func(n int64) bool
-	}{
-		{"SELECT COUNT(*) FROM cqrs_tombstones WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
-			[]any{p.CQRSID, p.Key, p.Revision, micros(p.Updated)}, func(n int64) bool { return n == 0 }},
-		{fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE %s = ? AND %s <= ? LOCK IN SHARE MODE",
-			d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.QuoteIdent("cqrs_revision")),
-			[]any{p.Values[pkAt], p.Revision}, func(n int64) bool { return n > 0 }},
-	} {
-		n, err := mysqlCount(ctx, ex, check.q, check.args...)
-		if err != nil {
-			return 0, fmt.Errorf("sqldialect: upsert %s: guard check: %w", p.Table, err)
-		}
-		if !check.written(n) {
-			return 0, nil
-		}
+	n, err := mysqlCount(ctx, ex, "SELECT COUNT(*) FROM cqrs_tombstones WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
+		p.CQRSID, p.Key, p.Revision, micros(p.Updated))
+	if err != nil || n > 0 {
+		return 0, guardCheckErr(p.Table, err)
+	}
+	rows, err := ex.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s = ? LOCK IN SHARE MODE",
+		d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn)), p.Values[pkAt])
+	if err != nil {
+		return 0, guardCheckErr(p.Table, err)
+	}
+	defer rows.Close()
+	var stored int64
+	found := rows.Next()
+	if found {
+		err = rows.Scan(&stored)
+	}
+	if err = errors.Join(err, rows.Err(), rows.Close()); err != nil {
+		return 0, guardCheckErr(p.Table, err)
+	}
+	switch {
+	case !found && !p.UniqueKeys:
+		return 0, fmt.Errorf("sqldialect: upsert %s: %w", p.Table, ErrUnknownUniqueKey)
+	case !found, p.Guard == GuardNewer, stored > p.Revision:
+		return 0, nil
 	}
 	return 1, nil
+}
+
+// guardCheckErr wraps an error of noChange's reads; nil stays nil.
+func guardCheckErr(table string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sqldialect: upsert %s: guard check: %w", table, err)
 }
 
 // mysqlCount runs a SELECT COUNT(*).

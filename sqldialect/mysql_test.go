@@ -499,7 +499,7 @@ func TestMySQLTableColumnsUnique(t *testing.T) {
 // the server's duplicate-key error (ER_DUP_ENTRY, 1062), single or
 // batched, and leaves the other row alone. Without UniqueKeys (metadata
 // read before the key was added), the conflict clause still never writes
-// the other row: the incoming row is dropped.
+// the other row, and the call returns ErrUnknownUniqueKey.
 func TestMySQLUniqueKeyConflict(t *testing.T) {
 	t.Parallel()
 	b := setupMySQL(t)
@@ -539,13 +539,12 @@ func TestMySQLUniqueKeyConflict(t *testing.T) {
 			t.Errorf("UpsertBatch %v of key 7 with row 5's name = %v, want ER_DUP_ENTRY (1062)", guard, err)
 		}
 		want(fmt.Sprintf("UpsertBatch %v", guard))
-		n, err := upsert(7, "a", 3, guard, false)
-		if err != nil || n != 0 {
-			t.Errorf("Upsert %v without UniqueKeys = %d, %v; want 0 (dropped)", guard, n, err)
+		if _, err := upsert(7, "a", 3, guard, false); !errors.Is(err, sqldialect.ErrUnknownUniqueKey) {
+			t.Errorf("Upsert %v without UniqueKeys = %v, want ErrUnknownUniqueKey", guard, err)
 		}
 		want(fmt.Sprintf("Upsert %v without UniqueKeys", guard))
-		if _, err := batch(7, "a", 3, guard, false); err != nil {
-			t.Errorf("UpsertBatch %v without UniqueKeys: %v", guard, err)
+		if _, err := batch(7, "a", 3, guard, false); !errors.Is(err, sqldialect.ErrUnknownUniqueKey) {
+			t.Errorf("UpsertBatch %v without UniqueKeys = %v, want ErrUnknownUniqueKey", guard, err)
 		}
 		want(fmt.Sprintf("UpsertBatch %v without UniqueKeys", guard))
 	}

@@ -94,10 +94,11 @@ type engine interface {
 	// ("release") of n outbox rows by id, with placeholders from 1; format
 	// is the statement with a %s for the placeholder list.
 	outboxByIDs(d *standard, op, format string, n int) string
-	// sameRevisionNoChange is Upsert's result for a write that may
-	// overwrite a stored row of the same revision (GuardNotOlder,
-	// GuardAny) and changed no row.
-	sameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
+	// noChange is Upsert's result for a write that changed no row and
+	// either may overwrite a stored row of the same revision
+	// (GuardNotOlder, GuardAny) or ran a conflict clause that fires for
+	// any unique key (conflictsOnAnyKey) without UniqueKeys.
+	noChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
 	// conflictsOnAnyKey reports whether upsertConflict's clause fires for
 	// a conflict on any unique key rather than the primary key alone
 	// (MySQL): tables with other unique keys are then written by key
@@ -123,8 +124,8 @@ func (commonEngine) outboxByIDs(d *standard, _, format string, n int) string {
 	return fmt.Sprintf(format, d.params(1, n))
 }
 
-// sameRevisionNoChange: no row changed is what the database reported.
-func (commonEngine) sameRevisionNoChange(context.Context, Executor, *standard, *UpsertParams) (int64, error) {
+// noChange: no row changed is what the database reported.
+func (commonEngine) noChange(context.Context, Executor, *standard, *UpsertParams) (int64, error) {
 	return 0, nil
 }
 
@@ -667,8 +668,8 @@ func (d *standard) upsertResult(ctx context.Context, ex Executor, p *UpsertParam
 	if affected > 1 { // MySQL counts an updated row twice
 		affected = 1
 	}
-	if affected == 0 && p.Guard != GuardNewer {
-		return d.eng.sameRevisionNoChange(ctx, ex, d, p)
+	if affected == 0 && (p.Guard != GuardNewer || (!p.UniqueKeys && d.eng.conflictsOnAnyKey())) {
+		return d.eng.noChange(ctx, ex, d, p)
 	}
 	return affected, nil
 }
@@ -918,8 +919,26 @@ func (b *upsertBatch) readThenWrite(ctx context.Context, ex Executor, start, end
 	}
 	src, args := b.source(idx)
 	args = append(args, b.p.CQRSID)
-	_, err := ex.Exec(ctx, b.insert(src, len(args), true), args...)
-	return err
+	n, err := ex.Exec(ctx, b.insert(src, len(args), true), args...)
+	if err != nil || !b.d.eng.conflictsOnAnyKey() {
+		return err
+	}
+	// MySQL counts 1 for an inserted row and 2 for an updated one; a
+	// newer revision always changes the row. Fewer means that a row the
+	// guards let through met another unique key (see upsertConflict).
+	least := int64(0)
+	for _, i := range idx {
+		switch r := b.res[i]; {
+		case r.Written && !r.Existed:
+			least++
+		case r.Written && b.p.Guard == GuardNewer:
+			least += 2
+		}
+	}
+	if n >= 0 && n < least {
+		return ErrUnknownUniqueKey
+	}
+	return nil
 }
 
 // readState reads the stored revisions and tombstones of the rows idx and
