@@ -98,11 +98,12 @@ func readMachineCPU() machineCPU {
 // serverNames maps the command names of local server processes to the
 // server they belong to, for Usage.ServersCPUPercent.
 var serverNames = map[string]string{
-	"postgres": "postgres",
-	"beam.smp": "rabbitmq",
-	"beam":     "rabbitmq",
-	"mariadbd": "mariadb",
-	"mysqld":   "mariadb",
+	"postgres":    "postgres",
+	"beam.smp":    "rabbitmq",
+	"beam":        "rabbitmq",
+	"mariadbd":    "mariadb",
+	"mysqld":      "mariadb",
+	"nats-server": "nats",
 }
 
 // userHZ is the unit of the CPU times in /proc/<pid>/stat (USER_HZ, 100 on

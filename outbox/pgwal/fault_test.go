@@ -137,8 +137,18 @@ func TestWALFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		if line, _ := bufio.NewReader(out).ReadString('\n'); strings.TrimSpace(line) != "streaming" {
-			t.Fatalf("child said %q", line)
+		said := make(chan string, 1)
+		go func() {
+			line, _ := bufio.NewReader(out).ReadString('\n')
+			said <- strings.TrimSpace(line)
+		}()
+		select {
+		case line := <-said:
+			if line != "streaming" {
+				t.Fatalf("child said %q", line)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("the child relay did not start streaming within 30s (is wal_level logical? see docs/wal.md)")
 		}
 		go f.run(t.Context())
 		got := receive(t, sub, atLeast(40))

@@ -80,7 +80,10 @@ type Config struct {
 
 	// AckWait is how long JetStream waits for a delivery to be settled
 	// before it delivers the message again (to whichever subscription pulls
-	// the partition then). Default [DefaultAckWait] (30 s).
+	// the partition then). A live subscription keeps the deliveries it
+	// holds in progress every AckWait/3, so only a dead subscription's, or
+	// one cut from the server for longer, come again. Default
+	// [DefaultAckWait] (30 s).
 	AckWait time.Duration
 
 	// LeaseTTL is how long a subscription keeps a partition after its last

@@ -191,6 +191,9 @@ type held struct {
 	part   *part
 	seq    uint64
 	delays int
+	// touched is when the server last heard of it: its delivery, or the
+	// last InProgress (guarded by subscription.mu).
+	touched time.Time
 }
 
 // run keeps the member slot and the leases, and starts and stops the
@@ -198,6 +201,11 @@ type held struct {
 // delivery and releases the leases.
 func (s *subscription) run(ctx context.Context) {
 	defer s.t.wg.Done()
+	progressed := make(chan struct{})
+	go func() {
+		defer close(progressed)
+		s.keepInProgress(ctx)
+	}()
 	s.slot = -1
 	tick := time.NewTicker(s.t.cfg.LeaseTTL / 3)
 	defer tick.Stop()
@@ -205,10 +213,47 @@ func (s *subscription) run(ctx context.Context) {
 		s.balance(ctx)
 		select {
 		case <-ctx.Done():
+			<-progressed // no InProgress races the naks of shutdown
 			s.shutdown()
 			return
 		case <-tick.C:
 		case <-s.kick:
+		}
+	}
+}
+
+// progressEvery is how often a held delivery tells the server it is still
+// being worked on: a third of AckWait, so that one lost InProgress does
+// not let it be redelivered.
+func (s *subscription) progressEvery() time.Duration { return s.t.cfg.AckWait / 3 }
+
+// keepInProgress, until ctx ends, tells the server about every delivery
+// held unsettled for progressEvery (a slow apply, a database outage the
+// consumer waits out), so that JetStream does not deliver it again after
+// AckWait while it is held: a second copy would be applied twice and fill
+// the prefetch window.
+func (s *subscription) keepInProgress(ctx context.Context) {
+	every := s.progressEvery()
+	tick := time.NewTicker(max(every/2, 10*time.Millisecond))
+	defer tick.Stop()
+	var due []jetstream.Msg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			due = due[:0]
+			s.mu.Lock()
+			for _, h := range s.held {
+				if now.Sub(h.touched) >= every {
+					h.touched = now
+					due = append(due, h.msg)
+				}
+			}
+			s.mu.Unlock()
+			for _, m := range due {
+				_ = m.InProgress() // settled meanwhile: the server ignores it
+			}
 		}
 	}
 }
@@ -518,7 +563,7 @@ func (s *subscription) handle(ctx context.Context, pt *part, m jetstream.Msg) bo
 	case <-ctx.Done():
 		return false
 	}
-	h := &held{msg: m, part: pt, seq: meta.Sequence.Stream}
+	h := &held{msg: m, part: pt, seq: meta.Sequence.Stream, touched: time.Now()}
 	if meta.NumDelivered > 1 {
 		octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if e, err := s.t.retries.Get(octx, s.retryKey(h.seq)); err == nil {
