@@ -48,4 +48,22 @@
 //
 // and the database needs cqrsync's own tables, created by
 // sqldialect.Dialect.Migrate (readable with MigrationSQL).
+//
+// A replica table may have unique keys of its own besides the primary key
+// (an email, say). Events of different keys are applied in parallel, by
+// workers and consumer processes, so an event may take a value that
+// another row still holds ("7 takes a@x" applied before "5 gives a@x
+// up"). Its write then fails with the database's unique violation, on
+// every database, and writes nothing. The consumer retries it under its
+// [RetryPolicy] (like any constraint violation, it is not [IsRetryable]):
+// it goes through once the other row has changed, and goes to the dead
+// letters if that takes longer than the policy's retries (by default 30,
+// 2 s apart), where it can be retried. The write never lands in the other
+// row: on MySQL and MariaDB, whose INSERT … ON DUPLICATE KEY UPDATE fires
+// for any unique key, the replica writes the tables with such keys (it
+// finds them when it reads the table's columns) with an UPDATE by primary
+// key or a plain INSERT instead. When a unique key is added to a MySQL
+// replica table while a replica runs, the first event that meets it fails
+// with sqldialect.ErrUnknownUniqueKey, writing nothing, and the replica
+// reads the table again: its retry fails or goes through as above.
 package cqrsync

@@ -53,6 +53,10 @@ type tableInfo struct {
 	// triggers says whether the table has capture triggers (package
 	// capture/trigger); read with the columns by a master's cache.
 	triggers bool
+	// uniqueKeys says whether the table has a unique key besides its
+	// primary key, which a replica's upserts must know on MySQL (see
+	// sqldialect.UpsertParams.UniqueKeys).
+	uniqueKeys bool
 }
 
 func (ti *tableInfo) has(col string) bool { _, ok := ti.byName[col]; return ok }
@@ -117,10 +121,11 @@ func (c *tableCache) evict(cqrsID string, ti *tableInfo) {
 
 // evictStale evicts ti, the metadata a failed statement of the model
 // cqrsID was built from, when err says the statement named a column or a
-// table that is not there: the table changed since it was read, and the
-// next attempt re-reads it. It returns err.
+// table that is not there, or met a unique key the metadata lacks
+// (sqldialect.ErrUnknownUniqueKey): the table changed since it was read,
+// and the next attempt re-reads it. It returns err.
 func (c *tableCache) evictStale(cqrsID string, ti *tableInfo, err error) error {
-	if err != nil && undefinedColumnOrTable(err) {
+	if err != nil && (undefinedColumnOrTable(err) || errors.Is(err, sqldialect.ErrUnknownUniqueKey)) {
 		c.evict(cqrsID, ti)
 	}
 	return err
@@ -147,6 +152,7 @@ func (c *tableCache) read(ctx context.Context, ex sqldialect.Executor, table str
 	for i, col := range cols {
 		ti.byName[col.Name] = i
 		ti.types[col.Name] = ValueTypeOfSQL(col.DeclaredType)
+		ti.uniqueKeys = ti.uniqueKeys || col.Unique
 	}
 	var version, undeclared []string
 	for _, need := range []string{RevisionField, UpdatedField} {

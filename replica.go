@@ -511,6 +511,7 @@ func (r *Replica) applySave(ctx context.Context, ex sqldialect.Executor, rm *Rep
 		Table: rm.Table, PKColumn: rm.PK, Columns: cols, Values: vals,
 		Revision: rev, Guard: guard,
 		CQRSID: p.CQRSID, Key: keyString(pk), Updated: updated,
+		UniqueKeys: ti.uniqueKeys,
 	})
 	if err != nil {
 		return 0, err

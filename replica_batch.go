@@ -163,7 +163,7 @@ func (r *Replica) applyWave(ctx context.Context, ex sqldialect.Executor, ps []*P
 func (r *Replica) upsertGroup(ctx context.Context, ex sqldialect.Executor, ps []*Payload, g *batchGroup, outs []Outcome) error {
 	params := &sqldialect.UpsertBatchParams{
 		Table: g.rm.Table, PKColumn: g.rm.PK, Columns: g.rows[0].cols, Guard: g.guard, CQRSID: g.rm.CQRSID,
-		Rows: make([]sqldialect.UpsertRow, len(g.rows)),
+		Rows: make([]sqldialect.UpsertRow, len(g.rows)), UniqueKeys: g.ti.uniqueKeys,
 	}
 	params.Types = make([]string, len(params.Columns))
 	for i, c := range params.Columns {

@@ -476,6 +476,16 @@ func runReplicaRules(t *testing.T, rdb replicaDB) {
 			})
 		}
 	}
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SecondaryUniqueKey/batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			runSecondaryUniqueKey(t, rdb, batched)
+		})
+		t.Run(fmt.Sprintf("UniqueKeyAddedLater/batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			runUniqueKeyAddedLater(t, rdb, batched)
+		})
+	}
 	t.Run("BatchKeepsEachSyncsGuard", func(t *testing.T) {
 		t.Parallel()
 		runBatchOfSyncKinds(t, setupRules(t, rdb))

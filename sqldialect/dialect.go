@@ -215,6 +215,15 @@ func MigrationColumns(d Dialect) map[string][]string {
 // ErrNoTable is wrapped by TableColumns when the table does not exist.
 var ErrNoTable = errors.New("sqldialect: table does not exist")
 
+// ErrUnknownUniqueKey is returned (wrapped) by Upsert and UpsertBatch on
+// MySQL when a row was not written because it met a unique key other than
+// the primary key that the call did not declare (UniqueKeys false: the
+// table's columns were read before the key was added). No other row was
+// written. Read the table's columns again and write the row with
+// UniqueKeys: it then fails with the server's duplicate-key error, or
+// goes through.
+var ErrUnknownUniqueKey = errors.New("sqldialect: the row conflicts on a unique key besides the primary key that the write was not told of: read the table's columns again (TableColumns) and set UniqueKeys")
+
 // Column describes one column of a table.
 type Column struct {
 	// Name is the column name.
@@ -229,6 +238,11 @@ type Column struct {
 	HasDefault bool
 	// PrimaryKey is true for the (first) primary key column.
 	PrimaryKey bool
+	// Unique is true when the column belongs to a unique key other than
+	// the primary key. Only the MySQL dialect reports it, the one whose
+	// upserts must know (see UpsertParams.UniqueKeys); it is false
+	// elsewhere.
+	Unique bool
 }
 
 // OutboxRow is one event waiting in the outbox.
@@ -416,6 +430,18 @@ type UpsertParams struct {
 	CQRSID  string
 	Key     string
 	Updated time.Time
+	// UniqueKeys says that the table has a unique key besides its primary
+	// key (a column TableColumns reports Unique). MySQL's ON DUPLICATE KEY
+	// UPDATE fires for a conflict on any unique key, and would update the
+	// row that holds the incoming row's value of that other key: with
+	// UniqueKeys, MySQL writes the row with an UPDATE by primary key when
+	// it exists and a plain INSERT when it does not, so that such a
+	// conflict fails with the server's duplicate-key error (1062), as it
+	// does on PostgreSQL and SQLite, whose upserts name the primary key
+	// and ignore this field. Set it from TableColumns: without it, MySQL
+	// still never writes another key's row, and returns
+	// ErrUnknownUniqueKey for the incoming one.
+	UniqueKeys bool
 }
 
 // UpsertBatchParams configures UpsertBatch. Every row has the same
@@ -435,6 +461,10 @@ type UpsertBatchParams struct {
 	// CQRSID, with each row's Key, Revision and Updated, drives the
 	// tombstone guard and the revision guard, as in UpsertParams.
 	CQRSID string
+	// UniqueKeys says that the table has a unique key besides its primary
+	// key, as in UpsertParams: on MySQL the rows that exist are then
+	// written with one UPDATE and the others with one plain INSERT.
+	UniqueKeys bool
 }
 
 // UpsertRow is one row of [UpsertBatchParams].

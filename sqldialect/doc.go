@@ -42,6 +42,14 @@
 //	cqrs_revision INTEGER NOT NULL DEFAULT 0
 //	cqrs_updated  TIMESTAMP (DATETIME on SQLite) NOT NULL
 //
+// A replica table may have unique keys besides its primary key: an upsert
+// only ever writes the row with its own primary key, and a row whose value
+// of another unique key a different row holds fails with the database's
+// unique violation. On MySQL, tell Upsert and UpsertBatch about such keys
+// (UpsertParams.UniqueKeys, from [Column].Unique): ON DUPLICATE KEY UPDATE
+// fires for any unique key, so those tables are written by primary key
+// instead.
+//
 // # Capture triggers
 //
 // [InstallCaptureTriggers] puts triggers on a master table (PostgreSQL,

@@ -3,6 +3,7 @@ package sqldialect
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,7 +29,10 @@ import (
 // (STRICT_TRANS_TABLES is added to the session's sql_mode for those
 // statements only), so a value that does not fit its column fails with
 // an error naming the column rather than being cut. On MySQL they use the
-// session's sql_mode: keep it strict (MySQL's default).
+// session's sql_mode: keep it strict (MySQL's default). They write tables
+// with unique keys besides the primary key by primary key, not with ON
+// DUPLICATE KEY UPDATE, which fires for a conflict on any unique key: see
+// UpsertParams.UniqueKeys.
 func MySQL() Dialect {
 	return &standard{
 		name:              "mysql",
@@ -46,6 +50,10 @@ type mysqlEngine struct{ commonEngine }
 
 func (mysqlEngine) placeholder(int) string { return "?" }
 
+// conflictsOnAnyKey is true: ON DUPLICATE KEY UPDATE fires for a conflict
+// on any unique key, not only the primary key.
+func (mysqlEngine) conflictsOnAnyKey() bool { return true }
+
 // castText converts expr to text that compares with the tombstones' pk
 // column byte for byte. The explicit character set and collation make the
 // comparison independent of the connection's (a plain CAST(… AS CHAR)
@@ -60,13 +68,19 @@ func (mysqlEngine) castText(expr string) string {
 // defaults are quoted there, so 'NULL' the text is "'NULL'"); MySQL reports
 // SQL NULL. Generated columns and auto-increment keys fill themselves in,
 // which counts as a default. Only the first column of the primary key is
-// flagged, as Column.PrimaryKey says.
+// flagged, as Column.PrimaryKey says. A column is Unique when it belongs
+// to a unique index other than the primary key (NON_UNIQUE = 0): Upsert
+// and UpsertBatch must not write such tables with ON DUPLICATE KEY UPDATE
+// (see UpsertParams.UniqueKeys).
 const mysqlColumnsSQL = `SELECT c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE = 'YES',
 	(c.COLUMN_DEFAULT IS NOT NULL AND c.COLUMN_DEFAULT <> 'NULL')
 		OR c.EXTRA LIKE '%auto_increment%' OR c.EXTRA LIKE '%GENERATED%',
 	COALESCE(c.COLUMN_NAME = (SELECT s.COLUMN_NAME FROM information_schema.STATISTICS s
 		WHERE s.TABLE_SCHEMA = c.TABLE_SCHEMA AND s.TABLE_NAME = c.TABLE_NAME
-		AND s.INDEX_NAME = 'PRIMARY' AND s.SEQ_IN_INDEX = 1), 0)
+		AND s.INDEX_NAME = 'PRIMARY' AND s.SEQ_IN_INDEX = 1), 0),
+	EXISTS (SELECT 1 FROM information_schema.STATISTICS u
+		WHERE u.TABLE_SCHEMA = c.TABLE_SCHEMA AND u.TABLE_NAME = c.TABLE_NAME
+		AND u.COLUMN_NAME = c.COLUMN_NAME AND u.NON_UNIQUE = 0 AND u.INDEX_NAME <> 'PRIMARY')
 FROM information_schema.COLUMNS c
 WHERE c.TABLE_SCHEMA = DATABASE() AND c.TABLE_NAME = ?
 ORDER BY c.ORDINAL_POSITION`
@@ -81,7 +95,7 @@ func (mysqlEngine) columns(ctx context.Context, ex Executor, _ *standard, table 
 	longText := false
 	for rows.Next() {
 		var c Column
-		if err := rows.Scan(&c.Name, &c.DeclaredType, &c.Nullable, &c.HasDefault, &c.PrimaryKey); err != nil {
+		if err := rows.Scan(&c.Name, &c.DeclaredType, &c.Nullable, &c.HasDefault, &c.PrimaryKey, &c.Unique); err != nil {
 			return nil, fmt.Errorf("sqldialect: columns of %s: %w", table, err)
 		}
 		c.Nullable = c.Nullable && !c.PrimaryKey
@@ -224,8 +238,8 @@ func (mysqlEngine) claimOutbox(ctx context.Context, ex Executor, d *standard, p 
 
 // upsertConflict is the MySQL form of Upsert's conflict clause:
 // ON DUPLICATE KEY UPDATE, each column guarded by IF(stored revision <
-// incoming revision, new, old), <= for GuardNotOlder, and assigned with no
-// IF for GuardAny.
+// incoming revision, new, old), <= for GuardNotOlder, and by the primary
+// key condition below alone for GuardAny.
 //
 // MySQL applies the assignments left to right, and a later one sees the
 // columns the earlier ones changed. The guard reads cqrs_revision, so
@@ -239,15 +253,28 @@ func (mysqlEngine) claimOutbox(ctx context.Context, ex Executor, d *standard, p 
 // a duplicate or stale event is 0. (With the driver's clientFoundRows=true
 // a kept row would count 1: do not set it.) A GuardNotOlder or GuardAny
 // write at the stored revision of a row equal to the stored one also counts
-// 0, as does a GuardNotOlder write kept out by a newer row;
-// sameRevisionNoChange sorts them out.
+// 0, as does a GuardNotOlder write kept out by a newer row; noChange sorts
+// them out.
 //
 // VALUES(col) is the incoming value; MySQL 8.0.20 deprecates it in favour
 // of a row alias that MariaDB does not support, and both still accept it.
+//
+// The clause also fires for a conflict on a unique key other than the
+// primary key, on the row that holds the incoming value of that key: the
+// guard therefore also requires the stored primary key to be the incoming
+// one, so that another key's row is never written (the row counts 0, and
+// noChange reports ErrUnknownUniqueKey). Tables with such keys are written
+// without this clause, to fail with the server's duplicate-key error (see
+// UpsertParams.UniqueKeys); the condition covers a table whose unique key
+// was added after its columns were read.
 func (mysqlEngine) upsertConflict(d *standard, table, pk string, cols []string, g Guard) string {
 	const revName = "cqrs_revision"
 	rev := d.QuoteIdent(revName)
-	guard := revisionCondition(g, d.QuoteIdent(table)+"."+rev, "VALUES("+rev+")")
+	samePK := d.QuoteIdent(table) + "." + d.QuoteIdent(pk) + " = VALUES(" + d.QuoteIdent(pk) + ")"
+	guard := samePK
+	if cond := revisionCondition(g, d.QuoteIdent(table)+"."+rev, "VALUES("+rev+")"); cond != "" {
+		guard = cond + " AND " + samePK
+	}
 	ordered := make([]string, 0, len(cols))
 	for _, c := range cols {
 		if c != pk && c != revName {
@@ -266,49 +293,63 @@ func (mysqlEngine) upsertConflict(d *standard, table, pk string, cols []string, 
 		// The stored column is qualified with the table: in INSERT ...
 		// SELECT the source rows have columns of the same names.
 		q, stored := d.QuoteIdent(c), d.QuoteIdent(table)+"."+d.QuoteIdent(c)
-		if guard == "" {
-			fmt.Fprintf(&b, "%s = VALUES(%s)", stored, q)
-		} else {
-			fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
-		}
+		fmt.Fprintf(&b, "%s = IF(%s, VALUES(%s), %s)", stored, guard, q, stored)
 	}
 	return b.String()
 }
 
-// sameRevisionNoChange tells apart the reasons an Upsert that may
-// overwrite a stored row of its revision (GuardNotOlder, GuardAny) changes
-// no row on MySQL, which counts only rows it changed: the tombstone guard
-// kept the row out (0), the stored row is newer (0, stale: GuardNotOlder
-// only, since GuardAny would have changed it), or the stored row at the
-// incoming revision already equals the incoming one (1, written, as the
-// other dialects report it; a SYNC of unchanged data is the common case).
-// It re-asks the INSERT's questions with locking reads, so it sees the
-// latest committed tombstone and row as the INSERT did, not an older
-// snapshot of the caller's transaction.
-func (mysqlEngine) sameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
+// noChange tells apart the reasons an Upsert changed no row on MySQL,
+// which counts only rows it changed: the tombstone guard kept the row out
+// (0); no row has the key, so the conflict clause fired for another unique
+// key (ErrUnknownUniqueKey: the write was not told of that key, see
+// upsertConflict; by key, see upsertByKey, a missing row is inserted or
+// kept out by its tombstone); the stored row is newer (0, stale:
+// GuardNotOlder only, since GuardAny would have changed it) or not older
+// (0, GuardNewer); or the stored row at the incoming revision already
+// equals the incoming one (1, written, as the other dialects report it; a
+// SYNC of unchanged data is the common case). It re-asks the INSERT's
+// questions with locking reads, so it sees the latest committed tombstone
+// and row as the INSERT did, not an older snapshot of the caller's
+// transaction.
+func (mysqlEngine) noChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error) {
 	pkAt := slices.Index(p.Columns, p.PKColumn)
 	if pkAt < 0 {
 		return 0, fmt.Errorf("sqldialect: upsert %s: the columns %v lack the primary key %q: add it", p.Table, p.Columns, p.PKColumn)
 	}
-	for _, check := range []struct {
-		q    string
-		args []any
-	}{
-		{"SELECT COUNT(*) FROM cqrs_tombstones WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
-			[]any{p.CQRSID, p.Key, p.Revision, micros(p.Updated)}},
-		{fmt.Sprintf("SELECT COUNT(*) FROM %s WHERE %s = ? AND %s > ? LOCK IN SHARE MODE",
-			d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn), d.QuoteIdent("cqrs_revision")),
-			[]any{p.Values[pkAt], p.Revision}},
-	} {
-		n, err := mysqlCount(ctx, ex, check.q, check.args...)
-		if err != nil {
-			return 0, fmt.Errorf("sqldialect: upsert %s: guard check: %w", p.Table, err)
-		}
-		if n > 0 {
-			return 0, nil
-		}
+	n, err := mysqlCount(ctx, ex, "SELECT COUNT(*) FROM cqrs_tombstones WHERE cqrs_id = ? AND pk = ? AND revision >= ? AND updated_us >= ? LOCK IN SHARE MODE",
+		p.CQRSID, p.Key, p.Revision, micros(p.Updated))
+	if err != nil || n > 0 {
+		return 0, guardCheckErr(p.Table, err)
+	}
+	rows, err := ex.Query(ctx, fmt.Sprintf("SELECT %s FROM %s WHERE %s = ? LOCK IN SHARE MODE",
+		d.QuoteIdent("cqrs_revision"), d.QuoteIdent(p.Table), d.QuoteIdent(p.PKColumn)), p.Values[pkAt])
+	if err != nil {
+		return 0, guardCheckErr(p.Table, err)
+	}
+	defer rows.Close()
+	var stored int64
+	found := rows.Next()
+	if found {
+		err = rows.Scan(&stored)
+	}
+	if err = errors.Join(err, rows.Err(), rows.Close()); err != nil {
+		return 0, guardCheckErr(p.Table, err)
+	}
+	switch {
+	case !found && !p.UniqueKeys:
+		return 0, fmt.Errorf("sqldialect: upsert %s: %w", p.Table, ErrUnknownUniqueKey)
+	case !found, p.Guard == GuardNewer, stored > p.Revision:
+		return 0, nil
 	}
 	return 1, nil
+}
+
+// guardCheckErr wraps an error of noChange's reads; nil stays nil.
+func guardCheckErr(table string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("sqldialect: upsert %s: guard check: %w", table, err)
 }
 
 // mysqlCount runs a SELECT COUNT(*).

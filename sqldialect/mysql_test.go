@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -233,9 +234,24 @@ func TestMySQLClaimOutboxConcurrent(t *testing.T) {
 // UPDATE reports through Upsert in the cases where they are subtle: a newer
 // revision with otherwise equal values is a write, a duplicate is not, and
 // the revision column's place in Columns does not matter.
+// TestMySQLUpsertAffectedRows: Upsert's count, on a plain table (ON
+// DUPLICATE KEY UPDATE) and on one with a unique key besides the primary
+// key (written by key, see UpsertParams.UniqueKeys).
 func TestMySQLUpsertAffectedRows(t *testing.T) {
 	t.Parallel()
+	for _, unique := range []bool{false, true} {
+		t.Run(fmt.Sprintf("UniqueKeys=%v", unique), func(t *testing.T) {
+			t.Parallel()
+			testMySQLUpsertAffectedRows(t, unique)
+		})
+	}
+}
+
+func testMySQLUpsertAffectedRows(t *testing.T, unique bool) {
 	b := setupMySQL(t)
+	if unique {
+		b.exec(t, "CREATE UNIQUE INDEX item_name ON item (name)")
+	}
 	t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 	// cqrs_revision is not last in Columns: the conflict clause must still
 	// assign it last, or the columns after it would compare against the
@@ -247,7 +263,7 @@ func TestMySQLUpsertAffectedRows(t *testing.T) {
 			Columns:  []string{"id", "cqrs_revision", "name", "cqrs_updated"},
 			Values:   []any{int64(1), rev, name, t0},
 			Revision: rev, Guard: guard,
-			CQRSID: "item", Key: "1", Updated: t0,
+			CQRSID: "item", Key: "1", Updated: t0, UniqueKeys: unique,
 		})
 		if err != nil {
 			t.Fatalf("Upsert(%q, rev %d, %v): %v", name, rev, guard, err)
@@ -450,4 +466,148 @@ func trimWidth(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// TestMySQLTableColumnsUnique: TableColumns flags the columns of unique
+// keys other than the primary key, single or composite, and no others.
+func TestMySQLTableColumnsUnique(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	b.exec(t, "CREATE TABLE member (id BIGINT NOT NULL PRIMARY KEY, email VARCHAR(100) NOT NULL UNIQUE, "+
+		"org INT NOT NULL, handle VARCHAR(50) NOT NULL, city VARCHAR(50) NULL, "+
+		"cqrs_revision INTEGER NOT NULL DEFAULT 0, cqrs_updated DATETIME(6) NULL, "+
+		"UNIQUE KEY org_handle (org, handle), KEY by_city (city))")
+	for table, want := range map[string][]string{"member": {"email", "org", "handle"}, "item": nil} {
+		cols, err := b.d.TableColumns(b.ctx, b.ex, table)
+		if err != nil {
+			t.Fatalf("TableColumns(%s): %v", table, err)
+		}
+		var got []string
+		for _, c := range cols {
+			if c.Unique {
+				got = append(got, c.Name)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("TableColumns(%s) flags %v Unique, want %v", table, got, want)
+		}
+	}
+}
+
+// TestMySQLUniqueKeyConflict: on a table with a unique key besides the
+// primary key, a row whose value of that key another row holds fails with
+// the server's duplicate-key error (ER_DUP_ENTRY, 1062), single or
+// batched, and leaves the other row alone. Without UniqueKeys (metadata
+// read before the key was added), the conflict clause still never writes
+// the other row, and the call returns ErrUnknownUniqueKey.
+func TestMySQLUniqueKeyConflict(t *testing.T) {
+	t.Parallel()
+	b := setupMySQL(t)
+	b.exec(t, "CREATE UNIQUE INDEX item_name ON item (name)")
+	t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	cols := []string{"id", "name", "cqrs_revision", "cqrs_updated"}
+	upsert := func(id int64, name string, rev int64, guard sqldialect.Guard, unique bool) (int64, error) {
+		return b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{Table: "item", PKColumn: "id", Columns: cols,
+			Values: []any{id, name, rev, t0}, Revision: rev, Guard: guard, CQRSID: "item", Key: fmt.Sprint(id), Updated: t0, UniqueKeys: unique})
+	}
+	batch := func(id int64, name string, rev int64, guard sqldialect.Guard, unique bool) ([]sqldialect.UpsertResult, error) {
+		return b.d.UpsertBatch(b.ctx, b.ex, &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", Columns: cols,
+			Types: []string{"bigint", "varchar(100)", "int", "datetime(6)"}, Guard: guard, CQRSID: "item", UniqueKeys: unique,
+			Rows: []sqldialect.UpsertRow{{Values: []any{id, name, rev, t0}, Key: fmt.Sprint(id), Revision: rev, Updated: t0}}})
+	}
+	want := func(desc string) {
+		t.Helper()
+		var n, rev int64
+		var name string
+		err := b.db.QueryRowContext(b.ctx, "SELECT (SELECT COUNT(*) FROM item), name, cqrs_revision FROM item WHERE id = 5").Scan(&n, &name, &rev)
+		if err != nil || n != 1 || name != "a" || rev != 0 {
+			t.Fatalf("%s: %d rows, row 5 = %q at revision %d (%v); want only row 5 = a at revision 0", desc, n, name, rev, err)
+		}
+	}
+	if _, err := upsert(5, "a", 0, sqldialect.GuardNewer, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, guard := range []sqldialect.Guard{sqldialect.GuardNewer, sqldialect.GuardNotOlder, sqldialect.GuardAny} {
+		_, err := upsert(7, "a", 3, guard, true)
+		var me *mysql.MySQLError
+		if !errors.As(err, &me) || me.Number != 1062 {
+			t.Errorf("Upsert %v of key 7 with row 5's name = %v, want ER_DUP_ENTRY (1062)", guard, err)
+		}
+		want(fmt.Sprintf("Upsert %v", guard))
+		_, err = batch(7, "a", 3, guard, true)
+		if !errors.As(err, &me) || me.Number != 1062 {
+			t.Errorf("UpsertBatch %v of key 7 with row 5's name = %v, want ER_DUP_ENTRY (1062)", guard, err)
+		}
+		want(fmt.Sprintf("UpsertBatch %v", guard))
+		if _, err := upsert(7, "a", 3, guard, false); !errors.Is(err, sqldialect.ErrUnknownUniqueKey) {
+			t.Errorf("Upsert %v without UniqueKeys = %v, want ErrUnknownUniqueKey", guard, err)
+		}
+		want(fmt.Sprintf("Upsert %v without UniqueKeys", guard))
+		if _, err := batch(7, "a", 3, guard, false); !errors.Is(err, sqldialect.ErrUnknownUniqueKey) {
+			t.Errorf("UpsertBatch %v without UniqueKeys = %v, want ErrUnknownUniqueKey", guard, err)
+		}
+		want(fmt.Sprintf("UpsertBatch %v without UniqueKeys", guard))
+	}
+}
+
+// TestMySQLUniqueKeysRaces: on a table with other unique keys, Upsert and
+// UpsertBatch read without locking whether a key is stored, then UPDATE
+// or INSERT it. Another process may insert or delete the key in between
+// (here: after the transaction's snapshot); the row must still be
+// written, the other way.
+func TestMySQLUniqueKeysRaces(t *testing.T) {
+	t.Parallel()
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			t.Parallel()
+			b := setupMySQL(t)
+			b.exec(t, "CREATE UNIQUE INDEX item_name ON item (name)")
+			t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+			b.exec(t, "INSERT INTO item (id, name, cqrs_revision, cqrs_updated) VALUES (8, 'old 8', 0, ?)", t0)
+			tx, err := b.db.BeginTx(b.ctx, nil) // REPEATABLE READ, the default
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback() }()
+			var n int
+			if err := tx.QueryRowContext(b.ctx, "SELECT COUNT(*) FROM item").Scan(&n); err != nil || n != 1 {
+				t.Fatalf("snapshot: %d rows, %v", n, err)
+			}
+			// After the snapshot, another process creates key 7 and deletes
+			// key 8 (its DELETE left no tombstone newer than the writes).
+			b.exec(t, "INSERT INTO item (id, name, cqrs_revision, cqrs_updated) VALUES (7, 'old 7', 0, ?)", t0)
+			b.exec(t, "DELETE FROM item WHERE id = 8")
+			ex := sqldialect.FromSQL(tx)
+			cols := []string{"id", "name", "cqrs_revision", "cqrs_updated"}
+			rows := []sqldialect.UpsertRow{
+				{Values: []any{int64(7), "new 7", int64(1), t0}, Key: "7", Revision: 1, Updated: t0},
+				{Values: []any{int64(8), "new 8", int64(1), t0}, Key: "8", Revision: 1, Updated: t0},
+			}
+			if batched {
+				_, err = b.d.UpsertBatch(b.ctx, ex, &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", Columns: cols,
+					Types: []string{"bigint", "varchar(100)", "int", "datetime(6)"}, CQRSID: "item", UniqueKeys: true, Rows: rows})
+			} else {
+				for _, r := range rows {
+					var n int64
+					n, err = b.d.Upsert(b.ctx, ex, &sqldialect.UpsertParams{Table: "item", PKColumn: "id", Columns: cols,
+						Values: r.Values, Revision: r.Revision, CQRSID: "item", Key: r.Key, Updated: r.Updated, UniqueKeys: true})
+					if err != nil || n != 1 {
+						t.Fatalf("Upsert of key %s = %d, %v; want 1 row written", r.Key, n, err)
+					}
+				}
+			}
+			if err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			for id, want := range map[int64]string{7: "new 7", 8: "new 8"} {
+				var name string
+				if err := b.db.QueryRowContext(b.ctx, "SELECT name FROM item WHERE id = ?", id).Scan(&name); err != nil || name != want {
+					t.Errorf("row %d = %q, %v; want %q", id, name, err, want)
+				}
+			}
+		})
+	}
 }

@@ -94,10 +94,16 @@ type engine interface {
 	// ("release") of n outbox rows by id, with placeholders from 1; format
 	// is the statement with a %s for the placeholder list.
 	outboxByIDs(d *standard, op, format string, n int) string
-	// sameRevisionNoChange is Upsert's result for a write that may
-	// overwrite a stored row of the same revision (GuardNotOlder,
-	// GuardAny) and changed no row.
-	sameRevisionNoChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
+	// noChange is Upsert's result for a write that changed no row and
+	// either may overwrite a stored row of the same revision
+	// (GuardNotOlder, GuardAny) or ran a conflict clause that fires for
+	// any unique key (conflictsOnAnyKey) without UniqueKeys.
+	noChange(ctx context.Context, ex Executor, d *standard, p *UpsertParams) (int64, error)
+	// conflictsOnAnyKey reports whether upsertConflict's clause fires for
+	// a conflict on any unique key rather than the primary key alone
+	// (MySQL): tables with other unique keys are then written by key
+	// instead (see upsertByKey).
+	conflictsOnAnyKey() bool
 }
 
 // commonEngine implements the engine methods most databases share.
@@ -105,6 +111,9 @@ type commonEngine struct{}
 
 // storeValue stores the source column as it is.
 func (commonEngine) storeValue(expr, _ string) string { return expr }
+
+// conflictsOnAnyKey is false: the conflict clause names the primary key.
+func (commonEngine) conflictsOnAnyKey() bool { return false }
 
 // locksKeys is false: LockKeys takes no locks.
 func (commonEngine) locksKeys() bool { return false }
@@ -115,8 +124,8 @@ func (commonEngine) outboxByIDs(d *standard, _, format string, n int) string {
 	return fmt.Sprintf(format, d.params(1, n))
 }
 
-// sameRevisionNoChange: no row changed is what the database reported.
-func (commonEngine) sameRevisionNoChange(context.Context, Executor, *standard, *UpsertParams) (int64, error) {
+// noChange: no row changed is what the database reported.
+func (commonEngine) noChange(context.Context, Executor, *standard, *UpsertParams) (int64, error) {
 	return 0, nil
 }
 
@@ -633,26 +642,44 @@ func (d *standard) Upsert(ctx context.Context, ex Executor, p *UpsertParams) (in
 	if err := checkGuard("upsert", p.Table, p.Guard); err != nil {
 		return 0, err
 	}
+	if p.UniqueKeys && d.eng.conflictsOnAnyKey() {
+		return d.upsertByKey(ctx, ex, p)
+	}
+	q, args := d.upsertInsert(p, true)
+	affected, err := ex.Exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("sqldialect: upsert %s: %w", p.Table, err)
+	}
+	return d.upsertResult(ctx, ex, p, affected)
+}
+
+// upsertInsert renders Upsert's INSERT … SELECT of the row, guarded by the
+// tombstones, with its arguments; with conflict, the conflict clause
+// guards the stored row by its revision, and without, a stored row with
+// the key fails the statement (see upsertByKey).
+func (d *standard) upsertInsert(p *UpsertParams, conflict bool) (string, []any) {
 	cols := make([]string, len(p.Columns))
 	for i, c := range p.Columns {
 		cols[i] = d.QuoteIdent(c)
 	}
 	n := len(p.Values)
 	q := d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s%s WHERE NOT EXISTS ("+
-		"SELECT 1 FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s AND revision >= %s AND updated_us >= %s) %s",
+		"SELECT 1 FROM cqrs_tombstones WHERE cqrs_id = %s AND pk = %s AND revision >= %s AND updated_us >= %s)",
 		d.QuoteIdent(p.Table), strings.Join(cols, ", "), d.params(1, n), d.fromDual,
-		d.eng.placeholder(n+1), d.eng.placeholder(n+2), d.eng.placeholder(n+3), d.eng.placeholder(n+4),
-		d.eng.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
-	args := append(slices.Clone(p.Values), p.CQRSID, p.Key, p.Revision, micros(p.Updated))
-	affected, err := ex.Exec(ctx, q, args...)
-	if err != nil {
-		return 0, fmt.Errorf("sqldialect: upsert %s: %w", p.Table, err)
+		d.eng.placeholder(n+1), d.eng.placeholder(n+2), d.eng.placeholder(n+3), d.eng.placeholder(n+4))
+	if conflict {
+		q += " " + d.eng.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard)
 	}
+	return q, append(slices.Clone(p.Values), p.CQRSID, p.Key, p.Revision, micros(p.Updated))
+}
+
+// upsertResult is Upsert's result from the rows its write affected.
+func (d *standard) upsertResult(ctx context.Context, ex Executor, p *UpsertParams, affected int64) (int64, error) {
 	if affected > 1 { // MySQL counts an updated row twice
 		affected = 1
 	}
-	if affected == 0 && p.Guard != GuardNewer {
-		return d.eng.sameRevisionNoChange(ctx, ex, d, p)
+	if affected == 0 && (p.Guard != GuardNewer || (!p.UniqueKeys && d.eng.conflictsOnAnyKey())) {
+		return d.eng.noChange(ctx, ex, d, p)
 	}
 	return affected, nil
 }
@@ -754,9 +781,9 @@ type upsertBatch struct {
 	res          []UpsertResult
 }
 
-// source renders the FROM source of rows start..end, aliased v, with its
+// source renders the FROM source of the rows idx, aliased v, with its
 // arguments; the parameter after them is free.
-func (b *upsertBatch) source(start, end int) (string, []any) {
+func (b *upsertBatch) source(idx []int) (string, []any) {
 	d, p := b.d, b.p
 	if b.arrays {
 		quoted := make([]string, len(b.names))
@@ -767,9 +794,10 @@ func (b *upsertBatch) source(start, end int) (string, []any) {
 		}
 		cols := make([][]any, len(b.names))
 		for c := range cols {
-			cols[c] = make([]any, 0, end-start)
+			cols[c] = make([]any, 0, len(idx))
 		}
-		for _, row := range p.Rows[start:end] {
+		for _, i := range idx {
+			row := &p.Rows[i]
 			for c, v := range row.Values {
 				cols[c] = append(cols[c], v)
 			}
@@ -784,20 +812,31 @@ func (b *upsertBatch) source(start, end int) (string, []any) {
 		}
 		return fmt.Sprintf("unnest(%s) AS v(%s)", strings.Join(arrays, ", "), strings.Join(quoted, ", ")), args
 	}
-	args := make([]any, 0, (end-start)*len(b.names))
-	for _, row := range p.Rows[start:end] {
+	args := make([]any, 0, len(idx)*len(b.names))
+	for _, i := range idx {
+		row := &p.Rows[i]
 		args = append(args, row.Values...)
 		args = append(args, row.Key, row.Revision, micros(row.Updated))
 	}
-	return d.eng.valuesSource(d, end-start, b.names, b.types, 1), args
+	return d.eng.valuesSource(d, len(idx), b.names, b.types, 1), args
+}
+
+// span lists the row indexes start..end.
+func span(start, end int) []int {
+	idx := make([]int, 0, end-start)
+	for i := start; i < end; i++ {
+		idx = append(idx, i)
+	}
+	return idx
 }
 
 // insert renders the guarded INSERT … SELECT of the rows of src: the
 // tombstone guard probes the tombstones' primary key once per row (LIMIT 1
 // in a LATERAL subquery: as a NOT EXISTS, PostgreSQL plans a hash anti-join
 // that scans every tombstone once there are many), the revision guard is
-// the conflict clause's.
-func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
+// the conflict clause's. Without conflict, it has no conflict clause: a
+// row whose key is stored fails the statement (see writeByKey).
+func (b *upsertBatch) insert(src string, cqrsIDParam int, conflict bool) string {
 	d, p := b.d, b.p
 	cols := make([]string, len(p.Columns))
 	sel := make([]string, len(p.Columns))
@@ -813,9 +852,12 @@ func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
 			d.eng.placeholder(cqrsIDParam), d.QuoteIdent(batchKey), d.QuoteIdent(batchRev), d.QuoteIdent(batchUpd))
 		guard = "tomb.hit IS NULL"
 	}
-	return d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s %s",
-		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), src, guard,
-		d.eng.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard))
+	q := d.writePrefix + fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE %s",
+		d.QuoteIdent(p.Table), strings.Join(cols, ", "), strings.Join(sel, ", "), src, guard)
+	if conflict {
+		q += " " + d.eng.upsertConflict(d, p.Table, p.PKColumn, p.Columns, p.Guard)
+	}
+	return q
 }
 
 // reporting writes rows start..end and learns the results from the
@@ -826,11 +868,11 @@ func (b *upsertBatch) insert(src string, cqrsIDParam int) string {
 // statement to classify.
 func (b *upsertBatch) reporting(ctx context.Context, ex Executor, start, end int) error {
 	d, p := b.d, b.p
-	src, args := b.source(start, end)
+	src, args := b.source(span(start, end))
 	args = append(args, p.CQRSID)
 	pk, table := d.QuoteIdent(p.PKColumn), d.QuoteIdent(p.Table)
 	q := fmt.Sprintf("%s RETURNING %s, (SELECT old.%s FROM %s old WHERE old.%s = %s.%s)",
-		b.insert(src, len(args)), d.eng.castText(table+"."+pk),
+		b.insert(src, len(args), true), d.eng.castText(table+"."+pk),
 		d.QuoteIdent("cqrs_revision"), table, pk, table, pk)
 	at := make(map[string]int, end-start)
 	for i := start; i < end; i++ {
@@ -874,19 +916,39 @@ func (b *upsertBatch) reporting(ctx context.Context, ex Executor, start, end int
 
 // readThenWrite reads the state of rows start..end, works out the results
 // as the guards will decide them (no other transaction writes these keys
-// meanwhile: see LockKeys), and writes the rows.
+// meanwhile: see LockKeys), and writes the rows. A table with other unique
+// keys on a database whose conflict clause fires for any of them is
+// written by key instead (see writeByKey).
 func (b *upsertBatch) readThenWrite(ctx context.Context, ex Executor, start, end int) error {
-	idx := make([]int, 0, end-start)
-	for i := start; i < end; i++ {
-		idx = append(idx, i)
-	}
+	idx := span(start, end)
 	if err := b.readState(ctx, ex, idx); err != nil {
 		return err
 	}
-	src, args := b.source(start, end)
+	if b.p.UniqueKeys && b.d.eng.conflictsOnAnyKey() {
+		return b.writeByKey(ctx, ex, idx)
+	}
+	src, args := b.source(idx)
 	args = append(args, b.p.CQRSID)
-	_, err := ex.Exec(ctx, b.insert(src, len(args)), args...)
-	return err
+	n, err := ex.Exec(ctx, b.insert(src, len(args), true), args...)
+	if err != nil || !b.d.eng.conflictsOnAnyKey() {
+		return err
+	}
+	// MySQL counts 1 for an inserted row and 2 for an updated one; a
+	// newer revision always changes the row. Fewer means that a row the
+	// guards let through met another unique key (see upsertConflict).
+	least := int64(0)
+	for _, i := range idx {
+		switch r := b.res[i]; {
+		case r.Written && !r.Existed:
+			least++
+		case r.Written && b.p.Guard == GuardNewer:
+			least += 2
+		}
+	}
+	if n >= 0 && n < least {
+		return ErrUnknownUniqueKey
+	}
+	return nil
 }
 
 // readState reads the stored revisions and tombstones of the rows idx and

@@ -51,6 +51,10 @@ type bundle struct {
 	d   sqldialect.Dialect
 	drv sqldialect.DB
 	ex  sqldialect.Executor
+	// uniqueKeys is the UniqueKeys of the bundle's upserts: whether
+	// TableColumns reports a unique key besides item's primary key (see
+	// setupUnique).
+	uniqueKeys bool
 }
 
 func setup(t *testing.T, h *Harness) *bundle {
@@ -73,6 +77,30 @@ func setup(t *testing.T, h *Harness) *bundle {
 		b.d.QuoteIdent("item"), b.d.QuoteIdent("id"), b.d.QuoteIdent("name"), b.d.QuoteIdent("note"),
 		b.d.QuoteIdent("cqrs_revision"), b.d.QuoteIdent("cqrs_updated"), ts)
 	b.exec(t, ddl)
+	return b
+}
+
+// setupWith is setup, and with unique, setupUnique.
+func setupWith(t *testing.T, h *Harness, unique bool) *bundle {
+	t.Helper()
+	if unique {
+		return setupUnique(t, h)
+	}
+	return setup(t, h)
+}
+
+// setupUnique is setup with a unique index on item's name, and the
+// bundle's upserts told about it as a replica tells them: from
+// TableColumns.
+func setupUnique(t *testing.T, h *Harness) *bundle {
+	t.Helper()
+	b := setup(t, h)
+	b.exec(t, fmt.Sprintf("CREATE UNIQUE INDEX %s ON %s (%s)", b.d.QuoteIdent("item_name"), b.d.QuoteIdent("item"), b.d.QuoteIdent("name")))
+	cols, err := b.d.TableColumns(b.ctx, b.ex, "item")
+	if err != nil {
+		t.Fatalf("TableColumns: %v", err)
+	}
+	b.uniqueKeys = slices.ContainsFunc(cols, func(c sqldialect.Column) bool { return c.Unique })
 	return b
 }
 
@@ -140,7 +168,7 @@ func (b *bundle) upsert(t *testing.T, id int64, name string, rev int64, updated 
 		Columns:  []string{"id", "name", "cqrs_revision", "cqrs_updated"},
 		Values:   []any{id, name, rev, updated},
 		Revision: rev, Guard: guard,
-		CQRSID: "item", Key: fmt.Sprint(id), Updated: updated,
+		CQRSID: "item", Key: fmt.Sprint(id), Updated: updated, UniqueKeys: b.uniqueKeys,
 	})
 	if err != nil {
 		t.Fatalf("Upsert(%d, %q, rev %d, %v): %v", id, name, rev, guard, err)
@@ -189,12 +217,20 @@ func Run(t *testing.T, h *Harness) {
 	t.Run("Conds", func(t *testing.T) { t.Parallel(); testConds(t, h) })
 	t.Run("AddVersionColumns", func(t *testing.T) { t.Parallel(); testAddVersionColumns(t, h) })
 	t.Run("InsertRow", func(t *testing.T) { t.Parallel(); testInsertRow(t, h) })
-	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, h) })
+	t.Run("Upsert", func(t *testing.T) { t.Parallel(); testUpsert(t, setup(t, h)) })
 	t.Run("DeleteAndTombstones", func(t *testing.T) { t.Parallel(); testDelete(t, h) })
 	t.Run("DeleteGuardedBatch", func(t *testing.T) { t.Parallel(); testDeleteBatch(t, h) })
-	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, h) })
-	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h) })
+	t.Run("UpsertBatch", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, setup(t, h)) })
+	t.Run("ReCreatedKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h, false) })
+	// The same rules on a table with a unique key besides the primary key
+	// (item's names are distinct in these tests), which MySQL writes
+	// without ON DUPLICATE KEY UPDATE.
+	t.Run("Upsert/UniqueKey", func(t *testing.T) { t.Parallel(); testUpsert(t, setupUnique(t, h)) })
+	t.Run("UpsertBatch/UniqueKey", func(t *testing.T) { t.Parallel(); testUpsertBatch(t, setupUnique(t, h)) })
+	t.Run("ReCreatedKey/UniqueKey", func(t *testing.T) { t.Parallel(); testReCreatedKey(t, h, true) })
+	t.Run("SecondaryUniqueKey", func(t *testing.T) { t.Parallel(); testSecondaryUniqueKey(t, h) })
 	t.Run("LongValues", func(t *testing.T) { t.Parallel(); RunLongValues(t, h) })
+	t.Run("LongValues/UniqueKey", func(t *testing.T) { t.Parallel(); runLongValues(t, h, true) })
 	t.Run("RunTx", func(t *testing.T) { t.Parallel(); testRunTx(t, h) })
 	t.Run("KeyVersion", func(t *testing.T) { t.Parallel(); testKeyVersion(t, h) })
 }
@@ -609,8 +645,7 @@ func nameRevs(t *testing.T, rows sqldialect.Rows) string {
 // allGuards are the revision guards of Upsert and UpsertBatch.
 var allGuards = []sqldialect.Guard{sqldialect.GuardNewer, sqldialect.GuardNotOlder, sqldialect.GuardAny}
 
-func testUpsert(t *testing.T, h *Harness) {
-	b := setup(t, h)
+func testUpsert(t *testing.T, b *bundle) {
 	const (
 		save      = sqldialect.GuardNewer
 		broadcast = sqldialect.GuardNotOlder
@@ -786,13 +821,12 @@ func (b *bundle) columnTypes(t *testing.T, table string) map[string]string {
 	return types
 }
 
-func testUpsertBatch(t *testing.T, h *Harness) {
-	b := setup(t, h)
+func testUpsertBatch(t *testing.T, b *bundle) {
 	types := b.columnTypes(t, "item")
 	batch := func(guard sqldialect.Guard, rows ...[]any) []sqldialect.UpsertResult {
 		t.Helper()
 		p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard,
-			Columns: []string{"id", "name", "note", "cqrs_revision", "cqrs_updated"}}
+			Columns: []string{"id", "name", "note", "cqrs_revision", "cqrs_updated"}, UniqueKeys: b.uniqueKeys}
 		for _, c := range p.Columns {
 			p.Types = append(p.Types, types[c])
 		}
@@ -898,14 +932,7 @@ func (b *bundle) upsertOne(t *testing.T, batched bool, id int64, name string, re
 	if !batched {
 		return b.upsert(t, id, name, rev, updated, guard) == 1
 	}
-	types := b.columnTypes(t, "item")
-	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard,
-		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
-		Rows:    []sqldialect.UpsertRow{{Values: []any{id, name, rev, updated}, Key: fmt.Sprint(id), Revision: rev, Updated: updated}}}
-	for _, c := range p.Columns {
-		p.Types = append(p.Types, types[c])
-	}
-	res, err := b.d.UpsertBatch(b.ctx, b.ex, p)
+	res, err := b.upsertBatchOne(t, id, name, rev, updated, guard)
 	if err != nil || len(res) != 1 {
 		t.Fatalf("UpsertBatch(%d, %q, rev %d, %v) = %+v, %v", id, name, rev, guard, res, err)
 	}
@@ -935,10 +962,10 @@ func (b *bundle) deleteOne(t *testing.T, batched bool, id, rev int64, updated ti
 // DELETE's. The re-creation must be applied over the tombstone; events
 // from before the delete (older cqrs_updated) stay dropped. Single and
 // batched writes alike.
-func testReCreatedKey(t *testing.T, h *Harness) {
+func testReCreatedKey(t *testing.T, h *Harness, unique bool) {
 	for _, batched := range []bool{false, true} {
 		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
-			b := setup(t, h)
+			b := setupWith(t, h, unique)
 			tc := t0                      // create
 			tu := t0.Add(time.Second)     // update
 			t1 := t0.Add(2 * time.Second) // delete
@@ -995,7 +1022,12 @@ func testReCreatedKey(t *testing.T, h *Harness) {
 // the same statement). A value that fits must be stored byte for byte; one
 // that does not must fail the statement with an error naming the column,
 // and write nothing.
-func RunLongValues(t *testing.T, h *Harness) {
+func RunLongValues(t *testing.T, h *Harness) { runLongValues(t, h, false) }
+
+// runLongValues is RunLongValues; with unique, the table also has a
+// unique key besides its primary key (a column the writes leave NULL), and
+// the writes are told so, as a replica tells them.
+func runLongValues(t *testing.T, h *Harness, unique bool) {
 	b := setup(t, h)
 	textTypes := h.TextTypes
 	if len(textTypes) == 0 {
@@ -1015,7 +1047,15 @@ func RunLongValues(t *testing.T, h *Harness) {
 	}
 	ts := cmp.Or(h.TimestampType, "TIMESTAMP")
 	defs = append(defs, b.d.QuoteIdent("cqrs_revision")+" INTEGER NOT NULL DEFAULT 0", b.d.QuoteIdent("cqrs_updated")+" "+ts+" NULL")
+	if unique {
+		defs = append(defs, b.d.QuoteIdent("tag")+" VARCHAR(20) NULL UNIQUE")
+	}
 	b.exec(t, "CREATE TABLE "+b.d.QuoteIdent("longv")+" ("+strings.Join(defs, ", ")+")")
+	cols0, err := b.d.TableColumns(b.ctx, b.ex, "longv")
+	if err != nil {
+		t.Fatalf("TableColumns: %v", err)
+	}
+	b.uniqueKeys = slices.ContainsFunc(cols0, func(c sqldialect.Column) bool { return c.Unique })
 	typeOf := b.columnTypes(t, "longv")
 	// stored reads the column of row id: nil when the row is missing.
 	stored := func(col string, id int64) []byte {
@@ -1035,7 +1075,7 @@ func RunLongValues(t *testing.T, h *Harness) {
 		return v
 	}
 	batch := func(col string, ids []int64, revs []int64, vals []any) error {
-		p := &sqldialect.UpsertBatchParams{Table: "longv", PKColumn: "id", CQRSID: "longv",
+		p := &sqldialect.UpsertBatchParams{Table: "longv", PKColumn: "id", CQRSID: "longv", UniqueKeys: b.uniqueKeys,
 			Columns: []string{"id", col, "cqrs_revision", "cqrs_updated"}}
 		for _, c := range p.Columns {
 			p.Types = append(p.Types, typeOf[c])
@@ -1049,7 +1089,7 @@ func RunLongValues(t *testing.T, h *Harness) {
 	single := func(col string, id int64, v any) error {
 		_, err := b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
 			Table: "longv", PKColumn: "id", Columns: []string{"id", col, "cqrs_revision", "cqrs_updated"},
-			Values: []any{id, v, int64(0), t0}, CQRSID: "longv", Key: fmt.Sprint(id), Updated: t0,
+			Values: []any{id, v, int64(0), t0}, CQRSID: "longv", Key: fmt.Sprint(id), Updated: t0, UniqueKeys: b.uniqueKeys,
 		})
 		return err
 	}
@@ -1153,4 +1193,80 @@ func testKeyVersion(t *testing.T, h *Harness) {
 	b.upsert(t, 1, "again", 5, now.Add(time.Second), sqldialect.GuardNewer)
 	check(1, sqldialect.KeyVersion{Revision: 5, TombstoneRevision: 4})
 	check(2, sqldialect.KeyVersion{Revision: 7, TombstoneRevision: -1})
+}
+
+// testSecondaryUniqueKey: an upsert writes only the row with its own
+// primary key. A row whose value of another unique key is still held by
+// another row (events of different keys are applied in parallel, so "7
+// takes a@x" may come before "5 gives a@x up") fails with the database's
+// unique violation, whatever the guard, single or batched, and writes
+// nothing: the other row keeps its content, and no row is added. Once the
+// other row has changed, the same row goes through.
+func testSecondaryUniqueKey(t *testing.T, h *Harness) {
+	b := setupUnique(t, h)
+	if n := b.upsert(t, 5, "a@x", 0, t0, sqldialect.GuardNewer); n != 1 {
+		t.Fatalf("create row 5 wrote %d rows, want 1", n)
+	}
+	// Key 7 is at a higher revision than row 5: the revision guard alone
+	// would let it overwrite row 5.
+	const rev7 = int64(3)
+	types := b.columnTypes(t, "item")
+	for _, guard := range []sqldialect.Guard{sqldialect.GuardNewer, sqldialect.GuardNotOlder, sqldialect.GuardAny} {
+		for _, batched := range []bool{false, true} {
+			var err error
+			if batched {
+				p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard, UniqueKeys: b.uniqueKeys,
+					Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+					Rows: []sqldialect.UpsertRow{
+						{Values: []any{int64(8), "c@x", int64(0), t0}, Key: "8", Revision: 0, Updated: t0},
+						{Values: []any{int64(7), "a@x", rev7, t0}, Key: "7", Revision: rev7, Updated: t0},
+					}}
+				for _, c := range p.Columns {
+					p.Types = append(p.Types, types[c])
+				}
+				_, err = b.d.UpsertBatch(b.ctx, b.ex, p)
+			} else {
+				_, err = b.d.Upsert(b.ctx, b.ex, &sqldialect.UpsertParams{
+					Table: "item", PKColumn: "id", Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+					Values: []any{int64(7), "a@x", rev7, t0}, Revision: rev7, Guard: guard,
+					CQRSID: "item", Key: "7", Updated: t0, UniqueKeys: b.uniqueKeys,
+				})
+			}
+			if err == nil {
+				t.Errorf("%v, batched %v: the row of key 7 taking row 5's unique name succeeded, want the database's unique violation", guard, batched)
+			}
+			b.want(t, 5, "a@x", 0)
+			b.wantGone(t, 7)
+			b.wantGone(t, 8) // the failed statement wrote nothing
+		}
+	}
+	// Row 5 gives a@x up: key 7 takes it.
+	if n := b.upsert(t, 5, "b@x", 1, t0.Add(time.Second), sqldialect.GuardNewer); n != 1 {
+		t.Fatalf("update of row 5 wrote %d rows, want 1", n)
+	}
+	if n := b.upsert(t, 7, "a@x", rev7, t0, sqldialect.GuardNewer); n != 1 {
+		t.Fatalf("create of row 7 after row 5 changed wrote %d rows, want 1", n)
+	}
+	b.want(t, 5, "b@x", 1)
+	b.want(t, 7, "a@x", rev7)
+	// A batched write of row 7 to a name row 5 holds fails too, and keeps
+	// both rows.
+	if _, err := b.upsertBatchOne(t, 7, "b@x", rev7+1, t0.Add(2*time.Second), sqldialect.GuardNewer); err == nil {
+		t.Error("a batched update of row 7 to row 5's name succeeded, want the database's unique violation")
+	}
+	b.want(t, 5, "b@x", 1)
+	b.want(t, 7, "a@x", rev7)
+}
+
+// upsertBatchOne writes one row with a one-row UpsertBatch.
+func (b *bundle) upsertBatchOne(t *testing.T, id int64, name string, rev int64, updated time.Time, guard sqldialect.Guard) ([]sqldialect.UpsertResult, error) {
+	t.Helper()
+	types := b.columnTypes(t, "item")
+	p := &sqldialect.UpsertBatchParams{Table: "item", PKColumn: "id", CQRSID: "item", Guard: guard, UniqueKeys: b.uniqueKeys,
+		Columns: []string{"id", "name", "cqrs_revision", "cqrs_updated"},
+		Rows:    []sqldialect.UpsertRow{{Values: []any{id, name, rev, updated}, Key: fmt.Sprint(id), Revision: rev, Updated: updated}}}
+	for _, c := range p.Columns {
+		p.Types = append(p.Types, types[c])
+	}
+	return b.d.UpsertBatch(b.ctx, b.ex, p)
 }
