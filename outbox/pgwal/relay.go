@@ -494,116 +494,207 @@ type reader struct {
 	// write is not kept for us.
 	handedOff atomic.Int64
 	reported  pglogrepl.LSN
+
+	// The stream's state, which only run and its callees touch.
+	open      bool // between BEGIN and COMMIT
+	pending   []event
+	retracted []pglogrepl.LSN // positions of the open transaction's retracted events
+	server    pglogrepl.LSN   // the server's position after what it sent
+	next      time.Time       // when the next status update is due
+	// held is a message read ahead while waiting to hand a transaction
+	// off (a copy): the next one to handle.
+	held []byte
 }
 
+// readAheadWait is how long the reader waits for a keepalive the server
+// may have sent while the session is busy; one found is answered at once.
+const readAheadWait = time.Millisecond
+
 func (rd *reader) run(ctx context.Context) error {
-	var (
-		open      bool // between BEGIN and COMMIT
-		pending   []event
-		retracted []pglogrepl.LSN // positions of the open transaction's retracted events
-		server    pglogrepl.LSN   // the server's position after what it sent
-	)
-	next := time.Now().Add(rd.r.cfg.StatusInterval)
+	rd.next = time.Now().Add(rd.r.cfg.StatusInterval)
 	for {
-		pos := pglogrepl.LSN(rd.acked.Load())
-		if !open && rd.handedOff.Load() == 0 && server > pos {
-			pos = server
+		if err := rd.report(); err != nil {
+			return err
 		}
-		if pos > rd.reported || time.Now().After(next) {
-			if err := rd.sendStatus(uint64(max(pos, rd.reported))); err != nil {
-				return err
-			}
-			next = time.Now().Add(rd.r.cfg.StatusInterval)
+		data, err := rd.receive(ctx, rd.next)
+		if err == nil && len(data) > 0 {
+			err = rd.handle(ctx, data)
 		}
-		rctx, cancel := context.WithDeadline(ctx, next)
-		msg, err := rd.conn.ReceiveMessage(rctx)
-		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
-			if ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// report sends a status update when the position to report moved on or
+// one is due. The position is the broker's (acked), or the server's when
+// every event read has been confirmed.
+func (rd *reader) report() error {
+	pos := pglogrepl.LSN(rd.acked.Load())
+	if !rd.open && rd.handedOff.Load() == 0 && rd.server > pos {
+		pos = rd.server
+	}
+	if pos > rd.reported || !time.Now().Before(rd.next) {
+		if err := rd.sendStatus(uint64(pos)); err != nil {
+			return err
+		}
+		rd.next = time.Now().Add(rd.r.cfg.StatusInterval)
+	}
+	return nil
+}
+
+// receive returns the next message's data: the one held, else one read
+// until deadline. It returns nil data when none came in time or the
+// message carries none.
+func (rd *reader) receive(ctx context.Context, deadline time.Time) ([]byte, error) {
+	if data := rd.held; data != nil {
+		rd.held = nil
+		return data, nil
+	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	msg, err := rd.conn.ReceiveMessage(rctx)
+	cancel()
+	if err != nil {
+		if pgconn.Timeout(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("pgwal: receive: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pgproto3.CopyData:
+		return m.Data, nil
+	case *pgproto3.ErrorResponse:
+		return nil, fmt.Errorf("pgwal: streaming: %w", pgconn.ErrorResponseToPgError(m))
+	}
+	return nil, nil
+}
+
+// handle handles one message of the stream.
+func (rd *reader) handle(ctx context.Context, data []byte) error {
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		return rd.keepalive(data)
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("pgwal: xlog data: %w", err)
+		}
+		if len(xld.WALData) == 0 {
+			return nil
+		}
+		switch pglogrepl.MessageType(xld.WALData[0]) {
+		case pglogrepl.MessageTypeBegin:
+			rd.open, rd.pending, rd.retracted = true, nil, nil
+		case pglogrepl.MessageTypeMessage:
+			var m pglogrepl.LogicalDecodingMessage
+			if err := m.Decode(xld.WALData[1:]); err != nil {
+				return fmt.Errorf("pgwal: message: %w", err)
+			}
+			if !m.Transactional || m.Prefix != sqldialect.WALMessagePrefix {
 				return nil
 			}
-			if pgconn.Timeout(err) {
-				continue
+			if lsn, ok := sqldialect.WALRetraction(m.Content); ok {
+				rd.retracted = append(rd.retracted, pglogrepl.LSN(lsn))
+				return nil
 			}
-			return fmt.Errorf("pgwal: receive: %w", err)
+			row, err := sqldialect.ParseWALMessage(m.Content) // copies the body
+			if err != nil {
+				return fmt.Errorf("pgwal: message at %s: %w", m.LSN, err)
+			}
+			rd.pending = append(rd.pending, event{row: row, lsn: m.LSN})
+		case pglogrepl.MessageTypeCommit:
+			var c pglogrepl.CommitMessage
+			if err := c.Decode(xld.WALData[1:]); err != nil {
+				return fmt.Errorf("pgwal: commit: %w", err)
+			}
+			rd.open = false
+			rd.server = max(rd.server, c.TransactionEndLSN)
+			pending := rd.pending
+			rd.pending = nil
+			if len(rd.retracted) > 0 {
+				// Master.Insert took these events back in their
+				// transaction (its prediction of the row was wrong).
+				pending = slices.DeleteFunc(pending, func(e event) bool { return slices.Contains(rd.retracted, e.lsn) })
+				rd.retracted = nil
+			}
+			if len(pending) == 0 {
+				return nil
+			}
+			pending[len(pending)-1].end = c.TransactionEndLSN
+			return rd.handOff(ctx, pending)
 		}
-		var data []byte
-		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			data = m.Data
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("pgwal: streaming: %w", pgconn.ErrorResponseToPgError(m))
-		default:
-			continue
+	}
+	return nil
+}
+
+// keepalive notes the server's position from a keepalive, and makes the
+// next status update due now when the server asks for one.
+func (rd *reader) keepalive(data []byte) error {
+	ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+	if err != nil {
+		return fmt.Errorf("pgwal: keepalive: %w", err)
+	}
+	rd.server = max(rd.server, ka.ServerWALEnd)
+	if ka.ReplyRequested {
+		rd.next = time.Time{}
+	}
+	return nil
+}
+
+// handOff gives a committed transaction's events to the session. While the
+// session is busy (a slow broker, a big transaction before it), the reader
+// keeps the connection alive: PostgreSQL ends a replication connection it
+// has not heard from for wal_sender_timeout, and streaming again would
+// start from the slot's confirmed position and send the backlog again, for
+// ever if handing it off always takes longer. So every StatusInterval it
+// answers the keepalives waiting before the next data message and reports
+// the broker's confirmed position; it reads no further, so nothing is read
+// out of order and at most one message waits in memory.
+func (rd *reader) handOff(ctx context.Context, evs []event) error {
+	rd.handedOff.Add(int64(len(evs)))
+	for {
+		due := time.NewTimer(time.Until(rd.next))
+		select {
+		case rd.txs <- evs:
+			due.Stop()
+			return nil
+		case <-ctx.Done():
+			due.Stop()
+			return ctx.Err()
+		case <-due.C:
+		}
+		if err := rd.readAhead(ctx); err != nil {
+			return err
+		}
+		if err := rd.report(); err != nil {
+			return err
+		}
+	}
+}
+
+// readAhead handles the keepalives that have arrived before the next data
+// message, and holds that message (a copy) for run.
+func (rd *reader) readAhead(ctx context.Context) error {
+	for rd.held == nil {
+		data, err := rd.receive(ctx, time.Now().Add(readAheadWait))
+		if err != nil || data == nil {
+			return err // nothing more has arrived yet
 		}
 		if len(data) == 0 {
 			continue
 		}
-		switch data[0] {
-		case pglogrepl.PrimaryKeepaliveMessageByteID:
-			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
-			if err != nil {
-				return fmt.Errorf("pgwal: keepalive: %w", err)
-			}
-			server = max(server, ka.ServerWALEnd)
-			if ka.ReplyRequested {
-				next = time.Time{} // answer now
-			}
-		case pglogrepl.XLogDataByteID:
-			xld, err := pglogrepl.ParseXLogData(data[1:])
-			if err != nil {
-				return fmt.Errorf("pgwal: xlog data: %w", err)
-			}
-			if len(xld.WALData) == 0 {
-				continue
-			}
-			switch pglogrepl.MessageType(xld.WALData[0]) {
-			case pglogrepl.MessageTypeBegin:
-				open, pending, retracted = true, nil, nil
-			case pglogrepl.MessageTypeMessage:
-				var m pglogrepl.LogicalDecodingMessage
-				if err := m.Decode(xld.WALData[1:]); err != nil {
-					return fmt.Errorf("pgwal: message: %w", err)
-				}
-				if !m.Transactional || m.Prefix != sqldialect.WALMessagePrefix {
-					continue
-				}
-				if lsn, ok := sqldialect.WALRetraction(m.Content); ok {
-					retracted = append(retracted, pglogrepl.LSN(lsn))
-					continue
-				}
-				row, err := sqldialect.ParseWALMessage(m.Content) // copies the body
-				if err != nil {
-					return fmt.Errorf("pgwal: message at %s: %w", m.LSN, err)
-				}
-				pending = append(pending, event{row: row, lsn: m.LSN})
-			case pglogrepl.MessageTypeCommit:
-				var c pglogrepl.CommitMessage
-				if err := c.Decode(xld.WALData[1:]); err != nil {
-					return fmt.Errorf("pgwal: commit: %w", err)
-				}
-				open = false
-				server = max(server, c.TransactionEndLSN)
-				if len(retracted) > 0 {
-					// Master.Insert took these events back in their
-					// transaction (its prediction of the row was wrong).
-					pending = slices.DeleteFunc(pending, func(e event) bool { return slices.Contains(retracted, e.lsn) })
-					retracted = nil
-				}
-				if len(pending) == 0 {
-					continue
-				}
-				pending[len(pending)-1].end = c.TransactionEndLSN
-				rd.handedOff.Add(int64(len(pending)))
-				select {
-				case rd.txs <- pending:
-				case <-ctx.Done():
-					return nil
-				}
-				pending = nil
-			}
+		if data[0] != pglogrepl.PrimaryKeepaliveMessageByteID {
+			rd.held = slices.Clone(data)
+			return nil
+		}
+		if err := rd.keepalive(data); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // sendStatus reports pos as written and flushed: PostgreSQL may then
