@@ -12,6 +12,7 @@ import (
 
 	"github.com/cqrsync/cqrsync"
 	"github.com/cqrsync/cqrsync/internal/cqrsynctesting"
+	"github.com/cqrsync/cqrsync/internal/testenv"
 	"github.com/cqrsync/cqrsync/outbox/pgwal"
 	"github.com/cqrsync/cqrsync/transport"
 )
@@ -44,6 +45,26 @@ func (p *stallingPublisher) Publish(ctx context.Context, msgs []transport.Messag
 // takes longer than the timeout would loop forever).
 func TestWALOutlastsSlowHandOff(t *testing.T) {
 	t.Parallel()
+	testenv.Slow(t, "a broker stalling 6 s per case, and a private PostgreSQL each")
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+	}{
+		{"StatusIntervalBelowTimeout", 100 * time.Millisecond},
+		// The server's timeout is what counts: a StatusInterval above it
+		// must not end the connection either.
+		{"StatusIntervalAboveTimeout", 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			outlastSlowHandOff(t, tc.interval)
+		})
+	}
+}
+
+// outlastSlowHandOff runs TestWALOutlastsSlowHandOff with the relay's
+// StatusInterval set to interval.
+func outlastSlowHandOff(t *testing.T, interval time.Duration) {
 	const (
 		timeout = time.Second
 		txs     = 120 // one event each: far more than the hand-off channel, the ready events and a batch hold
@@ -76,7 +97,7 @@ func TestWALOutlastsSlowHandOff(t *testing.T) {
 	slot := cqrsynctesting.UniqueName("slot_")
 	r := walRelay(t, relayURL, slot, slow, func(c *pgwal.Config) {
 		c.BatchSize = 5
-		c.StatusInterval = 100 * time.Millisecond
+		c.StatusInterval = interval
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	t.Cleanup(func() {
