@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,8 +53,10 @@ type Config struct {
 	PublishTimeout time.Duration
 	// StatusInterval is how often the relay reports its confirmed position
 	// to PostgreSQL (and at most how long a confirmed event is kept in the
-	// log for it). Default 1 s; PostgreSQL's wal_sender_timeout (60 s by
-	// default) must exceed it.
+	// log for it), also while it waits for the broker. Default 1 s. The
+	// relay reports at least three times per wal_sender_timeout (60 s by
+	// default) whatever this says, so that PostgreSQL does not end the
+	// replication connection.
 	StatusInterval time.Duration
 	// MinBackoff and MaxBackoff bound the wait before streaming again after
 	// a failure (broker or database down, slot in use by another relay);
@@ -245,7 +248,7 @@ type batch struct {
 // committed transactions, and the publisher sends one batch at a time, in
 // order, while the reader goes on reading.
 func (r *Relay) session(ctx context.Context, streaming func()) error {
-	conn, err := r.connect(ctx)
+	conn, senderTimeout, err := r.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -258,7 +261,8 @@ func (r *Relay) session(ctx context.Context, streaming func()) error {
 
 	readCtx, stopReading := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReading()
-	rd := &reader{r: r, conn: conn, txs: make(chan []event, 16), done: make(chan error, 1)}
+	rd := &reader{r: r, conn: conn, txs: make(chan []event, 16), done: make(chan error, 1),
+		every: statusEvery(r.cfg.StatusInterval, senderTimeout)}
 	rd.acked.Store(r.confirmed.Load())
 	go func() { rd.done <- rd.run(readCtx) }()
 
@@ -405,15 +409,16 @@ func micros(t time.Time) int64 { return t.UnixMicro() }
 
 // connect opens the replication connection, creates the publication and
 // the slot if missing, and starts streaming from the slot's confirmed
-// position.
-func (r *Relay) connect(ctx context.Context) (*pgconn.PgConn, error) {
+// position. It returns the connection's wal_sender_timeout too.
+func (r *Relay) connect(ctx context.Context) (*pgconn.PgConn, time.Duration, error) {
 	conn, err := pgconn.ConnectConfig(ctx, r.conn)
 	if err != nil {
-		return nil, fmt.Errorf("pgwal: connect: %w", err)
+		return nil, 0, fmt.Errorf("pgwal: connect: %w", err)
 	}
-	if err := r.prepare(ctx, conn); err != nil {
+	timeout, err := r.prepare(ctx, conn)
+	if err != nil {
 		_ = conn.Close(context.WithoutCancel(ctx))
-		return nil, err
+		return nil, 0, err
 	}
 	err = pglogrepl.StartReplication(ctx, conn, r.cfg.Slot, 0, pglogrepl.StartReplicationOptions{
 		Mode: pglogrepl.LogicalReplication,
@@ -427,49 +432,51 @@ func (r *Relay) connect(ctx context.Context) (*pgconn.PgConn, error) {
 		_ = conn.Close(context.WithoutCancel(ctx))
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "55006" { // object_in_use: another walsender has the slot
-			return nil, fmt.Errorf("%w: %s", ErrSlotActive, pe.Message)
+			return nil, 0, fmt.Errorf("%w: %s", ErrSlotActive, pe.Message)
 		}
-		return nil, fmt.Errorf("pgwal: start streaming slot %s: %w", r.cfg.Slot, err)
+		return nil, 0, fmt.Errorf("pgwal: start streaming slot %s: %w", r.cfg.Slot, err)
 	}
-	return conn, nil
+	return conn, timeout, nil
 }
 
-// prepare creates the publication and the slot unless they exist. Two
-// relays starting together may both try: the loser's "already exists" is
-// fine.
-func (r *Relay) prepare(ctx context.Context, conn *pgconn.PgConn) error {
+// prepare creates the publication and the slot unless they exist, and
+// returns the connection's wal_sender_timeout (0: none). Two relays
+// starting together may both try: the loser's "already exists" is fine.
+func (r *Relay) prepare(ctx context.Context, conn *pgconn.PgConn) (time.Duration, error) {
 	res, err := conn.Exec(ctx, "SELECT (SELECT count(*) FROM pg_publication WHERE pubname = '"+r.cfg.Publication+"'), "+
 		"(SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+r.cfg.Slot+"' AND database = current_database()), "+
-		"(SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+r.cfg.Slot+"'), current_setting('wal_level')").ReadAll()
+		"(SELECT count(*) FROM pg_replication_slots WHERE slot_name = '"+r.cfg.Slot+"'), current_setting('wal_level'), "+
+		"(SELECT setting FROM pg_settings WHERE name = 'wal_sender_timeout')").ReadAll()
 	if err != nil {
-		return fmt.Errorf("pgwal: look up slot %s: %w", r.cfg.Slot, err)
+		return 0, fmt.Errorf("pgwal: look up slot %s: %w", r.cfg.Slot, err)
 	}
 	row := res[0].Rows[0]
 	pubs, slotsHere, slots, level := string(row[0]), string(row[1]), string(row[2]), string(row[3])
+	ms, _ := strconv.ParseInt(string(row[4]), 10, 64) // in ms; unknown: 0, StatusInterval alone then
 	if level != "logical" {
-		return fmt.Errorf("pgwal: wal_level is %q, and the WAL relay needs \"logical\": run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (docs/wal.md)", level)
+		return 0, fmt.Errorf("pgwal: wal_level is %q, and the WAL relay needs \"logical\": run ALTER SYSTEM SET wal_level = logical and restart PostgreSQL (docs/wal.md)", level)
 	}
 	if slots != "0" && slotsHere == "0" {
-		return fmt.Errorf("pgwal: replication slot %s belongs to another database: choose another Config.Slot", r.cfg.Slot)
+		return 0, fmt.Errorf("pgwal: replication slot %s belongs to another database: choose another Config.Slot", r.cfg.Slot)
 	}
 	if pubs == "0" {
 		_, err := conn.Exec(ctx, "CREATE PUBLICATION "+r.cfg.Publication).ReadAll()
 		if err != nil && !isDuplicate(err) {
-			return fmt.Errorf("pgwal: create publication %s: %w", r.cfg.Publication, err)
+			return 0, fmt.Errorf("pgwal: create publication %s: %w", r.cfg.Publication, err)
 		}
 	}
 	if slotsHere == "0" {
 		_, err := pglogrepl.CreateReplicationSlot(ctx, conn, r.cfg.Slot, "pgoutput",
 			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
 		if err != nil && !isDuplicate(err) {
-			return fmt.Errorf("pgwal: create replication slot %s: %w", r.cfg.Slot, err)
+			return 0, fmt.Errorf("pgwal: create replication slot %s: %w", r.cfg.Slot, err)
 		}
 		if err == nil {
 			r.cfg.Logger.InfoContext(ctx, "pgwal: created replication slot; PostgreSQL keeps WAL for it until a relay confirms it (drop it with pg_drop_replication_slot when unused)",
 				slog.String("slot", r.cfg.Slot))
 		}
 	}
-	return nil
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 func isDuplicate(err error) bool {
@@ -494,114 +501,183 @@ type reader struct {
 	// write is not kept for us.
 	handedOff atomic.Int64
 	reported  pglogrepl.LSN
+	// every is how often it reports: see statusEvery.
+	every time.Duration
+
+	// The stream's state, which only run and its callees touch.
+	open      bool // between BEGIN and COMMIT
+	pending   []event
+	retracted []pglogrepl.LSN // positions of the open transaction's retracted events
+	server    pglogrepl.LSN   // the server's position after what it sent
+	next      time.Time       // when the next status update is due
+}
+
+// statusEvery is how often a reader reports its position: every
+// StatusInterval, and at least three times per wal_sender_timeout (0:
+// none), since PostgreSQL ends a replication connection it has not heard
+// from for that long (and asks for a status at half of it).
+func statusEvery(interval, senderTimeout time.Duration) time.Duration {
+	if senderTimeout > 0 {
+		return min(interval, senderTimeout/3)
+	}
+	return interval
 }
 
 func (rd *reader) run(ctx context.Context) error {
-	var (
-		open      bool // between BEGIN and COMMIT
-		pending   []event
-		retracted []pglogrepl.LSN // positions of the open transaction's retracted events
-		server    pglogrepl.LSN   // the server's position after what it sent
-	)
-	next := time.Now().Add(rd.r.cfg.StatusInterval)
+	rd.next = time.Now().Add(rd.every)
 	for {
-		pos := pglogrepl.LSN(rd.acked.Load())
-		if !open && rd.handedOff.Load() == 0 && server > pos {
-			pos = server
+		if err := rd.report(); err != nil {
+			return err
 		}
-		if pos > rd.reported || time.Now().After(next) {
-			if err := rd.sendStatus(uint64(max(pos, rd.reported))); err != nil {
-				return err
-			}
-			next = time.Now().Add(rd.r.cfg.StatusInterval)
+		data, err := rd.receive(ctx, rd.next)
+		if err == nil && len(data) > 0 {
+			err = rd.handle(ctx, data)
 		}
-		rctx, cancel := context.WithDeadline(ctx, next)
-		msg, err := rd.conn.ReceiveMessage(rctx)
-		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
-			if ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// report sends a status update when the position to report moved on or
+// one is due. The position is the broker's (acked), or the server's when
+// every event read has been confirmed.
+func (rd *reader) report() error {
+	pos := pglogrepl.LSN(rd.acked.Load())
+	if !rd.open && rd.handedOff.Load() == 0 && rd.server > pos {
+		pos = rd.server
+	}
+	if pos > rd.reported || !time.Now().Before(rd.next) {
+		if err := rd.sendStatus(uint64(pos)); err != nil {
+			return err
+		}
+		rd.next = time.Now().Add(rd.every)
+	}
+	return nil
+}
+
+// receive returns the next message's data, read until deadline: nil when
+// none came in time or the message carries none.
+func (rd *reader) receive(ctx context.Context, deadline time.Time) ([]byte, error) {
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	msg, err := rd.conn.ReceiveMessage(rctx)
+	cancel()
+	if err != nil {
+		if pgconn.Timeout(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("pgwal: receive: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pgproto3.CopyData:
+		return m.Data, nil
+	case *pgproto3.ErrorResponse:
+		return nil, fmt.Errorf("pgwal: streaming: %w", pgconn.ErrorResponseToPgError(m))
+	}
+	return nil, nil
+}
+
+// handle handles one message of the stream.
+func (rd *reader) handle(ctx context.Context, data []byte) error {
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		return rd.keepalive(data)
+	case pglogrepl.XLogDataByteID:
+		xld, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("pgwal: xlog data: %w", err)
+		}
+		if len(xld.WALData) == 0 {
+			return nil
+		}
+		switch pglogrepl.MessageType(xld.WALData[0]) {
+		case pglogrepl.MessageTypeBegin:
+			rd.open, rd.pending, rd.retracted = true, nil, nil
+		case pglogrepl.MessageTypeMessage:
+			var m pglogrepl.LogicalDecodingMessage
+			if err := m.Decode(xld.WALData[1:]); err != nil {
+				return fmt.Errorf("pgwal: message: %w", err)
+			}
+			if !m.Transactional || m.Prefix != sqldialect.WALMessagePrefix {
 				return nil
 			}
-			if pgconn.Timeout(err) {
-				continue
+			if lsn, ok := sqldialect.WALRetraction(m.Content); ok {
+				rd.retracted = append(rd.retracted, pglogrepl.LSN(lsn))
+				return nil
 			}
-			return fmt.Errorf("pgwal: receive: %w", err)
-		}
-		var data []byte
-		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			data = m.Data
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("pgwal: streaming: %w", pgconn.ErrorResponseToPgError(m))
-		default:
-			continue
-		}
-		if len(data) == 0 {
-			continue
-		}
-		switch data[0] {
-		case pglogrepl.PrimaryKeepaliveMessageByteID:
-			ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+			row, err := sqldialect.ParseWALMessage(m.Content) // copies the body
 			if err != nil {
-				return fmt.Errorf("pgwal: keepalive: %w", err)
+				return fmt.Errorf("pgwal: message at %s: %w", m.LSN, err)
 			}
-			server = max(server, ka.ServerWALEnd)
-			if ka.ReplyRequested {
-				next = time.Time{} // answer now
+			rd.pending = append(rd.pending, event{row: row, lsn: m.LSN})
+		case pglogrepl.MessageTypeCommit:
+			var c pglogrepl.CommitMessage
+			if err := c.Decode(xld.WALData[1:]); err != nil {
+				return fmt.Errorf("pgwal: commit: %w", err)
 			}
-		case pglogrepl.XLogDataByteID:
-			xld, err := pglogrepl.ParseXLogData(data[1:])
-			if err != nil {
-				return fmt.Errorf("pgwal: xlog data: %w", err)
+			rd.open = false
+			rd.server = max(rd.server, c.TransactionEndLSN)
+			pending := rd.pending
+			rd.pending = nil
+			if len(rd.retracted) > 0 {
+				// Master.Insert took these events back in their
+				// transaction (its prediction of the row was wrong).
+				pending = slices.DeleteFunc(pending, func(e event) bool { return slices.Contains(rd.retracted, e.lsn) })
+				rd.retracted = nil
 			}
-			if len(xld.WALData) == 0 {
-				continue
+			if len(pending) == 0 {
+				return nil
 			}
-			switch pglogrepl.MessageType(xld.WALData[0]) {
-			case pglogrepl.MessageTypeBegin:
-				open, pending, retracted = true, nil, nil
-			case pglogrepl.MessageTypeMessage:
-				var m pglogrepl.LogicalDecodingMessage
-				if err := m.Decode(xld.WALData[1:]); err != nil {
-					return fmt.Errorf("pgwal: message: %w", err)
-				}
-				if !m.Transactional || m.Prefix != sqldialect.WALMessagePrefix {
-					continue
-				}
-				if lsn, ok := sqldialect.WALRetraction(m.Content); ok {
-					retracted = append(retracted, pglogrepl.LSN(lsn))
-					continue
-				}
-				row, err := sqldialect.ParseWALMessage(m.Content) // copies the body
-				if err != nil {
-					return fmt.Errorf("pgwal: message at %s: %w", m.LSN, err)
-				}
-				pending = append(pending, event{row: row, lsn: m.LSN})
-			case pglogrepl.MessageTypeCommit:
-				var c pglogrepl.CommitMessage
-				if err := c.Decode(xld.WALData[1:]); err != nil {
-					return fmt.Errorf("pgwal: commit: %w", err)
-				}
-				open = false
-				server = max(server, c.TransactionEndLSN)
-				if len(retracted) > 0 {
-					// Master.Insert took these events back in their
-					// transaction (its prediction of the row was wrong).
-					pending = slices.DeleteFunc(pending, func(e event) bool { return slices.Contains(retracted, e.lsn) })
-					retracted = nil
-				}
-				if len(pending) == 0 {
-					continue
-				}
-				pending[len(pending)-1].end = c.TransactionEndLSN
-				rd.handedOff.Add(int64(len(pending)))
-				select {
-				case rd.txs <- pending:
-				case <-ctx.Done():
-					return nil
-				}
-				pending = nil
-			}
+			pending[len(pending)-1].end = c.TransactionEndLSN
+			return rd.handOff(ctx, pending)
+		}
+	}
+	return nil
+}
+
+// keepalive notes the server's position from a keepalive, and makes the
+// next status update due now when the server asks for one.
+func (rd *reader) keepalive(data []byte) error {
+	ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+	if err != nil {
+		return fmt.Errorf("pgwal: keepalive: %w", err)
+	}
+	rd.server = max(rd.server, ka.ServerWALEnd)
+	if ka.ReplyRequested {
+		rd.next = time.Time{}
+	}
+	return nil
+}
+
+// handOff gives a committed transaction's events to the session. While the
+// session is busy (a slow broker, a big transaction before it), the reader
+// keeps the connection alive: PostgreSQL ends a replication connection it
+// has not heard from for wal_sender_timeout, and streaming again would
+// start from the slot's confirmed position and send the backlog again, for
+// ever if handing it off always takes longer. So it reports the broker's
+// confirmed position whenever a status is due. It reads nothing meanwhile
+// (the next messages are data, to be handled in order, and the server's
+// memory, not ours, holds them): the keepalives waiting behind them need
+// no answer, since the server asks for one only after half its timeout
+// without a status, and statusEvery reports more often.
+func (rd *reader) handOff(ctx context.Context, evs []event) error {
+	rd.handedOff.Add(int64(len(evs)))
+	for {
+		due := time.NewTimer(time.Until(rd.next))
+		select {
+		case rd.txs <- evs:
+			due.Stop()
+			return nil
+		case <-ctx.Done():
+			due.Stop()
+			return ctx.Err()
+		case <-due.C:
+		}
+		if err := rd.report(); err != nil {
+			return err
 		}
 	}
 }
